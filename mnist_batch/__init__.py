@@ -1,0 +1,2 @@
+"""Batch classification of handwritten digit images."""
+__version__ = "0.1.0"

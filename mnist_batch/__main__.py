@@ -1,0 +1,3 @@
+from mnist_batch.cli import main
+
+main()

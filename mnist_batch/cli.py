@@ -1,0 +1,142 @@
+"""The command line: parse options, build one options dataclass, call one job function.
+
+Heavy imports (torch, polars, matplotlib) happen inside the commands so that
+`mnist-batch --help` answers at once.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mnist_batch import __version__
+from mnist_batch.errors import FAILURE, UserError
+
+EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
+2 usage error; 3 classify finished but some inputs could not be classified;
+4 report accuracy below --min-accuracy."""
+
+app = typer.Typer(
+    help=f"Classify folders of handwritten digit images with a small CNN.\n\n{EXIT_CODES}",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+Device = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+DataDir = typer.Option(None, "--data-dir", help="Folder of the MNIST IDX files (else $MNIST_BATCH_DATA, else the cache).")
+Download = typer.Option(False, "--download", help="Fetch MNIST with torchvision when it is not found.")
+Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def progress_wanted(quiet: bool) -> bool:
+    """Bars only for a person watching: never in cron mail or a redirected log."""
+    return not quiet and sys.stderr.isatty()
+
+
+def fail(message: str, code: int = FAILURE):
+    typer.echo(f"mnist-batch: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run_job(ctx: typer.Context, job, *args):
+    """Call a job; user errors and crashes become one line on stderr (--debug: traceback)."""
+    debug = (ctx.obj or {}).get("debug", False)
+    try:
+        return job(*args)
+    except UserError as error:
+        if debug:
+            raise
+        fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("mnist-batch: interrupted", err=True)
+        raise typer.Exit(130)
+    except Exception as error:
+        if debug:
+            raise
+        fail(f"{type(error).__name__}: {error} (rerun with --debug for the traceback)")
+
+
+def version_callback(value: bool):
+    if value:
+        typer.echo(f"mnist-batch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+):
+    ctx.obj = {"debug": debug}
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    epochs: int = typer.Option(4, help="Passes over the 60,000 training images."),
+    batch_size: int = typer.Option(128, help="Images per optimiser step."),
+    lr: float = typer.Option(0.01, help="Peak learning rate of the one-cycle schedule (Adam)."),
+    seed: int = typer.Option(1, help="Random seed; the same seed on the CPU gives the same weights."),
+    device: str = Device,
+    data_dir: Optional[Path] = DataDir,
+    download: bool = Download,
+    out: Path = typer.Option(Path("runs/train"), help="Folder for lenet.safetensors, metrics.json, loss.png, accuracy.png."),
+    augment: bool = typer.Option(False, help="Light random affine jitter (rotation, scale, shear, shift)."),
+    dry_run: bool = typer.Option(False, help="One epoch of 10 batches: checks the whole path quickly."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: all cores)."),
+    quiet: bool = Quiet,
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+):
+    """Train the network on MNIST and write a checkpoint, metrics and plots.
+
+    Example: mnist-batch train --epochs 3 --out runs/train
+    """
+    from mnist_batch.train import TrainOptions, train as train_job
+
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                        data_dir=data_dir, download=download, out=out, augment=augment,
+                        dry_run=dry_run, threads=threads, progress=progress_wanted(quiet))
+    summary = run_job(ctx, train_job, opts)
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}) "
+                   f"after {summary['epochs']} epochs in {summary['seconds']:.1f} s "
+                   f"on {summary['device']} -> {summary['checkpoint']}")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    checkpoint: Optional[Path] = typer.Option(None, help="A .safetensors checkpoint (default: the bundled one)."),
+    device: str = Device,
+    data_dir: Optional[Path] = DataDir,
+    download: bool = Download,
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+):
+    """Accuracy, loss and per-class accuracy of a checkpoint on the 10,000 MNIST test images.
+
+    Example: mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
+    """
+    from mnist_batch.evaluate import EvaluateOptions, evaluate as evaluate_job
+    from mnist_batch.model import DEFAULT_CHECKPOINT
+
+    opts = EvaluateOptions(checkpoint=checkpoint or DEFAULT_CHECKPOINT, data_dir=data_dir,
+                           download=download, device=device)
+    result = run_job(ctx, evaluate_job, opts)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['checkpoint']}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
+               f"on {result['images']} MNIST test images")
+    typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
+
+
+def main():
+    app()

@@ -1,0 +1,124 @@
+"""MNIST IDX files: find them, check them, read them into uint8 arrays.
+
+Lookup order: --data-dir, then $MNIST_BATCH_DATA, then the per-user cache
+(~/.cache/mnist-batch, or $XDG_CACHE_HOME/mnist-batch). Each place may hold the
+files directly or in torchvision's MNIST/raw layout, raw or gzipped.
+"""
+
+import gzip
+import hashlib
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from mnist_batch.errors import UserError
+
+ENV_VAR = "MNIST_BATCH_DATA"
+
+# MD5 of the uncompressed files (a .gz is checked after decompression).
+MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+COUNTS = {"train": 60_000, "t10k": 10_000}
+
+
+class Mnist(NamedTuple):
+    train_images: np.ndarray  # (60000, 28, 28) uint8
+    train_labels: np.ndarray  # (60000,) uint8
+    test_images: np.ndarray  # (10000, 28, 28) uint8
+    test_labels: np.ndarray  # (10000,) uint8
+    md5: dict[str, str]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnist-batch"
+
+
+def candidate_dirs(data_dir: Path | None) -> list[Path]:
+    if data_dir is not None:
+        return [Path(data_dir)]
+    env = os.environ.get(ENV_VAR)
+    return [Path(env)] if env else [cache_dir()]
+
+
+def find_file(directory: Path, name: str) -> Path | None:
+    for folder in (directory, directory / "MNIST" / "raw"):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def locate(data_dir: Path | None = None, download: bool = False) -> dict[str, Path]:
+    """Paths of the four MNIST files, or a UserError saying which is missing and what to do."""
+    directory = candidate_dirs(data_dir)[0]
+    if download:
+        fetch(directory)
+    found = {name: find_file(directory, name) for name in MD5}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        source = "--data-dir" if data_dir else (f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the cache")
+        raise UserError(
+            f"MNIST file {missing[0]} not found in {directory} ({source}); "
+            f"point --data-dir or ${ENV_VAR} at the folder holding the IDX files, or add --download"
+        )
+    return found  # type: ignore[return-value]
+
+
+def fetch(directory: Path) -> None:
+    """Download with torchvision's MNIST class, which knows the mirrors and checks MD5s."""
+    from torchvision.datasets import MNIST
+
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        MNIST(root=str(directory), train=True, download=True)
+        MNIST(root=str(directory), train=False, download=True)
+    except Exception as error:  # network errors come in many types; all mean the same to the user
+        raise UserError(f"could not download MNIST into {directory}: {error}") from error
+
+
+def read_idx(path: Path, magic: int, count: int) -> tuple[np.ndarray, str]:
+    """Read one IDX file, checking magic number, sizes and MD5; returns (array, md5)."""
+    name = path.name.removesuffix(".gz")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as error:
+        raise UserError(f"cannot read MNIST file {path}: {error}; replace it or use --download") from error
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != MD5[name]:
+        raise UserError(
+            f"MNIST file {path} is corrupt (MD5 {digest}, expected {MD5[name]}); "
+            "replace it with the original or use --download"
+        )
+    # The MD5 already pins the content; the header check guards against a swapped name.
+    header = np.frombuffer(raw[:4], ">u4")[0]
+    if header != magic:
+        raise UserError(f"MNIST file {path} has magic {header}, expected {magic}")
+    dims = 3 if magic == IMAGES_MAGIC else 1
+    shape = tuple(int(n) for n in np.frombuffer(raw[4 : 4 + 4 * dims], ">u4"))
+    if shape[0] != count:
+        raise UserError(f"MNIST file {path} holds {shape[0]} items, expected {count}")
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape), digest
+
+
+def load(data_dir: Path | None = None, download: bool = False) -> Mnist:
+    paths = locate(data_dir, download)
+    arrays, md5 = {}, {}
+    for name, path in paths.items():
+        split = name.split("-")[0]
+        magic = IMAGES_MAGIC if "images" in name else LABELS_MAGIC
+        arrays[name], md5[name] = read_idx(path, magic, COUNTS[split])
+    return Mnist(
+        arrays["train-images-idx3-ubyte"],
+        arrays["train-labels-idx1-ubyte"],
+        arrays["t10k-images-idx3-ubyte"],
+        arrays["t10k-labels-idx1-ubyte"],
+        md5,
+    )

@@ -1,0 +1,16 @@
+"""Errors the CLI turns into one line on stderr and a documented exit code."""
+
+# Exit codes, documented in --help and the README.
+OK = 0
+FAILURE = 1  # the job could not run or finish: bad data, bad checkpoint, internal error
+USAGE = 2  # bad command line (Click's own code for usage errors)
+PARTIAL = 3  # classify finished, but some inputs could not be classified
+GATE = 4  # report: accuracy below --min-accuracy
+
+
+class UserError(Exception):
+    """Something the user can fix: the message says what, which file, and what to do."""
+
+    def __init__(self, message: str, exit_code: int = FAILURE):
+        super().__init__(message)
+        self.exit_code = exit_code

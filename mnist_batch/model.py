@@ -1,0 +1,127 @@
+"""The network, device choice, and checkpoints (safetensors + metadata, no pickle)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mnist_batch.errors import UserError
+
+ARCHITECTURE = "lenet"
+MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, the seed's normalisation
+CLASSES = [str(digit) for digit in range(10)]
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "lenet.safetensors"
+
+
+class LeNet(nn.Module):
+    """The seed's network: two 3x3 convolutions, three linear layers, 60,074 parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3)
+        self.conv2 = nn.Conv2d(6, 16, 3)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return F.log_softmax(self.fc3(x), dim=1)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) as the network was trained on."""
+    return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' prefers cuda, then mps, then cpu; a named device that is absent is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if name not in available:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    if not available[name]:
+        raise UserError(f"device {name!r} is not available on this machine; use --device auto or cpu")
+    return torch.device(name)
+
+
+def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
+    """Weights in safetensors; metadata values are JSON so that numbers and lists survive."""
+    from safetensors.torch import save_file
+
+    header = {"architecture": ARCHITECTURE, "mean": MEAN, "std": STD, "classes": CLASSES}
+    header |= metadata
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in header.items()})
+    tmp.replace(path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a checkpoint file, or a UserError naming what is wrong."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; pass --checkpoint with a .safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(
+            f"checkpoint {path} is not a readable safetensors file ({error}); "
+            "it may be truncated or of another type: retrain with `mnist-batch train`"
+        ) from error
+    try:
+        metadata = {k: json.loads(v) for k, v in raw_meta.items()}
+    except json.JSONDecodeError as error:
+        raise UserError(f"checkpoint {path} has unreadable metadata: {error}") from error
+    return tensors, metadata
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[LeNet, dict]:
+    """Model in eval mode on `device`, plus metadata; checks architecture and every shape."""
+    tensors, metadata = read_checkpoint(path)
+    architecture = metadata.get("architecture")
+    if architecture != ARCHITECTURE:
+        raise UserError(
+            f"checkpoint {path} is for architecture {architecture!r}, not {ARCHITECTURE!r}; "
+            "use a checkpoint made by `mnist-batch train`"
+        )
+    model = LeNet()
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        if name not in tensors:
+            raise UserError(f"checkpoint {path} lacks tensor {name!r}; it is not a {ARCHITECTURE} checkpoint")
+        if tensors[name].shape != tensor.shape:
+            raise UserError(
+                f"checkpoint {path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                f"expected {tuple(tensor.shape)}"
+            )
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        raise UserError(f"checkpoint {path} has unexpected tensor {extra[0]!r}; it is not a {ARCHITECTURE} checkpoint")
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), metadata
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,162 @@
+"""Training: MNIST held whole as tensors on the device, shuffled index batches, Adam with a
+one-cycle schedule, per-epoch train/test metrics, then checkpoint + metrics + plots."""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from mnist_batch import data, plots
+from mnist_batch.model import LeNet, normalize, pick_device, save_checkpoint
+
+CHECKPOINT_NAME = "lenet.safetensors"
+DRY_RUN_BATCHES = 10
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 0.01
+    seed: int = 1
+    device: str = "auto"
+    data_dir: Path | None = None
+    download: bool = False
+    out: Path = Path("runs/train")
+    augment: bool = False
+    dry_run: bool = False
+    threads: int = 0  # 0: torch's default (all cores)
+    progress: bool = True
+
+
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000) -> dict:
+    """Loss, accuracy and per-class accuracy of `model` on uint8 images held on its device."""
+    model.eval()
+    losses, predictions = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            output = model(normalize(images[start : start + batch_size]))
+            target = labels[start : start + batch_size]
+            losses.append(F.nll_loss(output, target, reduction="sum"))
+            predictions.append(output.argmax(1))
+    predicted = torch.cat(predictions)
+    correct = predicted == labels
+    per_class = [correct[labels == digit].float().mean().item() for digit in range(10)]
+    return {
+        "loss": torch.stack(losses).sum().item() / len(labels),
+        "accuracy": correct.float().mean().item(),
+        "per_class_accuracy": per_class,
+    }
+
+
+def make_augment():
+    """Light affine jitter (rotation, scale, shear, shift) applied on the device.
+
+    transforms.v2 draws one set of parameters per call, so each batch is cut into
+    small groups that each get their own draw.
+    """
+    from torchvision.transforms import v2
+
+    affine = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=8)
+
+    def augment(images: torch.Tensor, group: int = 8) -> torch.Tensor:
+        return torch.cat([affine(chunk) for chunk in images.unsqueeze(1).split(group)]).squeeze(1)
+
+    return augment
+
+
+def train(opts: TrainOptions) -> dict:
+    started = time.perf_counter()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    device = pick_device(opts.device)
+    mnist = data.load(opts.data_dir, opts.download)
+
+    # The whole training set lives on the device: 47 MB of uint8, batched by index.
+    train_x = torch.from_numpy(mnist.train_images.copy()).to(device)
+    train_y = torch.from_numpy(mnist.train_labels.astype("int64")).to(device)
+    test_x = torch.from_numpy(mnist.test_images.copy()).to(device)
+    test_y = torch.from_numpy(mnist.test_labels.astype("int64")).to(device)
+
+    # channels_last makes the small convolutions about 10% faster on the CPU.
+    model = LeNet().to(device, memory_format=torch.channels_last)
+    steps_per_epoch = DRY_RUN_BATCHES if opts.dry_run else -(-len(train_x) // opts.batch_size)
+    epochs = 1 if opts.dry_run else opts.epochs
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=opts.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
+    )
+    augment = make_augment() if opts.augment else None
+    shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
+
+    history = []
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_x), generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch",
+                   disable=not opts.progress, leave=False)
+        for step in bar:
+            index = order[step * opts.batch_size : (step + 1) * opts.batch_size]
+            images, labels = train_x[index], train_y[index]
+            if augment is not None:
+                images = augment(images)
+            output = model(normalize(images).contiguous(memory_format=torch.channels_last))
+            loss = F.nll_loss(output, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            # Accumulate on the device: no host sync per step.
+            loss_sum += loss.detach() * len(labels)
+            correct += (output.argmax(1) == labels).sum()
+            seen += len(labels)
+        test = evaluate(model, test_x, test_y)
+        history.append({
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / seen,
+            "train_accuracy": correct.item() / seen,
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "seconds": time.perf_counter() - epoch_start,
+        })
+        if opts.progress:
+            last = history[-1]
+            tqdm.write(f"epoch {epoch}: train loss {last['train_loss']:.4f}, "
+                       f"test accuracy {last['test_accuracy']:.2%}")
+
+    final = evaluate(model, test_x, test_y)
+    hyper = {k: v for k, v in asdict(opts).items() if k in ("batch_size", "lr", "augment")}
+    metadata = {
+        "epochs": epochs,
+        "hyperparameters": hyper | {"optimizer": "adam", "schedule": "one-cycle"},
+        "seed": opts.seed,
+        "dry_run": opts.dry_run,
+        "test_accuracy": final["accuracy"],
+        "test_loss": final["loss"],
+        "mnist_md5": mnist.md5,
+        "torch_version": torch.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = Path(opts.out)
+    checkpoint = out / CHECKPOINT_NAME
+    save_checkpoint(model, checkpoint, metadata)
+    summary = metadata | {
+        "checkpoint": str(checkpoint),
+        "per_class_accuracy": final["per_class_accuracy"],
+        "history": history,
+        "seconds": time.perf_counter() - started,
+        "device": str(device),
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plots.training_curves(history, out)
+    return summary
