@@ -138,5 +138,47 @@ def evaluate(
     typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
 
 
+@app.command()
+def classify(
+    ctx: typer.Context,
+    inputs: list[str] = typer.Argument(None, help="Image files and folders (walked recursively).", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Result file, .parquet or .csv."),
+    files_from: Optional[str] = typer.Option(None, "--files-from", help="File listing input paths, one per line; - for stdin."),
+    include: list[str] = typer.Option([], "--include", help="Keep only paths matching this glob (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Drop paths matching this glob (repeatable)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="parquet or csv (default: from the --out extension)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A .safetensors checkpoint (default: the bundled one)."),
+    device: str = Device,
+    workers: int = typer.Option(0, help="Decoding processes (0: one per core)."),
+    batch_size: int = typer.Option(512, help="Images per model batch."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run: classify only inputs without a row."),
+    max_pixels: int = typer.Option(40_000_000, help="Refuse images with more pixels than this, before decoding."),
+    quiet: bool = Quiet,
+):
+    """Classify digit images into a Parquet or CSV file: one row per input, failures included.
+
+    Example: mnist-batch classify ./scans --out preds.parquet
+
+    Exit codes: 0 every input classified (or blank); 3 some inputs could not be
+    classified (their rows say why); 1 failure; 2 usage error.
+    """
+    from mnist_batch.classify import ClassifyOptions, classify as classify_job
+    from mnist_batch.errors import PARTIAL
+
+    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, files_from=files_from,
+                           include=tuple(include), exclude=tuple(exclude), format=fmt,
+                           checkpoint=checkpoint, device=device, workers=workers,
+                           batch_size=batch_size, overwrite=overwrite, resume=resume,
+                           max_pixels=max_pixels, progress=progress_wanted(quiet))
+    summary = run_job(ctx, classify_job, opts)
+    blank = f", {summary['blank']} blank" if summary["blank"] else ""
+    typer.echo(f"{summary['rows']} rows -> {summary['out']}: {summary['ok']} ok{blank}, "
+               f"{summary['failed']} failed; {summary['seconds']:.2f} s, "
+               f"{summary['images_per_second']:,.0f} images/s on {summary['device']}")
+    if summary["failed"]:
+        raise typer.Exit(PARTIAL)
+
+
 def main():
     app()

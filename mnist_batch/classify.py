@@ -1,0 +1,212 @@
+"""The batch inference pipeline.
+
+    discover paths -> decode + preprocess (worker processes) -> batches of 28x28 uint8
+    -> model on the device -> softmax -> rows -> part files -> merge + atomic rename
+
+The worker pool is forked before torch is imported: the workers stay small, and they
+decode the first images while the main process is still loading torch and the model.
+At most a few chunks are in flight, so memory stays flat whatever the number of inputs.
+"""
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_batch import images
+from mnist_batch.discover import discover
+from mnist_batch.errors import USAGE, UserError
+
+PART_ROWS = 8192  # rows per part file: what a crash can cost, and what --resume skips
+MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    inputs: tuple[str, ...]
+    out: Path
+    files_from: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    format: str | None = None
+    checkpoint: Path | None = None  # None: the bundled checkpoint
+    device: str = "auto"
+    workers: int = 0  # 0: one per core
+    batch_size: int = 512
+    overwrite: bool = False
+    resume: bool = False
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    progress: bool = True
+
+
+def preprocess_chunk(paths: list[str], max_pixels: int) -> tuple:
+    """Worker: paths -> (digits (k, 28, 28) uint8 for the ok ones, statuses, errors, sizes, mtimes)."""
+    digits, statuses, errors, sizes, mtimes = [], [], [], [], []
+    for path in paths:
+        try:
+            info = os.stat(path)
+            sizes.append(info.st_size)
+            mtimes.append(info.st_mtime_ns)
+        except OSError:
+            sizes.append(None)
+            mtimes.append(None)
+        digit, status, error = images.load_path(path, max_pixels)
+        statuses.append(status)
+        errors.append(error)
+        if digit is not None:
+            digits.append(digit)
+    stacked = np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
+    return stacked, statuses, errors, sizes, mtimes
+
+
+def predict(model, digits: np.ndarray, device) -> np.ndarray:
+    """(n, 28, 28) uint8 -> (n, 10) float32 softmax probabilities."""
+    import torch
+
+    from mnist_batch.model import normalize
+
+    if len(digits) == 0:
+        return np.zeros((0, 10), np.float32)
+    batch = torch.from_numpy(digits)
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)  # overlaps the copy with compute
+    with torch.inference_mode():
+        return model(normalize(batch.to(device))).exp().float().cpu().numpy()
+
+
+def spread_probs(probs: np.ndarray, statuses: list[str]) -> np.ndarray:
+    """Probabilities of the ok inputs placed at their rows among all inputs of a chunk."""
+    full = np.zeros((len(statuses), 10), np.float32)
+    full[[i for i, status in enumerate(statuses) if status == images.OK]] = probs
+    return full
+
+
+def pool_context():
+    # fork is what makes the early start cheap; where it is missing, spawn works too.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def check_output(opts: ClassifyOptions, fmt_out: Path) -> None:
+    if opts.overwrite and opts.resume:
+        raise UserError("--overwrite and --resume contradict each other: pick one", USAGE)
+    if fmt_out.exists() and not opts.overwrite:
+        hint = "nothing to resume; " if opts.resume else ""
+        raise UserError(f"{fmt_out} exists; {hint}pass --overwrite to replace it", USAGE)
+
+
+def classify(opts: ClassifyOptions) -> dict:
+    from mnist_batch import results  # polars: after discovery, and outside the forked workers' way
+
+    started = time.perf_counter()
+    out = Path(opts.out)
+    fmt = results.output_format(out, opts.format)
+    check_output(opts, out)
+    parts = results.parts_dir(out)
+    paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
+
+    previous = results.existing_parts(parts)
+    if previous and not opts.resume:
+        log(f"removing {len(previous)} part files of an unfinished earlier run in {parts} "
+            "(use --resume to continue it instead)")
+        for part in previous:
+            part.unlink()
+        previous = []
+    done = results.done_paths(parts) if previous else set()
+    todo = [path for path in paths if path not in done]
+    if done:
+        log(f"resuming: {len(paths) - len(todo)} of {len(paths)} inputs already have rows")
+
+    workers = opts.workers or cpu_count()
+    # Small runs still get every worker busy; large runs use whole batches.
+    chunk = max(16, min(opts.batch_size, -(-len(todo) // (workers * 4)) if todo else 16))
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+
+    statuses: Counter = Counter()
+    shown_errors = 0
+    rate_start = None
+    with pool_context().Pool(workers) as pool:
+        in_flight = deque()
+        pending = iter(chunks)
+
+        def submit():
+            batch = next(pending, None)
+            if batch is not None:
+                in_flight.append((batch, pool.apply_async(preprocess_chunk, (batch, opts.max_pixels))))
+
+        for _ in range(workers * 3):
+            submit()
+
+        # Loaded while the workers decode the first chunks.
+        from tqdm import tqdm
+
+        from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256, load_checkpoint, pick_device
+
+        device = pick_device(opts.device)
+        checkpoint = Path(opts.checkpoint or DEFAULT_CHECKPOINT)
+        model, _ = load_checkpoint(checkpoint, device)
+        checkpoint_sha = file_sha256(checkpoint)
+
+        sequence = len(previous)
+        buffered, buffered_rows = [], 0
+        bar = tqdm(total=len(todo), unit="img", disable=not opts.progress, smoothing=0.1)
+        rate_start = time.perf_counter()
+        while in_flight:
+            batch, result = in_flight.popleft()
+            digits, chunk_statuses, errors, sizes, mtimes = result.get()
+            submit()
+            probs = spread_probs(predict(model, digits, device), chunk_statuses)
+            buffered.append(results.build_rows(batch, chunk_statuses, errors, probs, sizes, mtimes,
+                                               checkpoint.name, checkpoint_sha))
+            buffered_rows += len(batch)
+            statuses.update(chunk_statuses)
+            for path, status, error in zip(batch, chunk_statuses, errors):
+                if status not in (images.OK, images.BLANK) and shown_errors < MAX_SHOWN_ERRORS:
+                    log(f"{path}: {status}: {error}")
+                    shown_errors += 1
+            if buffered_rows >= PART_ROWS or not in_flight:
+                import polars as pl
+
+                results.write_part(parts, sequence, pl.concat(buffered))
+                sequence += 1
+                buffered, buffered_rows = [], 0
+            bar.update(len(batch))
+        bar.close()
+    rate_seconds = time.perf_counter() - rate_start
+
+    rows = results.finish(parts, out, fmt)
+    failed = sum(n for status, n in statuses.items() if status not in (images.OK, images.BLANK))
+    if failed > shown_errors:
+        log(f"{failed - shown_errors} more inputs could not be classified: see the status and error columns of {out}")
+    return {
+        "out": str(out),
+        "format": fmt,
+        "inputs": len(paths),
+        "rows": rows,
+        "classified_now": len(todo),
+        "ok": statuses[images.OK],
+        "blank": statuses[images.BLANK],
+        "failed": failed,
+        "statuses": dict(statuses),
+        "seconds": time.perf_counter() - started,
+        "images_per_second": len(todo) / rate_seconds if todo and rate_seconds > 0 else 0.0,
+        "workers": workers,
+        "device": str(device),
+        "checkpoint": str(checkpoint),
+    }
+
+
+def cpu_count() -> int:
+    """Cores this process may use (a container or taskset can allow fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def log(message: str) -> None:
+    print(f"mnist-batch: {message}", file=sys.stderr)

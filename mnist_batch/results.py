@@ -1,0 +1,131 @@
+"""THE result file: its schema, how rows are built, and how files are written.
+
+A run streams rows into part files in a hidden folder beside --out; a finished run
+merges them, sorted by path, into a temporary file that is renamed onto --out. A crash
+leaves --out untouched and the parts in place for --resume.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from mnist_batch.errors import USAGE, UserError
+
+SCHEMA_VERSION = "1"
+PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
+# Changing a column's name, type or meaning bumps SCHEMA_VERSION and the README's table.
+SCHEMA = {
+    "path": pl.String,  # the input path as discovered (relative paths stay relative)
+    "status": pl.String,  # ok, blank, or an error kind (missing, unreadable, empty, not_image, ...)
+    "error": pl.String,  # why the input was not classified; null when status is ok
+    "pred": pl.Int8,  # predicted digit 0-9; null unless status is ok
+    "confidence": pl.Float32,  # probability of pred
+    **{column: pl.Float32 for column in PROB_COLUMNS},  # softmax over the ten digits
+    "file_size": pl.Int64,  # bytes when read; null if the file could not be stat'ed
+    "file_mtime_ns": pl.Int64,  # modification time, ns since the Unix epoch
+    "checkpoint": pl.String,  # file name of the checkpoint that produced the row
+    "checkpoint_sha256": pl.String,
+}
+FORMATS = ("parquet", "csv")
+
+
+def output_format(out: Path, requested: str | None) -> str:
+    if requested:
+        if requested not in FORMATS:
+            raise UserError(f"unknown --format {requested!r}; use parquet or csv", USAGE)
+        return requested
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in FORMATS:
+        return suffix
+    raise UserError(f"cannot tell the format of {out}: name it .parquet or .csv, or pass --format", USAGE)
+
+
+def build_rows(
+    paths: list[str],
+    statuses: list[str],
+    errors: list[str | None],
+    probs: np.ndarray,
+    sizes: list[int | None],
+    mtimes: list[int | None],
+    checkpoint: str,
+    checkpoint_sha256: str,
+) -> pl.DataFrame:
+    """One row per input. `probs` is (n, 10) float32; its rows for inputs that are not ok are ignored."""
+    ok = np.array([status == "ok" for status in statuses], dtype=bool)
+    columns = {
+        "path": paths,
+        "status": statuses,
+        "error": errors,
+        "pred": np.where(ok, probs.argmax(axis=1), 0).astype(np.int8),
+        "confidence": probs.max(axis=1).astype(np.float32),
+        **{column: probs[:, digit].astype(np.float32) for digit, column in enumerate(PROB_COLUMNS)},
+        "file_size": sizes,
+        "file_mtime_ns": mtimes,
+        "checkpoint": [checkpoint] * len(paths),
+        "checkpoint_sha256": [checkpoint_sha256] * len(paths),
+    }
+    frame = pl.DataFrame(columns, schema=SCHEMA)
+    only_ok = ["pred", "confidence", *PROB_COLUMNS]
+    return frame.with_columns(
+        pl.when(pl.Series(ok)).then(pl.col(column)).otherwise(None).alias(column) for column in only_ok
+    )
+
+
+def empty_rows() -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMA)
+
+
+def parts_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.parts"
+
+
+def write_part(directory: Path, sequence: int, rows: pl.DataFrame) -> None:
+    """Each part is complete or absent: written under a temporary name, then renamed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"part-{sequence:06d}.parquet"
+    tmp = directory / f".part-{sequence:06d}.tmp"
+    rows.write_parquet(tmp)
+    os.replace(tmp, final)
+
+
+def existing_parts(directory: Path) -> list[Path]:
+    return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+
+
+def done_paths(directory: Path) -> set[str]:
+    """Inputs that already have a row in the parts of an interrupted run."""
+    parts = existing_parts(directory)
+    if not parts:
+        return set()
+    return set(pl.scan_parquet(parts).select("path").collect()["path"].to_list())
+
+
+def finish(directory: Path, out: Path, fmt: str) -> int:
+    """Merge the parts, sorted by path, into --out atomically; returns the row count."""
+    parts = existing_parts(directory)
+    frame = pl.scan_parquet(parts).sort("path") if parts else empty_rows().lazy()
+    rows = frame.select(pl.len()).collect().item()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        if fmt == "parquet":
+            frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION},
+                               sync_on_close="all")
+        else:
+            frame.sink_csv(tmp, sync_on_close="all")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    return rows
+
+
+def scan(path: str | Path) -> pl.LazyFrame:
+    """A result file (Parquet or CSV) as a lazy frame with the documented types."""
+    path = str(path)
+    if path.lower().endswith(".csv"):
+        return pl.scan_csv(path, schema_overrides=SCHEMA)
+    return pl.scan_parquet(path)
