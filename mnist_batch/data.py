@@ -28,12 +28,10 @@ IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 COUNTS = {"train": 60_000, "t10k": 10_000}
 
 
-class Mnist(NamedTuple):
-    train_images: np.ndarray  # (60000, 28, 28) uint8
-    train_labels: np.ndarray  # (60000,) uint8
-    test_images: np.ndarray  # (10000, 28, 28) uint8
-    test_labels: np.ndarray  # (10000,) uint8
-    md5: dict[str, str]
+class Split(NamedTuple):
+    images: np.ndarray  # (n, 28, 28) uint8
+    labels: np.ndarray  # (n,) uint8
+    md5: dict[str, str]  # file name -> MD5, recorded in checkpoints
 
 
 def cache_dir() -> Path:
@@ -56,12 +54,12 @@ def find_file(directory: Path, name: str) -> Path | None:
     return None
 
 
-def locate(data_dir: Path | None = None, download: bool = False) -> dict[str, Path]:
-    """Paths of the four MNIST files, or a UserError saying which is missing and what to do."""
+def locate(names: list[str], data_dir: Path | None = None, download: bool = False) -> dict[str, Path]:
+    """Paths of the named MNIST files, or a UserError saying which is missing and what to do."""
     directory = candidate_dirs(data_dir)[0]
     if download:
         fetch(directory)
-    found = {name: find_file(directory, name) for name in MD5}
+    found = {name: find_file(directory, name) for name in names}
     missing = [name for name, path in found.items() if path is None]
     if missing:
         source = "--data-dir" if data_dir else (f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the cache")
@@ -108,17 +106,10 @@ def read_idx(path: Path, magic: int, count: int) -> tuple[np.ndarray, str]:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape), digest
 
 
-def load(data_dir: Path | None = None, download: bool = False) -> Mnist:
-    paths = locate(data_dir, download)
-    arrays, md5 = {}, {}
-    for name, path in paths.items():
-        split = name.split("-")[0]
-        magic = IMAGES_MAGIC if "images" in name else LABELS_MAGIC
-        arrays[name], md5[name] = read_idx(path, magic, COUNTS[split])
-    return Mnist(
-        arrays["train-images-idx3-ubyte"],
-        arrays["train-labels-idx1-ubyte"],
-        arrays["t10k-images-idx3-ubyte"],
-        arrays["t10k-labels-idx1-ubyte"],
-        md5,
-    )
+def load(split: str, data_dir: Path | None = None, download: bool = False) -> Split:
+    """One split, "train" (60,000 images) or "t10k" (the 10,000 test images)."""
+    names = [f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"]
+    paths = locate(names, data_dir, download)
+    images, images_md5 = read_idx(paths[names[0]], IMAGES_MAGIC, COUNTS[split])
+    labels, labels_md5 = read_idx(paths[names[1]], LABELS_MAGIC, COUNTS[split])
+    return Split(images, labels, {names[0]: images_md5, names[1]: labels_md5})

@@ -21,9 +21,9 @@ class EvaluateOptions:
 def evaluate(opts: EvaluateOptions) -> dict:
     device = pick_device(opts.device)
     model, metadata = load_checkpoint(opts.checkpoint, device)
-    mnist = data.load(opts.data_dir, opts.download)
-    images = torch.from_numpy(mnist.test_images.copy()).to(device)
-    labels = torch.from_numpy(mnist.test_labels.astype("int64")).to(device)
+    test_set = data.load("t10k", opts.data_dir, opts.download)
+    images = torch.from_numpy(test_set.images.copy()).to(device)
+    labels = torch.from_numpy(test_set.labels.astype("int64")).to(device)
     result = evaluate_model(model, images, labels)
     return {
         "checkpoint": str(opts.checkpoint),

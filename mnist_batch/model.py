@@ -1,6 +1,7 @@
 """The network, device choice, and checkpoints (safetensors + metadata, no pickle)."""
 
 import hashlib
+import os
 import json
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in header.items()})
+    os.chmod(tmp, 0o644)  # safetensors creates it private; a bundled checkpoint must be readable
     tmp.replace(path)
 
 

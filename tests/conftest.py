@@ -1,0 +1,49 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_batch.cli import app
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST files, through $MNIST_BATCH_DATA (the Makefile sets it)."""
+    env = os.environ.get("MNIST_BATCH_DATA")
+    if env and (Path(env) / "t10k-images-idx3-ubyte").is_file():
+        return Path(env)
+    message = f"real MNIST files not found: set MNIST_BATCH_DATA (now {env!r})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dir):
+    from mnist_batch import data
+
+    return data.load("t10k", mnist_dir)
+
+
+def run_cli(*args, input=None):
+    """The real CLI in-process; stdout and stderr kept apart."""
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[Path]:
+    """MNIST digits as PNG files under folder/<label>/."""
+    paths = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = folder / str(label) / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,142 @@
+"""Package, data, model, checkpoints, train and evaluate, through the real CLI."""
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from mnist_batch.model import DEFAULT_CHECKPOINT, LeNet
+
+BIN = Path(sys.executable).parent
+
+
+def test_torchvision_imports_in_installed_environment():
+    done = subprocess.run([sys.executable, "-c", "import torchvision, torchvision.transforms.v2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_lenet_has_the_seed_architecture():
+    model = LeNet()
+    assert sum(p.numel() for p in model.parameters()) == 60_074
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_help_version_and_exit_codes(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for word in ("train", "evaluate", "classify", "report", "Exit codes"):
+        assert word in result.stdout
+    for command in ("train", "evaluate", "classify", "report"):
+        assert "Example:" in cli(command, "--help").stdout
+    assert cli("--version").stdout.startswith("mnist-batch ")
+
+
+def test_console_script_runs_as_a_subprocess(mnist_dir):
+    done = subprocess.run([BIN / "mnist-batch", "evaluate", "--json", "--data-dir", mnist_dir],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["images"] == 10_000
+    module = subprocess.run([sys.executable, "-m", "mnist_batch", "--version"], capture_output=True, text=True)
+    assert module.returncode == 0 and "mnist-batch" in module.stdout
+
+
+def test_bundled_checkpoint_scores_99_and_matches_its_metadata(cli, mnist_dir):
+    result = cli("evaluate", "--json", "--data-dir", mnist_dir)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["accuracy"] >= 0.99
+    assert report["accuracy"] == pytest.approx(report["recorded_test_accuracy"], abs=1e-4)
+    assert len(report["per_class_accuracy"]) == 10
+
+
+def one_line_error(result, *words):
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_missing_data_directory_is_one_line(cli, tmp_path):
+    one_line_error(cli("evaluate", "--data-dir", tmp_path), "t10k-images-idx3-ubyte", "--download")
+
+
+def test_corrupt_or_gzipped_data(cli, tmp_path, mnist_dir):
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(mnist_dir / name, tmp_path / name)
+    # gzip is read as well as raw
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress((mnist_dir / "t10k-images-idx3-ubyte").read_bytes()))
+    assert cli("evaluate", "--data-dir", tmp_path).exit_code == 0
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes((mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()[:-10])
+    one_line_error(cli("evaluate", "--data-dir", tmp_path), "t10k-labels-idx1-ubyte", "corrupt")
+
+
+def test_bad_checkpoints_fail_with_one_line(cli, tmp_path, mnist_dir):
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(DEFAULT_CHECKPOINT.read_bytes()[:5000])
+    one_line_error(cli("evaluate", "--checkpoint", truncated, "--data-dir", mnist_dir), "truncated.safetensors")
+
+    not_a_checkpoint = tmp_path / "photo.safetensors"
+    not_a_checkpoint.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    one_line_error(cli("evaluate", "--checkpoint", not_a_checkpoint, "--data-dir", mnist_dir), "not a readable")
+
+    other = tmp_path / "other.safetensors"
+    save_file(load_file(DEFAULT_CHECKPOINT), str(other), metadata={"architecture": json.dumps("resnet18")})
+    one_line_error(cli("evaluate", "--checkpoint", other, "--data-dir", mnist_dir), "resnet18", "lenet")
+
+    reshaped = tmp_path / "reshaped.safetensors"
+    tensors = load_file(DEFAULT_CHECKPOINT)
+    tensors["fc3.weight"] = torch.zeros(5, 84)
+    save_file(tensors, str(reshaped), metadata={"architecture": json.dumps("lenet")})
+    one_line_error(cli("evaluate", "--checkpoint", reshaped, "--data-dir", mnist_dir), "fc3.weight", "(10, 84)")
+
+    one_line_error(cli("evaluate", "--checkpoint", tmp_path / "absent.safetensors"), "not found")
+
+
+def test_debug_shows_the_traceback(cli, tmp_path):
+    result = cli("--debug", "evaluate", "--checkpoint", tmp_path / "absent.safetensors")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_dry_run_trains_end_to_end_on_real_mnist(cli, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    result = cli("train", "--dry-run", "--data-dir", mnist_dir, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] is True and len(summary["history"]) == 1
+    for name in ("lenet.safetensors", "metrics.json", "loss.png", "accuracy.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = json.loads((out / "metrics.json").read_text())["history"][0]
+    assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy"} <= set(history)
+    # evaluate reproduces the accuracy recorded in the checkpoint's metadata
+    evaluated = json.loads(cli("evaluate", "--checkpoint", out / "lenet.safetensors",
+                               "--data-dir", mnist_dir, "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-4)
+    assert evaluated["accuracy"] > 0.5  # ten batches already learn something
+
+
+def test_same_seed_gives_same_weights_on_cpu(cli, tmp_path, mnist_dir):
+    def weights(seed, name):
+        out = tmp_path / name
+        args = ("train", "--dry-run", "--device", "cpu", "--seed", seed, "--data-dir", mnist_dir, "--out", out)
+        assert cli(*args).exit_code == 0
+        return load_file(out / "lenet.safetensors")
+
+    first, second, other = weights(7, "a"), weights(7, "b"), weights(8, "c")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(first["fc1.weight"], other["fc1.weight"])
+
+
+def test_unavailable_device_is_a_user_error(cli, mnist_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # CI has none, so CI always runs this
+    one_line_error(cli("train", "--device", "cuda", "--dry-run", "--data-dir", mnist_dir, "--out", tmp_path),
+                   "cuda", "not available")
