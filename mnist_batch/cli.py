@@ -5,6 +5,7 @@ Heavy imports (torch, polars, matplotlib) happen inside the commands so that
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -181,4 +182,17 @@ def classify(
 
 
 def main():
-    app()
+    """Console-script entry. Ends with os._exit: torch's interpreter teardown costs about
+    0.4 s on every run, and by now every output is written, closed and renamed."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else FAILURE
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -105,7 +105,7 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
     pixels = np.asarray(gray)
     height, width = pixels.shape
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    light_background = np.median(border) > 127
+    light_background = np.count_nonzero(border > 127) * 2 > border.size  # majority: cheaper than a median
     if (height, width) == (28, 28) and not light_background:
         return pixels.copy() if pixels.max() >= BLANK_PEAK else None
 

@@ -1,0 +1,97 @@
+"""classify benchmarks; prints figures, asserts nothing. Run: make bench-classify
+(or python bench/bench_classify.py [speed scans memory accuracy])."""
+
+import re
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import BIN, OUT, machine, run_measured, write_mnist_pngs, write_scans  # noqa: E402
+
+from mnist_batch.classify import cpu_count  # noqa: E402
+from mnist_batch.discover import discover  # noqa: E402
+
+
+def summary_rate(stdout: str) -> float:
+    return float(re.search(r"([\d,]+) images/s", stdout).group(1).replace(",", ""))
+
+
+def decode_only(paths):
+    from PIL import Image
+
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()
+    return len(paths)
+
+
+def bare_decode_rate(folder: Path) -> float:
+    paths = discover([str(folder)])
+    chunks = [paths[i : i + 512] for i in range(0, len(paths), 512)]
+    with Pool(cpu_count()) as pool:
+        started = time.perf_counter()
+        total = sum(pool.map(decode_only, chunks))
+        return total / (time.perf_counter() - started)
+
+
+def classify(folder: Path, out: Path, *extra) -> dict:
+    return run_measured([BIN / "mnist-batch", "classify", folder, "--out", out, "--overwrite", "--quiet", *extra])
+
+
+def speed():
+    folder = write_mnist_pngs(OUT / "mnist20k", 20_000)
+    classify(folder, OUT / "warm.parquet")  # warm the page cache: every contender reads warm files
+    ours = classify(folder, OUT / "mnist20k.parquet")
+    rate = summary_rate(ours["stdout"])
+    decode = bare_decode_rate(folder)
+    peer = run_measured([sys.executable, Path(__file__).parent / "peer_imagefolder.py", folder, OUT / "peer.csv"])
+    print(f"20,000 MNIST PNGs (28x28), {machine()}")
+    print(f"  (a) whole command, start to closed Parquet: {ours['seconds']:.2f} s  (target <= 3.0)")
+    print(f"  (b) steady-state rate (summary line):       {rate:,.0f} images/s  (target >= 15,000)")
+    print(f"  (c) bare Pillow decode, all cores:          {decode:,.0f} images/s; (b)/(c) = {rate / decode:.2f}  (target >= 0.4)")
+    print(f"  (d) peer ImageFolder+DataLoader -> CSV:     {peer['seconds']:.2f} s; ours/peer = "
+          f"{ours['seconds'] / peer['seconds']:.2f}  (target <= 0.5)")
+
+
+def scans():
+    folder = write_scans(OUT / "scans5k", 5_000)
+    classify(folder, OUT / "warm.parquet")
+    ours = classify(folder, OUT / "scans.parquet")
+    print(f"5,000 scan-like RGB images (100-400 px, half JPEG, half PNG), {machine()}")
+    print(f"  whole command {ours['seconds']:.2f} s; steady-state {summary_rate(ours['stdout']):,.0f} images/s"
+          "  (target >= 1,500)")
+
+
+def memory():
+    small = write_mnist_pngs(OUT / "mnist20k", 20_000)
+    large = write_mnist_pngs(OUT / "mnist200k", 200_000)
+    a = classify(small, OUT / "m20k.parquet")
+    b = classify(large, OUT / "m200k.parquet")
+    print(f"peak RSS of the whole process tree, {machine()}")
+    print(f"  20,000 inputs:  {a['peak_rss_mb']:.0f} MB ({a['seconds']:.1f} s)")
+    print(f"  200,000 inputs: {b['peak_rss_mb']:.0f} MB ({b['seconds']:.1f} s); ratio "
+          f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}  (target <= 1.5, and < 1 GB)")
+
+
+def accuracy(checkpoints=()):
+    folder = write_scans(OUT / "scans-acc", 10_000, seed=1)
+    for checkpoint in checkpoints or [None]:
+        out = OUT / "scans-acc.parquet"
+        classify(folder, out, *(["--checkpoint", checkpoint] if checkpoint else []))
+        frame = pl.read_parquet(out).with_columns(
+            label=pl.col("path").str.extract(r"/(\d)/[^/]+$").cast(pl.Int8))
+        correct = (frame["pred"] == frame["label"]).fill_null(False).mean()
+        print(f"preprocessing accuracy on 10,000 scan-like images from MNIST test digits "
+              f"({checkpoint or 'bundled checkpoint'}): {correct:.2%}  (target >= 98%)")
+
+
+if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
+    sections = [a for a in sys.argv[1:] if not a.endswith(".safetensors")]
+    checkpoints = [a for a in sys.argv[1:] if a.endswith(".safetensors")]
+    for section in sections or ["speed", "scans", "memory", "accuracy"]:
+        globals()[section](*([checkpoints] if section == "accuracy" else []))

@@ -1,0 +1,98 @@
+"""Helpers shared by the benches: test data on disk and timing a whole process tree."""
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+from PIL import Image
+
+BIN = Path(sys.executable).parent
+OUT = Path(__file__).parent / "out"
+
+
+def mnist_test():
+    from mnist_batch import data
+
+    return data.load("t10k")
+
+
+def write_mnist_pngs(folder: Path, count: int) -> Path:
+    """`count` MNIST test digits as 28x28 PNGs in label folders (reused when already there)."""
+    marker = folder / f".complete-{count}"
+    if marker.exists():
+        return folder
+    test = mnist_test()
+    for i in range(count):
+        label = int(test.labels[i % 10_000])
+        path = folder / str(label) / f"{i:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i % 10_000]).save(path)
+    marker.touch()
+    return folder
+
+
+def scan_like(digit: np.ndarray, rng) -> tuple[bytes, str]:
+    """An MNIST digit as dark ink on light, noisy paper: random size (100-400 px), position,
+    stroke darkness, RGB tint; half JPEG, half PNG."""
+    size = int(rng.integers(100, 401))
+    side = int(size * rng.uniform(0.3, 0.8))
+    ink = np.asarray(Image.fromarray(digit).resize((side, side), Image.BICUBIC), np.float32) / 255
+    paper = rng.uniform(190, 245) + rng.normal(0, rng.uniform(2, 10), (size, size))
+    paper += np.linspace(0, rng.uniform(-20, 20), size)[None, :]  # uneven lighting
+    top, left = rng.integers(0, size - side + 1, 2)
+    paper[top : top + side, left : left + side] *= 1 - ink * rng.uniform(0.6, 0.95)
+    gray = paper.clip(0, 255).astype(np.uint8)
+    tint = rng.uniform(0.9, 1.0, 3)
+    rgb = Image.fromarray((gray[..., None] * tint).clip(0, 255).astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    if rng.random() < 0.5:
+        rgb.save(buffer, "JPEG", quality=int(rng.integers(60, 95)))
+        return buffer.getvalue(), "jpg"
+    rgb.save(buffer, "PNG")
+    return buffer.getvalue(), "png"
+
+
+def write_scans(folder: Path, count: int, seed: int = 0) -> Path:
+    marker = folder / f".complete-{count}-{seed}"
+    if marker.exists():
+        return folder
+    test = mnist_test()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        index = i % 10_000
+        data, ext = scan_like(test.images[index], rng)
+        path = folder / str(int(test.labels[index])) / f"{i:06d}.{ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    marker.touch()
+    return folder
+
+
+def run_measured(command: list, env=None) -> dict:
+    """Run a command; wall time and peak RSS summed over its whole process tree."""
+    started = time.perf_counter()
+    process = subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    if process.returncode not in (0, 3):
+        raise SystemExit(f"{command} failed ({process.returncode}): {stderr[-2000:]}")
+    return {"seconds": seconds, "peak_rss_mb": peak / 2**20, "stdout": stdout, "stderr": stderr}
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
