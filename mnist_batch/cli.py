@@ -181,6 +181,47 @@ def classify(
         raise typer.Exit(PARTIAL)
 
 
+@app.command()
+def report(
+    ctx: typer.Context,
+    inputs: list[str] = typer.Argument(..., help="Result files or globs (.parquet, .csv, mixed)."),
+    labels: Optional[Path] = typer.Option(None, help="CSV or Parquet with path and label columns."),
+    labels_root: Optional[Path] = typer.Option(None, help="Folder that the paths in --labels are relative to."),
+    labels_from_dirs: bool = typer.Option(False, help="Take each image's label from its parent folder (0-9)."),
+    review_threshold: float = typer.Option(0.9, help="Confidence below which an input needs a person's look."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the figures as JSON to FILE, or - for stdout."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Write one self-contained HTML page with plots."),
+    review: Optional[Path] = typer.Option(None, help="Write the rows to review (failed, low confidence, wrong), .csv or .parquet."),
+    min_accuracy: Optional[float] = typer.Option(None, help="Exit with code 4 when accuracy is below this fraction."),
+    gallery: int = typer.Option(24, help="Inputs shown in the HTML gallery."),
+):
+    """Summarise result files: counts, confidence, and accuracy when labels are known.
+
+    Example: mnist-batch report preds.parquet --labels labels.csv --html report.html
+
+    Exit codes: 0 done; 4 accuracy below --min-accuracy; 1 failure; 2 usage error.
+    """
+    from rich.console import Console
+
+    from mnist_batch.errors import GATE
+    from mnist_batch.report import ReportOptions, render_terminal, report as report_job
+
+    opts = ReportOptions(inputs=tuple(inputs), labels=labels, labels_root=labels_root,
+                         labels_from_dirs=labels_from_dirs, review_threshold=review_threshold,
+                         json_out=json_out, html=html_out, review=review, min_accuracy=min_accuracy,
+                         gallery=gallery)
+    summary = run_job(ctx, report_job, opts)
+    if json_out == "-":
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        render_terminal(summary, Console(width=max(100, Console().width)))
+    accuracy = (summary["labels"] or {}).get("accuracy")
+    if min_accuracy is not None and (accuracy is None or accuracy < min_accuracy):
+        typer.echo(f"mnist-batch: accuracy {accuracy if accuracy is None else f'{accuracy:.2%}'} "
+                   f"is below --min-accuracy {min_accuracy:.2%}", err=True)
+        raise typer.Exit(GATE)
+
+
 def main():
     """Console-script entry. Ends with os._exit: torch's interpreter teardown costs about
     0.4 s on every run, and by now every output is written, closed and renamed."""
