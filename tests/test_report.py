@@ -1,0 +1,203 @@
+"""report on real result files that classify wrote from real images."""
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from tests.conftest import write_pngs
+
+WRONG_LABELS = {0: 1, 1: 1, 2: 9}  # image index -> a deliberately wrong label: known confusion cells
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, mnist_test):
+    """40 MNIST digits in label folders, a blank and a broken file; a labels.csv with three
+    wrong labels, one input left unlabelled and two labels for files that do not exist."""
+    root = tmp_path_factory.mktemp("labelled")
+    images_dir = root / "images"
+    paths = write_pngs(images_dir, mnist_test.images[:40], mnist_test.labels[:40])
+    Image.new("L", (40, 40), 255).save(images_dir / "blank.png")
+    (images_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    rows = []
+    for index, path in enumerate(paths):
+        if index == 39:
+            continue  # no label for this one
+        label = WRONG_LABELS.get(index, int(mnist_test.labels[index]))
+        rows.append((path.relative_to(images_dir).as_posix(), label))
+    rows += [("gone/1.png", 3), ("gone/2.png", 4)]
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label"), *rows])
+    return root
+
+
+@pytest.fixture(scope="module")
+def result_file(labelled):
+    from tests.conftest import run_cli
+
+    out = labelled / "preds.parquet"
+    result = run_cli("classify", labelled / "images", "--out", out, "--quiet")
+    assert result.exit_code == 3, result.stderr  # the broken file
+    return out
+
+
+def hand_figures(result_file: Path, labels_csv: Path, root: Path) -> dict:
+    """The figures computed the plain way, row by row, to check report against."""
+    labels = {str(root / p): int(l) for p, l in csv.reader(open(labels_csv)) if p != "path"}
+    rows = [r for r in pl.read_parquet(result_file).iter_rows(named=True) if r["status"] == "ok"]
+    pairs = [(labels[r["path"]], r["pred"], r["confidence"]) for r in rows if r["path"] in labels]
+    correct = [t == p for t, p, _ in pairs]
+    f1 = {}
+    for digit in range(10):
+        tp = sum(t == digit and p == digit for t, p, _ in pairs)
+        predicted = sum(p == digit for _, p, _ in pairs)
+        actual = sum(t == digit for t, _, _ in pairs)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1[digit] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    ece = 0.0
+    for b in range(15):
+        members = [(t == p, c) for t, p, c in pairs if min(int(c * 15), 14) == b]
+        if members:
+            accuracy = sum(m[0] for m in members) / len(members)
+            confidence = sum(m[1] for m in members) / len(members)
+            ece += len(members) / len(pairs) * abs(accuracy - confidence)
+    return {"accuracy": sum(correct) / len(correct), "evaluated": len(pairs), "f1": f1, "ece": ece,
+            "cell_7_1": sum(t == 1 and p == 7 for t, p, _ in pairs)}
+
+
+def report_json(cli, *args) -> dict:
+    result = cli("report", *args, "--json", "-")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
+    figures = report_json(cli, result_file, "--labels", labelled / "labels.csv", "--labels-root", labelled / "images")
+    hand = hand_figures(result_file, labelled / "labels.csv", labelled / "images")
+    labels = figures["labels"]
+    assert labels["evaluated"] == hand["evaluated"] == 39
+    assert labels["accuracy"] == pytest.approx(hand["accuracy"])
+    assert labels["accuracy"] < 1.0  # the three wrong labels at least
+    assert labels["per_class"]["1"]["f1"] == pytest.approx(hand["f1"][1])
+    assert labels["per_class"]["9"]["f1"] == pytest.approx(hand["f1"][9])
+    assert labels["confusion"][1][7] == hand["cell_7_1"] >= 1  # image 0 is a 7 labelled 1
+    assert labels["ece"] == pytest.approx(hand["ece"], abs=1e-6)
+    low, high = labels["accuracy_ci95"]
+    assert low < labels["accuracy"] < high
+    assert labels["unmatched_labels"] == 2  # gone/1.png, gone/2.png
+    assert labels["unlabelled_rows"] == 3  # image 39, blank.png, broken.png
+    assert labels["labelled_not_classified"] == 0
+    assert figures["status"] == {"ok": 40, "blank": 1, "failed": 1, "errors": {"not_image": 1}}
+    assert sum(figures["predicted"].values()) == 40
+
+
+def test_json_shape_is_pinned(cli, labelled, result_file):
+    figures = report_json(cli, result_file, "--labels-from-dirs")
+    assert figures["shape"] == "mnist-batch-report/1"
+    assert list(figures) == ["files", "shape", "rows", "status", "predicted", "confidence", "review_threshold",
+                             "below_threshold", "confidence_histogram", "labels"]
+    assert list(figures["confidence"]) == ["min", "p01", "p05", "p25", "median", "p75", "p95", "max", "mean"]
+    assert list(figures["labels"]) == ["source", "evaluated", "correct", "accuracy", "accuracy_ci95",
+                                       "unlabelled_rows", "labelled_not_classified", "unmatched_labels",
+                                       "per_class", "confusion", "most_confused", "ece", "calibration_bins"]
+    assert list(figures["labels"]["per_class"]["0"]) == ["precision", "recall", "f1", "support"]
+    out = labelled / "figures.json"
+    assert cli("report", result_file, "--json", out).exit_code == 0
+    assert json.loads(out.read_text())["labels"] is None
+
+
+def test_three_label_sources_agree(cli, labelled, result_file, tmp_path):
+    from_dirs = report_json(cli, result_file, "--labels-from-dirs")["labels"]
+    assert from_dirs["source"] == "dirs" and from_dirs["evaluated"] == 40
+    # a label column already in the results (here: the true labels from the folder names)
+    with_column = tmp_path / "with_labels.parquet"
+    pl.read_parquet(result_file).with_columns(
+        label=pl.col("path").str.extract(r"/(\d)/[^/]+$").cast(pl.Int64)).write_parquet(with_column)
+    from_column = report_json(cli, with_column)["labels"]
+    assert from_column["source"] == "column"
+    # a labels file with the true labels, paths as written in the results
+    true_labels = tmp_path / "true.parquet"
+    pl.read_parquet(result_file).select("path", label=pl.col("path").str.extract(r"/(\d)/[^/]+$")).drop_nulls(
+        ).write_parquet(true_labels)
+    from_file = report_json(cli, result_file, "--labels", true_labels)["labels"]
+    assert from_file["source"] == "file"
+    for figures in (from_column, from_file):
+        assert figures["accuracy"] == from_dirs["accuracy"] and figures["confusion"] == from_dirs["confusion"]
+
+
+def test_bad_labels_are_one_line_errors(cli, labelled, result_file, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\n0/00003.png,12\n")
+    result = cli("report", result_file, "--labels", bad)
+    assert result.exit_code == 1 and "'12'" in result.stderr and "0-9" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    no_column = tmp_path / "nocol.csv"
+    no_column.write_text("file,digit\na.png,1\n")
+    result = cli("report", result_file, "--labels", no_column)
+    assert result.exit_code == 2 and "'path'" in result.stderr
+    result = cli("report", tmp_path / "missing-*.parquet")
+    assert result.exit_code == 2 and "not found" in result.stderr
+    assert cli("report", result_file, "--min-accuracy", "0.5").exit_code == 2  # gate without labels
+
+
+def test_min_accuracy_gate_and_review_file(cli, labelled, result_file, tmp_path):
+    args = (result_file, "--labels", labelled / "labels.csv", "--labels-root", labelled / "images")
+    assert cli("report", *args, "--min-accuracy", "0.5").exit_code == 0
+    gated = cli("report", *args, "--min-accuracy", "0.999")
+    assert gated.exit_code == 4 and "below --min-accuracy" in gated.stderr
+    review = tmp_path / "review.csv"
+    assert cli("report", *args, "--review", review, "--review-threshold", "0.95").exit_code == 0
+    rows = pl.read_csv(review)
+    reasons = dict(zip(*rows.group_by("review_reason").len().to_dict(as_series=False).values()))
+    assert reasons.get("failed") == 2  # blank and broken
+    assert reasons.get("misclassified", 0) >= 3
+    figures = report_json(cli, *args, "--review-threshold", "0.95")
+    assert reasons.get("low_confidence", 0) <= figures["below_threshold"]
+
+
+def test_mixed_parquet_and_csv_with_globs(cli, labelled, result_file, tmp_path):
+    csv_copy = tmp_path / "more.csv"
+    pl.read_parquet(result_file).write_csv(csv_copy)
+    shutil.copy(result_file, tmp_path / "preds.parquet")
+    figures = report_json(cli, str(tmp_path / "*.*"))
+    assert len(figures["files"]) == 2 and figures["rows"] == 42  # the same inputs, counted once
+
+
+def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, result_file, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        message = "Debian's chromium is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    page_file = tmp_path / "report.html"
+    result = cli("report", result_file, "--labels", labelled / "labels.csv", "--labels-root", labelled / "images",
+                 "--html", page_file)
+    assert result.exit_code == 0, result.stderr
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("requestfailed", lambda request: errors.append(request.url))
+        page.goto(page_file.as_uri())
+        loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        screenshot = page.screenshot(full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(loaded) >= 3 + 5 and all(loaded)  # three plots and a gallery
+    shot = np.asarray(Image.open(io.BytesIO(screenshot)).convert("L"))
+    assert shot.shape[0] > 900 and shot.std() > 20  # a real page, not a blank one
+    (tmp_path / "report.png").write_bytes(screenshot)
