@@ -33,7 +33,7 @@ lint: venv
 	$(BIN)/ruff check mnist_batch tests bench
 
 weights: venv
-	$(BIN)/mnist-batch train --out mnist_batch/weights $(TRAIN_ARGS)
+	$(BIN)/mnist-batch train --augment --epochs 6 --out mnist_batch/weights $(TRAIN_ARGS)
 
 classify: venv
 	$(BIN)/mnist-batch classify $(IN) --out $(OUT) $(ARGS)
