@@ -29,7 +29,9 @@ MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the res
 @dataclass(frozen=True)
 class ClassifyOptions:
     inputs: tuple[str, ...]
-    out: Path
+    out: Path | None = None
+    out_dir: Path | None = None  # instead of out: a new time-named Parquet file in this folder
+    incremental: bool = False  # with out_dir: skip inputs that a result file there already covers
     files_from: str | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -93,23 +95,48 @@ def pool_context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def check_output(opts: ClassifyOptions, fmt_out: Path) -> None:
+def check_options(opts: ClassifyOptions) -> None:
+    if (opts.out is None) == (opts.out_dir is None):
+        raise UserError("give exactly one of --out FILE and --out-dir DIR", USAGE)
+    if opts.incremental and opts.out_dir is None:
+        raise UserError("--incremental needs --out-dir: it skips inputs covered by the files there", USAGE)
+    if opts.out_dir is not None and (opts.resume or opts.format not in (None, "parquet")):
+        raise UserError("--out-dir writes new Parquet files: --resume and --format do not apply", USAGE)
     if opts.overwrite and opts.resume:
         raise UserError("--overwrite and --resume contradict each other: pick one", USAGE)
-    if fmt_out.exists() and not opts.overwrite:
+    if opts.out is not None and Path(opts.out).exists() and not opts.overwrite:
         hint = "nothing to resume; " if opts.resume else ""
-        raise UserError(f"{fmt_out} exists; {hint}pass --overwrite to replace it", USAGE)
+        raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)
+
+
+def file_key(path: str) -> tuple | None:
+    """What a result row records of an input file: path, size and modification time."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return path, info.st_size, info.st_mtime_ns
 
 
 def classify(opts: ClassifyOptions) -> dict:
     from mnist_batch import results  # polars: after discovery, and outside the forked workers' way
 
     started = time.perf_counter()
-    out = Path(opts.out)
+    check_options(opts)
+    out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
     fmt = results.output_format(out, opts.format)
-    check_output(opts, out)
     parts = results.parts_dir(out)
     paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
+    if opts.incremental:
+        results.remove_stale_parts(opts.out_dir)
+        covered = results.covered_inputs(opts.out_dir)
+        new = [path for path in paths if file_key(path) not in covered]
+        log(f"incremental: {len(new)} new or changed of {len(paths)} inputs; "
+            f"the rest already have rows in {opts.out_dir}")
+        paths = new
+        if not paths:
+            return {"out": None, "inputs": 0, "rows": 0, "ok": 0, "blank": 0, "failed": 0,
+                    "seconds": time.perf_counter() - started, "images_per_second": 0.0}
 
     previous = results.existing_parts(parts)
     if previous and not opts.resume:

@@ -143,7 +143,9 @@ def evaluate(
 def classify(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(None, help="Image files and folders (walked recursively).", show_default=False),
-    out: Path = typer.Option(..., "--out", "-o", help="Result file, .parquet or .csv."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result file, .parquet or .csv."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
+    incremental: bool = typer.Option(False, help="With --out-dir: classify only inputs no file there covers (new or changed)."),
     files_from: Optional[str] = typer.Option(None, "--files-from", help="File listing input paths, one per line; - for stdin."),
     include: list[str] = typer.Option([], "--include", help="Keep only paths matching this glob (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Drop paths matching this glob (repeatable)."),
@@ -161,18 +163,24 @@ def classify(
 
     Example: mnist-batch classify ./scans --out preds.parquet
 
+    For cron: mnist-batch classify ./inbox --out-dir results/ --incremental
+
     Exit codes: 0 every input classified (or blank); 3 some inputs could not be
     classified (their rows say why); 1 failure; 2 usage error.
     """
     from mnist_batch.classify import ClassifyOptions, classify as classify_job
     from mnist_batch.errors import PARTIAL
 
-    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, files_from=files_from,
+    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
+                           incremental=incremental, files_from=files_from,
                            include=tuple(include), exclude=tuple(exclude), format=fmt,
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
                            max_pixels=max_pixels, progress=progress_wanted(quiet))
     summary = run_job(ctx, classify_job, opts)
+    if summary["out"] is None:
+        typer.echo(f"nothing new to classify; {out_dir} is up to date")
+        return
     blank = f", {summary['blank']} blank" if summary["blank"] else ""
     typer.echo(f"{summary['rows']} rows -> {summary['out']}: {summary['ok']} ok{blank}, "
                f"{summary['failed']} failed; {summary['seconds']:.2f} s, "

@@ -7,6 +7,7 @@ leaves --out untouched and the parts in place for --resume.
 
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,27 @@ def write_part(directory: Path, sequence: int, rows: pl.DataFrame) -> None:
     tmp = directory / f".part-{sequence:06d}.tmp"
     rows.write_parquet(tmp)
     os.replace(tmp, final)
+
+
+def new_output_path(directory: Path) -> Path:
+    """A new result file named by the UTC time: unique, and sorted names are in run order."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return Path(directory) / f"predictions-{stamp}.parquet"
+
+
+def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
+    """(path, size, mtime) of every input that a result file in `directory` has a row for."""
+    files = sorted(Path(directory).glob("*.parquet"))
+    if not files:
+        return set()
+    frame = pl.scan_parquet(files).select("path", "file_size", "file_mtime_ns").collect()
+    return set(frame.iter_rows())
+
+
+def remove_stale_parts(directory: Path) -> None:
+    """Parts of a crashed run in an --out-dir are redone by the next incremental run."""
+    for stale in Path(directory).glob(".predictions-*.parquet.parts"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def existing_parts(directory: Path) -> list[Path]:

@@ -1,0 +1,133 @@
+"""The cron job script, run for real on real images."""
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+from tests.conftest import write_pngs
+
+REPO = Path(__file__).parent.parent
+JOB = REPO / "jobs" / "classify-inbox.sh"
+BIN = Path(sys.executable).parent
+
+
+def run_job(inbox: Path, results: Path, **env) -> subprocess.CompletedProcess:
+    environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results), "MNIST_BATCH": str(BIN / "mnist-batch")}
+    return subprocess.run(["bash", JOB], env=environment | env, capture_output=True, text=True, timeout=300)
+
+
+def rows_in(results: Path) -> pl.DataFrame:
+    return pl.read_parquet(sorted(results.glob("*.parquet")))
+
+
+def folder_state(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*")
+            if p.name != "classify-inbox.log"}
+
+
+def test_three_runs_classify_each_file_once_and_changed_files_again(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    batches = [(0, 15), (15, 25), (25, 40)]
+    for start, stop in batches:
+        write_pngs(inbox / f"batch{start}", mnist_test.images[start:stop], mnist_test.labels[start:stop])
+        done = run_job(inbox, results)
+        assert done.returncode == 0, done.stderr + (results / "classify-inbox.log").read_text()
+        assert done.stdout == "" and done.stderr == ""  # cron mails nothing for a good run
+    files = sorted(results.glob("predictions-*.parquet"))
+    assert len(files) == 3 and [pl.read_parquet(f).height for f in files] == [15, 10, 15]
+    every = rows_in(results)
+    assert every.height == 40 and every["path"].n_unique() == 40
+    assert len(list((results / "reports").glob("*.json"))) == 3
+
+    # a run with nothing new writes no file
+    assert run_job(inbox, results).returncode == 0
+    assert len(list(results.glob("predictions-*.parquet"))) == 3
+    assert "nothing new" in (results / "classify-inbox.log").read_text()
+
+    # the scanner rewrites one file with another digit: classified again, the newer row wins
+    changed = sorted(inbox.rglob("*.png"))[0]
+    old_pred = every.filter(pl.col("path") == str(changed))["pred"].item()
+    other = next(i for i in range(40, 100) if mnist_test.labels[i] != old_pred)
+    time.sleep(0.01)
+    Image.fromarray(np.pad(mnist_test.images[other], 2)[2:-2, 2:-2]).save(changed)
+    assert run_job(inbox, results).returncode == 0
+    latest = pl.read_parquet(sorted(results.glob("predictions-*.parquet"))[-1])
+    assert latest["path"].to_list() == [str(changed)]
+    from mnist_batch.report import scan_results
+
+    merged = scan_results([str(f) for f in sorted(results.glob("*.parquet"))]).collect()
+    assert merged.height == 40
+    assert merged.filter(pl.col("path") == str(changed))["pred"].item() == latest["pred"].item() != old_pred
+
+
+def test_second_job_exits_at_once_while_the_first_holds_the_lock(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:5], mnist_test.labels[:5])
+    results.mkdir()
+    with open(results / ".classify-inbox.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what a running job holds
+        started = time.perf_counter()
+        second = run_job(inbox, results)
+        assert time.perf_counter() - started < 5
+        assert second.returncode == 75
+        assert "another run holds" in second.stderr
+        assert not list(results.glob("predictions-*"))
+    assert run_job(inbox, results).returncode == 0  # once the lock is free, the job runs
+
+
+def test_failing_runs_exit_non_zero_and_leave_results_as_they_were(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox / "a", mnist_test.images[:10], mnist_test.labels[:10])
+    assert run_job(inbox, results).returncode == 0
+    write_pngs(inbox / "b", np.tile(mnist_test.images[:500], (6, 1, 1)), np.tile(mnist_test.labels[:500], 6))
+    before = folder_state(results)
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    failed = run_job(inbox, results, CLASSIFY_ARGS=f"--checkpoint {broken}")
+    assert failed.returncode == 1 and "classify exited with 1" in failed.stderr
+    assert folder_state(results) == before
+
+    # killed in the middle of writing: a wrapper kills mnist-batch once its first part file exists
+    wrapper = tmp_path / "killer.sh"
+    wrapper.write_text(f"""#!/usr/bin/env bash
+"{BIN / 'mnist-batch'}" "$@" --workers 1 --batch-size 32 &
+pid=$!
+for _ in $(seq 600); do
+    ls "{results}"/.predictions-*.parts/part-*.parquet >/dev/null 2>&1 && break
+    sleep 0.05
+done
+kill -9 $pid
+wait $pid
+""")
+    wrapper.chmod(0o755)
+    killed = run_job(inbox, results, MNIST_BATCH=str(wrapper))
+    assert killed.returncode == 1 and "137" in killed.stderr
+    assert folder_state(results) == before
+
+    assert run_job(inbox, results).returncode == 0  # the next good run catches up
+    assert rows_in(results).height == 3010
+
+
+def test_readme_cron_command_works_as_written(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- cron-command -->\s*```sh\n(.*?)```", readme, re.S).group(1).strip()
+    assert "jobs/classify-inbox.sh" in block
+    for name in ("jobs", "sample_inputs"):
+        (tmp_path / name).symlink_to(REPO / name)
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    crontab = re.search(r"^\*/5 .*$", readme, re.M).group(0)
+    assert block.splitlines()[-1] in crontab  # the crontab line runs the same command
+    results = list(tmp_path.rglob("predictions-*.parquet"))
+    assert len(results) == 1 and pl.read_parquet(results[0]).height == 40
