@@ -39,7 +39,7 @@ class ClassifyOptions:
     checkpoint: Path | None = None  # None: the bundled checkpoint
     device: str = "auto"
     workers: int = 0  # 0: one per core
-    batch_size: int = 512
+    batch_size: int = 1024
     overwrite: bool = False
     resume: bool = False
     max_pixels: int = images.DEFAULT_MAX_PIXELS
@@ -50,16 +50,11 @@ def preprocess_chunk(paths: list[str], max_pixels: int) -> tuple:
     """Worker: paths -> (digits (k, 28, 28) uint8 for the ok ones, statuses, errors, sizes, mtimes)."""
     digits, statuses, errors, sizes, mtimes = [], [], [], [], []
     for path in paths:
-        try:
-            info = os.stat(path)
-            sizes.append(info.st_size)
-            mtimes.append(info.st_mtime_ns)
-        except OSError:
-            sizes.append(None)
-            mtimes.append(None)
-        digit, status, error = images.load_path(path, max_pixels)
+        digit, status, error, size, mtime = images.load_path(path, max_pixels)
         statuses.append(status)
         errors.append(error)
+        sizes.append(size)
+        mtimes.append(mtime)
         if digit is not None:
             digits.append(digit)
     stacked = np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)

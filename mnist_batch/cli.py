@@ -153,7 +153,7 @@ def classify(
     checkpoint: Optional[Path] = typer.Option(None, help="A .safetensors checkpoint (default: the bundled one)."),
     device: str = Device,
     workers: int = typer.Option(0, help="Decoding processes (0: one per core)."),
-    batch_size: int = typer.Option(512, help="Images per model batch."),
+    batch_size: int = typer.Option(1024, help="Images per model batch (and per worker task)."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
     resume: bool = typer.Option(False, help="Continue an interrupted run: classify only inputs without a row."),
     max_pixels: int = typer.Option(40_000_000, help="Refuse images with more pixels than this, before decoding."),
