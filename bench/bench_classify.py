@@ -4,9 +4,9 @@
 import re
 import sys
 import time
-from statistics import median
 from multiprocessing import Pool
 from pathlib import Path
+from statistics import median
 
 import polars as pl
 

@@ -193,7 +193,7 @@ def classify(opts: ClassifyOptions) -> dict:
                                                checkpoint.name, checkpoint_sha))
             buffered_rows += len(batch)
             statuses.update(chunk_statuses)
-            for path, status, error in zip(batch, chunk_statuses, errors):
+            for path, status, error in zip(batch, chunk_statuses, errors, strict=True):
                 if status not in (images.OK, images.BLANK) and shown_errors < MAX_SHOWN_ERRORS:
                     log(f"{path}: {status}: {error}")
                     shown_errors += 1

@@ -28,7 +28,8 @@ app = typer.Typer(
 )
 
 Device = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")
-DataDir = typer.Option(None, "--data-dir", help="Folder of the MNIST IDX files (else $MNIST_BATCH_DATA, else the cache).")
+DataDir = typer.Option(None, "--data-dir",
+                       help="Folder of the MNIST IDX files (else $MNIST_BATCH_DATA, else the cache).")
 Download = typer.Option(False, "--download", help="Fetch MNIST with torchvision when it is not found.")
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
@@ -54,7 +55,7 @@ def run_job(ctx: typer.Context, job, *args):
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         typer.echo("mnist-batch: interrupted", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except Exception as error:
         if debug:
             raise
@@ -87,7 +88,8 @@ def train(
     device: str = Device,
     data_dir: Optional[Path] = DataDir,
     download: bool = Download,
-    out: Path = typer.Option(Path("runs/train"), help="Folder for lenet.safetensors, metrics.json, loss.png, accuracy.png."),
+    out: Path = typer.Option(Path("runs/train"),
+                             help="Folder for lenet.safetensors, metrics.json, loss.png, accuracy.png."),
     augment: bool = typer.Option(False, help="Light random affine jitter (rotation, scale, shear, shift)."),
     dry_run: bool = typer.Option(False, help="One epoch of 10 batches: checks the whole path quickly."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: all cores)."),
@@ -98,7 +100,8 @@ def train(
 
     Example: mnist-batch train --epochs 3 --out runs/train
     """
-    from mnist_batch.train import TrainOptions, train as train_job
+    from mnist_batch.train import TrainOptions
+    from mnist_batch.train import train as train_job
 
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                         data_dir=data_dir, download=download, out=out, augment=augment,
@@ -125,7 +128,8 @@ def evaluate(
 
     Example: mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
     """
-    from mnist_batch.evaluate import EvaluateOptions, evaluate as evaluate_job
+    from mnist_batch.evaluate import EvaluateOptions
+    from mnist_batch.evaluate import evaluate as evaluate_job
     from mnist_batch.model import DEFAULT_CHECKPOINT
 
     opts = EvaluateOptions(checkpoint=checkpoint or DEFAULT_CHECKPOINT, data_dir=data_dir,
@@ -144,9 +148,12 @@ def classify(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(None, help="Image files and folders (walked recursively).", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result file, .parquet or .csv."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
-    incremental: bool = typer.Option(False, help="With --out-dir: classify only inputs no file there covers (new or changed)."),
-    files_from: Optional[str] = typer.Option(None, "--files-from", help="File listing input paths, one per line; - for stdin."),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out-dir", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
+    incremental: bool = typer.Option(
+        False, help="With --out-dir: classify only inputs no file there covers (new or changed)."),
+    files_from: Optional[str] = typer.Option(
+        None, "--files-from", help="File listing input paths, one per line; - for stdin."),
     include: list[str] = typer.Option([], "--include", help="Keep only paths matching this glob (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Drop paths matching this glob (repeatable)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet or csv (default: from the --out extension)."),
@@ -168,7 +175,8 @@ def classify(
     Exit codes: 0 every input classified (or blank); 3 some inputs could not be
     classified (their rows say why); 1 failure; 2 usage error.
     """
-    from mnist_batch.classify import ClassifyOptions, classify as classify_job
+    from mnist_batch.classify import ClassifyOptions
+    from mnist_batch.classify import classify as classify_job
     from mnist_batch.errors import PARTIAL
 
     opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
@@ -199,7 +207,8 @@ def report(
     review_threshold: float = typer.Option(0.9, help="Confidence below which an input needs a person's look."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the figures as JSON to FILE, or - for stdout."),
     html_out: Optional[Path] = typer.Option(None, "--html", help="Write one self-contained HTML page with plots."),
-    review: Optional[Path] = typer.Option(None, help="Write the rows to review (failed, low confidence, wrong), .csv or .parquet."),
+    review: Optional[Path] = typer.Option(
+        None, help="Write the rows to review (failed, low confidence, wrong), .csv or .parquet."),
     min_accuracy: Optional[float] = typer.Option(None, help="Exit with code 4 when accuracy is below this fraction."),
     gallery: int = typer.Option(24, help="Inputs shown in the HTML gallery."),
 ):
@@ -212,7 +221,8 @@ def report(
     from rich.console import Console
 
     from mnist_batch.errors import GATE
-    from mnist_batch.report import ReportOptions, render_terminal, report as report_job
+    from mnist_batch.report import ReportOptions, render_terminal
+    from mnist_batch.report import report as report_job
 
     opts = ReportOptions(inputs=tuple(inputs), labels=labels, labels_root=labels_root,
                          labels_from_dirs=labels_from_dirs, review_threshold=review_threshold,

@@ -1,8 +1,8 @@
 """The network, device choice, and checkpoints (safetensors + metadata, no pickle)."""
 
 import hashlib
-import os
 import json
+import os
 from pathlib import Path
 
 import torch

@@ -155,7 +155,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
     by_status, by_pred, confidence, label_counts, pairs, calibration, histogram = pl.collect_all(
         queries, engine="streaming")
 
-    statuses = dict(zip(by_status["status"], by_status["n"]))
+    statuses = dict(zip(by_status["status"], by_status["n"], strict=True))
     rows = sum(statuses.values())
     errors = {k: v for k, v in sorted(statuses.items()) if k not in ("ok", "blank")}
     conf = confidence.row(0, named=True)
@@ -164,7 +164,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "rows": rows,
         "status": {"ok": statuses.get("ok", 0), "blank": statuses.get("blank", 0),
                    "failed": sum(errors.values()), "errors": errors},
-        "predicted": {str(d): int(dict(zip(by_pred["pred"], by_pred["n"])).get(d, 0)) for d in range(10)},
+        "predicted": {str(d): int(dict(zip(by_pred["pred"], by_pred["n"], strict=True)).get(d, 0)) for d in range(10)},
         "confidence": {k: conf[k] for k in ("min", *QUANTILES, "max", "mean")},
         "review_threshold": threshold,
         "below_threshold": int(conf["low"] or 0),

@@ -72,7 +72,8 @@ def render(summary: dict, gallery_rows: pl.DataFrame) -> str:
               [[status["ok"], status["blank"], status["failed"], *status["errors"].values()]]),
         "<h2>Predictions</h2>",
         table([str(d) for d in range(10)], [[summary["predicted"][str(d)] for d in range(10)]]),
-        table(list(summary["confidence"]), [[f"{v:.4f}" if v is not None else "" for v in summary["confidence"].values()]]),
+        table(list(summary["confidence"]),
+              [[f"{v:.4f}" if v is not None else "" for v in summary["confidence"].values()]]),
         f"<p>{summary['below_threshold']:,} classified inputs below the review threshold "
         f"{summary['review_threshold']}.</p>",
     ]

@@ -36,7 +36,7 @@ def run_cli(*args, input=None):
 def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[Path]:
     """MNIST digits as PNG files under folder/<label>/."""
     paths = []
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         path = folder / str(label) / f"{i:05d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)

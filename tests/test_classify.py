@@ -71,7 +71,7 @@ def test_every_input_yields_exactly_one_row(cli, inbox, tmp_path):
     frame = pl.read_parquet(out)
     assert frame.height == 125 and frame["path"].n_unique() == 125
     assert frame["path"].to_list() == sorted(frame["path"].to_list())
-    by_name = {Path(p).name: s for p, s in zip(frame["path"], frame["status"])}
+    by_name = {Path(p).name: s for p, s in zip(frame["path"], frame["status"], strict=True)}
     assert by_name["truncated.png"] == "truncated"
     assert by_name["empty.png"] == "empty"
     assert by_name["notes.jpg"] == "not_image"

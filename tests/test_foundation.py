@@ -72,7 +72,8 @@ def test_corrupt_or_gzipped_data(cli, tmp_path, mnist_dir):
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
         shutil.copy(mnist_dir / name, tmp_path / name)
     # gzip is read as well as raw
-    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress((mnist_dir / "t10k-images-idx3-ubyte").read_bytes()))
+    raw = (mnist_dir / "t10k-images-idx3-ubyte").read_bytes()
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
     assert cli("evaluate", "--data-dir", tmp_path).exit_code == 0
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes((mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()[:-10])
     one_line_error(cli("evaluate", "--data-dir", tmp_path), "t10k-labels-idx1-ubyte", "corrupt")

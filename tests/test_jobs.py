@@ -3,7 +3,6 @@
 import fcntl
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time

@@ -50,7 +50,7 @@ def result_file(labelled):
 
 def hand_figures(result_file: Path, labels_csv: Path, root: Path) -> dict:
     """The figures computed the plain way, row by row, to check report against."""
-    labels = {str(root / p): int(l) for p, l in csv.reader(open(labels_csv)) if p != "path"}
+    labels = dict(pl.read_csv(labels_csv).select(pl.lit(str(root) + "/") + pl.col("path"), "label").iter_rows())
     rows = [r for r in pl.read_parquet(result_file).iter_rows(named=True) if r["status"] == "ok"]
     pairs = [(labels[r["path"]], r["pred"], r["confidence"]) for r in rows if r["path"] in labels]
     correct = [t == p for t, p, _ in pairs]
@@ -156,7 +156,7 @@ def test_min_accuracy_gate_and_review_file(cli, labelled, result_file, tmp_path)
     review = tmp_path / "review.csv"
     assert cli("report", *args, "--review", review, "--review-threshold", "0.95").exit_code == 0
     rows = pl.read_csv(review)
-    reasons = dict(zip(*rows.group_by("review_reason").len().to_dict(as_series=False).values()))
+    reasons = dict(rows.group_by("review_reason").len().iter_rows())
     assert reasons.get("failed") == 2  # blank and broken
     assert reasons.get("misclassified", 0) >= 3
     figures = report_json(cli, *args, "--review-threshold", "0.95")
