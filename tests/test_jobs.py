@@ -126,7 +126,7 @@ def test_readme_cron_command_works_as_written(tmp_path):
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    crontab = re.search(r"^\*/5 .*$", readme, re.M).group(0)
+    crontab = re.search(r"^\s*\*/5 .*$", readme, re.M).group(0)
     assert block.splitlines()[-1] in crontab  # the crontab line runs the same command
     results = list(tmp_path.rglob("predictions-*.parquet"))
     assert len(results) == 1 and pl.read_parquet(results[0]).height == 40
