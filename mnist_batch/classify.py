@@ -44,6 +44,9 @@ class ClassifyOptions:
     resume: bool = False
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     progress: bool = True
+    engine: str = "local"  # or "ray": see ray_engine.py
+    address: str | None = None  # Ray cluster address (else $RAY_ADDRESS, else a local cluster)
+    actors: int = 0  # Ray predictor actors (0: one per GPU, or one)
 
 
 def preprocess_chunk(paths: list[str], max_pixels: int) -> tuple:
@@ -57,8 +60,11 @@ def preprocess_chunk(paths: list[str], max_pixels: int) -> tuple:
         mtimes.append(mtime)
         if digit is not None:
             digits.append(digit)
-    stacked = np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
-    return stacked, statuses, errors, sizes, mtimes
+    return stack_digits(digits), statuses, errors, sizes, mtimes
+
+
+def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
+    return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
 
 
 def predict(model, digits: np.ndarray, device) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from mnist_batch import __version__
-from mnist_batch.errors import FAILURE, UserError
+from mnist_batch.errors import FAILURE, USAGE, UserError
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
@@ -164,6 +164,9 @@ def classify(
     overwrite: bool = typer.Option(False, help="Replace an existing --out."),
     resume: bool = typer.Option(False, help="Continue an interrupted run: classify only inputs without a row."),
     max_pixels: int = typer.Option(40_000_000, help="Refuse images with more pixels than this, before decoding."),
+    engine: str = typer.Option("local", help="local, or ray to run on a Ray cluster (--out is then a directory)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
+    actors: int = typer.Option(0, help="Ray predictor actors (0: one per GPU, or one)."),
     quiet: bool = Quiet,
 ):
     """Classify digit images into a Parquet or CSV file: one row per input, failures included.
@@ -171,6 +174,8 @@ def classify(
     Example: mnist-batch classify ./scans --out preds.parquet
 
     For cron: mnist-batch classify ./inbox --out-dir results/ --incremental
+
+    On a Ray cluster: mnist-batch classify s3://bucket/scans --out results/ --engine ray
 
     Exit codes: 0 every input classified (or blank); 3 some inputs could not be
     classified (their rows say why); 1 failure; 2 usage error.
@@ -184,7 +189,12 @@ def classify(
                            include=tuple(include), exclude=tuple(exclude), format=fmt,
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
-                           max_pixels=max_pixels, progress=progress_wanted(quiet))
+                           max_pixels=max_pixels, progress=progress_wanted(quiet),
+                           engine=engine, address=address, actors=actors)
+    if engine == "ray":
+        from mnist_batch.ray_engine import classify_ray as classify_job
+    elif engine != "local":
+        fail(f"unknown --engine {engine!r}; use local or ray", USAGE)
     summary = run_job(ctx, classify_job, opts)
     if summary["out"] is None:
         typer.echo(f"nothing new to classify; {out_dir} is up to date")

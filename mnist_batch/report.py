@@ -42,6 +42,8 @@ def expand(inputs: tuple[str, ...]) -> list[str]:
     """Files and globs -> sorted existing files; a pattern that matches nothing is an error."""
     files = []
     for item in inputs:
+        if os.path.isdir(item):  # a directory of Parquet parts, as the Ray engine writes
+            item = os.path.join(item, "*.parquet")
         matched = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
         matched = [m for m in matched if not os.path.basename(m).startswith(".")]
         if not matched or not all(os.path.isfile(m) for m in matched):
