@@ -46,7 +46,7 @@ before=$(ls -1 "$RESULTS"/predictions-*.parquet 2>/dev/null | tail -n 1)
 "$MNIST_BATCH" classify "$INBOX" --out-dir "$RESULTS" --incremental --quiet ${CLASSIFY_ARGS:-} 2>&1 | log_lines
 status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then
-    rm -rf "$RESULTS"/.predictions-*.parquet.parts  # leave the folder as it was
+    rm -rf "$RESULTS"/.predictions-*.parquet.parts "$RESULTS"/.predictions-*.parquet.tmp-*  # leave the folder as it was
     fail "classify exited with $status" 1
 fi
 

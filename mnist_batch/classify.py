@@ -22,7 +22,7 @@ from mnist_batch import images
 from mnist_batch.discover import discover
 from mnist_batch.errors import USAGE, UserError
 
-PART_ROWS = 8192  # rows per part file: what a crash can cost, and what --resume skips
+PART_ROWS = 4096  # rows per part file: what a crash can cost, and what --resume skips
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
 
 
@@ -128,8 +128,9 @@ def classify(opts: ClassifyOptions) -> dict:
     fmt = results.output_format(out, opts.format)
     parts = results.parts_dir(out)
     paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
+    results.remove_unfinished_merge(out)
     if opts.incremental:
-        results.remove_stale_parts(opts.out_dir)
+        results.remove_crashed_runs(opts.out_dir)
         covered = results.covered_inputs(opts.out_dir)
         new = [path for path in paths if file_key(path) not in covered]
         log(f"incremental: {len(new)} new or changed of {len(paths)} inputs; "

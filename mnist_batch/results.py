@@ -107,10 +107,18 @@ def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
     return set(frame.iter_rows())
 
 
-def remove_stale_parts(directory: Path) -> None:
-    """Parts of a crashed run in an --out-dir are redone by the next incremental run."""
+def remove_unfinished_merge(out: Path) -> None:
+    """A run killed while merging leaves its temporary file; the next run for --out removes it."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
+def remove_crashed_runs(directory: Path) -> None:
+    """What crashed runs left in an --out-dir; the next incremental run redoes their inputs."""
     for stale in Path(directory).glob(".predictions-*.parquet.parts"):
         shutil.rmtree(stale, ignore_errors=True)
+    for tmp in Path(directory).glob(".predictions-*.parquet.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def existing_parts(directory: Path) -> list[Path]:

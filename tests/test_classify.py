@@ -239,10 +239,12 @@ def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_tes
     process.wait()
     assert not out.exists(), "a killed run must not leave a file at --out"
     assert list(parts.glob("part-*.parquet")), "the finished parts stay for --resume"
+    (tmp_path / f".{out.name}.tmp-99999").write_bytes(b"half a merge")  # as a kill during the merge leaves
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and not parts.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "preds.parquet"]
     fresh = tmp_path / "fresh.parquet"
     assert subprocess.run([*command[:4], fresh, "--quiet"], capture_output=True).returncode == 0
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
