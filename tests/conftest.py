@@ -28,6 +28,16 @@ def mnist_test(mnist_dir):
     return data.load("t10k", mnist_dir)
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole test session: starting one costs seconds."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 def run_cli(*args, input=None):
     """The real CLI in-process; stdout and stderr kept apart."""
     return CliRunner().invoke(app, [str(a) for a in args], input=input)

@@ -11,15 +11,6 @@ from tests.conftest import write_pngs
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def mixed_folder(tmp_path_factory, mnist_test):
     root = tmp_path_factory.mktemp("mixed")
     write_pngs(root, mnist_test.images[:300], mnist_test.labels[:300])
