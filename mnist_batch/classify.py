@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_batch import images
+from mnist_batch import images, results
 from mnist_batch.discover import discover
 from mnist_batch.errors import USAGE, UserError
 
@@ -120,8 +120,6 @@ def file_key(path: str) -> tuple | None:
 
 
 def classify(opts: ClassifyOptions) -> dict:
-    from mnist_batch import results  # polars: after discovery, and outside the forked workers' way
-
     started = time.perf_counter()
     check_options(opts)
     out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
@@ -159,7 +157,6 @@ def classify(opts: ClassifyOptions) -> dict:
 
     statuses: Counter = Counter()
     shown_errors = 0
-    rate_start = None
     with pool_context().Pool(workers) as pool:
         in_flight = deque()
         pending = iter(chunks)
@@ -205,9 +202,7 @@ def classify(opts: ClassifyOptions) -> dict:
                     log(f"{path}: {status}: {error}")
                     shown_errors += 1
             if buffered_rows >= PART_ROWS or not in_flight:
-                import polars as pl
-
-                results.write_part(parts, sequence, pl.concat(buffered))
+                results.write_part(parts, sequence, buffered)
                 sequence += 1
                 buffered, buffered_rows = [], 0
             bar.update(len(batch))

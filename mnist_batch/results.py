@@ -83,12 +83,12 @@ def parts_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.parts"
 
 
-def write_part(directory: Path, sequence: int, rows: pl.DataFrame) -> None:
+def write_part(directory: Path, sequence: int, frames: list[pl.DataFrame]) -> None:
     """Each part is complete or absent: written under a temporary name, then renamed."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"part-{sequence:06d}.parquet"
     tmp = directory / f".part-{sequence:06d}.tmp"
-    rows.write_parquet(tmp)
+    pl.concat(frames).write_parquet(tmp)
     os.replace(tmp, final)
 
 

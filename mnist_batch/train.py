@@ -136,15 +136,14 @@ def train(opts: TrainOptions) -> dict:
             tqdm.write(f"epoch {epoch}: train loss {last['train_loss']:.4f}, "
                        f"test accuracy {last['test_accuracy']:.2%}")
 
-    final = test
     hyper = {k: v for k, v in asdict(opts).items() if k in ("batch_size", "lr", "augment")}
     metadata = {
         "epochs": epochs,
         "hyperparameters": hyper | {"optimizer": "adam", "schedule": "one-cycle"},
         "seed": opts.seed,
         "dry_run": opts.dry_run,
-        "test_accuracy": final["accuracy"],
-        "test_loss": final["loss"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
         "mnist_md5": train_set.md5 | test_set.md5,
         "torch_version": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -154,7 +153,7 @@ def train(opts: TrainOptions) -> dict:
     save_checkpoint(model, checkpoint, metadata)
     summary = metadata | {
         "checkpoint": str(checkpoint),
-        "per_class_accuracy": final["per_class_accuracy"],
+        "per_class_accuracy": test["per_class_accuracy"],
         "history": history,
         "seconds": time.perf_counter() - started,
         "device": str(device),
