@@ -9,7 +9,7 @@ IN ?= sample_inputs
 OUT ?= runs/predictions.parquet
 LABELS ?=
 
-.PHONY: help venv demo test lint weights classify report bench bench-train bench-classify bench-report clean
+.PHONY: help venv demo test lint weights classify report bench bench-startup bench-train bench-classify bench-report bench-ray clean
 
 help:
 	@echo "make demo | test | lint | weights | classify IN=dir OUT=file | report IN=file [LABELS=file] | bench | clean"
@@ -41,7 +41,10 @@ classify: venv
 report: venv
 	$(BIN)/mnist-batch report $(IN) $(if $(LABELS),--labels $(LABELS)) $(ARGS)
 
-bench: bench-train bench-classify bench-report
+bench: bench-startup bench-train bench-classify bench-report bench-ray
+
+bench-startup: venv
+	$(BIN)/python bench/bench_startup.py
 
 bench-train: venv
 	$(BIN)/python bench/bench_train.py
@@ -51,6 +54,9 @@ bench-classify: venv
 
 bench-report: venv
 	$(BIN)/python bench/bench_report.py
+
+bench-ray: venv
+	$(BIN)/python bench/bench_ray.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

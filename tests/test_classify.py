@@ -255,3 +255,23 @@ def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_tes
     assert subprocess.run([*command[:4], fresh, "--quiet"], capture_output=True).returncode == 0
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
     assert pl.read_parquet(out).height == 20_000
+
+
+def test_every_common_format_gives_the_same_digit(cli, tmp_path, mnist_test):
+    """One scan-like digit saved in each format Pillow writes, extensions in any case."""
+    digit = Image.fromarray(255 - mnist_test.images[0]).resize((84, 84), Image.BICUBIC)
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    for name, image in {
+        "a.png": digit, "b.JPG": digit.convert("RGB"), "c.bmp": digit, "d.gif": digit.convert("P"),
+        "e.tif": digit, "f.webp": digit.convert("RGB"), "g.pgm": digit, "h.ppm": digit.convert("RGB"),
+        "i.Tiff": digit.convert("RGBA"),
+        "j16.png": Image.fromarray(np.asarray(digit, np.uint16) * 257),  # 16-bit grey
+    }.items():
+        image.save(folder / name)
+    out = tmp_path / "formats.parquet"
+    result = classify(cli, folder, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    frame = pl.read_parquet(out)
+    assert frame.height == 10 and set(frame["status"]) == {"ok"}
+    assert set(frame["pred"]) == {int(mnist_test.labels[0])}
