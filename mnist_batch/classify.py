@@ -127,7 +127,7 @@ def classify(opts: ClassifyOptions) -> dict:
     parts = results.parts_dir(out)
     paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
     results.remove_unfinished_merge(out)
-    if not paths:
+    if not paths and not opts.incremental:
         log(f"no image files found in {', '.join(opts.inputs) or opts.files_from}; writing an empty result")
     if opts.incremental:
         results.remove_crashed_runs(opts.out_dir)
