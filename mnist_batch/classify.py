@@ -10,6 +10,7 @@ At most a few chunks are in flight, so memory stays flat whatever the number of 
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import Counter, deque
@@ -20,7 +21,7 @@ import numpy as np
 
 from mnist_batch import images, results
 from mnist_batch.discover import discover
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch.errors import INTERRUPTED, USAGE, UserError
 
 PART_ROWS = 4096  # rows per part file: what a crash can cost, and what --resume skips
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
@@ -88,6 +89,11 @@ def spread_probs(probs: np.ndarray, statuses: list[str]) -> np.ndarray:
     full = np.zeros((len(statuses), 10), np.float32)
     full[[i for i, status in enumerate(statuses) if status == images.OK]] = probs
     return full
+
+
+def ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and keeps what is written."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def pool_context():
@@ -159,56 +165,60 @@ def classify(opts: ClassifyOptions) -> dict:
 
     statuses: Counter = Counter()
     shown_errors = 0
-    with pool_context().Pool(workers) as pool:
-        in_flight = deque()
-        pending = iter(chunks)
+    try:
+        with pool_context().Pool(workers, initializer=ignore_interrupts) as pool:
+            in_flight = deque()
+            pending = iter(chunks)
 
-        def submit():
-            batch = next(pending, None)
-            if batch is not None:
-                in_flight.append((batch, pool.apply_async(preprocess_chunk, (batch, opts.max_pixels))))
+            def submit():
+                batch = next(pending, None)
+                if batch is not None:
+                    in_flight.append((batch, pool.apply_async(preprocess_chunk, (batch, opts.max_pixels))))
 
-        for _ in range(workers * 4):
-            submit()
+            for _ in range(workers * 4):
+                submit()
 
-        # Loaded while the workers decode the first chunks.
-        import torch
-        from tqdm import tqdm
+            # Loaded while the workers decode the first chunks.
+            import torch
+            from tqdm import tqdm
 
-        from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256, load_checkpoint, pick_device
+            from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256, load_checkpoint, pick_device
 
-        device = pick_device(opts.device)
-        if device.type == "cpu":
-            # The workers already keep the cores busy; more torch threads would only contend.
-            torch.set_num_threads(1)
-        checkpoint = Path(opts.checkpoint or DEFAULT_CHECKPOINT)
-        model, _ = load_checkpoint(checkpoint, device)
-        model = model.to(memory_format=torch.channels_last)  # about twice as fast on the CPU
-        checkpoint_sha = file_sha256(checkpoint)
+            device = pick_device(opts.device)
+            if device.type == "cpu":
+                # The workers already keep the cores busy; more torch threads would only contend.
+                torch.set_num_threads(1)
+            checkpoint = Path(opts.checkpoint or DEFAULT_CHECKPOINT)
+            model, _ = load_checkpoint(checkpoint, device)
+            model = model.to(memory_format=torch.channels_last)  # about twice as fast on the CPU
+            checkpoint_sha = file_sha256(checkpoint)
 
-        sequence = len(previous)
-        buffered, buffered_rows = [], 0
-        bar = tqdm(total=len(todo), unit="img", disable=not opts.progress, smoothing=0.1)
-        rate_start = time.perf_counter()
-        while in_flight:
-            batch, result = in_flight.popleft()
-            digits, chunk_statuses, errors, sizes, mtimes = result.get()
-            submit()
-            probs = spread_probs(predict(model, digits, device), chunk_statuses)
-            buffered.append(results.build_rows(batch, chunk_statuses, errors, probs, sizes, mtimes,
-                                               checkpoint.name, checkpoint_sha))
-            buffered_rows += len(batch)
-            statuses.update(chunk_statuses)
-            for path, status, error in zip(batch, chunk_statuses, errors, strict=True):
-                if status not in (images.OK, images.BLANK) and shown_errors < MAX_SHOWN_ERRORS:
-                    log(f"{path}: {status}: {error}")
-                    shown_errors += 1
-            if buffered_rows >= PART_ROWS or not in_flight:
-                results.write_part(parts, sequence, buffered)
-                sequence += 1
-                buffered, buffered_rows = [], 0
-            bar.update(len(batch))
-        bar.close()
+            sequence = len(previous)
+            buffered, buffered_rows = [], 0
+            bar = tqdm(total=len(todo), unit="img", disable=not opts.progress, smoothing=0.1)
+            rate_start = time.perf_counter()
+            while in_flight:
+                batch, result = in_flight.popleft()
+                digits, chunk_statuses, errors, sizes, mtimes = result.get()
+                submit()
+                probs = spread_probs(predict(model, digits, device), chunk_statuses)
+                buffered.append(results.build_rows(batch, chunk_statuses, errors, probs, sizes, mtimes,
+                                                   checkpoint.name, checkpoint_sha))
+                buffered_rows += len(batch)
+                statuses.update(chunk_statuses)
+                for path, status, error in zip(batch, chunk_statuses, errors, strict=True):
+                    if status not in (images.OK, images.BLANK) and shown_errors < MAX_SHOWN_ERRORS:
+                        log(f"{path}: {status}: {error}")
+                        shown_errors += 1
+                if buffered_rows >= PART_ROWS or not in_flight:
+                    results.write_part(parts, sequence, buffered)
+                    sequence += 1
+                    buffered, buffered_rows = [], 0
+                bar.update(len(batch))
+            bar.close()
+    except KeyboardInterrupt:
+        raise UserError(f"interrupted; the rows written so far are kept in {parts}: "
+                        "rerun the same command with --resume to continue", INTERRUPTED) from None
     rate_seconds = time.perf_counter() - rate_start
 
     rows = results.finish(parts, out, fmt)

@@ -13,11 +13,11 @@ from typing import Optional
 import typer
 
 from mnist_batch import __version__
-from mnist_batch.errors import FAILURE, USAGE, UserError
+from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
-4 report accuracy below --min-accuracy."""
+4 report accuracy below --min-accuracy; 130 interrupted (classify: rerun with --resume)."""
 
 app = typer.Typer(
     help=f"Classify folders of handwritten digit images with a small CNN.\n\n{EXIT_CODES}",
@@ -54,8 +54,7 @@ def run_job(ctx: typer.Context, job, *args):
             raise
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:
-        typer.echo("mnist-batch: interrupted", err=True)
-        raise typer.Exit(130) from None
+        fail("interrupted", INTERRUPTED)
     except Exception as error:
         if debug:
             raise

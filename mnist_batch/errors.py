@@ -6,6 +6,7 @@ FAILURE = 1  # the job could not run or finish: bad data, bad checkpoint, intern
 USAGE = 2  # bad command line (Click's own code for usage errors)
 PARTIAL = 3  # classify finished, but some inputs could not be classified
 GATE = 4  # report: accuracy below --min-accuracy
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class UserError(Exception):

@@ -238,7 +238,7 @@ def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_tes
                "--quiet", "--workers", "1", "--batch-size", "64"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = results.parts_dir(out)
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while not list(parts.glob("part-*.parquet")) and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
@@ -246,6 +246,20 @@ def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_tes
     assert not out.exists(), "a killed run must not leave a file at --out"
     assert list(parts.glob("part-*.parquet")), "the finished parts stay for --resume"
     (tmp_path / f".{out.name}.tmp-99999").write_bytes(b"half a merge")  # as a kill during the merge leaves
+
+    # Ctrl-C in a terminal sends SIGINT to the whole process group, workers included
+    interrupted = subprocess.Popen([*command, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+    written = len(list(parts.glob("part-*.parquet")))
+    while len(list(parts.glob("part-*.parquet"))) == written and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(interrupted.pid, signal.SIGINT)
+    _, stderr = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if "error:" in line] == [stderr.strip().splitlines()[-1]]
+    assert "interrupted" in stderr and "--resume" in stderr
+    assert not out.exists()
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
