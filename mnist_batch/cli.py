@@ -81,8 +81,8 @@ def main_options(
 def train(
     ctx: typer.Context,
     epochs: int = typer.Option(4, help="Passes over the 60,000 training images."),
-    batch_size: int = typer.Option(128, help="Images per optimiser step."),
-    lr: float = typer.Option(0.01, help="Peak learning rate of the one-cycle schedule (Adam)."),
+    batch_size: int = typer.Option(256, help="Images per optimiser step."),
+    lr: float = typer.Option(0.015, help="Peak learning rate of the one-cycle schedule (Adam)."),
     seed: int = typer.Option(1, help="Random seed; the same seed on the CPU gives the same weights."),
     device: str = Device,
     data_dir: Optional[Path] = DataDir,

@@ -21,8 +21,8 @@ DRY_RUN_BATCHES = 10
 @dataclass(frozen=True)
 class TrainOptions:
     epochs: int = 4
-    batch_size: int = 128
-    lr: float = 0.01
+    batch_size: int = 256
+    lr: float = 0.015
     seed: int = 1
     device: str = "auto"
     data_dir: Path | None = None
