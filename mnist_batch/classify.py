@@ -45,7 +45,6 @@ class ClassifyOptions:
     resume: bool = False
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     progress: bool = True
-    engine: str = "local"  # or "ray": see ray_engine.py
     address: str | None = None  # Ray cluster address (else $RAY_ADDRESS, else a local cluster)
     actors: int = 0  # Ray predictor actors (0: one per GPU, or one)
 

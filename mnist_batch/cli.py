@@ -189,7 +189,7 @@ def classify(
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
                            max_pixels=max_pixels, progress=progress_wanted(quiet),
-                           engine=engine, address=address, actors=actors)
+                           address=address, actors=actors)
     if engine == "ray":
         from mnist_batch.ray_engine import classify_ray as classify_job
     elif engine != "local":

@@ -39,11 +39,12 @@ def cache_dir() -> Path:
     return Path(base) / "mnist-batch"
 
 
-def candidate_dirs(data_dir: Path | None) -> list[Path]:
+def data_directory(data_dir: Path | None) -> tuple[Path, str]:
+    """Where MNIST is looked for, and which setting said so (for error messages)."""
     if data_dir is not None:
-        return [Path(data_dir)]
+        return Path(data_dir), "--data-dir"
     env = os.environ.get(ENV_VAR)
-    return [Path(env)] if env else [cache_dir()]
+    return (Path(env), f"${ENV_VAR}") if env else (cache_dir(), "the cache")
 
 
 def find_file(directory: Path, name: str) -> Path | None:
@@ -56,13 +57,12 @@ def find_file(directory: Path, name: str) -> Path | None:
 
 def locate(names: list[str], data_dir: Path | None = None, download: bool = False) -> dict[str, Path]:
     """Paths of the named MNIST files, or a UserError saying which is missing and what to do."""
-    directory = candidate_dirs(data_dir)[0]
+    directory, source = data_directory(data_dir)
     if download:
         fetch(directory)
     found = {name: find_file(directory, name) for name in names}
     missing = [name for name, path in found.items() if path is None]
     if missing:
-        source = "--data-dir" if data_dir else (f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the cache")
         raise UserError(
             f"MNIST file {missing[0]} not found in {directory} ({source}); "
             f"point --data-dir or ${ENV_VAR} at the folder holding the IDX files, or add --download"

@@ -22,6 +22,7 @@ REPORT_SHAPE = "mnist-batch-report/1"  # bump when the JSON shape changes
 CALIBRATION_BINS = 15
 HISTOGRAM_BINS = 20
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, "p95": 0.95}
+MISCLASSIFIED = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
 
 
 @dataclass(frozen=True)
@@ -219,21 +220,10 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
 
 def review_rows(frame: pl.LazyFrame, threshold: float) -> pl.LazyFrame:
     """What a person should look at: failures, low confidence, and misclassifications."""
-    wrong = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
     reason = (pl.when(pl.col("status") != "ok").then(pl.lit("failed"))
-              .when(wrong).then(pl.lit("misclassified"))
+              .when(MISCLASSIFIED).then(pl.lit("misclassified"))
               .when(pl.col("confidence") < threshold).then(pl.lit("low_confidence")))
     return frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
-
-
-def write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def report(opts: ReportOptions) -> dict:
@@ -250,21 +240,20 @@ def report(opts: ReportOptions) -> dict:
     if opts.review:
         fmt = results.output_format(opts.review, None)
         rows = review_rows(frame, opts.review_threshold).sort("path")
-        write_atomic(opts.review, lambda tmp: rows.sink_parquet(tmp) if fmt == "parquet" else rows.sink_csv(tmp))
+        results.write_atomic(opts.review, rows.sink_parquet if fmt == "parquet" else rows.sink_csv)
     if opts.json_out and opts.json_out != "-":
-        write_atomic(Path(opts.json_out), lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+        results.write_atomic(Path(opts.json_out), lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     if opts.html:
         from mnist_batch import report_html
 
         page = report_html.render(summary, gallery_rows(frame, opts.gallery).collect())
-        write_atomic(opts.html, lambda tmp: tmp.write_text(page))
+        results.write_atomic(opts.html, lambda tmp: tmp.write_text(page))
     return summary
 
 
 def gallery_rows(frame: pl.LazyFrame, count: int) -> pl.LazyFrame:
     """Misclassified inputs first, then the least confident: what the HTML gallery shows."""
-    right = (pl.col("label").is_null() | (pl.col("pred") == pl.col("label"))).cast(pl.Int8)
-    return (frame.filter(pl.col("status") == "ok").with_columns(_right=right)
+    return (frame.filter(pl.col("status") == "ok").with_columns(_right=(~MISCLASSIFIED).cast(pl.Int8))
             .bottom_k(count, by=["_right", "confidence"]).sort("_right", "confidence").drop("_right"))
 
 

@@ -83,13 +83,21 @@ def parts_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.parts"
 
 
+def write_atomic(path: Path, write) -> None:
+    """write(tmp) into a hidden temporary file beside `path`, then rename it onto `path`:
+    readers see the old file or the whole new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_part(directory: Path, sequence: int, frames: list[pl.DataFrame]) -> None:
-    """Each part is complete or absent: written under a temporary name, then renamed."""
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"part-{sequence:06d}.parquet"
-    tmp = directory / f".part-{sequence:06d}.tmp"
-    pl.concat(frames).write_parquet(tmp)
-    os.replace(tmp, final)
+    """Each part is complete or absent."""
+    write_atomic(directory / f"part-{sequence:06d}.parquet", pl.concat(frames).write_parquet)
 
 
 def new_output_path(directory: Path) -> Path:
@@ -138,17 +146,14 @@ def finish(directory: Path, out: Path, fmt: str) -> int:
     parts = existing_parts(directory)
     frame = pl.scan_parquet(parts).sort("path") if parts else empty_rows().lazy()
     rows = frame.select(pl.len()).collect().item()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
+
+    def sink(tmp: Path) -> None:
         if fmt == "parquet":
-            frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION},
-                               sync_on_close="all")
+            frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION}, sync_on_close="all")
         else:
             frame.sink_csv(tmp, sync_on_close="all")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(out, sink)
     shutil.rmtree(directory, ignore_errors=True)
     return rows
 
