@@ -1,2 +1,27 @@
-"""Batch classification of handwritten digit images."""
+"""Batch classification of handwritten digit images.
+
+    import mnist_batch
+    clf = mnist_batch.Classifier()
+    digit, confidence = clf.predict_one("scan.png")
+
+Importing the package is light: torch and polars load on first use.
+"""
+
 __version__ = "0.1.0"
+__all__ = ["Classifier", "ClassifySummary", "UserError", "classify_files"]
+
+
+def __getattr__(name: str):
+    if name in ("Classifier", "classify_files"):
+        from mnist_batch import api
+
+        return getattr(api, name)
+    if name == "ClassifySummary":
+        from mnist_batch.results import ClassifySummary
+
+        return ClassifySummary
+    if name == "UserError":
+        from mnist_batch.errors import UserError
+
+        return UserError
+    raise AttributeError(f"module 'mnist_batch' has no attribute {name!r}")

@@ -4,16 +4,20 @@ Heavy imports (torch, polars, matplotlib) happen inside the commands so that
 `mnist-batch --help` answers at once.
 """
 
-import json
-import os
-import sys
-from pathlib import Path
-from typing import Optional
+import time
 
-import typer
+STARTED = time.perf_counter()  # the command's wall time counts from here: summaries report it
 
-from mnist_batch import __version__
-from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
+
+from mnist_batch import __version__  # noqa: E402
+from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError  # noqa: E402
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
@@ -32,6 +36,8 @@ DataDir = typer.Option(None, "--data-dir",
                        help="Folder of the MNIST IDX files (else $MNIST_BATCH_DATA, else the cache).")
 Download = typer.Option(False, "--download", help="Fetch MNIST with torchvision when it is not found.")
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+Checkpoint = typer.Option(None, "--checkpoint",
+                          help="A .safetensors file, or a bundled checkpoint's name (default: the bundled lenet).")
 
 
 def progress_wanted(quiet: bool) -> bool:
@@ -77,8 +83,8 @@ def main_options(
     ctx.obj = {"debug": debug}
 
 
-@app.command()
-def train(
+@app.command("train")
+def train_command(
     ctx: typer.Context,
     epochs: int = typer.Option(4, help="Passes over the 60,000 training images."),
     batch_size: int = typer.Option(256, help="Images per optimiser step."),
@@ -114,10 +120,10 @@ def train(
                    f"on {summary['device']} -> {summary['checkpoint']}")
 
 
-@app.command()
-def evaluate(
+@app.command("evaluate")
+def evaluate_command(
     ctx: typer.Context,
-    checkpoint: Optional[Path] = typer.Option(None, help="A .safetensors checkpoint (default: the bundled one)."),
+    checkpoint: Optional[str] = Checkpoint,
     device: str = Device,
     data_dir: Optional[Path] = DataDir,
     download: bool = Download,
@@ -127,13 +133,10 @@ def evaluate(
 
     Example: mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
     """
-    from mnist_batch.evaluate import EvaluateOptions
-    from mnist_batch.evaluate import evaluate as evaluate_job
-    from mnist_batch.model import DEFAULT_CHECKPOINT
+    from mnist_batch.evaluate import EvaluateOptions, evaluate_checkpoint
 
-    opts = EvaluateOptions(checkpoint=checkpoint or DEFAULT_CHECKPOINT, data_dir=data_dir,
-                           download=download, device=device)
-    result = run_job(ctx, evaluate_job, opts)
+    opts = EvaluateOptions(checkpoint=checkpoint, data_dir=data_dir, download=download, device=device)
+    result = run_job(ctx, evaluate_checkpoint, opts)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -142,8 +145,8 @@ def evaluate(
     typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
 
 
-@app.command()
-def classify(
+@app.command("classify")
+def classify_command(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(None, help="Image files and folders (walked recursively).", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result file, .parquet or .csv."),
@@ -156,7 +159,7 @@ def classify(
     include: list[str] = typer.Option([], "--include", help="Keep only paths matching this glob (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Drop paths matching this glob (repeatable)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="parquet or csv (default: from the --out extension)."),
-    checkpoint: Optional[Path] = typer.Option(None, help="A .safetensors checkpoint (default: the bundled one)."),
+    checkpoint: Optional[str] = Checkpoint,
     device: str = Device,
     workers: int = typer.Option(0, help="Decoding processes (0: one per core)."),
     batch_size: int = typer.Option(1024, help="Images per model batch (and per worker task)."),
@@ -167,6 +170,7 @@ def classify(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
     actors: int = typer.Option(0, help="Ray predictor actors (0: one per GPU, or one)."),
     quiet: bool = Quiet,
+    json_out: bool = typer.Option(False, "--json", help="Print the run's summary as JSON on stdout."),
 ):
     """Classify digit images into a Parquet or CSV file: one row per input, failures included.
 
@@ -179,35 +183,39 @@ def classify(
     Exit codes: 0 every input classified (or blank); 3 some inputs could not be
     classified (their rows say why); 1 failure; 2 usage error.
     """
-    from mnist_batch.classify import ClassifyOptions
-    from mnist_batch.classify import classify as classify_job
     from mnist_batch.errors import PARTIAL
+    from mnist_batch.options import ClassifyOptions, RayOptions
 
     opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
                            incremental=incremental, files_from=files_from,
                            include=tuple(include), exclude=tuple(exclude), format=fmt,
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
-                           max_pixels=max_pixels, progress=progress_wanted(quiet),
-                           address=address, actors=actors)
+                           max_pixels=max_pixels, progress=progress_wanted(quiet))
     if engine == "ray":
-        from mnist_batch.ray_engine import classify_ray as classify_job
-    elif engine != "local":
+        from mnist_batch.ray_engine import classify_ray
+
+        summary = run_job(ctx, classify_ray, opts, RayOptions(address=address, actors=actors), STARTED)
+    elif engine == "local":
+        from mnist_batch.classify import classify
+
+        summary = run_job(ctx, classify, opts, STARTED)
+    else:
         fail(f"unknown --engine {engine!r}; use local or ray", USAGE)
-    summary = run_job(ctx, classify_job, opts)
-    if summary["out"] is None:
+    if json_out:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    elif summary.out is None:
         typer.echo(f"nothing new to classify; {out_dir} is up to date")
-        return
-    blank = f", {summary['blank']} blank" if summary["blank"] else ""
-    typer.echo(f"{summary['rows']} rows -> {summary['out']}: {summary['ok']} ok{blank}, "
-               f"{summary['failed']} failed; {summary['seconds']:.2f} s, "
-               f"{summary['images_per_second']:,.0f} images/s on {summary['device']}")
-    if summary["failed"]:
+    else:
+        blank = f", {summary.blank} blank" if summary.blank else ""
+        typer.echo(f"{summary.rows} rows -> {summary.out}: {summary.ok} ok{blank}, {summary.failed} failed; "
+                   f"{summary.seconds:.2f} s, {summary.images_per_second:,.0f} images/s on {summary.device}")
+    if summary.failed:
         raise typer.Exit(PARTIAL)
 
 
-@app.command()
-def report(
+@app.command("report")
+def report_command(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="Result files or globs (.parquet, .csv, mixed)."),
     labels: Optional[Path] = typer.Option(None, help="CSV or Parquet with path and label columns."),
@@ -230,8 +238,9 @@ def report(
     from rich.console import Console
 
     from mnist_batch.errors import GATE
-    from mnist_batch.report import ReportOptions, render_terminal
+    from mnist_batch.report import ReportOptions
     from mnist_batch.report import report as report_job
+    from mnist_batch.report_terminal import render_terminal
 
     opts = ReportOptions(inputs=tuple(inputs), labels=labels, labels_root=labels_root,
                          labels_from_dirs=labels_from_dirs, review_threshold=review_threshold,

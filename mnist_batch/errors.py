@@ -1,4 +1,6 @@
-"""Errors the CLI turns into one line on stderr and a documented exit code."""
+"""Errors the CLI turns into one line on stderr and a documented exit code; log lines."""
+
+import sys
 
 # Exit codes, documented in --help and the README.
 OK = 0
@@ -15,3 +17,8 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = FAILURE):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def log(message: str) -> None:
+    """A progress or warning line for the person or the log: stderr, never stdout."""
+    print(f"mnist-batch: {message}", file=sys.stderr, flush=True)

@@ -12,6 +12,8 @@ distributed batch maps can call it; nothing imports torch.
 import io
 import os
 import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,7 +28,12 @@ BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has n
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
-OK, BLANK = "ok", "blank"
+OK, BLANK = "ok", "blank"  # every other status is an error kind: the input failed
+
+
+def is_failed(status: str) -> bool:
+    """The one definition of a failed input: neither classified nor blank."""
+    return status not in (OK, BLANK)
 
 # The 108 edge pixels of a 28x28 image, as one index: the MNIST-form check runs per image.
 MNIST_BORDER = np.zeros((28, 28), bool)
@@ -72,6 +79,11 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
     except Exception as error:  # Pillow's plugins raise many types for a broken header
         raise ImageProblem("corrupt", f"broken image header: {error}") from None
+    return prepare(image, max_pixels)
+
+
+def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An opened image -> mode L, upright, alpha over white; checks the pixel cap first."""
     width, height = image.size
     if width * height > max_pixels:
         raise ImageProblem("too_large", f"{width}x{height} pixels is over the {max_pixels:,} pixel cap")
@@ -148,25 +160,99 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
     return out
 
 
-def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray | None, str, str | None]:
-    """bytes -> (28x28 digit or None, status, error message). Never raises for bad input."""
-    try:
-        digit = preprocess(decode(data, max_pixels))
-    except ImageProblem as problem:
-        return None, problem.status, str(problem)
+class Decoded(NamedTuple):
+    """One input after reading, decoding and preprocessing."""
+
+    status: str  # OK, BLANK or an error kind
+    error: str | None = None  # why it was not classified
+    digit: np.ndarray | None = None  # 28x28 uint8 when status is OK
+    file_size: int | None = None
+    file_mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class DecodedChunk:
+    """Inputs decoded together: one record each, in order, and the digits of the OK ones
+    stacked into one array (cheap to send between processes)."""
+
+    paths: list[str | None]  # None for in-memory images
+    inputs: list[Decoded]  # their `digit` fields are dropped: the digits are in `digits`
+    digits: np.ndarray  # (number of OK inputs, 28, 28) uint8
+
+    @classmethod
+    def of(cls, paths: list[str | None], decoded: list[Decoded]) -> "DecodedChunk":
+        digits = [item.digit for item in decoded if item.digit is not None]
+        return cls(paths, [item._replace(digit=None) for item in decoded], stack_digits(digits))
+
+    @property
+    def statuses(self) -> list[str]:
+        return [item.status for item in self.inputs]
+
+
+def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
+    return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
+
+
+def digit_of(gray: Image.Image) -> Decoded:
+    digit = preprocess(gray)
     if digit is None:
-        return None, BLANK, "no ink found: the image is blank or has too little contrast"
-    return digit, OK, None
+        return Decoded(BLANK, "no ink found: the image is blank or has too little contrast")
+    return Decoded(OK, digit=digit)
 
 
-def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple:
-    """path -> (28x28 digit or None, status, error, file size, mtime in ns); never raises."""
+def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Image file bytes -> Decoded. Never raises for bad input."""
+    try:
+        return digit_of(decode(data, max_pixels))
+    except ImageProblem as problem:
+        return Decoded(problem.status, str(problem))
+
+
+def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """An image file -> Decoded, with the file's size and modification time. Never raises."""
     try:
         data, info = read_file(path)
     except ImageProblem as problem:
         try:
             info = os.stat(path)
-            return None, problem.status, str(problem), info.st_size, info.st_mtime_ns
+            return Decoded(problem.status, str(problem), None, info.st_size, info.st_mtime_ns)
         except OSError:
-            return None, problem.status, str(problem), None, None
-    return (*load(data, max_pixels), info.st_size, info.st_mtime_ns)
+            return Decoded(problem.status, str(problem))
+    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=info.st_mtime_ns)
+
+
+def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """An in-memory image (PIL image or numpy array, any size and mode) -> Decoded."""
+    try:
+        if isinstance(image, np.ndarray):
+            image = image_from_array(image)
+        if not isinstance(image, Image.Image):
+            raise ImageProblem("unsupported", f"{type(image).__name__} is not a path, PIL image or numpy array")
+        try:
+            return digit_of(prepare(image, max_pixels))
+        except (OSError, ValueError, TypeError) as error:
+            raise ImageProblem("corrupt", f"cannot convert image: {error}") from None
+    except ImageProblem as problem:
+        return Decoded(problem.status, str(problem))
+
+
+def image_from_array(array: np.ndarray) -> Image.Image:
+    """2-D grey, or height x width x 1/3/4 channels; floats in 0-1 are scaled to 0-255."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise ImageProblem("unsupported", f"array of shape {array.shape} is not an image (H x W, or H x W x 1/3/4)")
+    if array.dtype.kind == "f":
+        top = float(np.nanmax(array)) if array.size else 0.0
+        array = np.nan_to_num(array * (255.0 if top <= 1.0 else 1.0)).clip(0, 255).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        top = int(array.max())
+        array = (array.astype(np.float64) * (255.0 / top if top > 255 else 1.0)).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def preprocess_chunk(paths: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedChunk:
+    """Worker task: image files -> one DecodedChunk."""
+    return DecodedChunk.of(paths, [load_path(path, max_pixels) for path in paths])

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def training_curves(history: list[dict], out_dir: Path) -> list[Path]:
-    """The seed's two plots: loss per epoch and accuracy per epoch, train and test."""
+    """The original notebook's two plots: loss per epoch and accuracy per epoch, train and test."""
     epochs = [row["epoch"] for row in history]
     written = []
     for metric, ylabel in (("loss", "loss (NLL)"), ("accuracy", "accuracy")):

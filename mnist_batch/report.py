@@ -15,8 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import results
+from mnist_batch import images, results
 from mnist_batch.errors import USAGE, UserError
+from mnist_batch.files import write_atomic, write_text_atomic
 
 REPORT_SHAPE = "mnist-batch-report/1"  # bump when the JSON shape changes
 CALIBRATION_BINS = 15
@@ -160,7 +161,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
 
     statuses = dict(zip(by_status["status"], by_status["n"], strict=True))
     rows = sum(statuses.values())
-    errors = {k: v for k, v in sorted(statuses.items()) if k not in ("ok", "blank")}
+    errors = {k: v for k, v in sorted(statuses.items()) if images.is_failed(k)}
     conf = confidence.row(0, named=True)
     summary = {
         "shape": REPORT_SHAPE,
@@ -219,8 +220,9 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
 
 
 def review_rows(frame: pl.LazyFrame, threshold: float) -> pl.LazyFrame:
-    """What a person should look at: failures, low confidence, and misclassifications."""
-    reason = (pl.when(pl.col("status") != "ok").then(pl.lit("failed"))
+    """What a person should look at: failures, blank pages, low confidence, and misclassifications."""
+    reason = (pl.when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
+              .when(pl.col("status") != images.OK).then(pl.lit("failed"))
               .when(MISCLASSIFIED).then(pl.lit("misclassified"))
               .when(pl.col("confidence") < threshold).then(pl.lit("low_confidence")))
     return frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
@@ -240,14 +242,15 @@ def report(opts: ReportOptions) -> dict:
     if opts.review:
         fmt = results.output_format(opts.review, None)
         rows = review_rows(frame, opts.review_threshold).sort("path")
-        results.write_atomic(opts.review, rows.sink_parquet if fmt == "parquet" else rows.sink_csv)
+        write_atomic(opts.review, rows.sink_parquet if fmt == "parquet" else rows.sink_csv)
     if opts.json_out and opts.json_out != "-":
-        results.write_atomic(Path(opts.json_out), lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+        write_text_atomic(Path(opts.json_out), json.dumps(summary, indent=2) + "\n")
     if opts.html:
         from mnist_batch import report_html
 
-        page = report_html.render(summary, gallery_rows(frame, opts.gallery).collect())
-        results.write_atomic(opts.html, lambda tmp: tmp.write_text(page))
+        page = report_html.render(summary, gallery_rows(frame, opts.gallery).collect(), HISTOGRAM_BINS,
+                                  CALIBRATION_BINS)
+        write_text_atomic(opts.html, page)
     return summary
 
 
@@ -255,52 +258,3 @@ def gallery_rows(frame: pl.LazyFrame, count: int) -> pl.LazyFrame:
     """Misclassified inputs first, then the least confident: what the HTML gallery shows."""
     return (frame.filter(pl.col("status") == "ok").with_columns(_right=(~MISCLASSIFIED).cast(pl.Int8))
             .bottom_k(count, by=["_right", "confidence"]).sort("_right", "confidence").drop("_right"))
-
-
-def render_terminal(summary: dict, console) -> None:
-    """The human summary, as rich tables (plain text when stdout is not a terminal)."""
-    from rich.table import Table
-
-    status = summary["status"]
-    errors = ", ".join(f"{k} {v}" for k, v in status["errors"].items()) or "none"
-    console.print(f"[bold]{summary['rows']:,} inputs[/bold] in {len(summary['files'])} file(s): "
-                  f"{status['ok']:,} ok, {status['blank']:,} blank, {status['failed']:,} failed ({errors})")
-    conf = summary["confidence"]
-    if status["ok"]:
-        console.print("confidence: " + ", ".join(f"{k} {conf[k]:.3f}" for k in ("min", "p05", "median", "mean")) +
-                      f"; {summary['below_threshold']:,} below {summary['review_threshold']}")
-    predicted = Table(title="predicted digits", show_header=True)
-    for digit in range(10):
-        predicted.add_column(str(digit), justify="right")
-    predicted.add_row(*(f"{summary['predicted'][str(d)]:,}" for d in range(10)))
-    console.print(predicted)
-    labels = summary["labels"]
-    if labels is None:
-        console.print("no labels: give --labels FILE or --labels-from-dirs for accuracy")
-        return
-    if not labels["evaluated"]:
-        console.print(f"labels ({labels['source']}): none matched a classified row "
-                      f"({labels['unmatched_labels']:,} labels unmatched)")
-        return
-    low, high = labels["accuracy_ci95"]
-    console.print(f"[bold]accuracy {labels['accuracy']:.2%}[/bold] (95% CI {low:.2%}-{high:.2%}) on "
-                  f"{labels['evaluated']:,} labelled rows; ECE {labels['ece']:.4f}; "
-                  f"{labels['unlabelled_rows']:,} rows without label, {labels['unmatched_labels']:,} labels "
-                  f"matching no row, {labels['labelled_not_classified']:,} labelled but not classified")
-    classes = Table(title="per class")
-    for column in ("digit", "precision", "recall", "F1", "support"):
-        classes.add_column(column, justify="right")
-    for digit, row in labels["per_class"].items():
-        classes.add_row(digit, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                        f"{row['support']:,}")
-    console.print(classes)
-    matrix = Table(title="confusion (rows true, columns predicted)")
-    matrix.add_column("")
-    for digit in range(10):
-        matrix.add_column(str(digit), justify="right")
-    for digit, row in enumerate(labels["confusion"]):
-        matrix.add_row(str(digit), *(f"[bold]{n}[/bold]" if i == digit else str(n or ".") for i, n in enumerate(row)))
-    console.print(matrix)
-    if labels["most_confused"]:
-        console.print("most confused: " + ", ".join(
-            f"{p['true']}->{p['predicted']} ({p['count']})" for p in labels["most_confused"][:5]))

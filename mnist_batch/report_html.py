@@ -8,7 +8,6 @@ import polars as pl
 from PIL import Image, ImageOps
 
 from mnist_batch import plots
-from mnist_batch.report import CALIBRATION_BINS, HISTOGRAM_BINS
 
 THUMBNAIL = 96
 
@@ -62,7 +61,7 @@ def gallery(rows: pl.DataFrame) -> str:
     return f'<div class="gallery">{"".join(cards)}</div>' if cards else "<p>nothing to show</p>"
 
 
-def render(summary: dict, gallery_rows: pl.DataFrame) -> str:
+def render(summary: dict, gallery_rows: pl.DataFrame, histogram_bins: int, calibration_bins: int) -> str:
     status = summary["status"]
     parts = [
         f"<h1>mnist-batch report</h1><p>{summary['rows']:,} inputs from "
@@ -77,7 +76,7 @@ def render(summary: dict, gallery_rows: pl.DataFrame) -> str:
         f"<p>{summary['below_threshold']:,} classified inputs below the review threshold "
         f"{summary['review_threshold']}.</p>",
     ]
-    figures = [plots.confidence_histogram(summary["confidence_histogram"], HISTOGRAM_BINS)]
+    figures = [plots.confidence_histogram(summary["confidence_histogram"], histogram_bins)]
     labels = summary["labels"]
     if labels and labels["evaluated"]:
         low, high = labels["accuracy_ci95"]
@@ -85,7 +84,7 @@ def render(summary: dict, gallery_rows: pl.DataFrame) -> str:
             "<h2>Accuracy</h2>",
             f"<p><b>{labels['accuracy']:.2%}</b> (95% CI {low:.2%} to {high:.2%}) on {labels['evaluated']:,} "
             f"labelled inputs (labels from {labels['source']}); expected calibration error "
-            f"{labels['ece']:.4f} over {CALIBRATION_BINS} bins. {labels['unlabelled_rows']:,} rows without label; "
+            f"{labels['ece']:.4f} over {calibration_bins} bins. {labels['unlabelled_rows']:,} rows without label; "
             f"{labels['unmatched_labels']:,} labels matching no row; {labels['labelled_not_classified']:,} "
             "labelled inputs not classified.</p>",
             table(["digit", "precision", "recall", "F1", "support"],

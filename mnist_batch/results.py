@@ -1,19 +1,22 @@
-"""THE result file: its schema, how rows are built, and how files are written.
+"""THE result file: its schema, how rows are built, the files of a run, and readers.
 
-A run streams rows into part files in a hidden folder beside --out; a finished run
-merges them, sorted by path, into a temporary file that is renamed onto --out. A crash
-leaves --out untouched and the parts in place for --resume.
+A run streams rows into part files in a hidden folder beside --out (RunFiles); a
+finished run merges them, sorted by path, into a temporary file that is renamed onto
+--out. A crash leaves --out untouched and the parts in place for --resume.
 """
 
-import os
 import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch import images
+from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.files import remove_temporaries, write_atomic
 
 SCHEMA_VERSION = "1"
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
@@ -31,6 +34,7 @@ SCHEMA = {
     "checkpoint_sha256": pl.String,
 }
 FORMATS = ("parquet", "csv")
+PART_ROWS = 4096  # rows per part file: what a crash can cost, and what --resume skips
 
 
 def output_format(out: Path, requested: str | None) -> str:
@@ -44,29 +48,21 @@ def output_format(out: Path, requested: str | None) -> str:
     raise UserError(f"cannot tell the format of {out}: name it .parquet or .csv, or pass --format", USAGE)
 
 
-def build_rows(
-    paths: list[str],
-    statuses: list[str],
-    errors: list[str | None],
-    probs: np.ndarray,
-    sizes: list[int | None],
-    mtimes: list[int | None],
-    checkpoint: str,
-    checkpoint_sha256: str,
-) -> pl.DataFrame:
-    """One row per input. `probs` is (n, 10) float32; its rows for inputs that are not ok are ignored."""
-    ok = np.array([status == "ok" for status in statuses], dtype=bool)
+def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
+    """One row per input of `chunk`. `probs` is (n, 10) float32; its rows for inputs that are not OK are ignored."""
+    statuses = chunk.statuses
+    ok = np.array([status == images.OK for status in statuses], dtype=bool)
     columns = {
-        "path": paths,
+        "path": chunk.paths,
         "status": statuses,
-        "error": errors,
+        "error": [item.error for item in chunk.inputs],
         "pred": np.where(ok, probs.argmax(axis=1), 0).astype(np.int8),
         "confidence": probs.max(axis=1).astype(np.float32),
         **{column: probs[:, digit].astype(np.float32) for digit, column in enumerate(PROB_COLUMNS)},
-        "file_size": sizes,
-        "file_mtime_ns": mtimes,
-        "checkpoint": [checkpoint] * len(paths),
-        "checkpoint_sha256": [checkpoint_sha256] * len(paths),
+        "file_size": [item.file_size for item in chunk.inputs],
+        "file_mtime_ns": [item.file_mtime_ns for item in chunk.inputs],
+        "checkpoint": [checkpoint] * len(statuses),
+        "checkpoint_sha256": [checkpoint_sha256] * len(statuses),
     }
     frame = pl.DataFrame(columns, schema=SCHEMA)
     only_ok = ["pred", "confidence", *PROB_COLUMNS]
@@ -77,27 +73,6 @@ def build_rows(
 
 def empty_rows() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
-
-
-def parts_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.parts"
-
-
-def write_atomic(path: Path, write) -> None:
-    """write(tmp) into a hidden temporary file beside `path`, then rename it onto `path`:
-    readers see the old file or the whole new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_part(directory: Path, sequence: int, frames: list[pl.DataFrame]) -> None:
-    """Each part is complete or absent."""
-    write_atomic(directory / f"part-{sequence:06d}.parquet", pl.concat(frames).write_parquet)
 
 
 def new_output_path(directory: Path) -> Path:
@@ -115,12 +90,6 @@ def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
     return set(frame.iter_rows())
 
 
-def remove_unfinished_merge(out: Path) -> None:
-    """A run killed while merging leaves its temporary file; the next run for --out removes it."""
-    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        tmp.unlink(missing_ok=True)
-
-
 def remove_crashed_runs(directory: Path) -> None:
     """What crashed runs left in an --out-dir; the next incremental run redoes their inputs."""
     for stale in Path(directory).glob(".predictions-*.parquet.parts"):
@@ -129,33 +98,105 @@ def remove_crashed_runs(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def existing_parts(directory: Path) -> list[Path]:
-    return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+def parts_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.parts"
 
 
-def done_paths(directory: Path) -> set[str]:
-    """Inputs that already have a row in the parts of an interrupted run."""
-    parts = existing_parts(directory)
-    if not parts:
-        return set()
-    return set(pl.scan_parquet(parts).select("path").collect()["path"].to_list())
+class RunFiles:
+    """The files of one run for one output: rows go into part files in a hidden folder
+    beside `out`, each complete or absent; finish() merges them, sorted by path, and
+    renames the merge onto `out`. A crash leaves `out` as it was and the parts for --resume."""
+
+    def __init__(self, out: Path, fmt: str, resume: bool = False):
+        self.out, self.fmt = Path(out), fmt
+        self.parts = parts_dir(self.out)
+        remove_temporaries(self.out)  # a merge cut short by a crash
+        existing = self.part_files()
+        if existing and not resume:
+            log(f"removing {len(existing)} part files of an unfinished earlier run in {self.parts} "
+                "(use --resume to continue it instead)")
+            shutil.rmtree(self.parts)
+            existing = []
+        self.sequence = len(existing)
+        self.buffered: list[pl.DataFrame] = []
+        self.buffered_rows = 0
+        # Inputs that already have a row: what --resume skips.
+        self.done: set[str] = set(self.scan_parts().select("path").collect()["path"]) if existing else set()
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
+
+    def scan_parts(self) -> pl.LazyFrame:
+        parts = self.part_files()
+        return pl.scan_parquet(parts) if parts else empty_rows().lazy()
+
+    def add(self, rows: pl.DataFrame) -> None:
+        self.buffered.append(rows)
+        self.buffered_rows += rows.height
+        if self.buffered_rows >= PART_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        frame = pl.concat(self.buffered)
+        write_atomic(self.parts / f"part-{self.sequence:06d}.parquet", frame.write_parquet)
+        self.sequence += 1
+        self.buffered, self.buffered_rows = [], 0
+
+    def finish(self) -> Counter:
+        """Merge the parts into `out` atomically, remove them; the file's rows by status."""
+        self.flush()
+        frame = self.scan_parts().sort("path")
+
+        def sink(tmp: Path) -> None:
+            if self.fmt == "parquet":
+                frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION},
+                                   sync_on_close="all")
+            else:
+                frame.sink_csv(tmp, sync_on_close="all")
+
+        counts = status_counts(frame)
+        write_atomic(self.out, sink)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return counts
 
 
-def finish(directory: Path, out: Path, fmt: str) -> int:
-    """Merge the parts, sorted by path, into --out atomically; returns the row count."""
-    parts = existing_parts(directory)
-    frame = pl.scan_parquet(parts).sort("path") if parts else empty_rows().lazy()
-    rows = frame.select(pl.len()).collect().item()
+def status_counts(frame: pl.LazyFrame) -> Counter:
+    return Counter(dict(frame.group_by("status").len().collect().iter_rows()))
 
-    def sink(tmp: Path) -> None:
-        if fmt == "parquet":
-            frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION}, sync_on_close="all")
-        else:
-            frame.sink_csv(tmp, sync_on_close="all")
 
-    write_atomic(out, sink)
-    shutil.rmtree(directory, ignore_errors=True)
-    return rows
+@dataclass(frozen=True)
+class ClassifySummary:
+    """What a classify run did; both engines return it and `classify --json` prints it.
+    Counts describe the whole result file (after --resume too), not only this run's rows."""
+
+    out: str | None  # None when an incremental run found nothing new
+    format: str | None
+    inputs: int  # inputs discovered for this run
+    rows: int  # rows in the result file
+    classified_now: int  # inputs read and classified by this run (the rest came from --resume parts)
+    ok: int
+    blank: int
+    failed: int
+    statuses: dict[str, int]
+    seconds: float  # wall time of the whole command
+    images_per_second: float  # classified_now / seconds
+    pipeline_images_per_second: float  # steady state: first batch through the model to the last
+    workers: int
+    device: str
+    checkpoint: str | None
+
+    @classmethod
+    def of(cls, counts: Counter, **fields) -> "ClassifySummary":
+        seconds, now = fields["seconds"], fields["classified_now"]
+        return cls(rows=sum(counts.values()), ok=counts[images.OK], blank=counts[images.BLANK],
+                   failed=sum(n for status, n in counts.items() if images.is_failed(status)),
+                   statuses=dict(sorted(counts.items())),
+                   images_per_second=now / seconds if seconds > 0 else 0.0, **fields)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def scan(path: str | Path) -> pl.LazyFrame:

@@ -12,7 +12,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mnist_batch import data, plots
-from mnist_batch.model import LeNet, normalize, pick_device, save_checkpoint
+from mnist_batch.files import write_text_atomic
+from mnist_batch.model import LeNet, accuracy_and_loss, normalize, pick_device, save_checkpoint
 
 CHECKPOINT_NAME = "lenet.safetensors"
 DRY_RUN_BATCHES = 10
@@ -32,26 +33,6 @@ class TrainOptions:
     dry_run: bool = False
     threads: int = 0  # 0: torch's default (all cores)
     progress: bool = True
-
-
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000) -> dict:
-    """Loss, accuracy and per-class accuracy of `model` on uint8 images held on its device."""
-    model.eval()
-    losses, predictions = [], []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            output = model(normalize(images[start : start + batch_size]))
-            target = labels[start : start + batch_size]
-            losses.append(F.nll_loss(output, target, reduction="sum"))
-            predictions.append(output.argmax(1))
-    predicted = torch.cat(predictions)
-    correct = predicted == labels
-    per_class = [correct[labels == digit].float().mean().item() for digit in range(10)]
-    return {
-        "loss": torch.stack(losses).sum().item() / len(labels),
-        "accuracy": correct.float().mean().item(),
-        "per_class_accuracy": per_class,
-    }
 
 
 def make_augment():
@@ -122,7 +103,7 @@ def train(opts: TrainOptions) -> dict:
             loss_sum += loss.detach() * len(labels)
             correct += (output.argmax(1) == labels).sum()
             seen += len(labels)
-        test = evaluate(model, test_x, test_y)  # the last epoch's is the checkpoint's figure
+        test = accuracy_and_loss(model, test_x, test_y)  # the last epoch's is the checkpoint's figure
         history.append({
             "epoch": epoch,
             "train_loss": loss_sum.item() / seen,
@@ -158,6 +139,6 @@ def train(opts: TrainOptions) -> dict:
         "seconds": time.perf_counter() - started,
         "device": str(device),
     }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     plots.training_curves(history, out)
     return summary

@@ -102,8 +102,12 @@ def test_bad_checkpoints_fail_with_one_line(cli, tmp_path, mnist_dir):
 
 
 def test_debug_shows_the_traceback(cli, tmp_path):
-    result = cli("--debug", "evaluate", "--checkpoint", tmp_path / "absent.safetensors")
-    assert result.exit_code != 0 and result.exception is not None
+    from mnist_batch.errors import UserError
+
+    debugged = cli("--debug", "evaluate", "--checkpoint", tmp_path / "absent.safetensors")
+    assert isinstance(debugged.exception, UserError)  # raised through: the traceback shows
+    plain = cli("evaluate", "--checkpoint", tmp_path / "absent.safetensors")
+    assert isinstance(plain.exception, SystemExit) and plain.exit_code == 1  # one line instead
 
 
 def test_dry_run_trains_end_to_end_on_real_mnist(cli, tmp_path, mnist_dir):

@@ -1,0 +1,70 @@
+"""The Python API: the same decoding, preprocessing, model and rows as `mnist-batch classify`.
+
+    clf = Classifier()                                  # the bundled checkpoint
+    frame = clf.predict(["a.png", pil_image, array])    # polars DataFrame, one row per item
+    digit, confidence = clf.predict_one(pil_image)
+    summary = classify_files(["scans/"], out="preds.parquet")   # the whole CLI job
+"""
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+from mnist_batch import images, results
+from mnist_batch.options import ClassifyOptions, RayOptions
+
+
+class Classifier:
+    """A checkpoint loaded once; predict() takes paths, PIL images and numpy arrays of any
+    size and mode, and returns rows of the result schema (path is null for in-memory items)."""
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto",
+                 batch_size: int = 1024, max_pixels: int = images.DEFAULT_MAX_PIXELS):
+        from mnist_batch.model import Inference
+
+        self.inference = Inference(checkpoint, device)
+        self.batch_size, self.max_pixels = batch_size, max_pixels
+
+    def predict(self, items: Iterable) -> pl.DataFrame:
+        """One row per item, in the order given; a bad item is a row with its status and error."""
+        items = list(items)
+        frames = [self.predict_chunk(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
+        return pl.concat(frames) if frames else results.empty_rows()
+
+    def predict_one(self, item) -> tuple[int, float]:
+        """(digit, confidence) of one image; ValueError naming the status when it cannot be classified."""
+        row = self.predict([item]).row(0, named=True)
+        if row["status"] != images.OK:
+            raise ValueError(f"not classified: {row['status']}: {row['error']}")
+        return row["pred"], row["confidence"]
+
+    def predict_chunk(self, items: list) -> pl.DataFrame:
+        paths = [str(item) if isinstance(item, str | Path) else None for item in items]
+        decoded = [images.load_path(path, self.max_pixels) if path is not None
+                   else images.load_image(item, self.max_pixels) for path, item in zip(paths, items, strict=True)]
+        chunk = images.DecodedChunk.of(paths, decoded)
+        probs = self.inference.probabilities(chunk.digits, [item.status == images.OK for item in decoded])
+        return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256)
+
+
+def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", address: str | None = None,
+                   actors: int = 0, progress: bool = False, **options) -> results.ClassifySummary:
+    """`mnist-batch classify` from Python: the CLI's options as keyword arguments
+    (out=, out_dir=, incremental=, files_from=, include=, exclude=, format=, checkpoint=, device=,
+    workers=, batch_size=, overwrite=, resume=, max_pixels=). Raises errors.UserError for what
+    the CLI reports as one line."""
+    started = time.perf_counter()
+    paths = {name: Path(options[name]) for name in ("out", "out_dir") if options.get(name) is not None}
+    globs = {name: (options[name],) if isinstance(options[name], str) else tuple(options[name])
+             for name in ("include", "exclude") if name in options}
+    opts = ClassifyOptions(inputs=tuple(str(item) for item in inputs), progress=progress,
+                           **(options | paths | globs))
+    if engine == "ray":
+        from mnist_batch.ray_engine import classify_ray
+
+        return classify_ray(opts, RayOptions(address=address, actors=actors), started)
+    from mnist_batch.classify import classify
+
+    return classify(opts, started)

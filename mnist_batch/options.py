@@ -1,0 +1,65 @@
+"""What a classify run is asked to do, and the check both engines run before any work.
+
+The local engine (classify.py) and the Ray engine (ray_engine.py) take the same
+ClassifyOptions; Ray's own settings travel apart in RayOptions.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_batch.errors import USAGE, UserError
+from mnist_batch.images import DEFAULT_MAX_PIXELS
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    inputs: tuple[str, ...]
+    out: Path | None = None
+    out_dir: Path | None = None  # instead of out: a new time-named Parquet file in this folder
+    incremental: bool = False  # with out_dir: skip inputs that a result file there already covers
+    files_from: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    format: str | None = None
+    checkpoint: str | None = None  # a path or a bundled name; None: the bundled default
+    device: str = "auto"
+    workers: int = 0  # 0: one per core
+    batch_size: int = 1024
+    overwrite: bool = False
+    resume: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # Ray cluster address (else $RAY_ADDRESS, else a local cluster)
+    actors: int = 0  # predictor actors (0: one per GPU, or one)
+
+
+def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
+    """Contradictions and impossible values, refused before any work (exit code 2).
+    `folder_output`: the engine writes --out as a folder of parts (Ray)."""
+    if (opts.out is None) == (opts.out_dir is None):
+        raise UserError("give exactly one of --out FILE and --out-dir DIR", USAGE)
+    if opts.incremental and opts.out_dir is None:
+        raise UserError("--incremental needs --out-dir: it skips inputs covered by the files there", USAGE)
+    if opts.out_dir is not None and (opts.resume or opts.format not in (None, "parquet")):
+        raise UserError("--out-dir writes new Parquet files: --resume and --format do not apply", USAGE)
+    if opts.overwrite and opts.resume:
+        raise UserError("--overwrite and --resume contradict each other: pick one", USAGE)
+    if opts.workers < 0:
+        raise UserError(f"--workers {opts.workers}: give 0 (one per core) or more", USAGE)
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
+    if opts.max_pixels < 1:
+        raise UserError(f"--max-pixels {opts.max_pixels}: give 1 or more", USAGE)
+    if opts.device not in DEVICES:
+        raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
+    if opts.out is not None and Path(opts.out).is_dir() and not folder_output:
+        raise UserError(f"--out {opts.out} is a folder; give a file name ending in .parquet or .csv", USAGE)
+    if opts.out is not None and Path(opts.out).exists() and not opts.overwrite:
+        hint = "nothing to resume; " if opts.resume else ""
+        raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)
