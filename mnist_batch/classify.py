@@ -21,6 +21,7 @@ from mnist_batch.errors import INTERRUPTED, UserError, log
 from mnist_batch.options import ClassifyOptions, check_options
 
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
+PART_BATCHES = 4  # model batches per part file: 4,096 rows at the default batch size
 CHUNKS_PER_WORKER = 4  # chunks in flight per worker: enough to hide the model's turn, little memory
 
 
@@ -41,7 +42,7 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
     elif not paths:
         log(f"no image files found in {', '.join(opts.inputs) or opts.files_from}; writing an empty result")
 
-    run = results.RunFiles(out, fmt, resume=opts.resume)
+    run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
     todo = [path for path in paths if path not in run.done]
     if run.done:
         log(f"resuming: {len(paths) - len(todo)} of {len(paths)} inputs already have rows")
