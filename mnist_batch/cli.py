@@ -145,6 +145,29 @@ def evaluate_command(
     typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
 
 
+@app.command("checkpoints")
+def checkpoints_command(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+):
+    """List the bundled checkpoints: name, network, parameters, recorded accuracy.
+
+    Any of these names goes where a command takes --checkpoint, e.g.
+    mnist-batch classify ./scans --out preds.parquet --checkpoint lenet
+    """
+    from mnist_batch.model import bundled_checkpoints
+
+    listed = run_job(ctx, bundled_checkpoints)
+    if json_out:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    typer.echo(f"{'name':<12} {'network':<10} {'parameters':>10}  {'MNIST test':>10}  {'other writers':>13}")
+    for row in listed:
+        other = row["other_writers_accuracy"]
+        typer.echo(f"{row['name']:<12} {row['architecture']:<10} {row['parameters']:>10,}  "
+                   f"{row['mnist_test_accuracy']:>10.2%}  {f'{other:.2%}' if other is not None else '-':>13}")
+
+
 @app.command("classify")
 def classify_command(
     ctx: typer.Context,

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from mnist_batch import data, plots
 from mnist_batch.files import write_text_atomic
-from mnist_batch.model import LeNet, accuracy_and_loss, normalize, pick_device, save_checkpoint
+from mnist_batch.model import accuracy_and_loss, build, normalize, pick_device, save_checkpoint
 
 CHECKPOINT_NAME = "lenet.safetensors"
 DRY_RUN_BATCHES = 10
@@ -21,6 +21,7 @@ DRY_RUN_BATCHES = 10
 
 @dataclass(frozen=True)
 class TrainOptions:
+    arch: str = "lenet"
     epochs: int = 4
     batch_size: int = 256
     lr: float = 0.015
@@ -67,7 +68,7 @@ def train(opts: TrainOptions) -> dict:
     test_y = torch.from_numpy(test_set.labels.astype("int64")).to(device)
 
     # channels_last makes the small convolutions about 10% faster on the CPU.
-    model = LeNet().to(device, memory_format=torch.channels_last)
+    model = build(opts.arch).to(device, memory_format=torch.channels_last)
     steps_per_epoch = DRY_RUN_BATCHES if opts.dry_run else -(-len(train_x) // opts.batch_size)
     epochs = 1 if opts.dry_run else opts.epochs
     # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
