@@ -36,6 +36,7 @@ DataDir = typer.Option(None, "--data-dir",
                        help="Folder of the MNIST IDX files (else $MNIST_BATCH_DATA, else the cache).")
 Download = typer.Option(False, "--download", help="Fetch MNIST with torchvision when it is not found.")
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+FINE_TUNE_EPOCHS, FINE_TUNE_LR = 1, 0.003  # fine-tuning starts from learnt weights: shorter, gentler
 Checkpoint = typer.Option(None, "--checkpoint",
                           help="A .safetensors file, or a bundled checkpoint's name (default: the bundled lenet).")
 
@@ -86,38 +87,58 @@ def main_options(
 @app.command("train")
 def train_command(
     ctx: typer.Context,
-    epochs: int = typer.Option(4, help="Passes over the 60,000 training images."),
+    arch: Optional[str] = typer.Option(None, help="Network to train (default: lenet; see `mnist-batch checkpoints`)."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the 60,000 MNIST training images [default: 4; "
+                                                    f"{FINE_TUNE_EPOCHS} with --from]."),
     batch_size: int = typer.Option(256, help="Images per optimiser step."),
-    lr: float = typer.Option(0.015, help="Peak learning rate of the one-cycle schedule (Adam)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate of the one-cycle schedule (Adam) "
+                                                  f"[default: 0.015; {FINE_TUNE_LR} with --from]."),
     seed: int = typer.Option(1, help="Random seed; the same seed on the CPU gives the same weights."),
     device: str = Device,
     data_dir: Optional[Path] = DataDir,
     download: bool = Download,
     out: Path = typer.Option(Path("runs/train"),
-                             help="Folder for lenet.safetensors, metrics.json, loss.png, accuracy.png."),
-    augment: bool = typer.Option(False, help="Light random affine jitter (rotation, scale, shear, shift)."),
+                             help="Folder for <network>.safetensors, metrics.json, loss.png, accuracy.png."),
+    augment: bool = typer.Option(False, help="Random affine jitter (rotation, scale, shear, shift); on with --extra."),
+    base: Optional[str] = typer.Option(
+        None, "--from", help="Fine-tune this checkpoint (a file or a bundled name) instead of starting afresh."),
+    extra: list[Path] = typer.Option(
+        [], "--extra", help="Labels file (CSV or Parquet, path,label) of your own digits to mix in (repeatable)."),
+    extra_root: Optional[Path] = typer.Option(None, help="Folder that relative --extra paths are relative to."),
+    holdout: float = typer.Option(0.2, help="Share of the --extra digits held back to measure the gain."),
     dry_run: bool = typer.Option(False, help="One epoch of 10 batches: checks the whole path quickly."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: all cores)."),
     quiet: bool = Quiet,
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ):
-    """Train the network on MNIST and write a checkpoint, metrics and plots.
+    """Train the network on MNIST, or fine-tune one on your own digits.
 
     Example: mnist-batch train --epochs 3 --out runs/train
+
+    Fine-tune: mnist-batch train --from lenet --extra review.csv --out runs/mine
     """
     from mnist_batch.train import TrainOptions
     from mnist_batch.train import train as train_job
 
-    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        data_dir=data_dir, download=download, out=out, augment=augment,
-                        dry_run=dry_run, threads=threads, progress=progress_wanted(quiet))
+    fine_tune = base is not None
+    opts = TrainOptions(arch=arch, epochs=epochs or (FINE_TUNE_EPOCHS if fine_tune else 4),
+                        batch_size=batch_size, lr=lr or (FINE_TUNE_LR if fine_tune else 0.015), seed=seed,
+                        device=device, data_dir=data_dir, download=download, out=out, augment=augment,
+                        dry_run=dry_run, threads=threads, progress=progress_wanted(quiet), base=base,
+                        extra=tuple(extra), extra_root=extra_root, holdout=holdout)
     summary = run_job(ctx, train_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
-    else:
-        typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}) "
-                   f"after {summary['epochs']} epochs in {summary['seconds']:.1f} s "
-                   f"on {summary['device']} -> {summary['checkpoint']}")
+        return
+    typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}) "
+               f"after {summary['epochs']} epochs in {summary['seconds']:.1f} s "
+               f"on {summary['device']} -> {summary['checkpoint']}")
+    gained = summary.get("extra") or {}
+    if gained.get("holdout_accuracy_after") is not None:
+        before = gained["holdout_accuracy_before"]
+        typer.echo(f"your held-back digits ({gained['holdout_digits']}): "
+                   f"{'-' if before is None else f'{before:.2%}'} -> {gained['holdout_accuracy_after']:.2%}; "
+                   f"MNIST test {summary['test_accuracy']:.2%}")
 
 
 @app.command("evaluate")
