@@ -74,7 +74,7 @@ def hand_figures(result_file: Path, labels_csv: Path, root: Path) -> dict:
 
 
 def report_json(cli, *args) -> dict:
-    result = cli("report", *args, "--json", "-")
+    result = cli("report", *args, "--json")
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -101,16 +101,17 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
 
 def test_json_shape_is_pinned(cli, labelled, result_file):
     figures = report_json(cli, result_file, "--labels-from-dirs")
-    assert figures["shape"] == "mnist-batch-report/1"
+    assert figures["shape"] == "mnist-batch-report/2"
     assert list(figures) == ["files", "shape", "rows", "status", "predicted", "confidence", "review_threshold",
-                             "below_threshold", "confidence_histogram", "labels"]
+                             "below_threshold", "checkpoints", "confidence_histogram", "labels"]
+    assert list(figures["checkpoints"][0]) == ["name", "sha256", "rows", "accuracy", "evaluated"]
     assert list(figures["confidence"]) == ["min", "p01", "p05", "p25", "median", "p75", "p95", "max", "mean"]
     assert list(figures["labels"]) == ["source", "evaluated", "correct", "accuracy", "accuracy_ci95",
                                        "unlabelled_rows", "labelled_not_classified", "unmatched_labels",
                                        "per_class", "confusion", "most_confused", "ece", "calibration_bins"]
     assert list(figures["labels"]["per_class"]["0"]) == ["precision", "recall", "f1", "support"]
     out = labelled / "figures.json"
-    assert cli("report", result_file, "--json", out).exit_code == 0
+    assert cli("report", result_file, "--json-out", out).exit_code == 0
     assert json.loads(out.read_text())["labels"] is None
 
 
