@@ -111,6 +111,7 @@ def train(opts: TrainOptions) -> dict:
             "test_loss": test["loss"],
             "test_accuracy": test["accuracy"],
             "seconds": time.perf_counter() - epoch_start,
+            "lr": schedule.get_last_lr()[0],
         })
         if opts.progress:
             last = history[-1]
