@@ -281,8 +281,8 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "checkpoints": [
             {"name": name, "sha256": sha, "rows": int(rows),
              "accuracy": correct / evaluated if evaluated else None, "evaluated": int(evaluated)}
-            for name, sha, rows, evaluated, correct in by_checkpoint.sort("rows", "checkpoint", descending=[True, False],
-                                                                          nulls_last=True).iter_rows()
+            for name, sha, rows, evaluated, correct
+            in by_checkpoint.sort("rows", "checkpoint", descending=[True, False], nulls_last=True).iter_rows()
         ],
         "confidence_histogram": [
             {"bin": int(b), "correct": c, "count": int(n)}

@@ -125,7 +125,7 @@ def header(summary: dict, labels_file) -> str:
     items.append(("made", f"{made} by mnist-batch {html.escape(__version__)}"))
     warning = ('<p class="warning">These rows come from several checkpoints: the figures below mix them; '
                "the accuracy of each is given above.</p>") if len(summary["checkpoints"]) > 1 else ""
-    return (f"<header><h1>mnist-batch report</h1><dl>"
+    return ("<header><h1>mnist-batch report</h1><dl>"
             + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + f"</dl>{warning}</header>")
 
 
