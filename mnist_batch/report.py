@@ -192,11 +192,11 @@ def join_labels(frame: pl.LazyFrame, labels: pl.LazyFrame, labels_file: Path,
                         .join(rows.select("_written"), on="_written", how="anti"))
     total, unmatched = (f.item() for f in pl.collect_all([labels.select(pl.len()), unmatched_labels.select(pl.len())]))
     if total and unmatched * 2 > total:
-        label_example = unmatched_labels.select("_written").head(1).collect().item()
-        row_example = frame.select("path").head(1).collect()
+        label_example, row_example = (f.item() for f in pl.collect_all([
+            unmatched_labels.select(pl.col("_written").min()), frame.select(pl.col("path").min())]))
         log(f"{unmatched:,} of {total:,} labels in {labels_file} match no result row. Paths are compared made "
             f"absolute (labels against --labels-root, else the current folder) and as written; e.g. label path "
-            f"{label_example!r}, result path {row_example.item() if row_example.height else None!r}")
+            f"{label_example!r}, result path {row_example!r}")
     return joined, unmatched
 
 

@@ -284,7 +284,7 @@ def test_labels_matching_nothing_print_one_hint_with_an_example_of_each(cli, lab
     result = cli("report", result_file, "--labels", labelled / "labels.csv")
     assert result.exit_code == 0
     hint = [line for line in result.stderr.splitlines() if "match no result row" in line]
-    assert len(hint) == 1 and "label path '7/00000.png'" in hint[0] and f"result path '{labelled}/images/" in hint[0]
+    assert len(hint) == 1 and "label path '0/00003.png'" in hint[0] and f"result path '{labelled}/images/" in hint[0]
 
 
 def test_min_accuracy_with_no_label_matched_is_a_usage_error(cli, labelled, result_file):
