@@ -24,8 +24,9 @@ table { border-collapse: collapse; margin: 0.6em 0 1em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 td, th { padding: 0.2em 0.7em; text-align: right; } td.text, th.text { text-align: left; overflow-wrap: anywhere; }
 th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
+.row { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
-.figures figure { margin: 0; } .figures img { max-width: 34em; width: 100%; border: 1px solid #eee; }
+.figures figure { margin: 0; max-width: 32em; } .figures img { max-width: 32em; width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.8em; }
 .card { width: 13.5em; font-size: 0.8em; border: 1px solid #ddd; padding: 0.4em; border-radius: 4px; }
@@ -138,6 +139,11 @@ def failed_table(failed: pl.DataFrame, total: int) -> str:
     return shown + (f'<p class="more">and {more:,} more: write them all with --review FILE.</p>' if more else "")
 
 
+def row(*tables: str) -> str:
+    """Tables side by side while the page is wide enough, one under the other when not."""
+    return f'<div class="row">{"".join(tables)}</div>'
+
+
 def figure(png: bytes, alt: str, caption: str) -> str:
     return f'<figure><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
 
@@ -153,10 +159,10 @@ def render(summary: dict, gallery_rows: pl.DataFrame, failed: pl.DataFrame, flag
         table(f"{summary['rows']:,} inputs by status", ["ok", "blank", "failed", *status["errors"]],
               [[status["ok"], status["blank"], status["failed"], *status["errors"].values()]]),
         "<h2>Predictions</h2>",
-        table("Classified inputs by predicted digit", [str(d) for d in range(10)],
-              [[summary["predicted"][str(d)] for d in range(10)]]),
-        table("Confidence of the predictions (probability of the predicted digit)", list(summary["confidence"]),
-              [[f"{v:.4f}" if v is not None else "" for v in summary["confidence"].values()]]),
+        row(table("Classified inputs by predicted digit", [str(d) for d in range(10)],
+                  [[summary["predicted"][str(d)] for d in range(10)]]),
+            table("Confidence of the predictions (probability of the predicted digit)", list(summary["confidence"]),
+                  [[f"{v:.4f}" if v is not None else "" for v in summary["confidence"].values()]])),
         f"<p>{summary['below_threshold']:,} classified inputs below the review threshold "
         f"{summary['review_threshold']}.</p>",
     ]
@@ -173,12 +179,11 @@ def render(summary: dict, gallery_rows: pl.DataFrame, failed: pl.DataFrame, flag
             f"{labels['ece']:.4f} over {calibration_bins} bins. {labels['unlabelled_rows']:,} rows without label; "
             f"{labels['unmatched_labels']:,} labels matching no row; {labels['labelled_not_classified']:,} "
             "labelled inputs not classified.</p>",
-            table("Per digit: precision, recall, F1 and the number of labelled inputs",
-                  ["digit", "precision", "recall", "F1", "support"],
-                  [[d, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
-                   for d, r in labels["per_class"].items()]),
-            table("Most confused pairs", ["true", "predicted", "count"],
-                  [[p["true"], p["predicted"], p["count"]] for p in labels["most_confused"]]),
+            row(table("Per digit (support: labelled inputs)", ["digit", "precision", "recall", "F1", "support"],
+                      [[d, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                       for d, r in labels["per_class"].items()]),
+                table("Most confused pairs", ["true", "predicted", "count"],
+                      [[p["true"], p["predicted"], p["count"]] for p in labels["most_confused"]])),
         ]
         figures = [
             figure(plots.confusion_heatmap(labels["confusion"]), "confusion matrix",
