@@ -14,25 +14,27 @@ TRAIN_NOTE = ("train accuracy sits below test: it is a running mean over the epo
 
 
 def training_curves(history: list[dict], out_dir: Path) -> list[Path]:
-    """loss.png (log axis, so the first epoch does not squash the rest) and accuracy.png,
-    train and test per epoch; the learning rate of each epoch beside the loss when recorded."""
+    """loss.png and accuracy.png, train and test per epoch, on log axes (loss, and error rate
+    for accuracy) so that the first epoch does not squash the rest; the learning rate at the
+    end of each epoch beside the loss when recorded."""
     epochs = [row["epoch"] for row in history]
     written = []
-    for metric, ylabel in (("loss", "loss (NLL, log scale)"), ("accuracy", "accuracy")):
+    for metric, ylabel in (("loss", "loss (NLL, log scale)"), ("accuracy", "error rate = 1 - accuracy (log scale)")):
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-        ax.plot(epochs, [row[f"train_{metric}"] for row in history], "o-", label="train (running mean over the epoch)")
-        ax.plot(epochs, [row[f"test_{metric}"] for row in history], "s-", label="test (after the epoch)")
-        if metric == "loss":
-            ax.set_yscale("log")
-            if all("lr" in row for row in history):
-                rate = ax.twinx()
-                rate.plot(epochs, [row["lr"] for row in history], ":", color="tab:gray", label="learning rate")
-                rate.set_ylabel("learning rate at the end of the epoch", color="tab:gray")
+        value = (lambda v: v) if metric == "loss" else (lambda v: 1 - v)
+        ax.plot(epochs, [value(row[f"train_{metric}"]) for row in history], "o-",
+                label="train (running mean over the epoch)")
+        ax.plot(epochs, [value(row[f"test_{metric}"]) for row in history], "s-", label="test (after the epoch)")
+        ax.set_yscale("log")
+        if metric == "loss" and all("lr" in row for row in history):
+            rate = ax.twinx()
+            rate.plot(epochs, [row["lr"] for row in history], ":", color="tab:gray")
+            rate.set_ylabel("learning rate at the end of the epoch (dotted)", color="tab:gray")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{metric} per epoch")
         ax.set_xticks(epochs)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         if metric == "accuracy":
             fig.text(0.01, 0.01, TRAIN_NOTE, fontsize=7, wrap=True, color="dimgray")
