@@ -218,7 +218,7 @@ def check_values(checks: pl.DataFrame) -> None:
                             f"not {rule}; were they written by classify?")
 
 
-VALUE_RULES = {"path": "paths (null)", "status": "statuses (null)", "pred": "digits 0-9",
+VALUE_RULES = {"status": "statuses (null)", "pred": "digits 0-9",
                "confidence": "probabilities 0-1"}
 
 
@@ -229,14 +229,12 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
     right = (pl.col("pred") == pl.col("label"))
     queries = [
         frame.select(
-            path=pl.col("path").is_null().sum(),
             status=pl.col("status").is_null().sum(),
             pred=(pl.col("pred").is_not_null() & ~pl.col("pred").is_between(0, 9)).sum(),
             confidence=(pl.col("confidence").is_not_null() & ~pl.col("confidence").is_between(0.0, 1.0)).sum(),
         ),
-        frame.group_by("checkpoint", "checkpoint_sha256").agg(
-            rows=pl.len(), evaluated=(ok & pl.col("label").is_not_null()).sum(),
-            correct=(ok & pl.col("label").is_not_null() & right).sum()),
+        # the same weights under two file names are one checkpoint
+        frame.group_by("checkpoint_sha256").agg(pl.col("checkpoint").first(), rows=pl.len()),
         frame.group_by("status").agg(n=pl.len()),
         classified.group_by("pred").agg(n=pl.len()),
         classified.select(
@@ -259,11 +257,20 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         ).group_by("bin", "correct").agg(n=pl.len()),
     ]
     try:
-        checks, by_checkpoint, by_status, by_pred, confidence, label_counts, pairs, calibration, histogram = (
-            pl.collect_all(queries, engine="streaming"))
+        # Two passes: sharing one scan with the checkpoint's 64-character hashes would hold them
+        # for every row in memory; and impossible values must stop before they index the tables.
+        checks, by_checkpoint = pl.collect_all(queries[:2], engine="streaming")
+        check_values(checks)
+        if by_checkpoint.height > 1 and source is not None:  # only then is accuracy per checkpoint worth a pass
+            by_checkpoint = labelled.group_by("checkpoint_sha256").agg(
+                evaluated=pl.len(), correct=right.sum()).collect(engine="streaming").join(
+                by_checkpoint, on="checkpoint_sha256", how="right")
+        else:
+            by_checkpoint = by_checkpoint.with_columns(evaluated=pl.lit(0), correct=pl.lit(0))
+        by_status, by_pred, confidence, label_counts, pairs, calibration, histogram = (
+            pl.collect_all(queries[2:], engine="streaming"))
     except pl.exceptions.PolarsError as error:  # e.g. a CSV whose pred column holds words
         raise UserError(f"cannot read the result files: {first_line(error)}") from None
-    check_values(checks)
 
     statuses = dict(zip(by_status["status"], by_status["n"], strict=True))
     rows = sum(statuses.values())
@@ -279,10 +286,11 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "review_threshold": threshold,
         "below_threshold": int(conf["low"] or 0),
         "checkpoints": [
-            {"name": name, "sha256": sha, "rows": int(rows),
-             "accuracy": correct / evaluated if evaluated else None, "evaluated": int(evaluated)}
-            for name, sha, rows, evaluated, correct
-            in by_checkpoint.sort("rows", "checkpoint", descending=[True, False], nulls_last=True).iter_rows()
+            {"name": row["checkpoint"], "sha256": row["checkpoint_sha256"], "rows": int(row["rows"]),
+             "accuracy": row["correct"] / row["evaluated"] if row["evaluated"] else None,
+             "evaluated": int(row["evaluated"] or 0)}
+            for row in by_checkpoint.sort("rows", "checkpoint", descending=[True, False], nulls_last=True
+                                          ).iter_rows(named=True)
         ],
         "confidence_histogram": [
             {"bin": int(b), "correct": c, "count": int(n)}
@@ -328,6 +336,8 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "ece": ece,
         "calibration_bins": bins,
     }
+    if len(summary["checkpoints"]) == 1:  # its figures are the whole figures
+        summary["checkpoints"][0] |= {"accuracy": summary["labels"]["accuracy"], "evaluated": evaluated}
     return summary
 
 

@@ -84,6 +84,8 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
     hand = hand_figures(result_file, labelled / "labels.csv", labelled / "images")
     labels = figures["labels"]
     assert labels["evaluated"] == hand["evaluated"] == 39
+    assert figures["checkpoints"] == [{"name": "lenet.safetensors", "sha256": pl.read_parquet(result_file)[
+        "checkpoint_sha256"][0], "rows": 42, "accuracy": labels["accuracy"], "evaluated": 39}]
     assert labels["accuracy"] == pytest.approx(hand["accuracy"])
     assert labels["accuracy"] < 1.0  # the three wrong labels at least
     assert labels["per_class"]["1"]["f1"] == pytest.approx(hand["f1"][1])
