@@ -375,3 +375,11 @@ def test_conflicting_duplicate_labels_are_a_usage_error_listing_them(cli, labell
     result = cli("report", result_file, "--labels", conflicting, "--labels-root", labelled / "images")
     assert result.exit_code == 2 and "5 paths different labels" in result.stderr
     assert sorted(changed["path"])[0] in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_csv_with_words_in_a_number_column_is_one_line_naming_it(cli, result_file, tmp_path):
+    bad = tmp_path / "bad.csv"
+    pl.read_parquet(result_file).with_columns(pred=pl.lit("seven")).write_csv(bad)
+    result = cli("report", bad)
+    assert result.exit_code == 1 and "'pred'" in result.stderr and "seven" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
