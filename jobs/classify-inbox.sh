@@ -53,7 +53,7 @@ fi
 after=$(ls -1 "$RESULTS"/predictions-*.parquet 2>/dev/null | tail -n 1)
 if [ -n "$after" ] && [ "$after" != "$before" ]; then
     name=$(basename "$after" .parquet)
-    "$MNIST_BATCH" report "$after" --json "$RESULTS/reports/$name.json" ${REPORT_ARGS:-} 2>&1 | log_lines
+    "$MNIST_BATCH" report "$after" --json-out "$RESULTS/reports/$name.json" ${REPORT_ARGS:-} 2>&1 | log_lines
     [ "${PIPESTATUS[0]}" -eq 0 ] || fail "report on $after failed" 1
     log "done: $after, report $RESULTS/reports/$name.json"
 else
