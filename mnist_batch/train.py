@@ -252,7 +252,6 @@ def train(opts: TrainOptions) -> dict:
             "test_accuracy": test["accuracy"],
             "lr": schedule.get_last_lr()[0],
             "seconds": time.perf_counter() - epoch_start,
-            "lr": schedule.get_last_lr()[0],
         })
         if opts.progress:
             last = history[-1]
