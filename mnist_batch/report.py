@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, results
+from mnist_batch import images, labels, results
 from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_atomic, write_text_atomic
 
@@ -108,28 +108,20 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
 
 
 def read_labels(path: Path) -> pl.LazyFrame:
-    """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path."""
-    if not path.is_file():
-        raise UserError(f"labels file {path} not found", USAGE)
-    try:
-        frame = pl.scan_csv(path, infer_schema=False) if path.suffix.lower() == ".csv" else pl.scan_parquet(path)
-        columns = frame.collect_schema().names()
-    except Exception as error:
-        raise UserError(f"cannot read labels file {path}: {error}") from error
-    for needed in ("path", "label"):
-        if needed not in columns:
-            raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
-    frame = frame.select(pl.col("path").cast(pl.String), pl.col("label").cast(pl.String).str.strip_chars())
-    bad = frame.filter(~pl.col("label").is_in([str(d) for d in range(10)])).head(1).collect()
+    """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
+    Rows with an empty label (a review file not yet filled in) are left out."""
+    frame = labels.read_labels_file(path).filter(pl.col("label").is_not_null())
+    bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
         raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")
+    frame = frame.lazy()
     frame = frame.with_columns(path=tidy_path(pl.col("path")), label=pl.col("label").cast(pl.Int8))
     duplicates = (frame.group_by("path").agg(n=pl.len(), labels=pl.col("label").unique().sort())
                   .filter(pl.col("n") > 1).sort("path").collect())
     conflicting = duplicates.filter(pl.col("labels").list.len() > 1)
     if conflicting.height:
-        examples = "; ".join(f"{p}: {', '.join(map(str, labels))}"
-                             for p, labels in conflicting.head(3).select("path", "labels").iter_rows())
+        examples = "; ".join(f"{p}: {', '.join(map(str, given))}"
+                             for p, given in conflicting.head(3).select("path", "labels").iter_rows())
         raise UserError(f"labels file {path} gives {conflicting.height:,} paths different labels "
                         f"({examples}{'; ...' if conflicting.height > 3 else ''}): keep one label per path", USAGE)
     if duplicates.height:
@@ -170,7 +162,7 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
     return frame.with_columns(label=pl.lit(None, pl.Int8)), None, 0
 
 
-def join_labels(frame: pl.LazyFrame, labels: pl.LazyFrame, labels_file: Path,
+def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path,
                 root: Path | None) -> tuple[pl.LazyFrame, int]:
     """Rows with their label, however either side spelled its paths; and the count of unmatched labels.
 
@@ -179,18 +171,18 @@ def join_labels(frame: pl.LazyFrame, labels: pl.LazyFrame, labels_file: Path,
     both are equal as written (a results file made inside the labelled folder holds
     `./a.png`, the labels file `a.png`)."""
     cwd = Path.cwd()
-    labels = labels.select(_absolute=absolute_path(pl.col("path"), root or cwd), _written=pl.col("path"),
+    label_rows = label_rows.select(_absolute=absolute_path(pl.col("path"), root or cwd), _written=pl.col("path"),
                            _label="label")
     rows = frame.with_columns(_absolute=absolute_path(pl.col("path"), cwd), _written=tidy_path(pl.col("path")))
-    by_absolute = labels.select("_absolute", _label_absolute="_label").unique("_absolute")
-    by_written = labels.select("_written", _label_written="_label")
+    by_absolute = label_rows.select("_absolute", _label_absolute="_label").unique("_absolute")
+    by_written = label_rows.select("_written", _label_written="_label")
     joined = (rows.drop("label", strict=False)
               .join(by_absolute, on="_absolute", how="left").join(by_written, on="_written", how="left")
               .with_columns(label=pl.coalesce("_label_absolute", "_label_written"))
               .drop("_absolute", "_written", "_label_absolute", "_label_written"))
-    unmatched_labels = (labels.join(rows.select("_absolute"), on="_absolute", how="anti")
+    unmatched_labels = (label_rows.join(rows.select("_absolute"), on="_absolute", how="anti")
                         .join(rows.select("_written"), on="_written", how="anti"))
-    total, unmatched = (f.item() for f in pl.collect_all([labels.select(pl.len()), unmatched_labels.select(pl.len())]))
+    total, unmatched = (f.item() for f in pl.collect_all([label_rows.select(pl.len()), unmatched_labels.select(pl.len())]))
     if total and unmatched * 2 > total:
         label_example, row_example = (f.item() for f in pl.collect_all([
             unmatched_labels.select(pl.col("_written").min()), frame.select(pl.col("path").min())]))
