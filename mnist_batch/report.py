@@ -182,7 +182,8 @@ def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path
               .drop("_absolute", "_written", "_label_absolute", "_label_written"))
     unmatched_labels = (label_rows.join(rows.select("_absolute"), on="_absolute", how="anti")
                         .join(rows.select("_written"), on="_written", how="anti"))
-    total, unmatched = (f.item() for f in pl.collect_all([label_rows.select(pl.len()), unmatched_labels.select(pl.len())]))
+    counted = pl.collect_all([label_rows.select(pl.len()), unmatched_labels.select(pl.len())])
+    total, unmatched = (f.item() for f in counted)
     if total and unmatched * 2 > total:
         label_example, row_example = (f.item() for f in pl.collect_all([
             unmatched_labels.select(pl.col("_written").min()), frame.select(pl.col("path").min())]))
