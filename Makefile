@@ -9,7 +9,7 @@ IN ?= sample_inputs
 OUT ?= runs/predictions.parquet
 LABELS ?=
 
-.PHONY: help venv demo test lint weights classify report bench bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy clean
+.PHONY: help venv demo test lint weights weights-lenet weights-smallbn classify report bench bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy clean
 
 help:
 	@echo "make demo | test | lint | weights | classify IN=dir OUT=file | report IN=file [LABELS=file] | bench | clean"
@@ -32,8 +32,18 @@ test: venv
 lint: venv
 	$(BIN)/ruff check mnist_batch tests bench
 
-weights: venv
-	$(BIN)/mnist-batch train --augment --epochs 6 --out mnist_batch/weights $(TRAIN_ARGS)
+# The bundled checkpoints: each trained into runs/weights/NAME, then the checkpoint goes to
+# mnist_batch/weights/NAME.safetensors and its metrics and plots to mnist_batch/weights/NAME/.
+WEIGHTS_lenet := --arch lenet --augment --epochs 6
+WEIGHTS_smallbn := --arch smallbn --augment-writers --epochs 14 --lr 0.01 --threads 1
+
+weights: weights-lenet weights-smallbn
+
+weights-%: venv
+	$(BIN)/mnist-batch train $(WEIGHTS_$*) --out runs/weights/$* $(TRAIN_ARGS)
+	mkdir -p mnist_batch/weights/$*
+	cp runs/weights/$*/metrics.json runs/weights/$*/loss.png runs/weights/$*/accuracy.png mnist_batch/weights/$*/
+	cp runs/weights/$*/$*.safetensors mnist_batch/weights/
 
 classify: venv
 	$(BIN)/mnist-batch classify $(IN) --out $(OUT) $(ARGS)

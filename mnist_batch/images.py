@@ -38,6 +38,7 @@ def is_failed(status: str) -> bool:
 # The 108 edge pixels of a 28x28 image, as one index: the MNIST-form check runs per image.
 MNIST_BORDER = np.zeros((28, 28), bool)
 MNIST_BORDER[[0, -1], :] = MNIST_BORDER[:, [0, -1]] = True
+LEVELS = np.arange(256, dtype=np.float64)  # the grey levels, for histogram sums
 
 
 class ImageProblem(Exception):
@@ -117,21 +118,49 @@ def to_gray(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
+def otsu_threshold(pixels: np.ndarray) -> int:
+    """Otsu's threshold of a uint8 image: pixels <= t form the dark class, pixels > t the light one."""
+    counts = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
+    dark_weight = np.cumsum(counts)
+    dark_sum = np.cumsum(counts * LEVELS)
+    total, total_sum = dark_weight[-1], dark_sum[-1]
+    light_weight = total - dark_weight
+    valid = (dark_weight > 0) & (light_weight > 0)
+    between = np.zeros(256)
+    between[valid] = ((total_sum * dark_weight[valid] / total - dark_sum[valid]) ** 2
+                      / (dark_weight[valid] * light_weight[valid]))
+    return int(np.argmax(between))
+
+
+def polarity(pixels: np.ndarray) -> tuple[bool, np.ndarray]:
+    """(light background?, paper mask). Otsu splits the pixels into a dark and a light class; the
+    paper is the class that holds most of the edge pixels. Unlike a fixed mid-grey cut this
+    survives dim scans and light ink on a grey board; unlike "ink is the minority" it survives
+    tight crops (form fields, box-normalised sets), where a 1 or a thick digit is mostly ink."""
+    threshold = otsu_threshold(pixels)
+    border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
+        [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    light_background = np.count_nonzero(border > threshold) * 2 > border.size
+    return light_background, (pixels > threshold if light_background else pixels <= threshold)
+
+
 def preprocess(gray: Image.Image) -> np.ndarray | None:
     """28x28 uint8 MNIST-style digit (white on black), or None when the image is blank."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
-    border = pixels[MNIST_BORDER] if (height, width) == (28, 28) else np.concatenate(
-        [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    light_background = np.count_nonzero(border > 127) * 2 > border.size  # majority: cheaper than a median
+    if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK:
+        return pixels if pixels.max() >= BLANK_PEAK else None  # MNIST form, a clean dark edge: as it is
+    if max(height, width) > 2 * WORK_SIDE:
+        factor = max(height, width) // WORK_SIDE
+        pixels = np.asarray(gray.reduce(factor))  # before the polarity test: less noise, a cheaper histogram
+    light_background, paper = polarity(pixels)
     if (height, width) == (28, 28) and not light_background:
         return pixels if pixels.max() >= BLANK_PEAK else None
 
-    if max(height, width) > 2 * WORK_SIDE:
-        factor = max(height, width) // WORK_SIDE
-        pixels = np.asarray(gray.reduce(factor))
     ink = (255 - pixels if light_background else pixels).astype(np.float32)
-    ink -= np.median(ink)  # most of a digit image is paper: its level is the background
+    # The background level: most of a digit image is paper, so the median, except in a tight
+    # crop of a thick digit, where ink is the majority: then the paper's own median.
+    ink -= np.median(ink) if np.count_nonzero(paper) * 2 >= paper.size else np.median(ink[paper])
     peak = ink.max()
     if peak < MIN_CONTRAST:
         return None

@@ -41,8 +41,28 @@ class LeNet(nn.Module):
         return F.log_softmax(self.fc3(x), dim=1)
 
 
+class SmallBN(nn.Module):
+    """The stronger network (--arch smallbn): three convolution + BatchNorm blocks of 16, 32 and
+    64 channels and a 128-unit head; 98,938 parameters. About six times LeNet's compute, and
+    still over 8,000 images/s per CPU thread; BatchNorm is what lets it absorb heavy augmentation."""
+
+    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 64, hidden: int = 128, dropout: float = 0.2):
+        super().__init__()
+
+        def block(cin: int, cout: int, kernel: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                    nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+
+        self.features = nn.Sequential(*block(1, c1, 5), *block(c1, c2, 3), *block(c2, c3, 3))  # 28 -> 14 -> 7 -> 3
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c3 * 9, hidden, bias=False), nn.BatchNorm1d(hidden),
+                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 10))
+
+    def forward(self, x):
+        return F.log_softmax(self.head(self.features(x)), dim=1)
+
+
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-ARCHITECTURES = {"lenet": LeNet}  # name -> network class; the name is recorded in checkpoints
+ARCHITECTURES = {"lenet": LeNet, "smallbn": SmallBN}  # name -> network class; the name is recorded in checkpoints
 
 
 def build(architecture: str) -> nn.Module:
@@ -180,7 +200,7 @@ class Inference:
 
 
 def bundled_checkpoints() -> list[dict]:
-    """Name, architecture, parameters and recorded accuracies of each bundled checkpoint."""
+    """Name, architecture, parameters and recorded MNIST test accuracy of each bundled checkpoint."""
     from safetensors import safe_open
 
     listed = []
@@ -191,8 +211,7 @@ def bundled_checkpoints() -> list[dict]:
             parameters = meta.get("parameters") or sum(
                 int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if not k.endswith(BUFFER_SUFFIXES))
         listed.append({"name": path.stem, "architecture": meta.get("architecture"), "parameters": parameters,
-                       "mnist_test_accuracy": meta.get("test_accuracy"),
-                       "other_writers_accuracy": meta.get("other_writers_accuracy"), "path": str(path)})
+                       "mnist_test_accuracy": meta.get("test_accuracy"), "path": str(path)})
     return listed
 
 

@@ -7,6 +7,7 @@ measures the gain), so that the network learns their writers without forgetting 
 """
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from mnist_batch import data, images, labels, plots
+from mnist_batch import augment, data, images, labels, plots
 from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import (
@@ -34,6 +35,8 @@ from mnist_batch.model import (
 )
 
 DRY_RUN_BATCHES = 10
+# Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
+REPEATS, MIN_STEPS, MAX_STEPS = 40, 100, 400
 MAX_LISTED_PROBLEMS = 10  # bad rows of a labels file listed on stderr; the rest are counted
 
 
@@ -48,7 +51,8 @@ class TrainOptions:
     data_dir: Path | None = None
     download: bool = False
     out: Path = Path("runs/train")
-    augment: bool = False
+    augment: bool = False  # affine jitter
+    augment_writers: bool = False  # affine + elastic + stroke width + blur
     dry_run: bool = False
     threads: int = 0  # 0: torch's default (all cores)
     progress: bool = True
@@ -90,20 +94,20 @@ def check_options(opts: TrainOptions) -> None:
         raise UserError("--extra-root goes with --extra LABELS", USAGE)
 
 
-def make_augment():
-    """Light affine jitter (rotation, scale, shear, shift) applied on the device.
+def make_augment(opts: TrainOptions):
+    """None, affine jitter (--augment), or the writer-variation set (--augment-writers:
+    affine + elastic + stroke width + blur), all batched on the device."""
+    if opts.augment_writers:
+        return augment.make_augment()
+    if opts.augment:
+        return augment.make_augment(elastic=0.0, stroke_p=0.0, blur_p=0.0)
+    return None
 
-    transforms.v2 draws one set of parameters per call, so each batch is cut into
-    small groups that each get their own draw.
-    """
-    from torchvision.transforms import v2
 
-    affine = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=8)
-
-    def augment(batch: torch.Tensor, group: int = 8) -> torch.Tensor:
-        return torch.cat([affine(chunk) for chunk in batch.unsqueeze(1).split(group)]).squeeze(1)
-
-    return augment
+def fine_tune_steps(extra_digits: int, extra_per_batch: int) -> int:
+    """Steps per epoch when fine-tuning: each of the user's digits seen about REPEATS times,
+    within [MIN_STEPS, MAX_STEPS] (a few labels still get enough steps; many do not take long)."""
+    return int(np.clip(math.ceil(REPEATS * extra_digits / extra_per_batch), MIN_STEPS, MAX_STEPS))
 
 
 def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> ExtraDigits:
@@ -202,17 +206,24 @@ def train(opts: TrainOptions) -> dict:
     # channels_last makes the small convolutions about 10% faster on the CPU.
     model = model.to(device, memory_format=torch.channels_last)
     holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
-    # Each batch: MNIST's share by shuffled index, the user's digits drawn at random (they are few).
-    extra_per_batch = round(opts.extra_share * opts.batch_size) if extra is not None else 0
+    # Fine-tuning: each batch is MNIST drawn at random plus the user's digits, augmented
+    # (they are few), for a number of steps set by how many there are.
+    extra_per_batch = max(1, round(opts.extra_share * opts.batch_size)) if extra is not None else 0
     mnist_per_batch = opts.batch_size - extra_per_batch
-    steps_per_epoch = DRY_RUN_BATCHES if opts.dry_run else -(-len(train_x) // mnist_per_batch)
+    if opts.dry_run:
+        steps_per_epoch = DRY_RUN_BATCHES
+    elif extra is not None:
+        steps_per_epoch = fine_tune_steps(len(extra.train_y), extra_per_batch)
+    else:
+        steps_per_epoch = -(-len(train_x) // opts.batch_size)
     epochs = 1 if opts.dry_run else opts.epochs
     # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, fused=device.type in ("cpu", "cuda"))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=opts.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
     )
-    augment = make_augment() if opts.augment or extra is not None else None
+    augment_mnist = make_augment(opts)
+    augment_extra = augment.make_augment() if extra is not None else None
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
 
     history = []
@@ -226,13 +237,17 @@ def train(opts: TrainOptions) -> dict:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch",
                    disable=not opts.progress, leave=False)
         for step in bar:
-            index = order[step * mnist_per_batch : (step + 1) * mnist_per_batch]
+            if extra is None:
+                index = order[step * opts.batch_size : (step + 1) * opts.batch_size]
+            else:
+                index = torch.randint(len(train_x), (mnist_per_batch,), generator=shuffle).to(device)
             batch_x, batch_y = train_x[index], train_y[index]
-            if extra_per_batch:
+            if augment_mnist is not None:
+                batch_x = augment_mnist(batch_x)
+            if extra is not None:
                 pick = torch.randint(len(extra_x), (extra_per_batch,), generator=shuffle).to(device)
-                batch_x, batch_y = torch.cat([batch_x, extra_x[pick]]), torch.cat([batch_y, extra_y[pick]])
-            if augment is not None:
-                batch_x = augment(batch_x)
+                batch_x = torch.cat([batch_x, augment_extra(extra_x[pick])])
+                batch_y = torch.cat([batch_y, extra_y[pick]])
             output = model(normalize(batch_x).contiguous(memory_format=torch.channels_last))
             loss = F.nll_loss(output, batch_y)
             optimizer.zero_grad(set_to_none=True)
@@ -258,7 +273,10 @@ def train(opts: TrainOptions) -> dict:
             tqdm.write(f"epoch {epoch}: train loss {last['train_loss']:.4f}, "
                        f"test accuracy {last['test_accuracy']:.2%}")
 
-    hyper = {k: v for k, v in asdict(opts).items() if k in ("batch_size", "lr", "augment", "holdout", "extra_share")}
+    hyper = {k: v for k, v in asdict(opts).items()
+             if k in ("batch_size", "lr", "augment", "augment_writers", "holdout", "extra_share")}
+    if extra is not None:
+        hyper |= {"steps_per_epoch": steps_per_epoch, "extra_augment": "writers"}
     metadata = {
         "epochs": epochs,
         "hyperparameters": hyper | {"optimizer": "adam", "schedule": "one-cycle"},
