@@ -7,7 +7,7 @@ import io
 import polars as pl
 from PIL import Image, ImageOps
 
-from mnist_batch import plots
+from mnist_batch import images, plots
 
 THUMBNAIL = 96
 
@@ -31,7 +31,8 @@ def data_uri(png: bytes) -> str:
 def thumbnail(path: str) -> str | None:
     """The source image, shrunk; None when it cannot be read any more."""
     try:
-        with Image.open(path) as image:
+        data, _ = images.read_file(path)  # guarded: the path may have become a FIFO or a link to /dev/zero
+        with Image.open(io.BytesIO(data)) as image:
             image = ImageOps.exif_transpose(image)
             image.thumbnail((THUMBNAIL, THUMBNAIL))
             buffer = io.BytesIO()
