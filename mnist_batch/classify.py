@@ -171,7 +171,12 @@ class DecodePool:
                 return
 
     def submit(self, paths: list[str], alone: bool = False) -> None:
-        self.in_flight.append((paths, self.executor.submit(timed, self.decode, paths, self.max_pixels), alone))
+        try:
+            future = self.executor.submit(timed, self.decode, paths, self.max_pixels)
+        except BrokenProcessPool as broken:  # a worker died while none of our chunks was waiting
+            future = Future()
+            future.set_exception(broken)
+        self.in_flight.append((paths, future, alone))
 
     def chunks(self, while_waiting=lambda: None):
         """DecodedChunks as they come; `while_waiting` is called every half second of waiting."""

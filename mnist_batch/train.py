@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mnist_batch import data, plots
+from mnist_batch.errors import USAGE, UserError
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import LeNet, accuracy_and_loss, normalize, pick_device, save_checkpoint
 
@@ -51,8 +52,21 @@ def make_augment():
     return augment
 
 
+def check_train_options(opts: TrainOptions) -> None:
+    """Impossible values, refused before any work (exit code 2)."""
+    if opts.epochs < 1:
+        raise UserError(f"--epochs {opts.epochs}: give 1 or more", USAGE)
+    if not opts.lr > 0:  # also refuses nan
+        raise UserError(f"--lr {opts.lr}: give a learning rate above 0, e.g. 0.015", USAGE)
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
+    if opts.threads < 0:
+        raise UserError(f"--threads {opts.threads}: give 0 (all cores) or more", USAGE)
+
+
 def train(opts: TrainOptions) -> dict:
     started = time.perf_counter()
+    check_train_options(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
