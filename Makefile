@@ -9,7 +9,7 @@ IN ?= sample_inputs
 OUT ?= runs/predictions.parquet
 LABELS ?=
 
-.PHONY: help venv demo test lint weights classify report bench bench-startup bench-train bench-classify bench-report bench-ray clean
+.PHONY: help venv demo test lint weights classify report bench bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy clean
 
 help:
 	@echo "make demo | test | lint | weights | classify IN=dir OUT=file | report IN=file [LABELS=file] | bench | clean"
@@ -41,7 +41,7 @@ classify: venv
 report: venv
 	$(BIN)/mnist-batch report $(IN) $(if $(LABELS),--labels $(LABELS)) $(ARGS)
 
-bench: bench-startup bench-train bench-classify bench-report bench-ray
+bench: bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy
 
 bench-startup: venv
 	$(BIN)/python bench/bench_startup.py
@@ -57,6 +57,9 @@ bench-report: venv
 
 bench-ray: venv
 	$(BIN)/python bench/bench_ray.py
+
+bench-accuracy: venv
+	$(BIN)/python bench/bench_accuracy.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

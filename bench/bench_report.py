@@ -55,7 +55,7 @@ def main(rows: int):
     generate(path, rows)
     print(f"report over {rows:,} rows ({path.stat().st_size / 2**20:.0f} MB Parquet), {machine()}")
     for label, extra in (("no labels", []), ("--labels-from-dirs", ["--labels-from-dirs"])):
-        measured = run_measured([BIN / "mnist-batch", "report", path, "--json", OUT / "report.json", *extra])
+        measured = run_measured([BIN / "mnist-batch", "report", path, "--json-out", OUT / "report.json", *extra])
         print(f"  {label}: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mb']:.0f} MB "
               "(targets: < 15 s, < 2 GB)")
 

@@ -96,3 +96,33 @@ def run_measured(command: list, env=None) -> dict:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+
+
+def load_optdigits():
+    """UCI optdigits as scikit-learn ships it inside its wheel: 1,797 8x8 digits (0-16) by
+    writers MNIST does not have."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images, digits.target
+
+
+def render_optdigit(image: np.ndarray, side: int = 32, light_on_dark: bool = False) -> Image.Image:
+    """An 8x8 optdigit as a person would scan it: dark ink on white, upscaled to side x side."""
+    ink = (image / 16.0 * 255).clip(0, 255).astype(np.uint8)
+    big = Image.fromarray(ink).resize((side, side), Image.BICUBIC)
+    return big if light_on_dark else Image.fromarray(255 - np.asarray(big))
+
+
+def write_optdigits(folder: Path, light_on_dark: bool = False, side: int = 32) -> Path:
+    """optdigits as PNG files in label folders (reused when already there)."""
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    images, targets = load_optdigits()
+    for i, (image, target) in enumerate(zip(images, targets, strict=True)):
+        path = folder / str(int(target)) / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_optdigit(image, side, light_on_dark).save(path)
+    marker.touch()
+    return folder

@@ -59,7 +59,7 @@ for result in "$RESULTS"/predictions-*.parquet; do
     [ -e "$result" ] || continue
     report="$RESULTS/reports/$(basename "$result" .parquet).json"
     [ -e "$report" ] && continue
-    "$MNIST_BATCH" report "$result" --json "$report" ${REPORT_ARGS:-} 2>&1 | log_lines
+    "$MNIST_BATCH" report "$result" --json-out "$report" ${REPORT_ARGS:-} 2>&1 | log_lines
     [ "${PIPESTATUS[0]}" -eq 0 ] || fail "report on $result failed" 1
     log "done: $result, report $report"
     made=1

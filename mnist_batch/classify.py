@@ -25,6 +25,7 @@ from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log
 from mnist_batch.options import ClassifyOptions, check_options
 
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
+PART_BATCHES = 4  # model batches per part file: 4,096 rows at the default batch size
 CHUNKS_PER_WORKER = 4  # chunks in flight per worker: enough to hide the model's turn, little memory
 WAIT_SECONDS = 0.5  # the progress bar is redrawn at least this often; slow images get chunks this long
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
@@ -54,7 +55,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
     elif not paths:
         log(f"no image files found in {', '.join(opts.inputs) or opts.files_from}; writing an empty result")
 
-    run = results.RunFiles(out, fmt, resume=opts.resume)
+    run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
     stored = [results.stored_path(path) for path in paths]
     if run.done:
         dropped = run.keep_only(set(stored))

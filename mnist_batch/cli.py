@@ -15,28 +15,31 @@ from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 import typer  # noqa: E402
+from click.core import ParameterSource  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
 from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError  # noqa: E402
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
-4 report accuracy below --min-accuracy; 130 interrupted (classify: rerun with --resume)."""
+4 report accuracy below --min-accuracy; 75 classify: another run holds the output's lock;
+130 interrupted (classify: rerun with --resume)."""
 
 app = typer.Typer(
     help=f"Classify folders of handwritten digit images with a small CNN.\n\n{EXIT_CODES}",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
 )
 
-Device = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")
-DataDir = typer.Option(None, "--data-dir",
+Device = typer.Option("auto", "--device", metavar="NAME", help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")
+DataDir = typer.Option(None, "--data-dir", metavar="DIR",
                        help="Folder of the MNIST IDX files (else $MNIST_BATCH_DATA, else the cache).")
 Download = typer.Option(False, "--download", help="Fetch MNIST with torchvision when it is not found.")
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
-Checkpoint = typer.Option(None, "--checkpoint",
+FINE_TUNE_EPOCHS, FINE_TUNE_LR = 1, 0.003  # fine-tuning starts from learnt weights: shorter, gentler
+Checkpoint = typer.Option(None, "--checkpoint", metavar="FILE|NAME",
                           help="A .safetensors file, or a bundled checkpoint's name (default: the bundled lenet).")
 
 
@@ -86,38 +89,66 @@ def main_options(
 @app.command("train")
 def train_command(
     ctx: typer.Context,
-    epochs: int = typer.Option(4, help="Passes over the 60,000 training images."),
-    batch_size: int = typer.Option(256, help="Images per optimiser step."),
-    lr: float = typer.Option(0.015, help="Peak learning rate of the one-cycle schedule (Adam)."),
-    seed: int = typer.Option(1, help="Random seed; the same seed on the CPU gives the same weights."),
+    arch: Optional[str] = typer.Option(None, metavar="NAME",
+                                       help="Network to train (default: lenet; see `mnist-batch checkpoints`)."),
+    epochs: int = typer.Option(4, metavar="N", help="Passes over the 60,000 MNIST training images "
+                               f"({FINE_TUNE_EPOCHS} by default with --from)."),
+    batch_size: int = typer.Option(256, metavar="N", help="Images per optimiser step."),
+    lr: float = typer.Option(0.015, metavar="RATE", help="Peak learning rate of the one-cycle schedule (Adam) "
+                             f"({FINE_TUNE_LR} by default with --from)."),
+    seed: int = typer.Option(1, metavar="N", help="Random seed; the same seed on the CPU gives the same weights."),
     device: str = Device,
     data_dir: Optional[Path] = DataDir,
     download: bool = Download,
-    out: Path = typer.Option(Path("runs/train"),
-                             help="Folder for lenet.safetensors, metrics.json, loss.png, accuracy.png."),
-    augment: bool = typer.Option(False, help="Light random affine jitter (rotation, scale, shear, shift)."),
-    dry_run: bool = typer.Option(False, help="One epoch of 10 batches: checks the whole path quickly."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: all cores)."),
+    out: Path = typer.Option(Path("runs/train"), metavar="DIR",
+                             help="Folder for <network>.safetensors, metrics.json, loss.png, accuracy.png."),
+    augment: bool = typer.Option(False, "--augment",
+                                 help="Random affine jitter (rotation, scale, shear, shift); on with --extra."),
+    base: Optional[str] = typer.Option(
+        None, "--from", metavar="FILE|NAME",
+        help="Fine-tune this checkpoint (a file or a bundled name) instead of starting afresh."),
+    extra: list[Path] = typer.Option(
+        [], "--extra", metavar="FILE",
+        help="Labels file (CSV or Parquet, path,label) of your own digits to mix in (repeatable)."),
+    extra_root: Optional[Path] = typer.Option(None, metavar="DIR",
+                                              help="Folder that relative --extra paths are relative to."),
+    holdout: float = typer.Option(0.2, metavar="P", help="Share of the --extra digits held back to measure the gain."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="One epoch of 10 batches: checks the whole path quickly."),
+    threads: int = typer.Option(0, metavar="N", help="CPU threads for torch (0: all cores)."),
     quiet: bool = Quiet,
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
 ):
-    """Train the network on MNIST and write a checkpoint, metrics and plots.
+    """Train the network on MNIST, or fine-tune one on your own digits.
 
     Example: mnist-batch train --epochs 3 --out runs/train
+
+    Fine-tune: mnist-batch train --from lenet --extra review.csv --out runs/mine
     """
     from mnist_batch.train import TrainOptions
     from mnist_batch.train import train as train_job
 
-    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                        data_dir=data_dir, download=download, out=out, augment=augment,
-                        dry_run=dry_run, threads=threads, progress=progress_wanted(quiet))
+    if base is not None:  # fine-tuning has its own defaults; what the user gives still wins
+        if ctx.get_parameter_source("epochs") == ParameterSource.DEFAULT:
+            epochs = FINE_TUNE_EPOCHS
+        if ctx.get_parameter_source("lr") == ParameterSource.DEFAULT:
+            lr = FINE_TUNE_LR
+    opts = TrainOptions(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        device=device, data_dir=data_dir, download=download, out=out, augment=augment,
+                        dry_run=dry_run, threads=threads, progress=progress_wanted(quiet), base=base,
+                        extra=tuple(extra), extra_root=extra_root, holdout=holdout)
     summary = run_job(ctx, train_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
-    else:
-        typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}) "
-                   f"after {summary['epochs']} epochs in {summary['seconds']:.1f} s "
-                   f"on {summary['device']} -> {summary['checkpoint']}")
+        return
+    typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}) "
+               f"after {summary['epochs']} epochs in {summary['seconds']:.1f} s "
+               f"on {summary['device']} -> {summary['checkpoint']}")
+    gained = summary.get("extra") or {}
+    if gained.get("holdout_accuracy_after") is not None:
+        before = gained["holdout_accuracy_before"]
+        typer.echo(f"your held-back digits ({gained['holdout_digits']}): "
+                   f"{'-' if before is None else f'{before:.2%}'} -> {gained['holdout_accuracy_after']:.2%}; "
+                   f"MNIST test {summary['test_accuracy']:.2%}")
 
 
 @app.command("evaluate")
@@ -129,7 +160,9 @@ def evaluate_command(
     download: bool = Download,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ):
-    """Accuracy, loss and per-class accuracy of a checkpoint on the 10,000 MNIST test images.
+    """Score a checkpoint on the 10,000 MNIST test images.
+
+    Accuracy, loss and per-class accuracy.
 
     Example: mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
     """
@@ -145,34 +178,68 @@ def evaluate_command(
     typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
 
 
+@app.command("checkpoints")
+def checkpoints_command(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+):
+    """List the bundled checkpoints: name, network, parameters, recorded accuracy.
+
+    Any of these names goes where a command takes --checkpoint, e.g.
+    mnist-batch classify ./scans --out preds.parquet --checkpoint lenet
+    """
+    from mnist_batch.model import bundled_checkpoints
+
+    listed = run_job(ctx, bundled_checkpoints)
+    if json_out:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    typer.echo(f"{'name':<12} {'network':<10} {'parameters':>10}  {'MNIST test':>10}  {'other writers':>13}")
+    for row in listed:
+        other = row["other_writers_accuracy"]
+        typer.echo(f"{row['name']:<12} {row['architecture']:<10} {row['parameters']:>10,}  "
+                   f"{row['mnist_test_accuracy']:>10.2%}  {f'{other:.2%}' if other is not None else '-':>13}")
+
+
 @app.command("classify")
 def classify_command(
     ctx: typer.Context,
-    inputs: list[str] = typer.Argument(None, help="Image files and folders (walked recursively).", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Result file, .parquet or .csv."),
+    inputs: list[str] = typer.Argument(None, metavar="FILE|DIR",
+                                       help="Image files and folders (walked recursively).",
+                                       show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="Result file, .parquet or .csv."),
     out_dir: Optional[Path] = typer.Option(
-        None, "--out-dir", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
+        None, "--out-dir", metavar="DIR", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
     incremental: bool = typer.Option(
-        False, help="With --out-dir: classify only inputs no file there covers (new or changed)."),
+        False, "--incremental", help="With --out-dir: classify only inputs no file there covers (new or changed)."),
     files_from: Optional[str] = typer.Option(
-        None, "--files-from", help="File listing input paths, one per line; - for stdin."),
-    include: list[str] = typer.Option([], "--include", help="Keep only paths matching this glob (repeatable)."),
-    exclude: list[str] = typer.Option([], "--exclude", help="Drop paths matching this glob (repeatable)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="parquet or csv (default: from the --out extension)."),
+        None, "--files-from", metavar="FILE", help="File listing input paths, one per line; - for stdin."),
+    include: list[str] = typer.Option([], "--include", metavar="GLOB",
+                                      help="Keep only paths matching this glob (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", metavar="GLOB",
+                                      help="Drop paths matching this glob (repeatable)."),
+    fmt: Optional[str] = typer.Option(None, "--format", metavar="FORMAT",
+                                      help="parquet or csv (default: from the --out extension)."),
     checkpoint: Optional[str] = Checkpoint,
     device: str = Device,
-    workers: int = typer.Option(0, help="Decoding processes (0: one per core)."),
-    batch_size: int = typer.Option(1024, help="Images per model batch (and per worker task)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run: classify only inputs without a row."),
-    max_pixels: int = typer.Option(40_000_000, help="Refuse images with more pixels than this, before decoding."),
-    engine: str = typer.Option("local", help="local, or ray to run on a Ray cluster (--out is then a directory)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
-    actors: int = typer.Option(0, help="Ray predictor actors (0: one per GPU, or one)."),
+    workers: int = typer.Option(0, metavar="N", help="Decoding processes (0: one per core)."),
+    batch_size: int = typer.Option(1024, metavar="N", help="Images per model batch (and per worker task)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue an interrupted run: classify only inputs without a row."),
+    max_pixels: int = typer.Option(40_000_000, metavar="N",
+                                   help="Refuse images with more pixels than this, before decoding."),
+    engine: str = typer.Option("local", metavar="NAME",
+                               help="local, or ray to run on a Ray cluster (--out is then a directory)."),
+    address: Optional[str] = typer.Option(None, metavar="ADDRESS",
+                                          help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
+    actors: int = typer.Option(0, metavar="N", help="Ray predictor actors (0: one per GPU, or one)."),
     quiet: bool = Quiet,
     json_out: bool = typer.Option(False, "--json", help="Print the run's summary as JSON on stdout."),
 ):
-    """Classify digit images into a Parquet or CSV file: one row per input, failures included.
+    """Classify images into a Parquet or CSV file, one row per input.
+
+    Every input gets a row, failures included.
 
     Example: mnist-batch classify ./scans --out preds.parquet
 
@@ -181,7 +248,8 @@ def classify_command(
     On a Ray cluster: mnist-batch classify s3://bucket/scans --out results/ --engine ray
 
     Exit codes: 0 every input classified (or blank); 3 some inputs could not be
-    classified (their rows say why); 1 failure; 2 usage error.
+    classified (their rows say why); 1 failure; 2 usage error; 75 another run holds
+    the output's lock.
     """
     from mnist_batch.errors import PARTIAL
     from mnist_batch.options import ClassifyOptions, RayOptions
@@ -217,44 +285,53 @@ def classify_command(
 @app.command("report")
 def report_command(
     ctx: typer.Context,
-    inputs: list[str] = typer.Argument(..., help="Result files or globs (.parquet, .csv, mixed)."),
-    labels: Optional[Path] = typer.Option(None, help="CSV or Parquet with path and label columns."),
-    labels_root: Optional[Path] = typer.Option(None, help="Folder that the paths in --labels are relative to."),
-    labels_from_dirs: bool = typer.Option(False, help="Take each image's label from its parent folder (0-9)."),
-    review_threshold: float = typer.Option(0.9, help="Confidence below which an input needs a person's look."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the figures as JSON to FILE, or - for stdout."),
-    html_out: Optional[Path] = typer.Option(None, "--html", help="Write one self-contained HTML page with plots."),
+    inputs: list[str] = typer.Argument(..., metavar="FILE|GLOB",
+                                       help="Result files or globs (.parquet, .csv, mixed)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
+                                          help="CSV or Parquet with path and label columns."),
+    labels_root: Optional[Path] = typer.Option(None, "--labels-root", metavar="DIR",
+                                               help="Folder that the relative paths in --labels start from."),
+    labels_from_dirs: bool = typer.Option(False, "--labels-from-dirs",
+                                          help="Take each image's label from its parent folder (0-9)."),
+    review_threshold: float = typer.Option(0.9, metavar="P",
+                                           help="Confidence below which an input needs a person's look."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout (not the tables)."),
+    json_file: Optional[Path] = typer.Option(None, "--json-out", metavar="FILE",
+                                             help="Write the figures as JSON to FILE."),
+    html_out: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
+                                            help="Write one self-contained HTML page with plots."),
     review: Optional[Path] = typer.Option(
-        None, help="Write the rows to review (failed, low confidence, wrong), .csv or .parquet."),
-    min_accuracy: Optional[float] = typer.Option(None, help="Exit with code 4 when accuracy is below this fraction."),
-    gallery: int = typer.Option(24, help="Inputs shown in the HTML gallery."),
+        None, "--review", metavar="FILE",
+        help="Write the rows to review (failed, blank, low confidence, wrong), .csv or .parquet."),
+    min_accuracy: Optional[float] = typer.Option(None, metavar="P",
+                                                 help="Exit with code 4 when accuracy is below this fraction."),
+    gallery: int = typer.Option(24, metavar="N", help="Inputs shown in the HTML gallery."),
 ):
-    """Summarise result files: counts, confidence, and accuracy when labels are known.
+    """Summarise result files: counts, confidence, accuracy.
+
+    Accuracy needs labels: --labels FILE, --labels-from-dirs, or a label column.
 
     Example: mnist-batch report preds.parquet --labels labels.csv --html report.html
 
     Exit codes: 0 done; 4 accuracy below --min-accuracy; 1 failure; 2 usage error.
     """
-    from rich.console import Console
-
     from mnist_batch.errors import GATE
     from mnist_batch.report import ReportOptions
     from mnist_batch.report import report as report_job
-    from mnist_batch.report_terminal import render_terminal
+    from mnist_batch.report_terminal import render_terminal, terminal_console
 
     opts = ReportOptions(inputs=tuple(inputs), labels=labels, labels_root=labels_root,
                          labels_from_dirs=labels_from_dirs, review_threshold=review_threshold,
-                         json_out=json_out, html=html_out, review=review, min_accuracy=min_accuracy,
+                         json_out=json_file, html=html_out, review=review, min_accuracy=min_accuracy,
                          gallery=gallery)
     summary = run_job(ctx, report_job, opts)
-    if json_out == "-":
+    if json_out:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        render_terminal(summary, Console(width=max(100, Console().width)))
-    accuracy = (summary["labels"] or {}).get("accuracy")
-    if min_accuracy is not None and (accuracy is None or accuracy < min_accuracy):
-        typer.echo(f"mnist-batch: accuracy {accuracy if accuracy is None else f'{accuracy:.2%}'} "
-                   f"is below --min-accuracy {min_accuracy:.2%}", err=True)
+        render_terminal(summary, terminal_console())
+    accuracy = summary["labels"]["accuracy"] if min_accuracy is not None else None
+    if accuracy is not None and accuracy < min_accuracy:
+        typer.echo(f"mnist-batch: accuracy {accuracy:.2%} is below --min-accuracy {min_accuracy:.2%}", err=True)
         raise typer.Exit(GATE)
 
 

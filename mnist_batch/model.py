@@ -13,7 +13,6 @@ from torch.nn import functional as F
 from mnist_batch.errors import USAGE, UserError
 from mnist_batch.files import write_atomic
 
-ARCHITECTURE = "lenet"
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
 CLASSES = [str(digit) for digit in range(10)]
 WEIGHTS = Path(__file__).parent / "weights"  # the bundled checkpoints
@@ -40,6 +39,22 @@ class LeNet(nn.Module):
         x = F.relu(self.fc1(x))
         x = F.relu(self.fc2(x))
         return F.log_softmax(self.fc3(x), dim=1)
+
+
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+ARCHITECTURES = {"lenet": LeNet}  # name -> network class; the name is recorded in checkpoints
+
+
+def build(architecture: str) -> nn.Module:
+    return ARCHITECTURES[architecture]()
+
+
+def architecture_of(model: nn.Module) -> str:
+    return next(name for name, cls in ARCHITECTURES.items() if type(model) is cls)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -71,7 +86,8 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
     """Weights in safetensors; metadata values are JSON so that numbers and lists survive."""
     from safetensors.torch import save_file
 
-    header = {"architecture": ARCHITECTURE, "mean": MEAN, "std": STD, "classes": CLASSES}
+    header = {"architecture": architecture_of(model), "mean": MEAN, "std": STD, "classes": CLASSES,
+              "parameters": parameter_count(model)}
     header |= metadata
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
@@ -105,28 +121,35 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, metadata
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[LeNet, dict]:
-    """Model in eval mode on `device`, plus metadata; checks architecture and every shape."""
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """The network named in the metadata, in eval mode on `device`, plus metadata. Checks
+    the architecture, every tensor's name and shape, and that weights are finite floats."""
     tensors, metadata = read_checkpoint(path)
     architecture = metadata.get("architecture")
-    if architecture != ARCHITECTURE:
+    if architecture not in ARCHITECTURES:
         raise UserError(
-            f"checkpoint {path} is for architecture {architecture!r}, not {ARCHITECTURE!r}; "
+            f"checkpoint {path} is for architecture {architecture!r}, not one of {', '.join(ARCHITECTURES)}; "
             "use a checkpoint made by `mnist-batch train`"
         )
-    model = LeNet()
+    model = build(architecture)
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in tensors:
-            raise UserError(f"checkpoint {path} lacks tensor {name!r}; it is not a {ARCHITECTURE} checkpoint")
-        if tensors[name].shape != tensor.shape:
+            raise UserError(f"checkpoint {path} lacks tensor {name!r}; it is not a {architecture} checkpoint")
+        found = tensors[name]
+        if found.shape != tensor.shape:
             raise UserError(
-                f"checkpoint {path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
-                f"expected {tuple(tensor.shape)}"
+                f"checkpoint {path}: tensor {name!r} has shape {tuple(found.shape)}, expected {tuple(tensor.shape)}"
             )
+        if found.dtype != tensor.dtype:
+            raise UserError(f"checkpoint {path}: tensor {name!r} is {found.dtype}, expected {tensor.dtype}; "
+                            "retrain with `mnist-batch train`")
+        if found.is_floating_point() and not torch.isfinite(found).all():
+            raise UserError(f"checkpoint {path}: tensor {name!r} holds NaN or infinite values; "
+                            "the training diverged: retrain with a lower --lr")
     extra = sorted(set(tensors) - set(expected))
     if extra:
-        raise UserError(f"checkpoint {path} has unexpected tensor {extra[0]!r}; it is not a {ARCHITECTURE} checkpoint")
+        raise UserError(f"checkpoint {path} has unexpected tensor {extra[0]!r}; it is not a {architecture} checkpoint")
     model.load_state_dict(tensors)
     return model.to(device).eval(), metadata
 
@@ -154,6 +177,23 @@ class Inference:
     def probabilities(self, digits: np.ndarray, ok: list[bool]) -> np.ndarray:
         """(n, 10) probabilities for n inputs, the OK ones' digits given in order; zeros elsewhere."""
         return spread_probs(predict(self.model, digits, self.device), ok)
+
+
+def bundled_checkpoints() -> list[dict]:
+    """Name, architecture, parameters and recorded accuracies of each bundled checkpoint."""
+    from safetensors import safe_open
+
+    listed = []
+    for path in sorted(WEIGHTS.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+            # Counted from the stored shapes; buffers such as BatchNorm statistics are not parameters.
+            parameters = meta.get("parameters") or sum(
+                int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if not k.endswith(BUFFER_SUFFIXES))
+        listed.append({"name": path.stem, "architecture": meta.get("architecture"), "parameters": parameters,
+                       "mnist_test_accuracy": meta.get("test_accuracy"),
+                       "other_writers_accuracy": meta.get("other_writers_accuracy"), "path": str(path)})
+    return listed
 
 
 def file_sha256(path: Path) -> str:

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, results
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch import images, labels, results
+from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_atomic, write_text_atomic
 
-REPORT_SHAPE = "mnist-batch-report/1"  # bump when the JSON shape changes
+REPORT_SHAPE = "mnist-batch-report/2"  # bump when the JSON shape changes
 CALIBRATION_BINS = 15
 HISTOGRAM_BINS = 20
+FAILED_SHOWN = 100  # failed inputs listed in the HTML page; the rest are counted
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, "p95": 0.95}
 MISCLASSIFIED = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
 
@@ -33,7 +34,7 @@ class ReportOptions:
     labels_root: Path | None = None
     labels_from_dirs: bool = False
     review_threshold: float = 0.9
-    json_out: str | None = None  # a file, or "-" for stdout
+    json_out: Path | None = None
     html: Path | None = None
     review: Path | None = None
     min_accuracy: float | None = None
@@ -56,15 +57,49 @@ def expand(inputs: tuple[str, ...]) -> list[str]:
     return sorted(set(files))
 
 
-def scan_results(files: list[str]) -> pl.LazyFrame:
-    frames = []
-    for file in files:
+# The columns report reads, and the kind of type each must have.
+REQUIRED_COLUMNS = {"path": "string", "status": "string", "pred": "integer", "confidence": "float"}
+
+
+# Columns report uses when they are there (result files of older versions lack some).
+OPTIONAL_COLUMNS = {"file_mtime_ns": pl.Int64, "checkpoint": pl.String, "checkpoint_sha256": pl.String}
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def column_kind(dtype: pl.DataType) -> str:
+    if dtype == pl.String:
+        return "string"
+    if dtype.is_integer():
+        return "integer"
+    return "float" if dtype.is_float() else str(dtype)
+
+
+def scan_result_file(file: str) -> pl.LazyFrame:
+    """One result file, its schema checked: a file from another tool, or a 0-byte one, is one line."""
+    try:
         frame = results.scan(file)
-        missing = [c for c in ("path", "status", "pred", "confidence") if c not in frame.collect_schema()]
-        if missing:
-            raise UserError(f"{file} is not an mnist-batch result file (no column {missing[0]!r})")
-        frames.append(frame)
+        schema = frame.collect_schema()
+    except Exception as error:  # polars raises several types for a file it cannot parse
+        raise UserError(f"{file} is not a result file mnist-batch can read ({first_line(error)}); "
+                        "give .parquet or .csv files written by classify") from None
+    for column, kind in REQUIRED_COLUMNS.items():
+        if column not in schema:
+            raise UserError(f"{file} is not an mnist-batch result file (no column {column!r})")
+        if column_kind(schema[column]) != kind and not (kind == "float" and schema[column].is_integer()):
+            raise UserError(f"{file}: column {column!r} holds {schema[column]} values, not {kind}s; "
+                            "is it a result file written by classify?")
+    return frame
+
+
+def scan_results(files: list[str]) -> pl.LazyFrame:
+    frames = [scan_result_file(file) for file in files]
     combined = pl.concat(frames, how="diagonal_relaxed")
+    present = combined.collect_schema()
+    combined = combined.with_columns(pl.lit(None, dtype).alias(column) for column, dtype in OPTIONAL_COLUMNS.items()
+                                     if column not in present)
     if len(files) > 1:
         # The same input in several files (incremental runs): the newest version of the file wins.
         combined = combined.sort("file_mtime_ns", nulls_last=False, maintain_order=True).unique(
@@ -72,29 +107,40 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
     return combined
 
 
-def read_labels(path: Path, root: Path | None) -> pl.LazyFrame:
-    """path,label pairs from CSV or Parquet; paths taken as written, or relative to root."""
-    if not path.is_file():
-        raise UserError(f"labels file {path} not found", USAGE)
-    try:
-        frame = pl.scan_csv(path, infer_schema=False) if path.suffix.lower() == ".csv" else pl.scan_parquet(path)
-        columns = frame.collect_schema().names()
-    except Exception as error:
-        raise UserError(f"cannot read labels file {path}: {error}") from error
-    for needed in ("path", "label"):
-        if needed not in columns:
-            raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
-    frame = frame.select(pl.col("path").cast(pl.String), pl.col("label").cast(pl.String).str.strip_chars())
-    bad = frame.filter(~pl.col("label").is_in([str(d) for d in range(10)])).head(1).collect()
+def read_labels(path: Path) -> pl.LazyFrame:
+    """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
+    Rows with an empty label (a review file not yet filled in) are left out."""
+    frame = labels.read_labels_file(path).filter(pl.col("label").is_not_null())
+    bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
         raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")
-    if root is not None:
-        frame = frame.with_columns(path=pl.lit(str(root).rstrip("/") + "/") + pl.col("path"))
-    return frame.with_columns(path=normalized("path"), label=pl.col("label").cast(pl.Int8))
+    frame = frame.lazy()
+    frame = frame.with_columns(path=tidy_path(pl.col("path")), label=pl.col("label").cast(pl.Int8))
+    duplicates = (frame.group_by("path").agg(n=pl.len(), labels=pl.col("label").unique().sort())
+                  .filter(pl.col("n") > 1).sort("path").collect())
+    conflicting = duplicates.filter(pl.col("labels").list.len() > 1)
+    if conflicting.height:
+        examples = "; ".join(f"{p}: {', '.join(map(str, given))}"
+                             for p, given in conflicting.head(3).select("path", "labels").iter_rows())
+        raise UserError(f"labels file {path} gives {conflicting.height:,} paths different labels "
+                        f"({examples}{'; ...' if conflicting.height > 3 else ''}): keep one label per path", USAGE)
+    if duplicates.height:
+        extra = int(duplicates["n"].sum()) - duplicates.height
+        log(f"note: labels file {path} lists {duplicates.height:,} paths more than once "
+            f"with the same label; {extra:,} repeated rows ignored")
+        frame = frame.unique("path", keep="first")
+    return frame
 
 
-def normalized(column: str) -> pl.Expr:
-    return pl.col(column).str.strip_prefix("./")
+def tidy_path(path: pl.Expr) -> pl.Expr:
+    """One spelling per path: no doubled slashes, no `./` segments (as classify writes them)."""
+    return path.str.replace_all(r"/{2,}", "/").str.replace_all(r"(^|/)(\./)+", "${1}")
+
+
+def absolute_path(path: pl.Expr, base: Path) -> pl.Expr:
+    """`path` made absolute against `base` (already absolute paths are kept)."""
+    prefix = str(base.absolute()).rstrip("/") + "/"
+    return tidy_path(pl.when(path.str.starts_with("/")).then(path).otherwise(pl.lit(prefix) + path))
 
 
 def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFrame, str | None, int]:
@@ -102,11 +148,7 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
     if opts.labels and opts.labels_from_dirs:
         raise UserError("--labels and --labels-from-dirs are two label sources: pick one", USAGE)
     if opts.labels:
-        labels = read_labels(opts.labels, opts.labels_root)
-        keyed = frame.with_columns(_key=normalized("path"))
-        unmatched = labels.join(keyed.select(path="_key"), on="path", how="anti").select(pl.len()).collect().item()
-        joined = keyed.drop("label", strict=False).join(
-            labels.rename({"path": "_key"}), on="_key", how="left").drop("_key")
+        joined, unmatched = join_labels(frame, read_labels(opts.labels), opts.labels, opts.labels_root)
         return joined, "file", unmatched
     if opts.labels_from_dirs:
         folder = pl.col("path").str.extract(r"(?:^|/)([0-9])/[^/]+$")
@@ -120,6 +162,37 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
     return frame.with_columns(label=pl.lit(None, pl.Int8)), None, 0
 
 
+def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path,
+                root: Path | None) -> tuple[pl.LazyFrame, int]:
+    """Rows with their label, however either side spelled its paths; and the count of unmatched labels.
+
+    A label meets its row when both paths, made absolute, are equal (results against the
+    current folder, labels against --labels-root or the current folder); failing that, when
+    both are equal as written (a results file made inside the labelled folder holds
+    `./a.png`, the labels file `a.png`)."""
+    cwd = Path.cwd()
+    label_rows = label_rows.select(_absolute=absolute_path(pl.col("path"), root or cwd), _written=pl.col("path"),
+                           _label="label")
+    rows = frame.with_columns(_absolute=absolute_path(pl.col("path"), cwd), _written=tidy_path(pl.col("path")))
+    by_absolute = label_rows.select("_absolute", _label_absolute="_label").unique("_absolute")
+    by_written = label_rows.select("_written", _label_written="_label")
+    joined = (rows.drop("label", strict=False)
+              .join(by_absolute, on="_absolute", how="left").join(by_written, on="_written", how="left")
+              .with_columns(label=pl.coalesce("_label_absolute", "_label_written"))
+              .drop("_absolute", "_written", "_label_absolute", "_label_written"))
+    unmatched_labels = (label_rows.join(rows.select("_absolute"), on="_absolute", how="anti")
+                        .join(rows.select("_written"), on="_written", how="anti"))
+    counted = pl.collect_all([label_rows.select(pl.len()), unmatched_labels.select(pl.len())])
+    total, unmatched = (f.item() for f in counted)
+    if total and unmatched * 2 > total:
+        label_example, row_example = (f.item() for f in pl.collect_all([
+            unmatched_labels.select(pl.col("_written").min()), frame.select(pl.col("path").min())]))
+        log(f"{unmatched:,} of {total:,} labels in {labels_file} match no result row. Paths are compared made "
+            f"absolute (labels against --labels-root, else the current folder) and as written; e.g. label path "
+            f"{label_example!r}, result path {row_example!r}")
+    return joined, unmatched
+
+
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> list[float]:
     """95% confidence interval of a proportion; sound near 0% and 100%, unlike the normal one."""
     if total == 0:
@@ -130,11 +203,31 @@ def wilson_interval(correct: int, total: int, z: float = 1.959964) -> list[float
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
+def check_values(checks: pl.DataFrame) -> None:
+    """Impossible values in a results file: one line naming the column, not an IndexError later."""
+    for column, rule in VALUE_RULES.items():
+        if checks[column].item():
+            raise UserError(f"the result files' column {column!r} holds {checks[column].item():,} values that are "
+                            f"not {rule}; were they written by classify?")
+
+
+VALUE_RULES = {"status": "statuses (null)", "pred": "digits 0-9",
+               "confidence": "probabilities 0-1"}
+
+
 def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold: float) -> dict:
     ok = pl.col("status") == "ok"
     classified = frame.filter(ok)
     labelled = classified.filter(pl.col("label").is_not_null())
+    right = (pl.col("pred") == pl.col("label"))
     queries = [
+        frame.select(
+            status=pl.col("status").is_null().sum(),
+            pred=(pl.col("pred").is_not_null() & ~pl.col("pred").is_between(0, 9)).sum(),
+            confidence=(pl.col("confidence").is_not_null() & ~pl.col("confidence").is_between(0.0, 1.0)).sum(),
+        ),
+        # the same weights under two file names are one checkpoint
+        frame.group_by("checkpoint_sha256").agg(pl.col("checkpoint").first(), rows=pl.len()),
         frame.group_by("status").agg(n=pl.len()),
         classified.group_by("pred").agg(n=pl.len()),
         classified.select(
@@ -156,8 +249,21 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
             correct=pl.when(pl.col("label").is_null()).then(None).otherwise(pl.col("pred") == pl.col("label")),
         ).group_by("bin", "correct").agg(n=pl.len()),
     ]
-    by_status, by_pred, confidence, label_counts, pairs, calibration, histogram = pl.collect_all(
-        queries, engine="streaming")
+    try:
+        # Two passes: sharing one scan with the checkpoint's 64-character hashes would hold them
+        # for every row in memory; and impossible values must stop before they index the tables.
+        checks, by_checkpoint = pl.collect_all(queries[:2], engine="streaming")
+        check_values(checks)
+        if by_checkpoint.height > 1 and source is not None:  # only then is accuracy per checkpoint worth a pass
+            by_checkpoint = labelled.group_by("checkpoint_sha256").agg(
+                evaluated=pl.len(), correct=right.sum()).collect(engine="streaming").join(
+                by_checkpoint, on="checkpoint_sha256", how="right")
+        else:
+            by_checkpoint = by_checkpoint.with_columns(evaluated=pl.lit(0), correct=pl.lit(0))
+        by_status, by_pred, confidence, label_counts, pairs, calibration, histogram = (
+            pl.collect_all(queries[2:], engine="streaming"))
+    except pl.exceptions.PolarsError as error:  # e.g. a CSV whose pred column holds words
+        raise UserError(f"cannot read the result files: {first_line(error)}") from None
 
     statuses = dict(zip(by_status["status"], by_status["n"], strict=True))
     rows = sum(statuses.values())
@@ -172,6 +278,13 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "confidence": {k: conf[k] for k in ("min", *QUANTILES, "max", "mean")},
         "review_threshold": threshold,
         "below_threshold": int(conf["low"] or 0),
+        "checkpoints": [
+            {"name": row["checkpoint"], "sha256": row["checkpoint_sha256"], "rows": int(row["rows"]),
+             "accuracy": row["correct"] / row["evaluated"] if row["evaluated"] else None,
+             "evaluated": int(row["evaluated"] or 0)}
+            for row in by_checkpoint.sort("rows", "checkpoint", descending=[True, False], nulls_last=True
+                                          ).iter_rows(named=True)
+        ],
         "confidence_histogram": [
             {"bin": int(b), "correct": c, "count": int(n)}
             for b, c, n in histogram.sort("bin", "correct").iter_rows()
@@ -216,16 +329,35 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "ece": ece,
         "calibration_bins": bins,
     }
+    if len(summary["checkpoints"]) == 1:  # its figures are the whole figures
+        summary["checkpoints"][0] |= {"accuracy": summary["labels"]["accuracy"], "evaluated": evaluated}
     return summary
 
 
-def review_rows(frame: pl.LazyFrame, threshold: float) -> pl.LazyFrame:
-    """What a person should look at: failures, blank pages, low confidence, and misclassifications."""
+def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.LazyFrame:
+    """What a person should look at: failures, blank pages, low confidence, and misclassifications.
+    `label` is left empty for the person to fill in (train --extra reads path,label back);
+    a label that was given is kept beside it as `given_label`."""
     reason = (pl.when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
               .when(pl.col("status") != images.OK).then(pl.lit("failed"))
               .when(MISCLASSIFIED).then(pl.lit("misclassified"))
               .when(pl.col("confidence") < threshold).then(pl.lit("low_confidence")))
-    return frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
+    given = [pl.col("label").alias("given_label")] if labelled else []
+    return (frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
+            .select("path", pl.lit(None, pl.Int8).alias("label"), "review_reason", *given,
+                    pl.exclude("path", "label", "review_reason")))
+
+
+def check_outputs(opts: ReportOptions, files: list[str]) -> None:
+    """No output may replace one of report's own inputs, and the review file needs a known format."""
+    inputs = {os.path.realpath(f): f for f in files}
+    if opts.labels:
+        inputs[os.path.realpath(opts.labels)] = str(opts.labels)
+    for option, out in (("--review", opts.review), ("--json-out", opts.json_out), ("--html", opts.html)):
+        if out is not None and os.path.realpath(out) in inputs:
+            raise UserError(f"{option} {out} is one of report's input files: write the output elsewhere", USAGE)
+    if opts.review and opts.review.suffix.lower() not in (".csv", ".parquet"):
+        raise UserError(f"cannot tell the format of --review {opts.review}: name it .csv or .parquet", USAGE)
 
 
 def report(opts: ReportOptions) -> dict:
@@ -234,22 +366,33 @@ def report(opts: ReportOptions) -> dict:
     if opts.min_accuracy is not None and not 0.0 <= opts.min_accuracy <= 1.0:
         raise UserError("--min-accuracy is a fraction between 0 and 1, e.g. 0.98", USAGE)
     files = expand(opts.inputs)
+    check_outputs(opts, files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)
     if opts.min_accuracy is not None and source is None:
         raise UserError("--min-accuracy needs labels: --labels FILE, --labels-from-dirs or a label column", USAGE)
     summary = {"files": files} | summarise(frame, source, unmatched, opts.review_threshold)
+    if opts.min_accuracy is not None and not summary["labels"]["evaluated"]:
+        raise UserError(f"--min-accuracy: no label matched a classified row ({unmatched:,} labels matched no row), "
+                        "so there is no accuracy to check", USAGE)
+    if len(summary["checkpoints"]) > 1:
+        log(f"warning: the rows come from {len(summary['checkpoints'])} checkpoints; "
+            "the accuracy mixes them (see the accuracy per checkpoint)")
 
     if opts.review:
-        fmt = results.output_format(opts.review, None)
-        rows = review_rows(frame, opts.review_threshold).sort("path")
-        write_atomic(opts.review, rows.sink_parquet if fmt == "parquet" else rows.sink_csv)
-    if opts.json_out and opts.json_out != "-":
-        write_text_atomic(Path(opts.json_out), json.dumps(summary, indent=2) + "\n")
+        rows = review_rows(frame, opts.review_threshold, source is not None).sort("path")
+        write_atomic(opts.review, rows.sink_parquet if opts.review.suffix.lower() == ".parquet" else rows.sink_csv)
+    if opts.json_out:
+        write_text_atomic(opts.json_out, json.dumps(summary, indent=2) + "\n")
     if opts.html:
         from mnist_batch import report_html
 
-        page = report_html.render(summary, gallery_rows(frame, opts.gallery).collect(), HISTOGRAM_BINS,
-                                  CALIBRATION_BINS)
+        failed = (frame.filter(~pl.col("status").is_in([images.OK, images.BLANK]))
+                  .select("path", "status", "error").sort("path").head(FAILED_SHOWN))
+        flagged = frame.filter((pl.col("status") == images.OK) & (
+            MISCLASSIFIED | (pl.col("confidence") < opts.review_threshold))).select(pl.len())
+        gallery, failed, flagged = pl.collect_all([gallery_rows(frame, opts.gallery), failed, flagged])
+        page = report_html.render(summary, gallery, failed, flagged.item(), HISTOGRAM_BINS, CALIBRATION_BINS,
+                                  labels_file=opts.labels)
         write_text_atomic(opts.html, page)
     return summary
 

@@ -1,26 +1,42 @@
-"""The report as one self-contained HTML page: tables, plots and a gallery, images inline."""
+"""The report as one self-contained HTML page: header, tables, plots and a gallery, images inline."""
 
 import base64
 import html
 import io
+from datetime import datetime, timezone
 
+import numpy as np
 import polars as pl
 from PIL import Image, ImageOps
 
-from mnist_batch import images, plots
+from mnist_batch import __version__, images, plots
 
 THUMBNAIL = 96
+PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 0.2em 0.7em; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 72em; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+header dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em; margin: 0.5em 0; }
+header dt { color: #666; } header dd { margin: 0; overflow-wrap: anywhere; }
+.warning { background: #fff4e0; border-left: 4px solid #e69500; padding: 0.4em 0.8em; }
+table { border-collapse: collapse; margin: 0.6em 0 1em; }
+caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+td, th { padding: 0.2em 0.7em; text-align: right; } td.text, th.text { text-align: left; overflow-wrap: anywhere; }
 th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
-.figures img { max-width: 32em; margin: 0.5em; border: 1px solid #eee; }
+.row { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.figures figure { margin: 0; max-width: 32em; } .figures img { max-width: 32em; width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.8em; }
-.card { width: 9em; font-size: 0.8em; border: 1px solid #ddd; padding: 0.4em; word-break: break-all; }
-.card img { width: 96px; height: 96px; object-fit: contain; background: #eee; display: block; }
-.wrong { border-color: #c33; } .missing { color: #999; }
+.card { width: 13.5em; font-size: 0.8em; border: 1px solid #ddd; padding: 0.4em; border-radius: 4px; }
+.card .pair { display: flex; gap: 0.3em; align-items: flex-end; }
+.card .pair div { text-align: center; color: #777; font-size: 0.85em; }
+.card img { width: 84px; height: 84px; object-fit: contain; background: #eee; display: block; }
+.card img.digit { image-rendering: pixelated; background: #000; }
+.card .path { color: #555; overflow-wrap: anywhere; word-break: normal; }
+.wrong { border-color: #c33; background: #fff6f6; } .missing { color: #999; width: 84px; height: 84px; }
+.more { color: #555; font-style: italic; }
 """
 
 
@@ -28,58 +44,133 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def thumbnail(path: str) -> str | None:
-    """The source image, shrunk; None when it cannot be read any more."""
+def png_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return data_uri(buffer.getvalue())
+
+
+def input_images(path: str) -> tuple[str | None, str | None]:
+    """The source image shrunk, and the 28x28 image the model saw (the same guarded read and
+    preprocessing as classify); None for either when the file cannot be read or decoded any more."""
     try:
-        data, _ = images.read_file(path)  # guarded: the path may have become a FIFO or a link to /dev/zero
+        data, _ = images.read_file(path)
+    except images.ImageProblem:
+        return None, None
+    try:  # the report must not fail because a source file changed since
         with Image.open(io.BytesIO(data)) as image:
-            image = ImageOps.exif_transpose(image)
-            image.thumbnail((THUMBNAIL, THUMBNAIL))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "PNG")
-            return data_uri(buffer.getvalue())
-    except Exception:  # the report must not fail because a source file moved on
-        return None
+            source = ImageOps.exif_transpose(image)
+            source.thumbnail((THUMBNAIL, THUMBNAIL))
+            thumbnail = png_uri(source.convert("RGB"))
+    except Exception:
+        thumbnail = None
+    digit = images.load(data).digit
+    return thumbnail, png_uri(Image.fromarray(digit)) if digit is not None else None
 
 
-def table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def table(caption: str, header: list[str], rows: list[list], text_columns: tuple[int, ...] = ()) -> str:
+    head = "".join(f'<th{" class=text" if i in text_columns else ""}>{html.escape(str(h))}</th>'
+                   for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f'<td{" class=text" if i in text_columns else ""}>{html.escape(str(c))}</td>'
+                         for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
 
 
-def gallery(rows: pl.DataFrame) -> str:
+def breakable(path: str) -> str:
+    """A path that wraps after its slashes, never inside a name."""
+    return "/<wbr>".join(html.escape(part) for part in path.split("/"))
+
+
+def top_two(row: dict) -> list[tuple[int, float]]:
+    probs = np.array([row[column] or 0.0 for column in PROB_COLUMNS])
+    return [(int(d), float(probs[d])) for d in np.argsort(-probs, kind="stable")[:2]]
+
+
+def gallery(rows: pl.DataFrame, flagged: int, labelled: bool) -> str:
     cards = []
     for row in rows.iter_rows(named=True):
         label = row.get("label")
         wrong = label is not None and label != row["pred"]
-        src = thumbnail(row["path"])
-        image = f'<img src="{src}" alt="input">' if src else '<div class="missing">image not readable</div>'
-        truth = f", true {label}" if label is not None else ""
-        cards.append(f'<div class="card{" wrong" if wrong else ""}">{image}'
-                     f"<b>predicted {row['pred']}{truth}</b><br>confidence {row['confidence']:.3f}"
-                     f"<br>{html.escape(row['path'])}</div>")
-    return f'<div class="gallery">{"".join(cards)}</div>' if cards else "<p>nothing to show</p>"
+        source, digit = input_images(row["path"])
+        pictures = "".join(
+            f'<div>{f"<img {cls} src={uri!r} alt={alt!r}>" if uri else "<div class=missing>not readable</div>"}'
+            f"{caption}</div>"
+            for uri, cls, alt, caption in ((source, "", "source image", "source"),
+                                           (digit, 'class="digit"', "28x28 model input", "model input")))
+        (first, p1), (second, p2) = top_two(row)
+        truth = f"<br>true label <b>{label}</b>" if label is not None else ""
+        cards.append(f'<div class="card{" wrong" if wrong else ""}"><div class="pair">{pictures}</div>'
+                     f"predicted <b>{first}</b> ({p1:.1%}), next {second} ({p2:.1%}){truth}"
+                     f'<div class="path">{breakable(row["path"])}</div></div>')
+    if not cards:
+        return "<p>Nothing to show.</p>"
+    more = flagged - len(cards)
+    tail = (f'<p class="more">{more:,} more below the review threshold{" or misclassified" if labelled else ""}'
+            " are not shown (raise --gallery, or write them all with --review).</p>") if more > 0 else ""
+    return f'<div class="gallery">{"".join(cards)}</div>{tail}'
 
 
-def render(summary: dict, gallery_rows: pl.DataFrame, histogram_bins: int, calibration_bins: int) -> str:
+def header(summary: dict, labels_file) -> str:
+    checkpoints = "<br>".join(
+        f"{html.escape(c['name'] or 'unknown')} (sha256 {html.escape((c['sha256'] or 'unknown')[:12])}): "
+        f"{c['rows']:,} rows" + (f", accuracy {c['accuracy']:.2%} on {c['evaluated']:,} labelled"
+                                 if c["accuracy"] is not None and len(summary["checkpoints"]) > 1 else "")
+        for c in summary["checkpoints"])
+    files = "<br>".join(html.escape(f) for f in summary["files"])
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    items = [("checkpoint" + ("s" if len(summary["checkpoints"]) > 1 else ""), checkpoints or "none"),
+             ("result files", files)]
+    if labels_file:
+        items.append(("labels", html.escape(str(labels_file))))
+    items.append(("made", f"{made} by mnist-batch {html.escape(__version__)}"))
+    warning = ('<p class="warning">These rows come from several checkpoints: the figures below mix them; '
+               "the accuracy of each is given above.</p>") if len(summary["checkpoints"]) > 1 else ""
+    return ("<header><h1>mnist-batch report</h1><dl>"
+            + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + f"</dl>{warning}</header>")
+
+
+def failed_table(failed: pl.DataFrame, total: int) -> str:
+    if not total:
+        return "<p>Every input was classified or blank.</p>"
+    shown = table(f"Failed inputs: {failed.height:,} of {total:,}, by path", ["path", "status", "error"],
+                  [list(row) for row in failed.iter_rows()], text_columns=(0, 2))
+    more = total - failed.height
+    return shown + (f'<p class="more">and {more:,} more: write them all with --review FILE.</p>' if more else "")
+
+
+def row(*tables: str) -> str:
+    """Tables side by side while the page is wide enough, one under the other when not."""
+    return f'<div class="row">{"".join(tables)}</div>'
+
+
+def figure(png: bytes, alt: str, caption: str) -> str:
+    return f'<figure><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
+
+
+def render(summary: dict, gallery_rows: pl.DataFrame, failed: pl.DataFrame, flagged: int, histogram_bins: int,
+           calibration_bins: int, labels_file=None) -> str:
     status = summary["status"]
+    labels = summary["labels"]
+    labelled = bool(labels and labels["evaluated"])
     parts = [
-        f"<h1>mnist-batch report</h1><p>{summary['rows']:,} inputs from "
-        f"{html.escape(', '.join(summary['files']))}</p>",
+        header(summary, labels_file),
         "<h2>Inputs</h2>",
-        table(["ok", "blank", "failed", *status["errors"]],
+        table(f"{summary['rows']:,} inputs by status", ["ok", "blank", "failed", *status["errors"]],
               [[status["ok"], status["blank"], status["failed"], *status["errors"].values()]]),
         "<h2>Predictions</h2>",
-        table([str(d) for d in range(10)], [[summary["predicted"][str(d)] for d in range(10)]]),
-        table(list(summary["confidence"]),
-              [[f"{v:.4f}" if v is not None else "" for v in summary["confidence"].values()]]),
+        row(table("Classified inputs by predicted digit", [str(d) for d in range(10)],
+                  [[summary["predicted"][str(d)] for d in range(10)]]),
+            table("Confidence of the predictions (probability of the predicted digit)", list(summary["confidence"]),
+                  [[f"{v:.4f}" if v is not None else "" for v in summary["confidence"].values()]])),
         f"<p>{summary['below_threshold']:,} classified inputs below the review threshold "
         f"{summary['review_threshold']}.</p>",
     ]
-    figures = [plots.confidence_histogram(summary["confidence_histogram"], histogram_bins)]
-    labels = summary["labels"]
-    if labels and labels["evaluated"]:
+    histogram = figure(plots.confidence_histogram(summary["confidence_histogram"], histogram_bins),
+                       "confidence histogram",
+                       "Inputs per confidence bin" + (", correct and wrong on separate axes." if labelled else "."))
+    figures = [histogram]
+    if labelled:
         low, high = labels["accuracy_ci95"]
         parts += [
             "<h2>Accuracy</h2>",
@@ -88,18 +179,29 @@ def render(summary: dict, gallery_rows: pl.DataFrame, histogram_bins: int, calib
             f"{labels['ece']:.4f} over {calibration_bins} bins. {labels['unlabelled_rows']:,} rows without label; "
             f"{labels['unmatched_labels']:,} labels matching no row; {labels['labelled_not_classified']:,} "
             "labelled inputs not classified.</p>",
-            table(["digit", "precision", "recall", "F1", "support"],
-                  [[d, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
-                   for d, r in labels["per_class"].items()]),
-            table(["true", "predicted", "count"],
-                  [[p["true"], p["predicted"], p["count"]] for p in labels["most_confused"]]),
+            row(table("Per digit (support: labelled inputs)", ["digit", "precision", "recall", "F1", "support"],
+                      [[d, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+                       for d, r in labels["per_class"].items()]),
+                table("Most confused pairs", ["true", "predicted", "count"],
+                      [[p["true"], p["predicted"], p["count"]] for p in labels["most_confused"]])),
         ]
-        figures = [plots.confusion_heatmap(labels["confusion"]), figures[0],
-                   plots.reliability_diagram(labels["calibration_bins"], labels["ece"])]
-    parts.append('<h2>Plots</h2><div class="figures">' +
-                 "".join(f'<img src="{data_uri(png)}" alt="plot">' for png in figures) + "</div>")
-    parts.append("<h2>Inputs to look at</h2><p>Misclassified first, then the least confident.</p>")
-    parts.append(gallery(gallery_rows))
+        figures = [
+            figure(plots.confusion_heatmap(labels["confusion"]), "confusion matrix",
+                   "Confusion matrix: rows are the true digit. Errors have a red scale of their own, "
+                   "so that the few off the diagonal stand out."),
+            histogram,
+            figure(plots.reliability_diagram(labels["calibration_bins"], labels["ece"]), "reliability diagram",
+                   "Reliability: accuracy against confidence per bin, the gap hatched red; below, rows per bin."),
+        ]
+    parts.append('<h2>Plots</h2><div class="figures">' + "".join(figures) + "</div>")
+    parts.append("<h2>Failed inputs</h2>")
+    parts.append(failed_table(failed, status["failed"]))
+    parts.append("<h2>Inputs to look at</h2>")
+    parts.append("<p>" + ("Misclassified first, then the least confident. " if labelled else
+                          "The least confident predictions. ") +
+                 "Each shows the source image, the 28x28 image the model saw, and its two likeliest digits.</p>")
+    parts.append(gallery(gallery_rows, flagged, labelled))
     body = "\n".join(parts)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mnist-batch report</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")

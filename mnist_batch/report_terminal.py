@@ -1,21 +1,54 @@
-"""The report in a terminal (rich tables), or as plain text when stdout is not one."""
+"""The report in a terminal (rich tables at the terminal's width), or as plain text
+without box drawing when stdout is not one (cron mail, `> log`)."""
 
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
 
-def render_terminal(summary: dict, console) -> None:
-    """The human summary, as rich tables (plain text when stdout is not a terminal)."""
+def terminal_console() -> Console:
+    return Console(highlight=False)
+
+
+def short_hash(sha256: str | None) -> str:
+    return sha256[:12] if sha256 else "unknown"
+
+
+def checkpoint_lines(summary: dict) -> list[str]:
+    lines = []
+    for checkpoint in summary["checkpoints"]:
+        line = (f"checkpoint {checkpoint['name'] or 'unknown'} (sha256 {short_hash(checkpoint['sha256'])}): "
+                f"{checkpoint['rows']:,} rows")
+        if len(summary["checkpoints"]) > 1 and checkpoint["accuracy"] is not None:
+            line += f", accuracy {checkpoint['accuracy']:.2%} on {checkpoint['evaluated']:,} labelled"
+        lines.append(line)
+    if len(summary["checkpoints"]) > 1:
+        lines.append("[bold]warning:[/bold] these rows come from several checkpoints; "
+                     "the figures below mix them")
+    return lines
+
+
+def render_terminal(summary: dict, console: Console) -> None:
+    """The human summary: rich tables in a terminal, plain aligned text elsewhere."""
+
+    def new_table(title: str, *columns: str) -> Table:
+        console.print(f"\n[bold]{title}[/bold]")  # a line of its own: a table title would wrap at the table's width
+        table = Table(box=box.SIMPLE if console.is_terminal else None, pad_edge=False, show_edge=False)
+        for column in columns:
+            table.add_column(column, justify="right")
+        return table
+
     status = summary["status"]
     errors = ", ".join(f"{k} {v}" for k, v in status["errors"].items()) or "none"
     console.print(f"[bold]{summary['rows']:,} inputs[/bold] in {len(summary['files'])} file(s): "
                   f"{status['ok']:,} ok, {status['blank']:,} blank, {status['failed']:,} failed ({errors})")
+    for line in checkpoint_lines(summary):
+        console.print(line)
     conf = summary["confidence"]
     if status["ok"]:
         console.print("confidence: " + ", ".join(f"{k} {conf[k]:.3f}" for k in ("min", "p05", "median", "mean")) +
                       f"; {summary['below_threshold']:,} below {summary['review_threshold']}")
-    predicted = Table(title="predicted digits", show_header=True)
-    for digit in range(10):
-        predicted.add_column(str(digit), justify="right")
+    predicted = new_table("predicted digits", *(str(d) for d in range(10)))
     predicted.add_row(*(f"{summary['predicted'][str(d)]:,}" for d in range(10)))
     console.print(predicted)
     labels = summary["labels"]
@@ -28,20 +61,15 @@ def render_terminal(summary: dict, console) -> None:
         return
     low, high = labels["accuracy_ci95"]
     console.print(f"[bold]accuracy {labels['accuracy']:.2%}[/bold] (95% CI {low:.2%}-{high:.2%}) on "
-                  f"{labels['evaluated']:,} labelled rows; ECE {labels['ece']:.4f}; "
-                  f"{labels['unlabelled_rows']:,} rows without label, {labels['unmatched_labels']:,} labels "
+                  f"{labels['evaluated']:,} labelled rows; ECE {labels['ece']:.4f}")
+    console.print(f"{labels['unlabelled_rows']:,} rows without label, {labels['unmatched_labels']:,} labels "
                   f"matching no row, {labels['labelled_not_classified']:,} labelled but not classified")
-    classes = Table(title="per class")
-    for column in ("digit", "precision", "recall", "F1", "support"):
-        classes.add_column(column, justify="right")
+    classes = new_table("per class", "digit", "precision", "recall", "F1", "support")
     for digit, row in labels["per_class"].items():
         classes.add_row(digit, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
                         f"{row['support']:,}")
     console.print(classes)
-    matrix = Table(title="confusion (rows true, columns predicted)")
-    matrix.add_column("")
-    for digit in range(10):
-        matrix.add_column(str(digit), justify="right")
+    matrix = new_table("confusion (rows true, columns predicted)", "", *(str(d) for d in range(10)))
     for digit, row in enumerate(labels["confusion"]):
         matrix.add_row(str(digit), *(f"[bold]{n}[/bold]" if i == digit else str(n or ".") for i, n in enumerate(row)))
     console.print(matrix)

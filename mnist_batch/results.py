@@ -36,7 +36,6 @@ SCHEMA = {
     "checkpoint_sha256": pl.String,
 }
 FORMATS = ("parquet", "csv")
-PART_ROWS = 4096  # rows per part file: what a crash can cost, and what --resume skips
 
 
 def output_format(out: Path, requested: str | None) -> str:
@@ -180,8 +179,9 @@ class RunFiles:
     beside `out`, each complete or absent; finish() merges them, sorted by path, and
     renames the merge onto `out`. A crash leaves `out` as it was and the parts for --resume."""
 
-    def __init__(self, out: Path, fmt: str, resume: bool = False):
-        self.out, self.fmt = Path(out), fmt
+    def __init__(self, out: Path, fmt: str, resume: bool = False, part_rows: int = 4096):
+        # part_rows: rows per part file, what a crash can cost and what --resume skips
+        self.out, self.fmt, self.part_rows = Path(out), fmt, part_rows
         self.parts = parts_dir(self.out)
         remove_temporaries(self.out)  # a merge cut short by a crash
         existing = self.part_files()
@@ -214,7 +214,7 @@ class RunFiles:
     def add(self, rows: pl.DataFrame) -> None:
         self.buffered.append(rows)
         self.buffered_rows += rows.height
-        if self.buffered_rows >= PART_ROWS:
+        if self.buffered_rows >= self.part_rows:
             self.flush()
 
     def flush(self) -> None:

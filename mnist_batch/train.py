@@ -1,27 +1,45 @@
 """Training: MNIST held whole as tensors on the device, shuffled index batches, Adam with a
-one-cycle schedule, per-epoch train/test metrics, then checkpoint + metrics + plots."""
+one-cycle schedule, per-epoch train/test metrics, then checkpoint + metrics + plots.
+
+Fine-tuning (--from CHECKPOINT --extra LABELS): the same loop, started from a checkpoint,
+with the user's own labelled digits mixed into every batch (a held-back share of them
+measures the gain), so that the network learns their writers without forgetting MNIST's.
+"""
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from mnist_batch import data, plots
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch import data, images, labels, plots
+from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_text_atomic
-from mnist_batch.model import LeNet, accuracy_and_loss, normalize, pick_device, save_checkpoint
+from mnist_batch.model import (
+    accuracy_and_loss,
+    architecture_of,
+    build,
+    file_sha256,
+    load_checkpoint,
+    normalize,
+    pick_device,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 
-CHECKPOINT_NAME = "lenet.safetensors"
 DRY_RUN_BATCHES = 10
+MAX_LISTED_PROBLEMS = 10  # bad rows of a labels file listed on stderr; the rest are counted
 
 
 @dataclass(frozen=True)
 class TrainOptions:
+    arch: str | None = None  # None: lenet, or the --from checkpoint's network
     epochs: int = 4
     batch_size: int = 256
     lr: float = 0.015
@@ -34,6 +52,42 @@ class TrainOptions:
     dry_run: bool = False
     threads: int = 0  # 0: torch's default (all cores)
     progress: bool = True
+    base: str | None = None  # --from: a checkpoint (path or bundled name) to start from
+    extra: tuple[Path, ...] = ()  # labels files of the user's own digits
+    extra_root: Path | None = None  # what their relative paths are relative to
+    holdout: float = 0.2  # share of the user's digits held back to measure the gain
+    extra_share: float = 0.25  # share of each batch drawn from the user's digits
+
+
+@dataclass(frozen=True)
+class ExtraDigits:
+    """The user's labelled digits, preprocessed as classify does, split for training and holdout."""
+
+    train_x: np.ndarray  # (n, 28, 28) uint8
+    train_y: np.ndarray  # (n,) int64
+    holdout_x: np.ndarray
+    holdout_y: np.ndarray
+    sources: list[dict] = field(default_factory=list)  # per labels file: name, sha256, row counts
+
+
+def check_options(opts: TrainOptions) -> None:
+    from mnist_batch.model import ARCHITECTURES
+    from mnist_batch.options import DEVICES
+
+    if opts.epochs < 1:
+        raise UserError(f"--epochs {opts.epochs}: give 1 or more", USAGE)
+    if not opts.lr > 0:
+        raise UserError(f"--lr {opts.lr}: give a learning rate above 0, e.g. 0.015", USAGE)
+    if opts.batch_size < 1:
+        raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
+    if opts.device not in DEVICES:
+        raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
+    if opts.arch is not None and opts.arch not in ARCHITECTURES:
+        raise UserError(f"unknown --arch {opts.arch!r}; use one of {', '.join(ARCHITECTURES)}", USAGE)
+    if not 0 <= opts.holdout < 1:
+        raise UserError(f"--holdout {opts.holdout}: give a share from 0 to below 1, e.g. 0.2", USAGE)
+    if opts.extra_root is not None and not opts.extra:
+        raise UserError("--extra-root goes with --extra LABELS", USAGE)
 
 
 def make_augment():
@@ -46,50 +100,119 @@ def make_augment():
 
     affine = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=8)
 
-    def augment(images: torch.Tensor, group: int = 8) -> torch.Tensor:
-        return torch.cat([affine(chunk) for chunk in images.unsqueeze(1).split(group)]).squeeze(1)
+    def augment(batch: torch.Tensor, group: int = 8) -> torch.Tensor:
+        return torch.cat([affine(chunk) for chunk in batch.unsqueeze(1).split(group)]).squeeze(1)
 
     return augment
 
 
-def check_train_options(opts: TrainOptions) -> None:
-    """Impossible values, refused before any work (exit code 2)."""
-    if opts.epochs < 1:
-        raise UserError(f"--epochs {opts.epochs}: give 1 or more", USAGE)
-    if not opts.lr > 0:  # also refuses nan
-        raise UserError(f"--lr {opts.lr}: give a learning rate above 0, e.g. 0.015", USAGE)
-    if opts.batch_size < 1:
-        raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
-    if opts.threads < 0:
-        raise UserError(f"--threads {opts.threads}: give 0 (all cores) or more", USAGE)
+def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> ExtraDigits:
+    """Read each labels file, decode and preprocess its images; list bad rows and skip them."""
+    digits, targets, sources, problems = [], [], [], []
+    for file in opts.extra:
+        frame = labels.read_labels_file(file)
+        labelled = frame.filter(pl.col("label").is_not_null())  # an empty label: left for a person to fill in
+        is_digit = pl.col("label").is_in(labels.DIGITS)
+        problems += [f"{file}: {path}: label {label!r} is not a digit 0-9"
+                     for path, label in labelled.filter(~is_digit).iter_rows()]
+        good = labelled.filter(is_digit)
+        used = 0
+        paths = [labels.resolve(path, opts.extra_root) for path in good["path"]]
+        chunk = images.preprocess_chunk(paths, max_pixels)
+        ok_digits = iter(chunk.digits)
+        for path, label, item in zip(paths, good["label"], chunk.inputs, strict=True):
+            if item.status == images.OK:
+                digits.append(next(ok_digits))
+                targets.append(int(label))
+                used += 1
+            else:
+                problems.append(f"{file}: {path}: {item.status}: {item.error}")
+        skipped = labelled.height - used
+        if not used:
+            raise UserError(f"labels file {file} has no usable row ({frame.height} rows, "
+                            f"{frame.height - labelled.height} without a label, {skipped} bad): "
+                            "give image paths with labels 0-9", USAGE)
+        sources.append({"file": Path(file).name, "sha256": file_sha256(Path(file)), "rows": frame.height,
+                        "used": used, "skipped": skipped, "unlabelled": frame.height - labelled.height})
+    for problem in problems[:MAX_LISTED_PROBLEMS]:
+        log(f"skipped {problem}")
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        log(f"skipped {len(problems) - MAX_LISTED_PROBLEMS} more bad rows")
+    x, y = np.stack(digits), np.array(targets, np.int64)
+    train_index, holdout_index = stratified_split(y, opts.holdout, opts.seed)
+    return ExtraDigits(x[train_index], y[train_index], x[holdout_index], y[holdout_index], sources)
+
+
+def stratified_split(targets: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, holdout) indices: `share` of each digit held back, where it has at least two
+    examples (one always stays for training)."""
+    rng = np.random.default_rng(seed)
+    holdout = []
+    for digit in np.unique(targets):
+        members = rng.permutation(np.flatnonzero(targets == digit))
+        count = min(round(share * len(members)), len(members) - 1) if share > 0 else 0
+        holdout.extend(members[:count])
+    holdout_mask = np.zeros(len(targets), bool)
+    holdout_mask[holdout] = True
+    return np.flatnonzero(~holdout_mask), np.flatnonzero(holdout_mask)
+
+
+def starting_model(opts: TrainOptions, device: torch.device) -> tuple[torch.nn.Module, dict | None]:
+    """A fresh network of --arch, or the --from checkpoint's network with its weights."""
+    if opts.base is None:
+        return build(opts.arch or "lenet"), None
+    checkpoint = resolve_checkpoint(opts.base)
+    model, metadata = load_checkpoint(checkpoint, device)
+    if opts.arch is not None and opts.arch != architecture_of(model):
+        raise UserError(f"--from {opts.base} is a {architecture_of(model)} checkpoint; drop --arch {opts.arch} "
+                        "or start from a checkpoint of that network", USAGE)
+    return model, {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
+                   "test_accuracy": metadata.get("test_accuracy")}
+
+
+def holdout_accuracy(model, extra: ExtraDigits | None, device) -> float | None:
+    if extra is None or not len(extra.holdout_y):
+        return None
+    x = torch.from_numpy(extra.holdout_x).to(device)
+    y = torch.from_numpy(extra.holdout_y).to(device)
+    return accuracy_and_loss(model, x, y)["accuracy"]
 
 
 def train(opts: TrainOptions) -> dict:
     started = time.perf_counter()
-    check_train_options(opts)
+    check_options(opts)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
     device = pick_device(opts.device)
     train_set = data.load("train", opts.data_dir, opts.download)
     test_set = data.load("t10k", opts.data_dir)
+    extra = load_extra(opts) if opts.extra else None
 
     # The whole training set lives on the device: 47 MB of uint8, batched by index.
     train_x = torch.from_numpy(train_set.images.copy()).to(device)
     train_y = torch.from_numpy(train_set.labels.astype("int64")).to(device)
     test_x = torch.from_numpy(test_set.images.copy()).to(device)
     test_y = torch.from_numpy(test_set.labels.astype("int64")).to(device)
+    if extra is not None:
+        extra_x = torch.from_numpy(extra.train_x).to(device)
+        extra_y = torch.from_numpy(extra.train_y).to(device)
 
+    model, base = starting_model(opts, device)
     # channels_last makes the small convolutions about 10% faster on the CPU.
-    model = LeNet().to(device, memory_format=torch.channels_last)
-    steps_per_epoch = DRY_RUN_BATCHES if opts.dry_run else -(-len(train_x) // opts.batch_size)
+    model = model.to(device, memory_format=torch.channels_last)
+    holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
+    # Each batch: MNIST's share by shuffled index, the user's digits drawn at random (they are few).
+    extra_per_batch = round(opts.extra_share * opts.batch_size) if extra is not None else 0
+    mnist_per_batch = opts.batch_size - extra_per_batch
+    steps_per_epoch = DRY_RUN_BATCHES if opts.dry_run else -(-len(train_x) // mnist_per_batch)
     epochs = 1 if opts.dry_run else opts.epochs
     # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, fused=device.type in ("cpu", "cuda"))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=opts.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
     )
-    augment = make_augment() if opts.augment else None
+    augment = make_augment() if opts.augment or extra is not None else None
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
 
     history = []
@@ -103,20 +226,23 @@ def train(opts: TrainOptions) -> dict:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch",
                    disable=not opts.progress, leave=False)
         for step in bar:
-            index = order[step * opts.batch_size : (step + 1) * opts.batch_size]
-            images, labels = train_x[index], train_y[index]
+            index = order[step * mnist_per_batch : (step + 1) * mnist_per_batch]
+            batch_x, batch_y = train_x[index], train_y[index]
+            if extra_per_batch:
+                pick = torch.randint(len(extra_x), (extra_per_batch,), generator=shuffle).to(device)
+                batch_x, batch_y = torch.cat([batch_x, extra_x[pick]]), torch.cat([batch_y, extra_y[pick]])
             if augment is not None:
-                images = augment(images)
-            output = model(normalize(images).contiguous(memory_format=torch.channels_last))
-            loss = F.nll_loss(output, labels)
+                batch_x = augment(batch_x)
+            output = model(normalize(batch_x).contiguous(memory_format=torch.channels_last))
+            loss = F.nll_loss(output, batch_y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             # Accumulate on the device: no host sync per step.
-            loss_sum += loss.detach() * len(labels)
-            correct += (output.argmax(1) == labels).sum()
-            seen += len(labels)
+            loss_sum += loss.detach() * len(batch_y)
+            correct += (output.argmax(1) == batch_y).sum()
+            seen += len(batch_y)
         test = accuracy_and_loss(model, test_x, test_y)  # the last epoch's is the checkpoint's figure
         history.append({
             "epoch": epoch,
@@ -124,6 +250,7 @@ def train(opts: TrainOptions) -> dict:
             "train_accuracy": correct.item() / seen,
             "test_loss": test["loss"],
             "test_accuracy": test["accuracy"],
+            "lr": schedule.get_last_lr()[0],
             "seconds": time.perf_counter() - epoch_start,
         })
         if opts.progress:
@@ -131,7 +258,7 @@ def train(opts: TrainOptions) -> dict:
             tqdm.write(f"epoch {epoch}: train loss {last['train_loss']:.4f}, "
                        f"test accuracy {last['test_accuracy']:.2%}")
 
-    hyper = {k: v for k, v in asdict(opts).items() if k in ("batch_size", "lr", "augment")}
+    hyper = {k: v for k, v in asdict(opts).items() if k in ("batch_size", "lr", "augment", "holdout", "extra_share")}
     metadata = {
         "epochs": epochs,
         "hyperparameters": hyper | {"optimizer": "adam", "schedule": "one-cycle"},
@@ -143,8 +270,18 @@ def train(opts: TrainOptions) -> dict:
         "torch_version": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if base is not None:
+        metadata["base_checkpoint"] = base
+    if extra is not None:
+        metadata["extra"] = {
+            "labels_files": extra.sources,
+            "train_digits": len(extra.train_y),
+            "holdout_digits": len(extra.holdout_y),
+            "holdout_accuracy_before": holdout_before,
+            "holdout_accuracy_after": holdout_accuracy(model, extra, device),
+        }
     out = Path(opts.out)
-    checkpoint = out / CHECKPOINT_NAME
+    checkpoint = out / f"{architecture_of(model)}.safetensors"
     save_checkpoint(model, checkpoint, metadata)
     summary = metadata | {
         "checkpoint": str(checkpoint),

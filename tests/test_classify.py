@@ -1,6 +1,7 @@
 """classify through the real CLI on real image files written by the tests."""
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -190,7 +191,7 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_discovery_filters_lists_and_symlink_loops(cli, tmp_path, mnist_test):
+def test_discovery_lists_and_symlink_loops(cli, tmp_path, mnist_test):
     root = tmp_path / "scans"
     write_pngs(root, mnist_test.images[:6], mnist_test.labels[:6])
     Image.fromarray(mnist_test.images[6]).save(root / "UPPER.PNG")
@@ -202,10 +203,6 @@ def test_discovery_filters_lists_and_symlink_loops(cli, tmp_path, mnist_test):
     assert classify(cli, root, "--out", out).exit_code == 0
     paths = results.scan(out).collect()["path"].to_list()
     assert len(paths) == 7 and any(p.endswith("UPPER.PNG") for p in paths)
-    assert classify(cli, root, "--out", tmp_path / "inc.csv", "--include", "*.PNG").exit_code == 0
-    assert results.scan(tmp_path / "inc.csv").collect().height == 1
-    assert classify(cli, root, "--out", tmp_path / "exc.csv", "--exclude", "*/7/*").exit_code == 0
-    assert results.scan(tmp_path / "exc.csv").collect().height == 6
     # --files-from stdin: a listed file that does not exist is a row, not a silent loss
     listing = f"{paths[0]}\n{tmp_path / 'gone.png'}\n"
     result = cli("classify", "--files-from", "-", "--out", tmp_path / "list.csv", "--quiet", input=listing)
@@ -232,10 +229,10 @@ def test_unreadable_file_is_a_row(tmp_path, mnist_test):
 
 def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_test):
     folder = tmp_path / "many"
-    write_pngs(folder, np.tile(mnist_test.images[:1000], (20, 1, 1)), np.tile(mnist_test.labels[:1000], 20))
+    write_pngs(folder, np.tile(mnist_test.images[:1000], (3, 1, 1)), np.tile(mnist_test.labels[:1000], 3))
     out = tmp_path / "preds.parquet"
     command = [Path(sys.executable).parent / "mnist-batch", "classify", folder, "--out", out,
-               "--quiet", "--workers", "1", "--batch-size", "64"]
+               "--quiet", "--workers", "1", "--batch-size", "16"]  # a part file every 64 rows
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = results.parts_dir(out)
     deadline = time.time() + 240
@@ -266,9 +263,10 @@ def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_tes
     assert "resuming" in resumed.stderr and not parts.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many", "preds.parquet"]
     fresh = tmp_path / "fresh.parquet"
-    assert subprocess.run([*command[:4], fresh, "--quiet"], capture_output=True).returncode == 0
+    # the same batch size: the CPU kernels round differently at other sizes
+    assert subprocess.run([*command[:4], fresh, *command[5:]], capture_output=True).returncode == 0
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
-    assert pl.read_parquet(out).height == 20_000
+    assert pl.read_parquet(out).height == 3000
 
 
 def test_every_common_format_gives_the_same_digit(cli, tmp_path, mnist_test):
@@ -289,3 +287,33 @@ def test_every_common_format_gives_the_same_digit(cli, tmp_path, mnist_test):
     frame = pl.read_parquet(out)
     assert frame.height == 10 and set(frame["status"]) == {"ok"}
     assert set(frame["pred"]) == {int(mnist_test.labels[0])}
+
+
+# The keys of `classify --json`, as the README documents them.
+SUMMARY_KEYS = ["out", "format", "inputs", "rows", "classified_now", "ok", "blank", "failed", "statuses", "seconds",
+                "images_per_second", "pipeline_images_per_second", "workers", "device", "checkpoint"]
+
+
+def test_json_summary_keys_are_pinned_and_rates_use_wall_time(cli, inbox, tmp_path):
+    result = cli("classify", inbox, "--out", tmp_path / "j.parquet", "--quiet", "--json", "--max-pixels", 100_000_000)
+    assert result.exit_code == 3, result.stderr
+    summary = json.loads(result.stdout)
+    assert list(summary) == SUMMARY_KEYS
+    assert summary["rows"] == 125 and summary["ok"] == 120 and summary["blank"] == 1 and summary["failed"] == 4
+    assert summary["images_per_second"] == pytest.approx(summary["classified_now"] / summary["seconds"])
+    assert summary["pipeline_images_per_second"] >= summary["images_per_second"]
+
+
+def test_resume_summary_describes_the_whole_file(cli, inbox, tmp_path):
+    """Parts kept from an interrupted run hold a failed row: the resumed run still counts it."""
+    out = tmp_path / "r.parquet"
+    first = cli("classify", inbox / "bad", "--out", tmp_path / "bad.parquet", "--quiet")
+    assert first.exit_code == 3
+    parts = results.parts_dir(out)
+    parts.mkdir()
+    pl.read_parquet(tmp_path / "bad.parquet").filter(pl.col("status") == "not_image").write_parquet(
+        parts / "part-000000.parquet")
+    resumed = cli("classify", inbox / "bad", "--out", out, "--quiet", "--json", "--resume")
+    assert resumed.exit_code == 3, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["classified_now"] == 4 and summary["rows"] == 5 and summary["statuses"]["not_image"] == 1

@@ -84,11 +84,11 @@ def test_read_file_stops_at_the_cap_when_st_size_says_zero(monkeypatch):
 
 
 @pytest.mark.timeout(30)
-def test_report_thumbnail_of_a_path_that_became_a_fifo_does_not_block(tmp_path, mnist_test):
+def test_report_images_of_a_path_that_became_a_fifo_do_not_block(tmp_path, mnist_test):
     good = png(tmp_path / "good.png", mnist_test.images[0])
-    assert report_html.thumbnail(str(good)).startswith("data:image/png")
+    assert all(uri.startswith("data:image/png") for uri in report_html.input_images(str(good)))
     os.mkfifo(tmp_path / "now-a-fifo.png")
-    assert report_html.thumbnail(str(tmp_path / "now-a-fifo.png")) is None
+    assert report_html.input_images(str(tmp_path / "now-a-fifo.png")) == (None, None)
 
 
 # 3: dying workers

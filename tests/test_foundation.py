@@ -22,7 +22,7 @@ def test_torchvision_imports_in_installed_environment():
     assert done.returncode == 0, done.stderr
 
 
-def test_lenet_has_the_seed_architecture():
+def test_lenet_has_the_original_notebooks_architecture():
     model = LeNet()
     assert sum(p.numel() for p in model.parameters()) == 60_074
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

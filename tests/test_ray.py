@@ -44,7 +44,7 @@ def test_ray_gives_the_same_rows_as_the_local_engine(cli, ray_cluster, mixed_fol
     assert sorted(set(got["status"])) == ["blank", "empty", "not_image", "ok", "truncated"]
 
     # report reads the directory of parts
-    figures = json.loads(cli("report", out, "--labels-from-dirs", "--json", "-").stdout)
+    figures = json.loads(cli("report", out, "--labels-from-dirs", "--json").stdout)
     assert figures["rows"] == 305 and figures["labels"]["evaluated"] == 300
 
 

@@ -74,7 +74,7 @@ def hand_figures(result_file: Path, labels_csv: Path, root: Path) -> dict:
 
 
 def report_json(cli, *args) -> dict:
-    result = cli("report", *args, "--json", "-")
+    result = cli("report", *args, "--json")
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -84,6 +84,8 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
     hand = hand_figures(result_file, labelled / "labels.csv", labelled / "images")
     labels = figures["labels"]
     assert labels["evaluated"] == hand["evaluated"] == 39
+    assert figures["checkpoints"] == [{"name": "lenet.safetensors", "sha256": pl.read_parquet(result_file)[
+        "checkpoint_sha256"][0], "rows": 42, "accuracy": labels["accuracy"], "evaluated": 39}]
     assert labels["accuracy"] == pytest.approx(hand["accuracy"])
     assert labels["accuracy"] < 1.0  # the three wrong labels at least
     assert labels["per_class"]["1"]["f1"] == pytest.approx(hand["f1"][1])
@@ -101,16 +103,17 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
 
 def test_json_shape_is_pinned(cli, labelled, result_file):
     figures = report_json(cli, result_file, "--labels-from-dirs")
-    assert figures["shape"] == "mnist-batch-report/1"
+    assert figures["shape"] == "mnist-batch-report/2"
     assert list(figures) == ["files", "shape", "rows", "status", "predicted", "confidence", "review_threshold",
-                             "below_threshold", "confidence_histogram", "labels"]
+                             "below_threshold", "checkpoints", "confidence_histogram", "labels"]
+    assert list(figures["checkpoints"][0]) == ["name", "sha256", "rows", "accuracy", "evaluated"]
     assert list(figures["confidence"]) == ["min", "p01", "p05", "p25", "median", "p75", "p95", "max", "mean"]
     assert list(figures["labels"]) == ["source", "evaluated", "correct", "accuracy", "accuracy_ci95",
                                        "unlabelled_rows", "labelled_not_classified", "unmatched_labels",
                                        "per_class", "confusion", "most_confused", "ece", "calibration_bins"]
     assert list(figures["labels"]["per_class"]["0"]) == ["precision", "recall", "f1", "support"]
     out = labelled / "figures.json"
-    assert cli("report", result_file, "--json", out).exit_code == 0
+    assert cli("report", result_file, "--json-out", out).exit_code == 0
     assert json.loads(out.read_text())["labels"] is None
 
 
@@ -158,6 +161,8 @@ def test_min_accuracy_gate_and_review_file(cli, labelled, result_file, tmp_path)
     rows = pl.read_csv(review)
     reasons = dict(rows.group_by("review_reason").len().iter_rows())
     assert reasons.get("failed") == 1 and reasons.get("blank") == 1  # broken.png, blank.png
+    assert rows.columns[:2] == ["path", "label"] and rows["label"].null_count() == rows.height  # for a person to fill
+    assert rows.filter(pl.col("review_reason") == "misclassified")["given_label"].null_count() == 0
     assert reasons.get("misclassified", 0) >= 3
     # low confidence: the classified rows under the threshold that are not already there as misclassified
     wrong = set(rows.filter(pl.col("review_reason") == "misclassified")["path"])
@@ -173,6 +178,7 @@ def test_mixed_parquet_and_csv_with_globs(cli, labelled, result_file, tmp_path):
     assert len(figures["files"]) == 2 and figures["rows"] == 42  # the same inputs, counted once
 
 
+@pytest.mark.timeout(120)
 def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, result_file, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -196,10 +202,184 @@ def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, res
         page.on("requestfailed", lambda request: errors.append(request.url))
         page.goto(page_file.as_uri())
         loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        sections = page.locator("h2").all_inner_texts()
+        header = page.locator("header").inner_text()
+        captions = page.locator("caption").all_inner_texts()
+        tables = page.locator("table").count()
+        model_inputs = page.locator("img.digit").count()
+        failed_rows = page.locator("table:has(caption:text('Failed inputs')) tr").all_inner_texts()
+        cards = page.locator(".card").all_inner_texts()
         screenshot = page.screenshot(full_page=True)
         browser.close()
     assert errors == []
-    assert len(loaded) >= 3 + 5 and all(loaded)  # three plots and a gallery
+    assert sections == ["Inputs", "Predictions", "Accuracy", "Plots", "Failed inputs", "Inputs to look at"]
+    assert "lenet.safetensors" in header and str(result_file) in header and "mnist-batch 0." in header
+    assert len(captions) == tables  # every table has its caption
+    assert len(loaded) == 3 + 2 * 24 and all(loaded)  # three plots; 24 cards, each its source and model input
+    assert model_inputs == 24
+    assert len(failed_rows) == 2 and "broken.png" in failed_rows[1] and "not_image" in failed_rows[1]
+    assert all("predicted" in card and "next" in card for card in cards)
     shot = np.asarray(Image.open(io.BytesIO(screenshot)).convert("L"))
     assert shot.shape[0] > 900 and shot.std() > 20  # a real page, not a blank one
     (tmp_path / "report.png").write_bytes(screenshot)
+
+
+@pytest.mark.timeout(60)
+def test_without_labels_the_page_never_says_misclassified(cli, result_file, tmp_path):
+    page = tmp_path / "report.html"
+    result = cli("report", result_file, "--html", page, "--gallery", "2", "--review-threshold", "0.9999", "--json")
+    below = json.loads(result.stdout)["below_threshold"]
+    assert below > 2  # so the gallery is cut
+    text = page.read_text()
+    assert "isclassified" not in text
+    assert f"{below - 2:,} more below the review threshold are not shown" in text
+    assert text.count('class="card') == 2
+
+
+@pytest.fixture(scope="module")
+def classified_inside(labelled):
+    """The same images classified from inside their folder, as `classify .` writes them: ./7/00000.png."""
+    from tests.conftest import run_cli
+
+    out = labelled / "inside.parquet"
+    cwd = os.getcwd()
+    os.chdir(labelled / "images")
+    try:
+        assert run_cli("classify", ".", "--out", out, "--quiet").exit_code == 3
+    finally:
+        os.chdir(cwd)
+    return out
+
+
+def spelled(labelled: Path, how: str) -> tuple[Path, list]:
+    """labels.csv rewritten with its paths spelled `how`; the extra arguments report then needs."""
+    images_dir = labelled / "images"
+    frame = pl.read_csv(labelled / "labels.csv")
+    spell = {"relative to --labels-root": ("{}", ["--labels-root", images_dir]),
+             "with ./ and --labels-root": ("./{}", ["--labels-root", images_dir]),
+             "with doubled slashes": (str(images_dir) + "//{}", []),
+             "absolute": (str(images_dir) + "/{}", []),
+             "as written inside the folder": ("{}", [])}
+    pattern, extra = spell[how]
+    out = labelled / f"labels-{list(spell).index(how)}.csv"
+    frame.with_columns(path=pl.col("path").map_elements(pattern.format, return_dtype=pl.String)).write_csv(out)
+    return out, extra
+
+
+@pytest.mark.parametrize("how", ["relative to --labels-root", "with ./ and --labels-root", "with doubled slashes",
+                                 "absolute", "as written inside the folder"])
+@pytest.mark.parametrize("results", ["absolute paths", "./ paths from inside the folder"])
+def test_labels_match_rows_however_paths_are_spelled(cli, labelled, result_file, classified_inside, how, results,
+                                                     monkeypatch):
+    labels, extra = spelled(labelled, how)
+    if results == "absolute paths":
+        if how == "as written inside the folder":
+            monkeypatch.chdir(labelled / "images")  # relative labels, read from their folder
+        figures = report_json(cli, result_file, "--labels", labels, *extra)
+    else:
+        monkeypatch.chdir(labelled / "images")  # the results' relative paths start here
+        figures = report_json(cli, classified_inside, "--labels", labels, *extra)
+    assert figures["labels"]["evaluated"] == 39 and figures["labels"]["unmatched_labels"] == 2
+
+
+def test_labels_matching_nothing_print_one_hint_with_an_example_of_each(cli, labelled, result_file, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative labels without --labels-root start here, where no image is
+    result = cli("report", result_file, "--labels", labelled / "labels.csv")
+    assert result.exit_code == 0
+    hint = [line for line in result.stderr.splitlines() if "match no result row" in line]
+    assert len(hint) == 1 and "label path '0/00003.png'" in hint[0] and f"result path '{labelled}/images/" in hint[0]
+
+
+def test_min_accuracy_with_no_label_matched_is_a_usage_error(cli, labelled, result_file):
+    result = cli("report", result_file, "--labels", labelled / "labels.csv", "--min-accuracy", "0.5")
+    assert result.exit_code == 2 and "no label matched" in result.stderr
+    assert "None" not in result.stderr and len(result.stderr.strip().splitlines()) == 2  # the hint, the error
+
+
+def test_rows_of_two_checkpoints_are_shown_apart(cli, labelled, result_file, tmp_path):
+    rows = pl.read_parquet(result_file)
+    other = rows.head(10).with_columns(checkpoint=pl.lit("other.safetensors"), checkpoint_sha256=pl.lit("ab" * 32))
+    mixed = tmp_path / "mixed.parquet"
+    pl.concat([other, rows.slice(10)]).write_parquet(mixed)
+    result = cli("report", mixed, "--labels-from-dirs", "--json")
+    figures = json.loads(result.stdout)
+    checkpoints = {c["name"]: c for c in figures["checkpoints"]}
+    assert checkpoints["other.safetensors"]["rows"] == 10 and checkpoints["lenet.safetensors"]["rows"] == 32
+    assert checkpoints["other.safetensors"]["evaluated"] == 10 and checkpoints["lenet.safetensors"]["evaluated"] == 30
+    assert "2 checkpoints" in result.stderr
+    terminal = cli("report", mixed, "--labels-from-dirs").stdout
+    assert "other.safetensors (sha256 abababababab): 10 rows, accuracy" in terminal and "warning" in terminal
+
+
+def test_terminal_report_is_plain_text_when_stdout_is_not_a_terminal(cli, labelled, result_file):
+    result = cli("report", result_file, "--labels-from-dirs")
+    assert result.exit_code == 0 and "per class" in result.stdout
+    assert not set("─│┃━┏┡╇") & set(result.stdout) and "\x1b[" not in result.stdout
+    assert max(map(len, result.stdout.splitlines())) <= 80
+
+
+@pytest.mark.parametrize("option", ["--review", "--json-out", "--html"])
+@pytest.mark.parametrize("target", ["result file", "labels file"])
+def test_an_output_never_replaces_an_input(cli, labelled, result_file, option, target):
+    victim = result_file if target == "result file" else labelled / "labels.csv"
+    before = victim.read_bytes()
+    result = cli("report", result_file, "--labels", labelled / "labels.csv", option, victim)
+    assert result.exit_code == 2 and option in result.stderr and "input" in result.stderr
+    assert victim.read_bytes() == before
+
+
+def test_review_file_of_unknown_format_names_the_extensions(cli, result_file, tmp_path):
+    result = cli("report", result_file, "--review", tmp_path / "review.txt")
+    assert result.exit_code == 2 and ".csv or .parquet" in result.stderr and "--format" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"id,value\n1,2\n", b"PAR1 not really parquet"],
+                         ids=["0 bytes", "csv of another tool", "broken parquet"])
+def test_a_file_that_is_not_a_result_file_is_one_line(cli, tmp_path, content):
+    suffix = ".parquet" if content.startswith(b"PAR1") else ".csv"
+    path = tmp_path / f"other{suffix}"
+    path.write_bytes(content)
+    result = cli("report", path)
+    assert result.exit_code == 1 and str(path) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("column", "value"), [("pred", pl.lit("7")), ("pred", pl.lit(99, pl.Int8)),
+                                               ("confidence", pl.lit(2.5)), ("status", pl.lit(3))],
+                         ids=["pred as string", "pred 99", "confidence 2.5", "status as number"])
+def test_impossible_columns_are_one_line_naming_the_column(cli, result_file, tmp_path, column, value):
+    bad = tmp_path / "bad.parquet"
+    pl.read_parquet(result_file).with_columns(value.alias(column)).write_parquet(bad)
+    result = cli("report", bad)
+    assert result.exit_code == 1 and f"'{column}'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_identical_duplicate_labels_are_dropped_with_a_note(cli, labelled, result_file, tmp_path):
+    args = (result_file, "--labels-root", labelled / "images")
+    once = report_json(cli, *args, "--labels", labelled / "labels.csv")["labels"]
+    doubled = tmp_path / "doubled.csv"
+    rows = pl.read_csv(labelled / "labels.csv")
+    pl.concat([rows, rows.head(20)]).write_csv(doubled)
+    result = cli("report", *args, "--labels", doubled, "--json")
+    assert result.exit_code == 0 and "20 paths more than once" in result.stderr
+    assert json.loads(result.stdout)["labels"] == once
+
+
+def test_conflicting_duplicate_labels_are_a_usage_error_listing_them(cli, labelled, result_file, tmp_path):
+    conflicting = tmp_path / "conflicting.csv"
+    rows = pl.read_csv(labelled / "labels.csv")
+    changed = rows.head(5).with_columns(label=(pl.col("label") + 1) % 10)
+    pl.concat([rows, changed]).write_csv(conflicting)
+    result = cli("report", result_file, "--labels", conflicting, "--labels-root", labelled / "images")
+    assert result.exit_code == 2 and "5 paths different labels" in result.stderr
+    assert sorted(changed["path"])[0] in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_csv_with_words_in_a_number_column_is_one_line_naming_it(cli, result_file, tmp_path):
+    bad = tmp_path / "bad.csv"
+    pl.read_parquet(result_file).with_columns(pred=pl.lit("seven")).write_csv(bad)
+    result = cli("report", bad)
+    assert result.exit_code == 1 and "'pred'" in result.stderr and "seven" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,89 @@
+"""Accuracy on writers MNIST does not have, for each bundled checkpoint, and the
+fine-tuning curve. Prints figures, asserts nothing.
+Run: make bench-accuracy (or python bench/bench_accuracy.py [sets] [--no-fine-tune])."""
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import BIN, OUT, machine, run_measured, write_optdigits, write_scans  # noqa: E402
+
+import mnist_batch  # noqa: E402
+from mnist_batch.model import bundled_checkpoints  # noqa: E402
+
+CONFIDENT = 0.9  # confidence coverage: the error among rows at or above this, and the share kept
+CURVE = (50, 100, 200, 400)  # labelled digits for the fine-tuning curve
+
+
+def labelled_files(folder: Path) -> tuple[list[str], np.ndarray]:
+    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix in (".png", ".jpg"))
+    return paths, np.array([int(Path(p).parent.name) for p in paths])
+
+
+def scores(checkpoint: str, paths: list[str], labels: np.ndarray) -> dict:
+    frame = mnist_batch.Classifier(checkpoint, device="cpu").predict(paths)
+    pred = frame["pred"].fill_null(-1).to_numpy()
+    confidence = frame["confidence"].fill_null(0).to_numpy()
+    sure = confidence >= CONFIDENT
+    return {"accuracy": float((pred == labels).mean()),
+            "confident_error": float((pred[sure] != labels[sure]).mean()) if sure.any() else 0.0,
+            "confident_share": float(sure.mean())}
+
+
+def sets() -> dict[str, Path]:
+    return {
+        "scan-like (10,000 MNIST test digits as ink on paper)": write_scans(OUT / "scans-acc", 10_000, seed=1),
+        "optdigits (1,797, dark on white, 32x32)": write_optdigits(OUT / "optdigits"),
+        "optdigits box-cropped (light on dark, 16x16, ink at the edges)":
+            write_optdigits(OUT / "optdigits-box", light_on_dark=True, side=16),
+    }
+
+
+def accuracy_table() -> None:
+    print(f"accuracy by checkpoint and set; confident = confidence >= {CONFIDENT}; {machine()}")
+    for listed in bundled_checkpoints():
+        evaluated = run_measured([BIN / "mnist-batch", "evaluate", "--checkpoint", listed["path"], "--json"])
+        print(f"{listed['name']} ({listed['parameters']:,} parameters): MNIST test "
+              f"{json.loads(evaluated['stdout'])['accuracy']:.2%}")
+        for name, folder in sets().items():
+            figures = scores(listed["path"], *labelled_files(folder))
+            print(f"  {name}: {figures['accuracy']:.2%}; confident: error {figures['confident_error']:.2%} "
+                  f"on {figures['confident_share']:.1%} of rows")
+
+
+def fine_tune_curve(checkpoint: str) -> None:
+    """Fine-tune on n optdigits (stratified), measure on all the others."""
+    paths, labels = labelled_files(write_optdigits(OUT / "optdigits"))
+    rng = np.random.default_rng(0)
+    before = scores(checkpoint, paths, labels)["accuracy"]
+    print(f"fine-tuning {checkpoint} on n labelled optdigits; accuracy on the other ones (before: {before:.2%})")
+    for n in CURVE:
+        chosen = np.concatenate([rng.permutation(np.flatnonzero(labels == d))[: n // 10] for d in range(10)])
+        labels_file = OUT / f"finetune-{n}.csv"
+        with open(labels_file, "w", newline="") as f:
+            csv.writer(f).writerows([("path", "label"), *((paths[i], labels[i]) for i in chosen)])
+        out = OUT / f"finetune-{checkpoint}-{n}"
+        started = time.perf_counter()
+        run_measured([BIN / "mnist-batch", "train", "--from", checkpoint, "--extra", labels_file, "--holdout", "0",
+                      "--out", out, "--quiet"])
+        seconds = time.perf_counter() - started
+        metrics = json.loads((out / "metrics.json").read_text())
+        rest = np.setdiff1d(np.arange(len(paths)), chosen)
+        after = scores(metrics["checkpoint"], [paths[i] for i in rest], labels[rest])["accuracy"]
+        print(f"  n={n}: {after:.2%} on the other {len(rest)} (error {1 - before:.2%} -> {1 - after:.2%}); "
+              f"MNIST test {metrics['test_accuracy']:.2%}; {seconds:.0f} s whole command")
+
+
+if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
+    pl.Config.set_tbl_rows(50)
+    accuracy_table()
+    if "--no-fine-tune" not in sys.argv:
+        for listed in bundled_checkpoints():
+            fine_tune_curve(listed["name"])

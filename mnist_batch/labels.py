@@ -1,0 +1,37 @@
+"""Labels files: `path,label` pairs in CSV or Parquet, as `report --labels` and
+`train --extra` read them. Extra columns are allowed (a `report --review` file is one),
+and so is an empty label: a row left for a person to fill in."""
+
+import os
+from pathlib import Path
+
+import polars as pl
+
+from mnist_batch.errors import USAGE, UserError
+
+DIGITS = [str(digit) for digit in range(10)]
+
+
+def read_labels_file(path: Path) -> pl.DataFrame:
+    """All rows of a labels file as strings: `path`, and `label` stripped (null when empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"labels file {path} not found", USAGE)
+    try:
+        frame = pl.read_csv(path, infer_schema=False) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+    except Exception as error:  # polars raises many types for a file that is not a table
+        raise UserError(f"cannot read labels file {path}: {str(error).splitlines()[0]}; "
+                        "give a CSV or Parquet file with path,label columns", USAGE) from error
+    for needed in ("path", "label"):
+        if needed not in frame.columns:
+            raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
+    label = pl.col("label").cast(pl.String).str.strip_chars()
+    # A Parquet label column of floats reads "7.0": the digit is what counts.
+    label = label.str.replace(r"^(\d)\.0+$", "${1}")
+    return frame.select(pl.col("path").cast(pl.String), pl.when(label == "").then(None).otherwise(label).alias("label"))
+
+
+def resolve(path: str, root: Path | None) -> str:
+    """The file a labels file's path names, as `report --labels` matches it: relative paths are
+    relative to `root` when given, else to the current folder."""
+    return os.path.normpath(path if root is None or os.path.isabs(path) else os.path.join(root, path))

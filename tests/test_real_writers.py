@@ -1,0 +1,125 @@
+"""Other writers: checkpoints by name, weight checks, fine-tuning on the user's own digits."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code not in (0, None), result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def metadata_of(path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: json.loads(v) for k, v in f.metadata().items()}
+
+
+@pytest.mark.parametrize("poison, message", [
+    (lambda t: t.fill_(float("nan")), "NaN or infinite"),
+    (lambda t: t.fill_(float("inf")), "NaN or infinite"),
+    (lambda t: t.to(torch.int32), "torch.int32"),
+])
+def test_non_finite_or_integer_weights_are_refused(cli, tmp_path, mnist_dir, poison, message):
+    tensors = load_file(DEFAULT_CHECKPOINT)
+    tensors["conv1.weight"] = poison(tensors["conv1.weight"].clone())
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"architecture": json.dumps("lenet")})
+    one_line_error(cli("evaluate", "--checkpoint", bad, "--data-dir", mnist_dir), "conv1.weight", message)
+
+
+def test_checkpoint_by_bundled_name(cli, tmp_path, mnist_test):
+    Image.fromarray(mnist_test.images[0]).save(tmp_path / "a.png")
+    out = tmp_path / "p.parquet"
+    assert cli("classify", tmp_path / "a.png", "--out", out, "--checkpoint", "lenet", "--quiet").exit_code == 0
+    import polars as pl
+
+    row = pl.read_parquet(out).row(0, named=True)
+    assert row["checkpoint"] == "lenet.safetensors" and row["checkpoint_sha256"] == file_sha256(DEFAULT_CHECKPOINT)
+    one_line_error(cli("classify", tmp_path / "a.png", "--out", tmp_path / "q.parquet", "--checkpoint", "nosuch"),
+                   "nosuch", "not found")
+
+
+def test_checkpoints_lists_the_bundled_ones(cli):
+    result = cli("checkpoints", "--json")
+    assert result.exit_code == 0, result.stderr
+    listed = {row["name"]: row for row in json.loads(result.stdout)}
+    assert listed["lenet"]["parameters"] == 60_074 and listed["lenet"]["mnist_test_accuracy"] >= 0.99
+    table = cli("checkpoints")
+    assert "lenet" in table.stdout and "60,074" in table.stdout
+
+
+@pytest.fixture
+def my_digits(tmp_path, mnist_test):
+    """Scan-like digits of 'my writers' with a labels file holding a missing file, a broken
+    image, a label that is no digit, and two rows left unlabelled (as a review file leaves them)."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rows = []
+    for i in range(30):
+        name = f"d{i:02d}.png"
+        Image.fromarray(255 - mnist_test.images[100 + i]).resize((64, 64)).save(folder / name)
+        rows.append((name, str(mnist_test.labels[100 + i])))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    rows += [("gone.png", "3"), ("broken.png", "4"), ("d00.png", "seven"), ("d01.png", ""), ("d02.png", " ")]
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label"), *rows[:27], *rows[30:], *rows[27:30]])
+    return folder, labels
+
+
+def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_dir, my_digits):
+    folder, labels = my_digits
+    out = tmp_path / "tuned"
+    result = cli("train", "--from", "lenet", "--extra", labels, "--extra-root", folder, "--out", out,
+                 "--dry-run", "--data-dir", mnist_dir, "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    assert "gone.png: missing" in result.stderr and "broken.png: " in result.stderr
+    assert "'seven' is not a digit" in result.stderr
+    assert "held-back digits" in result.stdout
+    meta = metadata_of(out / "lenet.safetensors")
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(DEFAULT_CHECKPOINT)
+    (source,) = meta["extra"]["labels_files"]
+    # 35 rows: 30 good, 2 unlabelled, 3 bad (a missing file, a broken image, a label that is no digit)
+    assert source == {"file": "labels.csv", "sha256": file_sha256(labels), "rows": 35, "used": 30, "skipped": 3,
+                      "unlabelled": 2}
+    assert meta["extra"]["train_digits"] + meta["extra"]["holdout_digits"] == source["used"]
+    assert meta["extra"]["holdout_accuracy_after"] is not None
+    assert meta["hyperparameters"]["holdout"] == 0.2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["extra"]["holdout_accuracy_before"] is not None
+
+
+def test_a_labels_file_with_no_usable_row_is_a_usage_error(cli, tmp_path, mnist_dir):
+    labels = tmp_path / "empty.csv"
+    labels.write_text("path,label\ngone.png,3\nother.png,\n")
+    result = cli("train", "--from", "lenet", "--extra", labels, "--out", tmp_path / "t", "--dry-run",
+                 "--data-dir", mnist_dir)
+    assert result.exit_code == 2
+    assert "no usable row" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("share, counts, expected_holdout", [
+    (0.2, {0: 10, 1: 10}, {0: 2, 1: 2}),
+    (0.2, {0: 1, 1: 5}, {0: 0, 1: 1}),  # a digit seen once stays for training
+    (0.5, {0: 2, 1: 3}, {0: 1, 1: 2}),
+    (0.0, {0: 5}, {0: 0}),
+])
+def test_holdout_is_stratified_where_counts_allow(share, counts, expected_holdout):
+    from mnist_batch.train import stratified_split
+
+    targets = np.concatenate([np.full(n, digit) for digit, n in counts.items()])
+    train, holdout = stratified_split(targets, share, seed=1)
+    assert sorted(np.concatenate([train, holdout])) == list(range(len(targets)))
+    assert {d: int((targets[holdout] == d).sum()) for d in counts} == expected_holdout
