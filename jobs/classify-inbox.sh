@@ -11,8 +11,9 @@
 #   CLASSIFY_ARGS, REPORT_ARGS   extra options, e.g. CLASSIFY_ARGS="--device cpu --workers 4"
 #
 # Exit codes: 0 done (or nothing new); 3 done, but some inputs could not be classified
-# (their rows say why); 75 another run holds the lock, nothing done; 1 failure, and the
-# results folder is left as it was. Cron mails whatever this prints: a quiet run prints nothing.
+# (their rows say why); 75 another run (of this job, or a classify into RESULTS) holds the
+# lock, nothing done; 1 failure, and the results folder is left as it was.
+# Cron mails whatever this prints: a quiet run prints nothing.
 set -uo pipefail
 
 if [ -n "${MNIST_BATCH_CONFIG:-}" ]; then
@@ -31,35 +32,40 @@ fi
 mkdir -p "$RESULTS/reports" || exit 1
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$LOG"; }
 log_lines() { while IFS= read -r line; do log "$line"; done; }
-fail() { log "FAILED: $*"; echo "classify-inbox: $* (see $LOG)" >&2; exit "${2:-1}"; }
+fail() { log "FAILED: $1"; echo "classify-inbox: $1 (see $LOG)" >&2; exit "${2:-1}"; }
+busy() { log "$1; not starting"; echo "classify-inbox: $1; not starting (exit 75)" >&2; exit 75; }
 
-# One run at a time: a second one leaves at once instead of queueing behind the first.
+# One job at a time: a second one leaves at once instead of queueing behind the first.
+# classify locks RESULTS itself (against a manual run beside cron); this lock also covers
+# the reports made after it.
 exec 9>>"$LOCK"
-if ! flock --nonblock 9; then
-    log "another run holds $LOCK; not starting"
-    echo "classify-inbox: another run holds $LOCK; not starting (exit 75)" >&2
-    exit 75
-fi
+flock --nonblock 9 || busy "another run holds $LOCK"
+[ -d "$INBOX" ] || fail "INBOX $INBOX is not a folder: check the setting or mount"
 
 log "start: $INBOX -> $RESULTS"
-before=$(ls -1 "$RESULTS"/predictions-*.parquet 2>/dev/null | tail -n 1)
 "$MNIST_BATCH" classify "$INBOX" --out-dir "$RESULTS" --incremental --quiet ${CLASSIFY_ARGS:-} 2>&1 | log_lines
 status=${PIPESTATUS[0]}
+[ "$status" -eq 75 ] && busy "another classify run is writing to $RESULTS"
 if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then
-    rm -rf "$RESULTS"/.predictions-*.parquet.parts "$RESULTS"/.predictions-*.parquet.tmp-*  # leave the folder as it was
+    # Leave the folder as it was, unless a manual classify run holds it (then its files are live).
+    flock --nonblock "$RESULTS/.mnist-batch.lock" \
+        rm -rf "$RESULTS"/.predictions-*.parquet.parts "$RESULTS"/.predictions-*.parquet.tmp-* "$RESULTS/.mnist-batch.lock"
     fail "classify exited with $status" 1
 fi
 
-after=$(ls -1 "$RESULTS"/predictions-*.parquet 2>/dev/null | tail -n 1)
-if [ -n "$after" ] && [ "$after" != "$before" ]; then
-    name=$(basename "$after" .parquet)
-    "$MNIST_BATCH" report "$after" --json-out "$RESULTS/reports/$name.json" ${REPORT_ARGS:-} 2>&1 | log_lines
-    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "report on $after failed" 1
-    log "done: $after, report $RESULTS/reports/$name.json"
-else
-    log "done: nothing new"
-fi
+# A report for every result file without one: this run's, and one a killed run did not get to.
+made=0
+for result in "$RESULTS"/predictions-*.parquet; do
+    [ -e "$result" ] || continue
+    report="$RESULTS/reports/$(basename "$result" .parquet).json"
+    [ -e "$report" ] && continue
+    "$MNIST_BATCH" report "$result" --json-out "$report" ${REPORT_ARGS:-} 2>&1 | log_lines
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "report on $result failed" 1
+    log "done: $result, report $report"
+    made=1
+done
+[ "$made" -eq 1 ] || log "done: nothing new"
 if [ "$status" -eq 3 ]; then
-    echo "classify-inbox: some inputs could not be classified; see the status column of $after and $LOG" >&2
+    echo "classify-inbox: some inputs could not be classified; see the status column of the newest result file and $LOG" >&2
 fi
 exit "$status"

@@ -6,23 +6,29 @@
 The worker pool is forked before torch is imported: the workers stay small, and they
 decode the first images while the main process is still loading torch and the model.
 At most a few chunks are in flight, so memory stays flat whatever the number of inputs.
+A worker that dies is noticed at once and replaced (DecodePool); the run goes on.
 """
 
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor, TimeoutError
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from mnist_batch import images, results
 from mnist_batch.discover import discover
-from mnist_batch.errors import INTERRUPTED, UserError, log
+from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log
 from mnist_batch.options import ClassifyOptions, check_options
 
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
 PART_BATCHES = 4  # model batches per part file: 4,096 rows at the default batch size
 CHUNKS_PER_WORKER = 4  # chunks in flight per worker: enough to hide the model's turn, little memory
+WAIT_SECONDS = 0.5  # the progress bar is redrawn at least this often; slow images get chunks this long
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def classify(opts: ClassifyOptions, started: float | None = None) -> results.ClassifySummary:
@@ -31,7 +37,14 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
     check_options(opts)
     out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
     fmt = results.output_format(out, opts.format)
+    with results.OutputLock(opts.out_dir or out, folder=opts.out_dir is not None):
+        check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
+        return classify_locked(opts, out, fmt, started)
+
+
+def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) -> results.ClassifySummary:
     paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
+    check_not_an_input(out, paths)
     if opts.incremental:
         paths = new_or_changed(paths, opts.out_dir)
         if not paths:
@@ -43,9 +56,13 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
         log(f"no image files found in {', '.join(opts.inputs) or opts.files_from}; writing an empty result")
 
     run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
-    todo = [path for path in paths if path not in run.done]
+    stored = [results.stored_path(path) for path in paths]
     if run.done:
-        log(f"resuming: {len(paths) - len(todo)} of {len(paths)} inputs already have rows")
+        dropped = run.keep_only(set(stored))
+        if dropped:
+            log(f"resuming: dropping {dropped} rows of inputs that are no longer among this command's inputs")
+        log(f"resuming: {len(run.done)} of {len(paths)} inputs already have rows")
+    todo = [path for path, name in zip(paths, stored, strict=True) if name not in run.done]
     workers = opts.workers or cpu_count()
     try:
         inference, pipeline_rate = classify_paths(todo, run, opts, workers)
@@ -59,12 +76,22 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
         device=str(inference.device), checkpoint=str(inference.checkpoint))
 
 
+def check_not_an_input(out: Path, paths: list[str]) -> None:
+    """--out must never replace one of the run's own inputs (with --overwrite it would)."""
+    if not out.exists():
+        return
+    for path in paths:
+        if os.path.basename(path) == out.name and os.path.exists(path) and os.path.samefile(path, out):
+            raise UserError(f"--out {out} is one of the inputs; give another file name", USAGE)
+
+
 def new_or_changed(paths: list[str], out_dir: Path) -> list[str]:
     """Incremental mode: the inputs that no result file in out_dir covers yet."""
-    results.remove_crashed_runs(out_dir)
+    results.remove_crashed_runs(out_dir)  # safe: this run holds out_dir's lock
     covered = results.covered_inputs(out_dir)
     new = [path for path in paths if file_key(path) not in covered]
-    log(f"incremental: {len(new)} new or changed of {len(paths)} inputs; the rest already have rows in {out_dir}")
+    log(f"incremental: {len(new)} new, changed or to retry of {len(paths)} inputs; "
+        f"the rest already have rows in {out_dir}")
     return new
 
 
@@ -73,26 +100,16 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     Returns the loaded model and the steady-state rate (first batch through the model to the last)."""
     # Small runs still get every worker busy; large runs use whole batches.
     chunk_size = max(16, min(opts.batch_size, -(-len(paths) // (workers * CHUNKS_PER_WORKER)) if paths else 16))
-    path_chunks = iter([paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)])
-    with pool_context().Pool(workers, initializer=ignore_interrupts) as pool:
-        in_flight = deque()
+    pool = DecodePool(paths, workers, chunk_size, opts.max_pixels)  # forks now, before torch loads
+    from tqdm import tqdm
 
-        def submit_next() -> None:
-            path_chunk = next(path_chunks, None)
-            if path_chunk is not None:
-                in_flight.append(pool.apply_async(images.preprocess_chunk, (path_chunk, opts.max_pixels)))
-
-        for _ in range(workers * CHUNKS_PER_WORKER):
-            submit_next()
+    bar = tqdm(total=len(paths), unit="img", disable=not opts.progress, smoothing=0.1, desc="loading the model")
+    try:
         inference = load_model(opts)  # while the workers decode the first chunks
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(paths), unit="img", disable=not opts.progress, smoothing=0.1)
+        bar.set_description_str("classifying")
         errors_shown = failed = 0
         rate_start = time.perf_counter()
-        while in_flight:
-            chunk = in_flight.popleft().get()
-            submit_next()
+        for chunk in pool.chunks(while_waiting=bar.refresh):
             ok = [status == images.OK for status in chunk.statuses]
             probs = inference.probabilities(chunk.digits, ok)
             run.add(results.build_rows(chunk, probs, inference.name, inference.sha256))
@@ -100,15 +117,122 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
                 if images.is_failed(item.status):
                     failed += 1
                     if errors_shown < MAX_SHOWN_ERRORS:
-                        log(f"{path}: {item.status}: {item.error}")
+                        log(f"{results.stored_path(path)}: {item.status}: {item.error}")
                         errors_shown += 1
             bar.update(len(chunk.paths))
+        pool.close()
+    except BaseException:
+        pool.close(cancel=True)
+        bar.leave = False  # closing clears the bar: no stale bar under the error line
+        raise
+    finally:
         bar.close()
     rate_seconds = time.perf_counter() - rate_start
     if failed > errors_shown:
         log(f"{failed - errors_shown} more inputs could not be classified: "
             f"see the status and error columns of {run.out}")
     return inference, len(paths) / rate_seconds if paths and rate_seconds > 0 else 0.0
+
+
+class DecodePool:
+    """Worker processes decoding chunks of paths, with a bounded window of chunks in flight.
+
+    A worker that dies (the OOM killer, a decoder segfault, kill -9) breaks the pool at once.
+    The pool is restarted and the files of the lost chunks are decoded one per task; a file
+    whose task is lost again is decoded alone, and if its worker dies even then, it gets a
+    `crashed` row. Every path comes out exactly once, in one chunk or another."""
+
+    def __init__(self, paths: list[str], workers: int, chunk_size: int, max_pixels: int,
+                 decode=images.preprocess_chunk):
+        self.paths, self.workers, self.max_pixels, self.decode = paths, workers, max_pixels, decode
+        self.chunk_size = self.largest_chunk = chunk_size
+        self.submitted = 0  # paths[:submitted] have gone to the workers
+        self.singles: deque[str] = deque()  # files of lost chunks: one file per task
+        self.alone: deque[str] = deque()  # files lost in a one-file task: run with nothing beside them
+        self.in_flight: deque[tuple[list[str], Future, bool]] = deque()  # (paths, future, ran alone)
+        self.start()
+
+    def start(self) -> None:
+        self.executor = ProcessPoolExecutor(self.workers, mp_context=pool_context(),
+                                            initializer=init_worker, initargs=(os.getpid(),))
+        self.fill()
+
+    def fill(self) -> None:
+        if self.alone:  # a suspect runs by itself, so that a crash is its own
+            if not self.in_flight:
+                self.submit([self.alone.popleft()], alone=True)
+            return
+        while len(self.in_flight) < self.workers * CHUNKS_PER_WORKER:
+            if self.singles:
+                self.submit([self.singles.popleft()])
+            elif self.submitted < len(self.paths):
+                self.submit(self.paths[self.submitted : self.submitted + self.chunk_size])
+                self.submitted += len(self.in_flight[-1][0])
+            else:
+                return
+
+    def submit(self, paths: list[str], alone: bool = False) -> None:
+        try:
+            future = self.executor.submit(timed, self.decode, paths, self.max_pixels)
+        except BrokenProcessPool as broken:  # a worker died while none of our chunks was waiting
+            future = Future()
+            future.set_exception(broken)
+        self.in_flight.append((paths, future, alone))
+
+    def chunks(self, while_waiting=lambda: None):
+        """DecodedChunks as they come; `while_waiting` is called every half second of waiting."""
+        while self.in_flight:
+            paths, future, alone = self.in_flight[0]
+            try:
+                chunk, seconds = future.result(timeout=WAIT_SECONDS)
+            except TimeoutError:
+                while_waiting()
+                continue
+            except BrokenProcessPool:
+                crashed = self.restart()
+                if crashed:
+                    yield images.DecodedChunk.of(crashed, [images.failed(path, "crashed", CRASHED) for path in crashed])
+                continue
+            self.in_flight.popleft()
+            if len(paths) == self.chunk_size and seconds > 0:
+                # Chunks of about WAIT_SECONDS each keep the progress bar moving on slow images.
+                self.chunk_size = max(16, min(self.largest_chunk, int(len(paths) * WAIT_SECONDS / seconds)))
+            self.fill()
+            yield chunk
+
+    def restart(self) -> list[str]:
+        """After a worker died: keep what finished, requeue what was lost, start fresh workers.
+        Returns the files that were decoded alone when their worker died: they get `crashed` rows."""
+        self.executor.shutdown(wait=True)  # a broken pool resolves every future before it stops
+        log("a decoding worker died (killed, out of memory, or a decoder crash); "
+            "restarting the workers and retrying its files one by one")
+        crashed, finished = [], deque()
+        for paths, future, alone in self.in_flight:
+            if future.exception() is None:
+                finished.append((paths, future, alone))
+            elif alone:
+                crashed.extend(paths)
+            elif len(paths) == 1:
+                self.alone.extend(paths)
+            else:
+                self.singles.extend(paths)
+        self.in_flight = finished
+        self.start()
+        return crashed
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the workers; `cancel`: at once, dropping queued chunks (Ctrl-C, an error)."""
+        self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+CRASHED = "the worker process died while decoding this file, twice (a decoder crash or out of memory)"
+
+
+def timed(decode, paths: list[str], max_pixels: int) -> tuple[images.DecodedChunk, float]:
+    """Worker task: a chunk decoded, and the seconds it took."""
+    began = time.perf_counter()
+    chunk = decode(paths, max_pixels)
+    return chunk, time.perf_counter() - began
 
 
 def load_model(opts: ClassifyOptions):
@@ -129,12 +253,20 @@ def file_key(path: str) -> tuple | None:
         info = os.stat(path)
     except OSError:
         return None
-    return path, info.st_size, info.st_mtime_ns
+    return results.stored_path(path), info.st_size, info.st_mtime_ns
 
 
-def ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them and keeps what is written."""
+def init_worker(parent: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and keeps what is written.
+    A worker whose main process dies (kill -9) dies with it, quietly, instead of waiting on
+    its queue forever or printing a BrokenPipeError."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
 
 
 def pool_context():

@@ -22,7 +22,8 @@ from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError  # noqa: E
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
-4 report accuracy below --min-accuracy; 130 interrupted (classify: rerun with --resume)."""
+4 report accuracy below --min-accuracy; 75 classify: another run holds the output's lock;
+130 interrupted (classify: rerun with --resume)."""
 
 app = typer.Typer(
     help=f"Classify folders of handwritten digit images with a small CNN.\n\n{EXIT_CODES}",
@@ -253,7 +254,8 @@ def classify_command(
     On a Ray cluster: mnist-batch classify s3://bucket/scans --out results/ --engine ray
 
     Exit codes: 0 every input classified (or blank); 3 some inputs could not be
-    classified (their rows say why); 1 failure; 2 usage error.
+    classified (their rows say why); 1 failure; 2 usage error; 75 another run holds
+    the output's lock.
     """
     from mnist_batch.errors import PARTIAL
     from mnist_batch.options import ClassifyOptions, RayOptions

@@ -25,39 +25,58 @@ def is_image_name(name: str) -> bool:
 
 
 def read_list(source: str) -> list[str]:
-    """Paths from a --files-from file (or '-' for stdin), one per line; blank lines ignored."""
+    """Paths from a --files-from file (or '-' for stdin), one per line. Only the line ending
+    (\n or \r\n) is removed, so names keep their spaces; blank lines are skipped. Bytes that
+    are not UTF-8 stay as they are on disk (surrogate escapes), so such files are found."""
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
         raise UserError(f"cannot read --files-from {source}: {error.strerror}", USAGE) from error
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    lines = (line.removesuffix("\r") for line in os.fsdecode(data).split("\n"))
+    return [normalise(line) for line in lines if line.strip()]
+
+
+def normalise(path: str) -> str:
+    """One spelling per file: `./` segments and doubled or trailing slashes are dropped
+    (a.png, ./a.png and dir//a.png -> a.png, dir/a.png). `..` is kept: through a symlinked
+    folder it may not mean the parent."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    joined = "/".join(parts)
+    return "/" + joined if path.startswith("/") else joined or "."
 
 
 def walk(root: str, seen_dirs: set) -> list[str]:
-    found = []
-    try:
-        info = os.stat(root)
-    except OSError:
-        return found
-    if (info.st_dev, info.st_ino) in seen_dirs:
-        return found  # a symlink loop, or a folder reached twice
-    seen_dirs.add((info.st_dev, info.st_ino))
-    try:
-        entries = list(os.scandir(root))
-    except OSError as error:
-        print(f"mnist-batch: warning: cannot list {root}: {error.strerror}; skipped", file=sys.stderr)
-        return found
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
+    """Image files under root, depth-first without recursion (trees may be thousands deep).
+    A folder that cannot be listed is returned itself, so that it gets an `unreadable` row;
+    a name like an image that cannot be stat'ed (a symlink loop, a dangling link) too."""
+    found, folders = [], [root]
+    while folders:
+        folder = folders.pop()
         try:
-            is_dir = entry.is_dir()  # follows symlinks
+            info = os.stat(folder)
         except OSError:
+            found.append(folder)
             continue
-        if is_dir:
-            found.extend(walk(entry.path, seen_dirs))
-        elif is_image_name(entry.name):
-            found.append(entry.path)
+        if (info.st_dev, info.st_ino) in seen_dirs:
+            continue  # a symlink loop, or a folder reached twice
+        seen_dirs.add((info.st_dev, info.st_ino))
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            found.append(folder)
+            continue
+        prefix = "" if folder == "." else folder.rstrip("/") + "/"
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                folders.append(prefix + entry.name)
+            elif is_image_name(entry.name):
+                found.append(prefix + entry.name)
     return found
 
 
@@ -72,9 +91,14 @@ def discover(
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
 ) -> list[str]:
-    """Sorted, de-duplicated input paths. A named path that does not exist is kept: it
-    becomes an error row, so a typo in a list is reported, not silently lost."""
-    named = list(inputs) + (read_list(files_from) if files_from else [])
+    """Sorted, de-duplicated, normalised input paths. An input named on the command line must
+    exist when the run starts (a typo is a usage error); a path in a --files-from list that
+    does not exist is kept and becomes a `missing` row, since a list can be stale."""
+    named = [normalise(item) for item in inputs]
+    absent = [item for item in named if not os.path.lexists(item)]
+    if absent:
+        raise UserError(f"{absent[0]}: no such file or folder; check the spelling", USAGE)
+    named += read_list(files_from) if files_from else []
     if not named:
         raise UserError("no inputs: give image files or folders, or --files-from LIST", USAGE)
     seen_dirs: set = set()

@@ -8,6 +8,7 @@ FAILURE = 1  # the job could not run or finish: bad data, bad checkpoint, intern
 USAGE = 2  # bad command line (Click's own code for usage errors)
 PARTIAL = 3  # classify finished, but some inputs could not be classified
 GATE = 4  # report: accuracy below --min-accuracy
+LOCKED = 75  # another run holds the output's lock (EX_TEMPFAIL: try again later)
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
@@ -21,4 +22,9 @@ class UserError(Exception):
 
 def log(message: str) -> None:
     """A progress or warning line for the person or the log: stderr, never stdout."""
-    print(f"mnist-batch: {message}", file=sys.stderr, flush=True)
+    line = f"mnist-batch: {message}"
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.write(line, file=sys.stderr)  # above a progress bar, which is redrawn below it
+    else:
+        print(line, file=sys.stderr, flush=True)

@@ -9,8 +9,10 @@ Everything here works on plain values (bytes, arrays) so that worker processes a
 distributed batch maps can call it; nothing imports torch.
 """
 
+import errno
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -50,24 +52,59 @@ class ImageProblem(Exception):
 
 
 def read_file(path: str) -> tuple[bytes, os.stat_result]:
-    """The file's bytes and stat, or an ImageProblem naming what went wrong with it."""
+    """The file's bytes and stat, or an ImageProblem naming what went wrong with it.
+
+    The one guarded read for every image file the package opens: links are followed, anything
+    but a regular file (FIFO, device, socket, folder) is `unsupported`, and at most
+    MAX_FILE_BYTES + 1 bytes are read, whatever st_size says. The file is opened without
+    blocking (a FIFO would wait for a writer) and its type is checked on the open descriptor,
+    so swapping the file between a check and the open changes nothing."""
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
-            if info.st_size > MAX_FILE_BYTES:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as error:
+        raise open_problem(path, error) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageProblem("unsupported", f"is a {file_kind(info.st_mode)}, not an image file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageProblem("too_large", f"file is over {MAX_FILE_BYTES >> 20} MiB")
+        blocks, size = [], 0
+        # st_size + 1 reads a file in one call (the next one sees the end); files that say 0 go in blocks.
+        want = info.st_size + 1 if info.st_size else 1 << 16
+        while block := os.read(fd, min(want, MAX_FILE_BYTES + 1 - size)):
+            blocks.append(block)
+            size += len(block)
+            if size > MAX_FILE_BYTES:
                 raise ImageProblem("too_large", f"file is over {MAX_FILE_BYTES >> 20} MiB")
-            data = f.read()
-    except FileNotFoundError:
-        raise ImageProblem("missing", "file not found (moved or deleted during the run?)") from None
-    except PermissionError:
-        raise ImageProblem("unreadable", "permission denied: make the file readable") from None
-    except IsADirectoryError:
-        raise ImageProblem("unsupported", "is a directory, not an image") from None
     except OSError as error:
         raise ImageProblem("unreadable", f"cannot read: {error.strerror or error}") from None
-    if not data:
+    finally:
+        os.close(fd)
+    if not size:
         raise ImageProblem("empty", "file is empty (0 bytes)")
-    return data, info
+    return b"".join(blocks), info
+
+
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO (named pipe)", stat.S_IFCHR: "character device",
+              stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
+
+
+def file_kind(mode: int) -> str:
+    return FILE_KINDS.get(stat.S_IFMT(mode), "special file")
+
+
+def open_problem(path: str, error: OSError) -> ImageProblem:
+    if isinstance(error, FileNotFoundError):
+        return ImageProblem("missing", "file not found (moved or deleted during the run?)")
+    if isinstance(error, PermissionError):
+        if os.path.isdir(path):
+            return ImageProblem("unreadable", "cannot list this folder: permission denied; its files were skipped")
+        return ImageProblem("unreadable", "permission denied: make the file readable")
+    if error.errno == errno.ELOOP:
+        return ImageProblem("unreadable", "symlink loop: the link leads back to itself")
+    return ImageProblem("unreadable", f"cannot read: {error.strerror or error}")
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -242,12 +279,17 @@ def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     try:
         data, info = read_file(path)
     except ImageProblem as problem:
-        try:
-            info = os.stat(path)
-            return Decoded(problem.status, str(problem), None, info.st_size, info.st_mtime_ns)
-        except OSError:
-            return Decoded(problem.status, str(problem))
+        return failed(path, problem.status, str(problem))
     return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=info.st_mtime_ns)
+
+
+def failed(path: str, status: str, error: str) -> Decoded:
+    """The record of a file that was not classified, with its size and mtime when it can be stat'ed."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return Decoded(status, error)
+    return Decoded(status, error, None, info.st_size, info.st_mtime_ns)
 
 
 def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

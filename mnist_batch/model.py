@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnist_batch.errors import UserError
+from mnist_batch.errors import USAGE, UserError
 from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
@@ -96,7 +96,7 @@ def pick_device(name: str) -> torch.device:
         "mps": torch.backends.mps.is_available(),
     }
     if name not in available:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or mps", USAGE)
     if not available[name]:
         raise UserError(f"device {name!r} is not available on this machine; use --device auto or cpu")
     return torch.device(name)

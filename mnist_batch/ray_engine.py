@@ -88,16 +88,22 @@ def is_uri(item: str) -> bool:
 def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
                  started: float | None = None) -> results.ClassifySummary:
     """Run classify as a Ray Data job; --out is a directory of Parquet parts."""
-    import ray
-
-    from mnist_batch.model import resolve_checkpoint
-
     started = time.perf_counter() if started is None else started
     if opts.out_dir is not None or opts.resume or opts.format not in (None, "parquet"):
         raise UserError("--engine ray writes a directory of Parquet parts: give --out DIR "
                         "(no --out-dir, --resume or --format csv)", USAGE)
     check_options(opts, folder_output=True)
     out = Path(opts.out)
+    with results.OutputLock(out):  # one run per output, as with the local engine
+        check_options(opts, folder_output=True)  # again under the lock: the holder may have written --out
+        return run_pipeline(opts, ray_opts, out, started)
+
+
+def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started: float) -> results.ClassifySummary:
+    import ray
+
+    from mnist_batch.model import resolve_checkpoint
+
     checkpoint = resolve_checkpoint(opts.checkpoint).resolve()
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} not found; pass --checkpoint with a .safetensors file")

@@ -5,6 +5,8 @@ finished run merges them, sorted by path, into a temporary file that is renamed 
 --out. A crash leaves --out untouched and the parts in place for --resume.
 """
 
+import fcntl
+import os
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -15,14 +17,14 @@ import numpy as np
 import polars as pl
 
 from mnist_batch import images
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import LOCKED, USAGE, UserError, log
 from mnist_batch.files import remove_temporaries, write_atomic
 
 SCHEMA_VERSION = "1"
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
 # Changing a column's name, type or meaning bumps SCHEMA_VERSION and the README's table.
 SCHEMA = {
-    "path": pl.String,  # the input path as discovered (relative paths stay relative)
+    "path": pl.String,  # the input path as discovered, normalised; non-UTF-8 bytes as \xNN (stored_path)
     "status": pl.String,  # ok, blank, or an error kind (missing, unreadable, empty, not_image, ...)
     "error": pl.String,  # why the input was not classified; null when status is ok
     "pred": pl.Int8,  # predicted digit 0-9; null unless status is ok
@@ -47,12 +49,20 @@ def output_format(out: Path, requested: str | None) -> str:
     raise UserError(f"cannot tell the format of {out}: name it .parquet or .csv, or pass --format", USAGE)
 
 
+def stored_path(path: str) -> str:
+    """The path as the result file spells it. A name that is not valid UTF-8 (an old share's
+    caf\xe9.png) keeps its undecodable bytes as backslash escapes: caf\\xe9.png."""
+    if path.isascii():
+        return path
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
     """One row per input of `chunk`. `probs` is (n, 10) float32; its rows for inputs that are not OK are ignored."""
     statuses = chunk.statuses
     ok = np.array([status == images.OK for status in statuses], dtype=bool)
     columns = {
-        "path": chunk.paths,
+        "path": [None if path is None else stored_path(path) for path in chunk.paths],
         "status": statuses,
         "error": [item.error for item in chunk.inputs],
         "pred": np.where(ok, probs.argmax(axis=1), 0).astype(np.int8),
@@ -80,21 +90,84 @@ def new_output_path(directory: Path) -> Path:
     return Path(directory) / f"predictions-{stamp}.parquet"
 
 
+# Errors of the moment rather than of the file's content: an incremental run tries them again.
+TRANSIENT = frozenset({"missing", "unreadable", "crashed"})
+
+
+def result_files(directory: Path) -> list[Path]:
+    """An --out-dir's result files, oldest first; other Parquet files there (a review file) are not results."""
+    return sorted(Path(directory).glob("predictions-*.parquet"))
+
+
 def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
-    """(path, size, mtime) of every input that a result file in `directory` has a row for."""
-    files = sorted(Path(directory).glob("*.parquet"))
+    """(path, size, mtime) of every input whose newest row in `directory` needs no retry:
+    a row of a transient error (TRANSIENT) does not cover its input."""
+    files = result_files(directory)
     if not files:
         return set()
-    frame = pl.scan_parquet(files).select("path", "file_size", "file_mtime_ns").collect()
+    frame = (pl.scan_parquet(files).select("path", "file_size", "file_mtime_ns", "status")
+             .unique(subset="path", keep="last", maintain_order=True)
+             .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status").collect())
     return set(frame.iter_rows())
 
 
 def remove_crashed_runs(directory: Path) -> None:
-    """What crashed runs left in an --out-dir; the next incremental run redoes their inputs."""
+    """What crashed runs left in an --out-dir; the next incremental run redoes their inputs.
+    Only called while holding the folder's lock, so no live run's files are touched."""
     for stale in Path(directory).glob(".predictions-*.parquet.parts"):
         shutil.rmtree(stale, ignore_errors=True)
     for tmp in Path(directory).glob(".predictions-*.parquet.tmp-*"):
         tmp.unlink(missing_ok=True)
+
+
+class OutputLock:
+    """An exclusive lock on one output (--out, or an --out-dir folder), held from start to
+    finish of a run: a second run for the same output exits at once with LOCKED (75) naming
+    the holder's pid, rather than deleting its parts or replacing its file. The kernel
+    releases it when the process dies, so a crashed run never leaves it held."""
+
+    def __init__(self, output: Path, folder: bool = False):
+        """`folder`: the output is a folder of result files (--out-dir), locked by
+        `.mnist-batch.lock` inside it; a file's lock is `.NAME.lock` beside it."""
+        output = Path(output)
+        self.path = output / ".mnist-batch.lock" if folder else output.parent / f".{output.name}.lock"
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.file = open(self.path, "a+")
+            except OSError as error:
+                raise UserError(f"cannot create the lock file {self.path}: {error.strerror}") from None
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                holder = self.file.read().strip() or "unknown"
+                self.file.close()
+                raise UserError(f"another run (pid {holder}) is writing {output}; "
+                                "wait for it to finish, or stop it", LOCKED) from None
+            # A run that finished meanwhile removed the file we opened: lock the new one.
+            if self.is_current():
+                break
+            self.file.close()
+        self.file.truncate(0)
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def is_current(self) -> bool:
+        try:
+            return os.path.samestat(os.fstat(self.file.fileno()), os.stat(self.path))
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees it gone and retries
+        self.file.close()
+
+    def __enter__(self) -> "OutputLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def parts_dir(out: Path) -> Path:
@@ -122,6 +195,14 @@ class RunFiles:
         self.buffered_rows = 0
         # Inputs that already have a row: what --resume skips.
         self.done: set[str] = set(self.scan_parts().select("path").collect()["path"]) if existing else set()
+        self.dropped: set[str] = set()  # rows of the parts left out of the result (inputs no longer given)
+
+    def keep_only(self, paths: set[str]) -> int:
+        """--resume with other inputs: the result holds only rows of `paths` (stored spelling),
+        as an uninterrupted run of the current command would. Returns how many rows go."""
+        self.dropped = self.done - paths
+        self.done -= self.dropped
+        return len(self.dropped)
 
     def part_files(self) -> list[Path]:
         return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
@@ -147,7 +228,10 @@ class RunFiles:
     def finish(self) -> Counter:
         """Merge the parts into `out` atomically, remove them; the file's rows by status."""
         self.flush()
-        frame = self.scan_parts().sort("path")
+        frame = self.scan_parts()
+        if self.dropped:
+            frame = frame.filter(~pl.col("path").is_in(list(self.dropped)))
+        frame = frame.sort("path")
 
         def sink(tmp: Path) -> None:
             if self.fmt == "parquet":

@@ -131,3 +131,54 @@ def test_readme_cron_command_works_as_written(tmp_path):
     assert block.splitlines()[-1] in crontab  # the crontab line runs the same command
     results = list(tmp_path.rglob("predictions-*.parquet"))
     assert len(results) == 1 and pl.read_parquet(results[0]).height == 40
+
+
+def test_other_parquet_in_results_is_not_read_as_a_result(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:5], mnist_test.labels[:5])
+    results.mkdir()
+    pl.DataFrame({"path": ["elsewhere.png"], "label": [3]}).write_parquet(results / "review.parquet")
+    done = run_job(inbox, results)
+    assert done.returncode == 0, done.stderr
+    assert pl.read_parquet(sorted(results.glob("predictions-*.parquet"))).height == 5
+
+
+def test_missing_inbox_fails_with_one_log_line_and_writes_nothing(tmp_path):
+    results = tmp_path / "results"
+    done = run_job(tmp_path / "no-such-inbox", results)
+    assert done.returncode == 1
+    assert "no-such-inbox is not a folder" in done.stderr
+    failures = [line for line in (results / "classify-inbox.log").read_text().splitlines() if "FAILED" in line]
+    assert len(failures) == 1 and "no-such-inbox" in failures[0]
+    assert not list(results.glob("predictions-*"))
+
+
+def test_result_file_without_its_report_gets_one_on_the_next_run(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:5], mnist_test.labels[:5])
+    assert run_job(inbox, results).returncode == 0
+    (report,) = (results / "reports").glob("*.json")
+    report.unlink()  # as a kill between the rename of the result file and its report leaves it
+    assert run_job(inbox, results).returncode == 0
+    assert report.exists()
+
+
+def test_failure_log_line_names_the_exit_code_once(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:5], mnist_test.labels[:5])
+    failed = run_job(inbox, results, CLASSIFY_ARGS="--checkpoint no-such-checkpoint")
+    assert failed.returncode == 1
+    (line,) = [line for line in (results / "classify-inbox.log").read_text().splitlines() if "FAILED" in line]
+    assert line.endswith("FAILED: classify exited with 1")
+
+
+def test_job_exits_75_while_a_manual_classify_writes_to_results(tmp_path, mnist_test):
+    from mnist_batch.results import OutputLock
+
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:5], mnist_test.labels[:5])
+    with OutputLock(results, folder=True):  # what a manual `classify --out-dir results` holds
+        busy = run_job(inbox, results)
+    assert busy.returncode == 75 and "not starting" in busy.stderr
+    assert not list(results.glob("predictions-*"))
+    assert run_job(inbox, results).returncode == 0

@@ -1,0 +1,409 @@
+"""classify and its jobs under attack: special files, dying workers, odd names, concurrent
+runs, stale resumes, nonsense options. Each test reproduces one fault on real files."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import psutil
+import pytest
+from PIL import Image
+
+from mnist_batch import images, report_html, results
+from mnist_batch.classify import DecodePool
+from tests.conftest import write_pngs
+
+BIN = Path(sys.executable).parent
+MNIST_BATCH = str(BIN / "mnist-batch")
+# root reads any file; without these capabilities it meets permissions as anyone does
+AS_USER = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+
+def classify(cli, *args):
+    return cli("classify", *[str(a) for a in args], "--quiet")
+
+
+def run(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([MNIST_BATCH, *map(str, args)], capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def png(path: Path, digit: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(digit).save(path, "PNG")
+    return path
+
+
+def rows(out: Path) -> pl.DataFrame:
+    return results.scan(out).collect()
+
+
+def crashed_run(cli, inputs: list, out: Path) -> None:
+    """What a run killed after its first part file leaves: those rows in the parts, no --out."""
+    finished = out.parent / f"finished-{out.name}"
+    classify(cli, *inputs, "--out", finished)
+    results.parts_dir(out).mkdir()
+    os.replace(finished, results.parts_dir(out) / "part-000000.parquet")
+
+
+# 1-2: special files named like images
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "dev-urandom"])
+@pytest.mark.parametrize("named", [False, True], ids=["in-folder", "named"])
+def test_special_file_named_like_an_image_is_an_unsupported_row(cli, tmp_path, mnist_test, kind, named):
+    folder = tmp_path / "in"
+    png(folder / "good.png", mnist_test.images[0])
+    special = folder / "x.png"
+    if kind == "fifo":
+        os.mkfifo(special)
+    else:
+        special.symlink_to(f"/dev/{kind.removeprefix('dev-')}")
+    out = tmp_path / "o.parquet"
+    result = classify(cli, *([folder, special] if named else [folder]), "--out", out)
+    assert result.exit_code == 3, result.stderr
+    frame = rows(out)
+    assert frame.height == 2
+    row = frame.filter(pl.col("path") == str(special)).row(0, named=True)
+    assert row["status"] == "unsupported" and "not an image file" in row["error"]
+
+
+@pytest.mark.timeout(30)
+def test_read_file_stops_at_the_cap_when_st_size_says_zero(monkeypatch):
+    maps = "/proc/self/maps"  # a regular file whose st_size is 0, with kilobytes in it
+    assert os.stat(maps).st_size == 0
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 512)
+    with pytest.raises(images.ImageProblem) as problem:
+        images.read_file(maps)
+    assert problem.value.status == "too_large"
+
+
+@pytest.mark.timeout(30)
+def test_report_images_of_a_path_that_became_a_fifo_do_not_block(tmp_path, mnist_test):
+    good = png(tmp_path / "good.png", mnist_test.images[0])
+    assert all(uri.startswith("data:image/png") for uri in report_html.input_images(str(good)))
+    os.mkfifo(tmp_path / "now-a-fifo.png")
+    assert report_html.input_images(str(tmp_path / "now-a-fifo.png")) == (None, None)
+
+
+# 3: dying workers
+
+
+def start_classify(folder: Path, out: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([MNIST_BATCH, "classify", folder, "--out", out, "--quiet", *map(str, extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def workers_of(process: subprocess.Popen, count: int) -> list[psutil.Process]:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        children = psutil.Process(process.pid).children()
+        if len(children) >= count:
+            return children
+        time.sleep(0.02)
+    raise AssertionError("the worker processes never started")
+
+
+def wait_for(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.time() + 60
+    while not path.exists():
+        assert process.poll() is None and time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(120)
+def test_worker_killed_mid_run_is_replaced_and_every_input_gets_one_row(tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    write_pngs(folder, np.tile(mnist_test.images[:300], (2, 1, 1)), np.tile(mnist_test.labels[:300], 2))
+    out = tmp_path / "o.parquet"
+    process = start_classify(folder, out, "--workers", "2", "--batch-size", "16")
+    workers_of(process, 2)[0].kill()
+    stdout, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr
+    assert "a decoding worker died" in stderr and "Traceback" not in stderr
+    frame = rows(out)
+    assert frame.height == 600 and frame["path"].n_unique() == 600 and set(frame["status"]) == {"ok"}
+
+
+def die_on_poison(paths: list[str], max_pixels: int) -> images.DecodedChunk:
+    """A decoder that crashes its process on one file, as a segfaulting codec would."""
+    if any("poison" in path for path in paths):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return images.preprocess_chunk(paths, max_pixels)
+
+
+@pytest.mark.timeout(120)
+def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_test):
+    paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i])) for i in range(40)]
+    paths[17] = str(png(tmp_path / "poison.png", mnist_test.images[17]))
+    pool = DecodePool(paths, workers=2, chunk_size=8, max_pixels=images.DEFAULT_MAX_PIXELS, decode=die_on_poison)
+    chunks = list(pool.chunks())
+    pool.close()
+    statuses = {path: item.status for chunk in chunks for path, item in zip(chunk.paths, chunk.inputs, strict=True)}
+    assert sum(len(chunk.paths) for chunk in chunks) == 40 and set(statuses) == set(paths)
+    assert statuses.pop(paths[17]) == "crashed"
+    assert set(statuses.values()) == {"ok"}
+
+
+@pytest.mark.timeout(120)
+def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    write_pngs(folder, np.tile(mnist_test.images[:500], (12, 1, 1)), np.tile(mnist_test.labels[:500], 12))
+    out = tmp_path / "o.parquet"
+    process = start_classify(folder, out, "--workers", "2", "--batch-size", "32")
+    workers = workers_of(process, 2)
+    wait_for(results.parts_dir(out) / "part-000000.parquet", process)  # mid-run: the workers are busy
+    process.kill()
+    _, stderr = process.communicate(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "workers outlived their main process"
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+# 4-6: names and folders
+
+
+@pytest.mark.timeout(120)
+def test_name_that_is_not_utf8_is_classified_stored_escaped_and_resumed(cli, tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.png")
+    png(Path(odd), mnist_test.images[0])
+    out = tmp_path / "o.parquet"
+    assert classify(cli, folder, "--out", out).exit_code == 0
+    assert rows(out)["path"].to_list() == [str(folder / "caf\\xe9.png")]
+
+    # --resume recognises it: a crashed run's parts hold its row, only the new file is classified
+    out.unlink()
+    crashed_run(cli, [folder], out)
+    png(folder / "new.png", mnist_test.images[1])
+    result = classify(cli, folder, "--out", out, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "1 of 2 inputs already have rows" in result.stderr
+    assert rows(out)["status"].to_list() == ["ok", "ok"]
+
+    # incremental too: a second run finds nothing new
+    assert classify(cli, folder, "--out-dir", tmp_path / "r", "--incremental").exit_code == 0
+    again = classify(cli, folder, "--out-dir", tmp_path / "r", "--incremental")
+    assert again.exit_code == 0 and "nothing new" in again.stdout
+
+
+@pytest.mark.timeout(60)
+def test_spellings_of_one_file_give_one_row(cli, tmp_path, mnist_test, monkeypatch):
+    png(tmp_path / "a.png", mnist_test.images[0])
+    png(tmp_path / "dir" / "b.png", mnist_test.images[1])
+    monkeypatch.chdir(tmp_path)
+    result = classify(cli, "a.png", "./a.png", ".//a.png", "dir//b.png", "dir/b.png", "./dir/", "--out", "o.csv")
+    assert result.exit_code == 0, result.stderr
+    assert rows(tmp_path / "o.csv")["path"].to_list() == ["a.png", "dir/b.png"]
+
+
+@pytest.mark.timeout(60)
+def test_files_from_keeps_spaces_and_strips_only_the_line_ending(cli, tmp_path, mnist_test):
+    spaced = png(tmp_path / " padded name.png ", mnist_test.images[0])
+    plain = png(tmp_path / "plain.png", mnist_test.images[1])
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(f"{spaced}\r\n{plain}\n\n".encode())
+    result = classify(cli, "--files-from", listing, "--out", tmp_path / "o.csv")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(rows(tmp_path / "o.csv")["path"]) == sorted([str(spaced), str(plain)])
+
+
+@pytest.mark.timeout(60)
+def test_symlink_loop_named_like_an_image_is_an_unreadable_row(cli, tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    png(folder / "good.png", mnist_test.images[0])
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    out = tmp_path / "o.parquet"
+    assert classify(cli, folder, "--out", out).exit_code == 3
+    row = rows(out).filter(pl.col("path") == str(folder / "loop.png")).row(0, named=True)
+    assert row["status"] == "unreadable" and "symlink loop" in row["error"]
+
+
+@pytest.mark.timeout(120)
+def test_unreadable_subfolder_is_a_row_and_exit_3(tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    png(folder / "good.png", mnist_test.images[0])
+    locked = folder / "locked"
+    png(locked / "inside.png", mnist_test.images[1])
+    locked.chmod(0)
+    out = tmp_path / "o.parquet"
+    done = subprocess.run([*AS_USER, MNIST_BATCH, "classify", folder, "--out", out, "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    locked.chmod(0o755)
+    assert done.returncode == 3, done.stderr
+    row = rows(out).filter(pl.col("path") == str(locked)).row(0, named=True)
+    assert row["status"] == "unreadable" and "cannot list this folder" in row["error"]
+
+
+@pytest.mark.timeout(120)
+def test_tree_1100_levels_deep_is_walked(cli, tmp_path, mnist_test):
+    deepest = tmp_path / "tree"
+    deepest.mkdir()
+    for _ in range(1100):
+        deepest = deepest / "d"
+        deepest.mkdir()  # os.makedirs itself recurses: one level at a time
+    png(deepest / "deep.png", mnist_test.images[0])
+    out = tmp_path / "o.parquet"
+    try:
+        result = classify(cli, tmp_path / "tree", "--out", out)
+        assert result.exit_code == 0, result.stderr
+        assert rows(out)["path"].to_list() == [str(deepest / "deep.png")]
+    finally:  # pytest's own clean-up recurses, and would fail on this tree
+        (deepest / "deep.png").unlink()
+        while deepest != tmp_path:
+            deepest.rmdir()
+            deepest = deepest.parent
+
+
+# 7-8: concurrent runs
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", ["out", "out-dir"])
+def test_second_run_on_the_same_output_exits_75_and_the_first_finishes_whole(tmp_path, mnist_test, mode):
+    folder = tmp_path / "in"
+    write_pngs(folder, np.tile(mnist_test.images[:500], (4, 1, 1)), np.tile(mnist_test.labels[:500], 4))
+    output = tmp_path / ("o.parquet" if mode == "out" else "results")
+    option = ["--out", output] if mode == "out" else ["--out-dir", output, "--incremental"]
+    lock = output.parent / ".o.parquet.lock" if mode == "out" else output / ".mnist-batch.lock"
+    command = [MNIST_BATCH, "classify", folder, *option, "--quiet", "--workers", "1", "--batch-size", "64"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lock, first)
+    started = time.perf_counter()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert time.perf_counter() - started < 10
+    assert second.returncode == 75, second.stderr
+    assert f"pid {first.pid}" in second.stderr and str(output) in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    files = [output] if mode == "out" else sorted(output.glob("predictions-*.parquet"))
+    assert len(files) == 1 and rows(files[0]).height == 2000 and rows(files[0])["path"].n_unique() == 2000
+    assert not lock.exists()
+
+
+# 9-11: resume and incremental tell the truth
+
+
+@pytest.mark.timeout(60)
+def test_resume_summary_and_exit_code_count_the_kept_failed_row(cli, tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    (folder / "bad").mkdir(parents=True)
+    (folder / "bad" / "notes.png").write_text("not an image")
+    out = tmp_path / "o.parquet"
+    crashed_run(cli, [folder], out)
+    png(folder / "good.png", mnist_test.images[0])
+    result = classify(cli, folder, "--out", out, "--resume")
+    assert result.exit_code == 3
+    assert "1 ok, 1 failed" in result.stdout
+    assert sorted(rows(out)["status"]) == ["not_image", "ok"]
+
+
+@pytest.mark.timeout(60)
+def test_resume_with_other_inputs_drops_the_rows_of_inputs_no_longer_given(cli, tmp_path, mnist_test):
+    old = png(tmp_path / "old" / "a.png", mnist_test.images[0])
+    new = png(tmp_path / "new" / "b.png", mnist_test.images[1])
+    out = tmp_path / "o.parquet"
+    crashed_run(cli, [old.parent], out)
+    result = classify(cli, new.parent, "--out", out, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "dropping 1 rows" in result.stderr
+    assert rows(out)["path"].to_list() == [str(new)]
+
+
+@pytest.mark.timeout(120)
+def test_incremental_retries_transient_errors_but_not_content_errors(tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    locked = png(folder / "locked.png", mnist_test.images[0])
+    (folder / "notes.png").write_text("not an image")
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    pl.DataFrame({"path": ["x"], "label": [1]}).write_parquet(results_dir / "review.parquet")  # not a result file
+    command = [*AS_USER, MNIST_BATCH, "classify", folder, "--out-dir", results_dir, "--incremental", "--quiet"]
+    locked.chmod(0)
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 3, first.stderr
+    locked.chmod(0o644)  # fixing permissions changes only the ctime
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    newest = rows(sorted(results_dir.glob("predictions-*.parquet"))[-1])
+    assert newest.select("path", "status").rows() == [(str(locked), "ok")]
+    third = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0 and "nothing new" in third.stdout
+
+
+# 13-15 and a misspelt input: refused before any work
+
+
+@pytest.mark.timeout(60)
+def test_out_equal_to_an_input_file_is_a_usage_error(cli, tmp_path, mnist_test):
+    image = png(tmp_path / "scan.png", mnist_test.images[0])
+    before = image.read_bytes()
+    result = classify(cli, image, "--out", image, "--format", "csv", "--overwrite")
+    assert result.exit_code == 2 and "is one of the inputs" in result.stderr
+    assert image.read_bytes() == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("extra", [[], ["--overwrite"]])
+def test_out_that_is_a_folder_is_a_usage_error_up_front(cli, tmp_path, mnist_test, extra):
+    png(tmp_path / "in" / "a.png", mnist_test.images[0])
+    (tmp_path / "o.parquet").mkdir()
+    result = classify(cli, tmp_path / "in", "--out", tmp_path / "o.parquet", *extra)
+    assert result.exit_code == 2 and "is a folder" in result.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [
+    ["classify", "--workers=-1", "IN", "--out", "o.csv"],
+    ["classify", "--batch-size=0", "IN", "--out", "o.csv"],
+    ["classify", "--max-pixels=0", "IN", "--out", "o.csv"],
+    ["classify", "--device=tpu", "IN", "--out", "o.csv"],
+    ["train", "--epochs=0", "--out", "OUT"],
+    ["train", "--lr=0", "--out", "OUT"],
+    ["train", "--lr=-0.1", "--out", "OUT"],
+    ["train", "--device=tpu", "--out", "OUT"],
+    ["evaluate", "--device=tpu"],
+], ids=lambda command: " ".join(command[:2]))
+def test_impossible_option_values_are_usage_errors(tmp_path, mnist_test, command):
+    png(tmp_path / "in" / "a.png", mnist_test.images[0])
+    args = [str(tmp_path / "in") if a == "IN" else str(tmp_path / "train") if a == "OUT" else a for a in command]
+    done = run(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "train").exists()
+
+
+@pytest.mark.timeout(60)
+def test_misspelt_input_is_a_usage_error_but_a_stale_list_entry_is_a_row(cli, tmp_path, mnist_test):
+    png(tmp_path / "sample_inputs" / "a.png", mnist_test.images[0])
+    misspelt = classify(cli, tmp_path / "sampel_inputs", "--out", tmp_path / "x.parquet")
+    assert misspelt.exit_code == 2 and "sampel_inputs" in misspelt.stderr
+    assert not (tmp_path / "x.parquet").exists()
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'sample_inputs' / 'a.png'}\n{tmp_path / 'gone.png'}\n")
+    stale = classify(cli, "--files-from", listing, "--out", tmp_path / "y.parquet")
+    assert stale.exit_code == 3
+    assert sorted(rows(tmp_path / "y.parquet")["status"]) == ["missing", "ok"]
+
+
+# The progress bar (stderr, for a person watching)
+
+
+@pytest.mark.timeout(60)
+def test_error_lines_go_above_the_progress_bar(tmp_path, mnist_test, capsys):
+    from mnist_batch.api import classify_files
+
+    write_pngs(tmp_path / "in", mnist_test.images[:40], mnist_test.labels[:40])
+    (tmp_path / "in" / "bad.png").write_text("not an image")
+    summary = classify_files([tmp_path / "in"], out=tmp_path / "o.parquet", progress=True, workers=1)
+    assert summary.failed == 1
+    stderr = capsys.readouterr().err
+    segments = [segment.strip() for line in stderr.split("\n") for segment in line.split("\r")]
+    assert any(segment.startswith("loading the model") for segment in segments)
+    assert f"mnist-batch: {tmp_path / 'in' / 'bad.png'}: not_image: not an image file Pillow can read" in segments
