@@ -181,3 +181,40 @@ def test_polarity_of_other_sources(tmp_path, mnist_test, case):
     assert frame["status"].to_list() == ["ok"] * count
     accuracy = (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean()
     assert accuracy >= (0.6 if "pen" in case else 0.9), accuracy
+
+
+@pytest.mark.parametrize("arch, parameters", [("lenet", 60_074), ("smallbn", 98_938)])
+def test_each_network_trains_saves_loads_and_classifies(cli, tmp_path, mnist_dir, mnist_test, arch, parameters):
+    out = tmp_path / arch
+    trained = cli("train", "--arch", arch, "--augment-writers", "--dry-run", "--data-dir", mnist_dir, "--out", out,
+                  "--device", "cpu", "--json")
+    assert trained.exit_code == 0, trained.stderr
+    checkpoint = out / f"{arch}.safetensors"
+    meta = metadata_of(checkpoint)
+    assert meta["architecture"] == arch and meta["parameters"] == parameters
+    assert meta["hyperparameters"]["augment_writers"] is True
+    evaluated = json.loads(cli("evaluate", "--checkpoint", checkpoint, "--data-dir", mnist_dir, "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-4)
+    Image.fromarray(mnist_test.images[0]).save(tmp_path / "a.png")
+    result = cli("classify", tmp_path / "a.png", "--out", tmp_path / f"{arch}.csv", "--checkpoint", checkpoint,
+                 "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] == 1
+
+
+def test_from_a_checkpoint_of_another_network_refuses_a_different_arch(cli, tmp_path, mnist_dir):
+    result = cli("train", "--from", "lenet", "--arch", "smallbn", "--dry-run", "--data-dir", mnist_dir,
+                 "--out", tmp_path / "t")
+    assert result.exit_code == 2 and "lenet checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("images", [np.zeros((8, 28, 28), np.uint8), np.full((8, 28, 28), 255, np.uint8)])
+def test_writer_augmentation_keeps_shape_type_and_range(images):
+    from mnist_batch.augment import make_augment
+
+    torch.manual_seed(0)
+    digits = torch.from_numpy(images.copy())
+    digits[:, 10:18, 12:16] = 200
+    augmented = make_augment()(digits)
+    assert augmented.shape == digits.shape and augmented.dtype == torch.uint8
+    assert not torch.equal(augmented, digits)  # something moved, thickened or blurred
