@@ -15,7 +15,6 @@ from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 import typer  # noqa: E402
-from click.core import ParameterSource  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
 from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError  # noqa: E402
@@ -132,12 +131,10 @@ def train_command(
     from mnist_batch.train import train as train_job
 
     if base is not None:  # fine-tuning has its own defaults; what the user gives still wins
-        if ctx.get_parameter_source("epochs") == ParameterSource.DEFAULT:
-            epochs = FINE_TUNE_EPOCHS
-        if ctx.get_parameter_source("lr") == ParameterSource.DEFAULT:
-            lr = FINE_TUNE_LR
-        if ctx.get_parameter_source("batch_size") == ParameterSource.DEFAULT:
-            batch_size = FINE_TUNE_BATCH
+        given = {name for name in ("epochs", "lr", "batch_size") if ctx.get_parameter_source(name).name != "DEFAULT"}
+        epochs = epochs if "epochs" in given else FINE_TUNE_EPOCHS
+        lr = lr if "lr" in given else FINE_TUNE_LR
+        batch_size = batch_size if "batch_size" in given else FINE_TUNE_BATCH
     opts = TrainOptions(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                         device=device, data_dir=data_dir, download=download, out=out, augment=augment,
                         augment_writers=augment_writers, dry_run=dry_run, threads=threads,

@@ -96,7 +96,9 @@ def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_
                       "unlabelled": 2}
     assert meta["extra"]["train_digits"] + meta["extra"]["holdout_digits"] == source["used"]
     assert meta["extra"]["holdout_accuracy_after"] is not None
-    assert meta["hyperparameters"]["holdout"] == 0.2
+    # fine-tuning's own defaults: a gentle rate, small mixed batches
+    assert meta["hyperparameters"]["holdout"] == 0.2 and meta["hyperparameters"]["lr"] == 0.001
+    assert meta["hyperparameters"]["batch_size"] == 128
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["extra"]["holdout_accuracy_before"] is not None
 
