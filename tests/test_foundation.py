@@ -47,11 +47,13 @@ def test_console_script_runs_as_a_subprocess(mnist_dir):
     assert module.returncode == 0 and "mnist-batch" in module.stdout
 
 
-def test_bundled_checkpoint_scores_99_and_matches_its_metadata(cli, mnist_dir):
-    result = cli("evaluate", "--json", "--data-dir", mnist_dir)
+@pytest.mark.parametrize("name, target", [(None, 0.99), ("lenet", 0.99), ("smallbn", 0.996)])
+def test_bundled_checkpoints_score_their_targets_and_match_their_metadata(cli, mnist_dir, name, target):
+    result = cli("evaluate", "--json", "--data-dir", mnist_dir, *(["--checkpoint", name] if name else []))
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["accuracy"] >= 0.99
+    assert Path(report["checkpoint"]).name == f"{name or 'lenet'}.safetensors"
+    assert report["accuracy"] >= target
     assert report["accuracy"] == pytest.approx(report["recorded_test_accuracy"], abs=1e-4)
     assert len(report["per_class_accuracy"]) == 10
 
