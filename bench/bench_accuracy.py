@@ -1,6 +1,6 @@
 """Accuracy on writers MNIST does not have, for each bundled checkpoint, and the
-fine-tuning curve. Prints figures, asserts nothing.
-Run: make bench-accuracy (or python bench/bench_accuracy.py [sets] [--no-fine-tune])."""
+fine-tuning curve; and the effect of each writer augmentation. Prints figures, asserts nothing.
+Run: make bench-accuracy (or python bench/bench_accuracy.py [table] [curve] [ablation])."""
 
 import csv
 import json
@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BIN, OUT, machine, run_measured, write_optdigits, write_scans  # noqa: E402
@@ -80,10 +79,43 @@ def fine_tune_curve(checkpoint: str) -> None:
               f"MNIST test {metrics['test_accuracy']:.2%}; {seconds:.0f} s whole command")
 
 
+# Each augmentation alone on top of the affine jitter, then all of them (augment.make_augment's arguments).
+ABLATION = {
+    "none": None,
+    "affine": {"elastic": 0.0, "stroke_p": 0.0, "blur_p": 0.0},
+    "affine + elastic": {"stroke_p": 0.0, "blur_p": 0.0},
+    "affine + stroke width": {"elastic": 0.0, "blur_p": 0.0},
+    "affine + blur": {"elastic": 0.0, "stroke_p": 0.0},
+    "all (--augment-writers)": {},
+}
+
+
+def ablation(arch: str = "lenet", epochs: int = 6) -> None:
+    """Train `arch` once per augmentation set (same seed), then score it on the sets."""
+    from mnist_batch import augment, train
+
+    print(f"augmentation ablation: {arch}, {epochs} epochs each, seed 1; {machine()}")
+    for name, kwargs in ABLATION.items():
+        # The run's augmentation, chosen here rather than through the CLI's two switches.
+        train.make_augment = lambda opts, kwargs=kwargs: None if kwargs is None else augment.make_augment(**kwargs)
+        out = OUT / f"ablation-{arch}-{name.split()[0]}-{len(name)}"
+        started = time.perf_counter()
+        summary = train.train(train.TrainOptions(arch=arch, epochs=epochs, out=out, progress=False, threads=1))
+        seconds = time.perf_counter() - started
+        cells = [f"MNIST {summary['test_accuracy']:.2%}"]
+        for set_name, folder in sets().items():
+            accuracy = scores(summary["checkpoint"], *labelled_files(folder))["accuracy"]
+            cells.append(f"{set_name.split(' (')[0]} {accuracy:.2%}")
+        print(f"  {name}: {'; '.join(cells)}; {seconds:.0f} s")
+
+
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
-    pl.Config.set_tbl_rows(50)
-    accuracy_table()
-    if "--no-fine-tune" not in sys.argv:
+    sections = sys.argv[1:] or ["table", "curve"]
+    if "table" in sections:
+        accuracy_table()
+    if "curve" in sections:
         for listed in bundled_checkpoints():
             fine_tune_curve(listed["name"])
+    if "ablation" in sections:
+        ablation()
