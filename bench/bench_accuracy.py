@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BIN, OUT, machine, run_measured, write_optdigits, write_scans  # noqa: E402
+from common import BIN, OUT, machine, run_measured, write_optdigits, write_scans, write_thin_pen  # noqa: E402
 
 import mnist_batch  # noqa: E402
 from mnist_batch.model import bundled_checkpoints  # noqa: E402
@@ -41,6 +41,7 @@ def sets() -> dict[str, Path]:
         "optdigits (1,797, dark on white, 32x32)": write_optdigits(OUT / "optdigits"),
         "optdigits box-cropped (light on dark, 16x16, ink at the edges)":
             write_optdigits(OUT / "optdigits-box", light_on_dark=True, side=16),
+        "thin pen (2,000 MNIST test digits, fine strokes)": write_thin_pen(OUT / "thin-pen"),
     }
 
 
