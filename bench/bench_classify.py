@@ -1,5 +1,5 @@
 """classify benchmarks; prints figures, asserts nothing. Run: make bench-classify
-(or python bench/bench_classify.py [speed scans memory accuracy])."""
+(or python bench/bench_classify.py [speed networks scans memory accuracy] [CHECKPOINT ...])."""
 
 import json
 import sys
@@ -47,6 +47,18 @@ def classify(folder: Path, out: Path, *extra) -> dict:
 
 def spread(values: list[float], fmt: str) -> str:
     return f"median {format(median(values), fmt)} (runs: {', '.join(format(v, fmt) for v in values)})"
+
+
+def networks(checkpoints=(), runs: int = 3):
+    """classify's speed with each checkpoint (a bundled name or a file), same files, same machine."""
+    folder = write_mnist_pngs(OUT / "mnist20k", 20_000)
+    classify(folder, OUT / "warm.parquet")
+    print(f"20,000 MNIST PNGs (28x28) by checkpoint, whole command; {machine()}")
+    for checkpoint in checkpoints or ["lenet", "smallbn"]:
+        measured = [classify(folder, OUT / "nets.parquet", "--checkpoint", checkpoint) for _ in range(runs)]
+        seconds = [run["seconds"] for run in measured]
+        print(f"  {checkpoint}: {spread(seconds, '.2f')} s, {20_000 / median(seconds):,.0f} images/s whole command; "
+              f"steady state {median(pipeline_rate(run['stdout']) for run in measured):,.0f} images/s")
 
 
 def speed(runs: int = 5):
@@ -100,9 +112,11 @@ def accuracy(checkpoints=()):
               f"({checkpoint or 'bundled checkpoint'}): {correct:.2%}  (target >= 98%)")
 
 
+SECTIONS = ("speed", "networks", "scans", "memory", "accuracy")
+
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
-    sections = [a for a in sys.argv[1:] if not a.endswith(".safetensors")]
-    checkpoints = [a for a in sys.argv[1:] if a.endswith(".safetensors")]
-    for section in sections or ["speed", "scans", "memory", "accuracy"]:
-        globals()[section](*([checkpoints] if section == "accuracy" else []))
+    sections = [a for a in sys.argv[1:] if a in SECTIONS]
+    checkpoints = [a for a in sys.argv[1:] if a not in SECTIONS]  # bundled names or .safetensors files
+    for section in sections or SECTIONS:
+        globals()[section](*([checkpoints] if section in ("networks", "accuracy") else []))
