@@ -15,6 +15,9 @@ import polars as pl
 from mnist_batch import images, results
 from mnist_batch.options import ClassifyOptions, RayOptions
 
+# classify_files' keyword options: ClassifyOptions' fields, less those it sets itself.
+OPTION_NAMES = frozenset(ClassifyOptions.__dataclass_fields__) - {"inputs", "progress"}
+
 
 class Classifier:
     """A checkpoint loaded once; predict() takes paths, PIL images and numpy arrays of any
@@ -51,11 +54,18 @@ class Classifier:
 
 def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", address: str | None = None,
                    actors: int = 0, progress: bool = False, **options) -> results.ClassifySummary:
-    """`mnist-batch classify` from Python: the CLI's options as keyword arguments
+    """`mnist-batch classify` from Python: `inputs` are files and folders (one str or Path is
+    one input), and the CLI's options are keyword arguments
     (out=, out_dir=, incremental=, files_from=, include=, exclude=, format=, checkpoint=, device=,
     workers=, batch_size=, overwrite=, resume=, max_pixels=). Raises errors.UserError for what
     the CLI reports as one line."""
     started = time.perf_counter()
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"classify_files() got an unknown option {unknown[0]!r}; "
+                        f"the options are {', '.join(sorted(OPTION_NAMES))}")
+    if isinstance(inputs, str | Path):  # one folder or file, not its characters
+        inputs = [inputs]
     paths = {name: Path(options[name]) for name in ("out", "out_dir") if options.get(name) is not None}
     globs = {name: (options[name],) if isinstance(options[name], str) else tuple(options[name])
              for name in ("include", "exclude") if name in options}

@@ -15,6 +15,8 @@ DIGITS = [str(digit) for digit in range(10)]
 def read_labels_file(path: Path) -> pl.DataFrame:
     """All rows of a labels file as strings: `path`, and `label` stripped (null when empty)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"labels file {path} is a folder; give a CSV or Parquet file with path,label columns", USAGE)
     if not path.is_file():
         raise UserError(f"labels file {path} not found", USAGE)
     try:

@@ -102,11 +102,11 @@ def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
 def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started: float) -> results.ClassifySummary:
     import ray
 
-    from mnist_batch.model import resolve_checkpoint
+    from mnist_batch.model import checkpoint_not_found, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(opts.checkpoint).resolve()
     if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} not found; pass --checkpoint with a .safetensors file")
+        raise checkpoint_not_found(checkpoint)
 
     if not ray.is_initialized():
         # --address, else $RAY_ADDRESS (ray.init reads it), else a local cluster on this machine

@@ -1,0 +1,112 @@
+"""What a hostile review of the merged product found: each test pins one fix."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+import mnist_batch
+from tests.conftest import write_pngs
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return mnist_batch.Classifier(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, mnist_test):
+    root = tmp_path_factory.mktemp("review")
+    write_pngs(root, mnist_test.images[:6], mnist_test.labels[:6])
+    return root
+
+
+@pytest.mark.timeout(60)
+def test_files_from_splits_a_nul_separated_list(cli, tmp_path, mnist_test):
+    """`find -print0` lists used to crash the run with "embedded null byte"; a name may hold a newline."""
+    odd = tmp_path / "two\nlines.png"
+    plain = tmp_path / "plain name .png"
+    for path, image in ((odd, mnist_test.images[0]), (plain, mnist_test.images[1])):
+        Image.fromarray(image).save(path)
+    listing = tmp_path / "list0"
+    listing.write_bytes(b"\0".join(bytes(path) for path in (odd, plain)) + b"\0")
+    out = tmp_path / "out.csv"
+    result = cli("classify", "--files-from", listing, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    rows = pl.read_csv(out)
+    assert sorted(rows["path"]) == sorted([str(odd), str(plain)])
+    assert rows["pred"].to_list() == [mnist_test.labels[i] for i in np.argsort([str(odd), str(plain)])]
+
+
+def test_submodules_are_reachable_after_a_plain_import(tmp_path):
+    """The README's `mnist_batch.results.scan("preds.csv")` after only `import mnist_batch`."""
+    code = "import mnist_batch; print(mnist_batch.results.scan.__name__, mnist_batch.images.OK)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["scan", "ok"]
+
+
+@pytest.mark.timeout(60)
+def test_classify_files_takes_one_folder_as_one_input(folder, tmp_path):
+    summary = mnist_batch.classify_files(str(folder), out=tmp_path / "one.csv", workers=1)
+    assert summary.rows == 6 and summary.ok == 6
+
+
+def test_classify_files_names_an_unknown_option(folder, tmp_path):
+    with pytest.raises(TypeError, match=r"unknown option 'outdir'.*out_dir"):
+        mnist_batch.classify_files([folder], outdir=tmp_path)
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((28, 28), np.complex128),
+    np.full((28, 28), "x"),
+    np.zeros((28, 28), object),
+], ids=["complex", "strings", "objects"])
+def test_an_array_without_pixel_values_is_an_unsupported_row(classifier, array):
+    frame = classifier.predict([array])
+    assert frame["status"].to_list() == ["unsupported"] and "dtype" in frame["error"][0]
+
+
+def test_nan_in_a_mode_f_image_is_no_ink_and_raises_no_warning(classifier, mnist_test):
+    digit = mnist_test.images[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = classifier.predict([Image.fromarray(np.where(digit > 0, digit, np.nan).astype(np.float32))])
+    assert frame["status"][0] == "ok" and frame["pred"][0] == mnist_test.labels[0]
+
+
+def test_an_all_nan_array_is_blank_without_a_warning(classifier):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = classifier.predict([np.full((28, 28), np.nan)])
+    assert frame["status"].to_list() == ["blank"]
+
+
+@pytest.mark.timeout(60)
+def test_a_broken_symlink_says_so(cli, tmp_path):
+    (tmp_path / "scan.png").symlink_to(tmp_path / "gone.png")
+    out = tmp_path / "out.csv"
+    assert cli("classify", tmp_path / "scan.png", "--out", out, "--quiet").exit_code == 3
+    row = pl.read_csv(out).row(0, named=True)
+    assert row["status"] == "missing" and "broken symlink" in row["error"] and "gone.png" in row["error"]
+
+
+@pytest.mark.timeout(60)
+def test_a_labels_file_that_is_a_folder_is_named_as_one(cli, folder, tmp_path):
+    out = tmp_path / "p.csv"
+    assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
+    result = cli("report", out, "--labels", folder)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mnist-batch: error: labels file {folder} is a folder; give a CSV or Parquet file with path,label columns"]
+
+
+def test_a_missing_checkpoint_names_the_bundled_ones(cli, tmp_path):
+    result = cli("evaluate", "--checkpoint", "lenett")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1
+    assert "lenett not found" in lines[0] and "lenet, smallbn" in lines[0]
