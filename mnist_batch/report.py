@@ -110,7 +110,11 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
 def read_labels(path: Path) -> pl.LazyFrame:
     """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
     Rows with an empty label (a review file not yet filled in) are left out."""
-    frame = labels.read_labels_file(path).filter(pl.col("label").is_not_null())
+    every_row = labels.read_labels_file(path)
+    frame = every_row.filter(pl.col("label").is_not_null())
+    if every_row.height and not frame.height:
+        log(f"note: labels file {path} has {every_row.height:,} rows but no label filled in "
+            "(a --review file gets its label column empty): fill in the label column")
     bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
         raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")

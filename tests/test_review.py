@@ -110,3 +110,14 @@ def test_a_missing_checkpoint_names_the_bundled_ones(cli, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1
     assert "lenett not found" in lines[0] and "lenet, smallbn" in lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_a_review_file_fed_back_unfilled_says_its_labels_are_empty(cli, folder, tmp_path):
+    out, review = tmp_path / "p.csv", tmp_path / "review.csv"
+    assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
+    assert cli("report", out, "--review-threshold", "1.01", "--review", review).exit_code == 0
+    assert pl.read_csv(review)["label"].null_count() == 6
+    result = cli("report", out, "--labels", review)
+    assert result.exit_code == 0
+    assert f"labels file {review} has 6 rows but no label filled in" in result.stderr
