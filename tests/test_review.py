@@ -114,9 +114,11 @@ def test_a_missing_checkpoint_names_the_bundled_ones(cli, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_review_file_fed_back_unfilled_says_its_labels_are_empty(cli, folder, tmp_path):
-    out, review = tmp_path / "p.csv", tmp_path / "review.csv"
+    out, review, wrong = tmp_path / "p.csv", tmp_path / "review.csv", tmp_path / "wrong.csv"
     assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
-    assert cli("report", out, "--review-threshold", "1.01", "--review", review).exit_code == 0
+    rows = pl.read_csv(out)
+    rows.select("path", label=(pl.col("pred") + 1) % 10).write_csv(wrong)  # every row misclassified: all to review
+    assert cli("report", out, "--labels", wrong, "--review", review).exit_code == 0
     assert pl.read_csv(review)["label"].null_count() == 6
     result = cli("report", out, "--labels", review)
     assert result.exit_code == 0
