@@ -123,3 +123,14 @@ def test_a_review_file_fed_back_unfilled_says_its_labels_are_empty(cli, folder, 
     result = cli("report", out, "--labels", review)
     assert result.exit_code == 0
     assert f"labels file {review} has 6 rows but no label filled in" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_an_out_dir_that_is_a_file_is_a_usage_error(cli, folder, tmp_path):
+    taken = tmp_path / "results"
+    taken.write_text("not a folder")
+    result = cli("classify", folder, "--out-dir", taken, "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mnist-batch: error: --out-dir {taken} is a file; give a folder (it is created when missing)"]
+    assert taken.read_text() == "not a folder"
