@@ -369,6 +369,8 @@ def report(opts: ReportOptions) -> dict:
         raise UserError("--review-threshold is a probability between 0 and 1", USAGE)
     if opts.min_accuracy is not None and not 0.0 <= opts.min_accuracy <= 1.0:
         raise UserError("--min-accuracy is a fraction between 0 and 1, e.g. 0.98", USAGE)
+    if opts.gallery < 0:
+        raise UserError(f"--gallery {opts.gallery}: give 0 (no gallery) or more inputs to show", USAGE)
     files = expand(opts.inputs)
     check_outputs(opts, files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)

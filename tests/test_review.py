@@ -134,3 +134,13 @@ def test_an_out_dir_that_is_a_file_is_a_usage_error(cli, folder, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"mnist-batch: error: --out-dir {taken} is a file; give a folder (it is created when missing)"]
     assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.timeout(60)
+def test_a_negative_gallery_is_a_usage_error(cli, folder, tmp_path):
+    out = tmp_path / "p.csv"
+    assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
+    result = cli("report", out, "--html", tmp_path / "r.html", "--gallery", "-1")
+    assert result.exit_code == 2 and not (tmp_path / "r.html").exists()
+    assert result.stderr.strip().splitlines() == [
+        "mnist-batch: error: --gallery -1: give 0 (no gallery) or more inputs to show"]
