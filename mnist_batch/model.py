@@ -186,7 +186,7 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
 
 def checkpoint_not_found(path: Path) -> UserError:
     names = ", ".join(bundled.stem for bundled in sorted(WEIGHTS.glob("*.safetensors")))
-    return UserError(f"checkpoint {path} not found; pass --checkpoint a .safetensors file "
+    return UserError(f"checkpoint {path} not found; give a .safetensors file "
                      f"or a bundled name ({names}: see `mnist-batch checkpoints`)")
 
 

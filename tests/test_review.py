@@ -1,5 +1,6 @@
 """What a hostile review of the merged product found: each test pins one fix."""
 
+import json
 import subprocess
 import sys
 import warnings
@@ -144,3 +145,30 @@ def test_a_negative_gallery_is_a_usage_error(cli, folder, tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "r.html").exists()
     assert result.stderr.strip().splitlines() == [
         "mnist-batch: error: --gallery -1: give 0 (no gallery) or more inputs to show"]
+
+
+@pytest.fixture(scope="module")
+def own_digits(folder, tmp_path_factory):
+    """A labels file of the folder's digits, paths relative to the folder."""
+    labels = tmp_path_factory.mktemp("own") / "labels.csv"
+    pl.DataFrame({"path": [str(p.relative_to(folder)) for p in sorted(folder.rglob("*.png"))],
+                  "label": [p.parent.name for p in sorted(folder.rglob("*.png"))]}).write_csv(labels)
+    return labels
+
+
+@pytest.mark.timeout(120)
+def test_training_from_scratch_with_extra_digits_runs_full_mnist_epochs(cli, folder, own_digits, mnist_dir, tmp_path):
+    """Fine-tuning's short epochs (100-400 steps) are for --from; from scratch they left the network half-trained."""
+    result = cli("train", "--extra", own_digits, "--extra-root", folder, "--epochs", "1", "--batch-size", "6000",
+                 "--threads", "2", "--data-dir", mnist_dir, "--out", tmp_path / "run", "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["hyperparameters"]["steps_per_epoch"] == 10  # 60,000 / 6,000; fine-tuning would take 100
+    assert summary["extra"]["train_digits"] + summary["extra"]["holdout_digits"] == 6
+
+
+def test_a_missing_extra_root_is_a_usage_error(cli, own_digits, tmp_path):
+    result = cli("train", "--extra", own_digits, "--extra-root", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    nowhere = tmp_path / "nowhere"
+    assert result.stderr.strip().splitlines() == [f"mnist-batch: error: --extra-root {nowhere}: no such folder"]
