@@ -48,7 +48,7 @@ class Classifier:
         decoded = [images.load_path(path, self.max_pixels) if path is not None
                    else images.load_image(item, self.max_pixels) for path, item in zip(paths, items, strict=True)]
         chunk = images.DecodedChunk.of(paths, decoded)
-        probs = self.inference.probabilities(chunk.digits, [item.status == images.OK for item in decoded])
+        probs = self.inference.probabilities(chunk.digits, chunk.ok)
         return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256)
 
 

@@ -257,6 +257,11 @@ class DecodedChunk:
     def statuses(self) -> list[str]:
         return [item.status for item in self.inputs]
 
+    @property
+    def ok(self) -> list[bool]:
+        """Which inputs were classified: their digits are `digits`, in order."""
+        return [item.status == OK for item in self.inputs]
+
 
 def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
     return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)

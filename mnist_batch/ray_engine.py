@@ -77,7 +77,7 @@ class Predictor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         chunk = chunk_of(batch)
-        probs = self.inference.probabilities(chunk.digits, [status == images.OK for status in chunk.statuses])
+        probs = self.inference.probabilities(chunk.digits, chunk.ok)
         return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256).to_arrow()
 
 

@@ -60,7 +60,7 @@ def stored_path(path: str) -> str:
 def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
     """One row per input of `chunk`. `probs` is (n, 10) float32; its rows for inputs that are not OK are ignored."""
     statuses = chunk.statuses
-    ok = np.array([status == images.OK for status in statuses], dtype=bool)
+    ok = np.array(chunk.ok, dtype=bool)
     columns = {
         "path": [None if path is None else stored_path(path) for path in chunk.paths],
         "status": statuses,

@@ -172,3 +172,11 @@ def test_a_missing_extra_root_is_a_usage_error(cli, own_digits, tmp_path):
     assert result.exit_code == 2
     nowhere = tmp_path / "nowhere"
     assert result.stderr.strip().splitlines() == [f"mnist-batch: error: --extra-root {nowhere}: no such folder"]
+
+
+def test_a_chunks_ok_mask_lines_up_with_its_digits(folder, tmp_path, mnist_test):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    paths = [str(tmp_path / "broken.png"), str(sorted(folder.rglob("*.png"))[0]), str(tmp_path / "blank.png")]
+    chunk = mnist_batch.images.preprocess_chunk(paths)
+    assert chunk.ok == [False, True, False] and len(chunk.digits) == sum(chunk.ok) == 1
