@@ -13,7 +13,7 @@ DIGITS = [str(digit) for digit in range(10)]
 
 
 def read_labels_file(path: Path) -> pl.DataFrame:
-    """All rows of a labels file as strings: `path`, and `label` stripped (null when empty)."""
+    """All rows of a labels file as strings: `path`, and `label` stripped (null when empty or NaN)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"labels file {path} is a folder; give a CSV or Parquet file with path,label columns", USAGE)
@@ -27,6 +27,8 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     for needed in ("path", "label"):
         if needed not in frame.columns:
             raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
+    if frame.schema["label"].is_float():  # pandas writes a missing label as NaN: it is an empty label
+        frame = frame.with_columns(pl.col("label").fill_nan(None))
     label = pl.col("label").cast(pl.String).str.strip_chars()
     # A Parquet label column of floats reads "7.0": the digit is what counts.
     label = label.str.replace(r"^(\d)\.0+$", "${1}")

@@ -180,3 +180,18 @@ def test_a_chunks_ok_mask_lines_up_with_its_digits(folder, tmp_path, mnist_test)
     paths = [str(tmp_path / "broken.png"), str(sorted(folder.rglob("*.png"))[0]), str(tmp_path / "blank.png")]
     chunk = mnist_batch.images.preprocess_chunk(paths)
     assert chunk.ok == [False, True, False] and len(chunk.digits) == sum(chunk.ok) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_nan_label_in_a_float_parquet_column_is_an_empty_label(cli, folder, tmp_path):
+    """pandas stores a missing label of a float column as NaN; it used to sink the whole labels file."""
+    out, labels = tmp_path / "p.csv", tmp_path / "labels.parquet"
+    assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
+    paths = sorted(folder.rglob("*.png"))
+    given = [float(path.parent.name) for path in paths]
+    given[0] = float("nan")
+    pl.DataFrame({"path": [str(path) for path in paths], "label": given}).write_parquet(labels)
+    result = cli("report", out, "--labels", labels, "--json")
+    assert result.exit_code == 0, result.stderr
+    figures = json.loads(result.stdout)["labels"]
+    assert figures["evaluated"] == 5 and figures["unlabelled_rows"] == 1
