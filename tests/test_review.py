@@ -195,3 +195,20 @@ def test_a_nan_label_in_a_float_parquet_column_is_an_empty_label(cli, folder, tm
     assert result.exit_code == 0, result.stderr
     figures = json.loads(result.stdout)["labels"]
     assert figures["evaluated"] == 5 and figures["unlabelled_rows"] == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("part", [b"garbage", "other rows"], ids=["not parquet", "another schema"])
+def test_resume_over_unreadable_kept_rows_is_one_line(cli, folder, tmp_path, part):
+    out = tmp_path / "p.parquet"
+    parts = tmp_path / ".p.parquet.parts"
+    parts.mkdir()
+    if isinstance(part, bytes):
+        (parts / "part-000000.parquet").write_bytes(part)
+    else:
+        pl.DataFrame({"a": [1]}).write_parquet(parts / "part-000000.parquet")
+    result = cli("classify", folder, "--out", out, "--resume", "--quiet")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"mnist-batch: error: cannot resume: the rows kept in {parts} are unreadable")
+    assert lines[0].endswith("rerun without --resume to start afresh") and not out.exists()
