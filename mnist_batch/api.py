@@ -10,7 +10,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from PIL import Image
 
 from mnist_batch import images, results
 from mnist_batch.options import ClassifyOptions, RayOptions
@@ -27,12 +29,16 @@ class Classifier:
                  batch_size: int = 1024, max_pixels: int = images.DEFAULT_MAX_PIXELS):
         from mnist_batch.model import Inference
 
+        if batch_size < 1 or max_pixels < 1:
+            raise ValueError(f"batch_size ({batch_size}) and max_pixels ({max_pixels}) must be 1 or more")
         self.inference = Inference(checkpoint, device)
         self.batch_size, self.max_pixels = batch_size, max_pixels
 
     def predict(self, items: Iterable) -> pl.DataFrame:
-        """One row per item, in the order given; a bad item is a row with its status and error."""
-        items = list(items)
+        """One row per item, in the order given; a bad item is a row with its status and error.
+        One image given alone (a path, a PIL image, a 2-D or H x W x 1/3/4 array) is one item;
+        an (N, H, W) array is N images."""
+        items = [items] if is_one_image(items) else list(items)
         frames = [self.predict_chunk(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return pl.concat(frames) if frames else results.empty_rows()
 
@@ -50,6 +56,13 @@ class Classifier:
         chunk = images.DecodedChunk.of(paths, decoded)
         probs = self.inference.probabilities(chunk.digits, chunk.ok)
         return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256)
+
+
+def is_one_image(items) -> bool:
+    """An image passed where a list belongs: iterating it would give characters or pixel rows."""
+    if isinstance(items, np.ndarray):
+        return items.ndim == 2 or (items.ndim == 3 and items.shape[2] in (1, 3, 4))
+    return isinstance(items, str | Path | Image.Image)
 
 
 def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", address: str | None = None,

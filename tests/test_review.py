@@ -212,3 +212,28 @@ def test_resume_over_unreadable_kept_rows_is_one_line(cli, folder, tmp_path, par
     assert result.exit_code == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"mnist-batch: error: cannot resume: the rows kept in {parts} are unreadable")
     assert lines[0].endswith("rerun without --resume to start afresh") and not out.exists()
+
+
+@pytest.mark.parametrize("make", [
+    lambda digit, path: digit,
+    lambda digit, path: np.dstack([digit] * 3),
+    lambda digit, path: Image.fromarray(digit),
+    lambda digit, path: str(path),
+    lambda digit, path: path,
+], ids=["2-D array", "RGB array", "PIL image", "str path", "Path"])
+def test_one_image_given_to_predict_is_one_row(classifier, folder, make):
+    """Iterating one image gave a row per pixel row (arrays) or per character (paths)."""
+    path = sorted(folder.rglob("*.png"))[0]
+    frame = classifier.predict(make(np.asarray(Image.open(path)), path))
+    assert frame.height == 1 and frame["status"][0] == "ok" and frame["pred"][0] == int(path.parent.name)
+
+
+def test_a_stack_of_images_is_one_row_each(classifier, mnist_test):
+    frame = classifier.predict(mnist_test.images[:3])
+    assert frame["pred"].to_list() == mnist_test.labels[:3].tolist()
+
+
+@pytest.mark.parametrize("option", [{"batch_size": 0}, {"max_pixels": 0}])
+def test_a_classifier_refuses_a_zero_size(option):
+    with pytest.raises(ValueError, match="must be 1 or more"):
+        mnist_batch.Classifier(device="cpu", **option)
