@@ -36,6 +36,7 @@ def read_labels_file(path: Path) -> pl.DataFrame:
 
 
 def resolve(path: str, root: Path | None) -> str:
-    """The file a labels file's path names, as `report --labels` matches it: relative paths are
-    relative to `root` when given, else to the current folder."""
-    return os.path.normpath(path if root is None or os.path.isabs(path) else os.path.join(root, path))
+    """The file a labels file's path names: relative paths are relative to `root` when given,
+    else to the current folder. `..` is left to the kernel (as discover.normalise does): through
+    a symlinked folder it need not mean the parent."""
+    return path if root is None or os.path.isabs(path) else os.path.join(root, path)

@@ -237,3 +237,11 @@ def test_a_stack_of_images_is_one_row_each(classifier, mnist_test):
 def test_a_classifier_refuses_a_zero_size(option):
     with pytest.raises(ValueError, match="must be 1 or more"):
         mnist_batch.Classifier(device="cpu", **option)
+
+
+def test_a_labels_path_through_a_symlinked_folder_names_the_file_the_kernel_opens(tmp_path):
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "d.png").write_bytes(b"digit")
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    resolved = mnist_batch.labels.resolve("link/../d.png", tmp_path)
+    assert open(resolved, "rb").read() == b"digit"
