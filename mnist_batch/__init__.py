@@ -9,6 +9,7 @@ Importing the package is light: torch and polars load on first use.
 
 __version__ = "0.1.0"
 __all__ = ["Classifier", "ClassifySummary", "UserError", "classify_files"]
+SUBMODULES = ("api", "data", "images", "labels", "model", "report", "results")
 
 
 def __getattr__(name: str):
@@ -24,4 +25,8 @@ def __getattr__(name: str):
         from mnist_batch.errors import UserError
 
         return UserError
+    if name in SUBMODULES:  # `mnist_batch.results.scan(...)` after a plain `import mnist_batch`
+        import importlib
+
+        return importlib.import_module(f"mnist_batch.{name}")
     raise AttributeError(f"module 'mnist_batch' has no attribute {name!r}")

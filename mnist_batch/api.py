@@ -10,10 +10,15 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from PIL import Image
 
 from mnist_batch import images, results
 from mnist_batch.options import ClassifyOptions, RayOptions
+
+# classify_files' keyword options: ClassifyOptions' fields, less those it sets itself.
+OPTION_NAMES = frozenset(ClassifyOptions.__dataclass_fields__) - {"inputs", "progress"}
 
 
 class Classifier:
@@ -24,12 +29,16 @@ class Classifier:
                  batch_size: int = 1024, max_pixels: int = images.DEFAULT_MAX_PIXELS):
         from mnist_batch.model import Inference
 
+        if batch_size < 1 or max_pixels < 1:
+            raise ValueError(f"batch_size ({batch_size}) and max_pixels ({max_pixels}) must be 1 or more")
         self.inference = Inference(checkpoint, device)
         self.batch_size, self.max_pixels = batch_size, max_pixels
 
     def predict(self, items: Iterable) -> pl.DataFrame:
-        """One row per item, in the order given; a bad item is a row with its status and error."""
-        items = list(items)
+        """One row per item, in the order given; a bad item is a row with its status and error.
+        One image given alone (a path, a PIL image, a 2-D or H x W x 1/3/4 array) is one item;
+        an (N, H, W) array is N images."""
+        items = [items] if is_one_image(items) else list(items)
         frames = [self.predict_chunk(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return pl.concat(frames) if frames else results.empty_rows()
 
@@ -45,17 +54,31 @@ class Classifier:
         decoded = [images.load_path(path, self.max_pixels) if path is not None
                    else images.load_image(item, self.max_pixels) for path, item in zip(paths, items, strict=True)]
         chunk = images.DecodedChunk.of(paths, decoded)
-        probs = self.inference.probabilities(chunk.digits, [item.status == images.OK for item in decoded])
+        probs = self.inference.probabilities(chunk.digits, chunk.ok)
         return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256)
+
+
+def is_one_image(items) -> bool:
+    """An image passed where a list belongs: iterating it would give characters or pixel rows."""
+    if isinstance(items, np.ndarray):
+        return items.ndim == 2 or (items.ndim == 3 and items.shape[2] in (1, 3, 4))
+    return isinstance(items, str | Path | Image.Image)
 
 
 def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", address: str | None = None,
                    actors: int = 0, progress: bool = False, **options) -> results.ClassifySummary:
-    """`mnist-batch classify` from Python: the CLI's options as keyword arguments
+    """`mnist-batch classify` from Python: `inputs` are files and folders (one str or Path is
+    one input), and the CLI's options are keyword arguments
     (out=, out_dir=, incremental=, files_from=, include=, exclude=, format=, checkpoint=, device=,
     workers=, batch_size=, overwrite=, resume=, max_pixels=). Raises errors.UserError for what
     the CLI reports as one line."""
     started = time.perf_counter()
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"classify_files() got an unknown option {unknown[0]!r}; "
+                        f"the options are {', '.join(sorted(OPTION_NAMES))}")
+    if isinstance(inputs, str | Path):  # one folder or file, not its characters
+        inputs = [inputs]
     paths = {name: Path(options[name]) for name in ("out", "out_dir") if options.get(name) is not None}
     globs = {name: (options[name],) if isinstance(options[name], str) else tuple(options[name])
              for name in ("include", "exclude") if name in options}

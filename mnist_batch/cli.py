@@ -216,7 +216,8 @@ def classify_command(
     incremental: bool = typer.Option(
         False, "--incremental", help="With --out-dir: classify only inputs no file there covers (new or changed)."),
     files_from: Optional[str] = typer.Option(
-        None, "--files-from", metavar="FILE", help="File listing input paths, one per line; - for stdin."),
+        None, "--files-from", metavar="FILE",
+        help="File listing input paths, one per line (or NUL-separated, as find -print0 writes); - for stdin."),
     include: list[str] = typer.Option([], "--include", metavar="GLOB",
                                       help="Keep only paths matching this glob (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", metavar="GLOB",

@@ -26,14 +26,20 @@ def is_image_name(name: str) -> bool:
 
 def read_list(source: str) -> list[str]:
     """Paths from a --files-from file (or '-' for stdin), one per line. Only the line ending
-    (\n or \r\n) is removed, so names keep their spaces; blank lines are skipped. Bytes that
-    are not UTF-8 stay as they are on disk (surrogate escapes), so such files are found."""
+    (\n or \r\n) is removed, so names keep their spaces; blank lines are skipped. A list with
+    NUL bytes (`find -print0`) is split on them instead: no name can hold a NUL, so none is
+    lost. Bytes that are not UTF-8 stay as they are on disk (surrogate escapes), so such files
+    are found."""
     try:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
         raise UserError(f"cannot read --files-from {source}: {error.strerror}", USAGE) from error
-    lines = (line.removesuffix("\r") for line in os.fsdecode(data).split("\n"))
-    return [normalise(line) for line in lines if line.strip()]
+    text = os.fsdecode(data)
+    if "\0" in text:
+        names = text.split("\0")
+    else:
+        names = [line.removesuffix("\r") for line in text.split("\n")]
+    return [normalise(name) for name in names if name.strip()]
 
 
 def normalise(path: str) -> str:

@@ -97,6 +97,8 @@ def file_kind(mode: int) -> str:
 
 def open_problem(path: str, error: OSError) -> ImageProblem:
     if isinstance(error, FileNotFoundError):
+        if os.path.islink(path):
+            return ImageProblem("missing", f"broken symlink: its target {os.readlink(path)} does not exist")
         return ImageProblem("missing", "file not found (moved or deleted during the run?)")
     if isinstance(error, PermissionError):
         if os.path.isdir(path):
@@ -149,6 +151,7 @@ def to_gray(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float32)
+        values = np.where(np.isfinite(values), values, 0.0)  # an "F" image may hold NaN: no ink
         top = values.max()
         scaled = values * (255.0 / top) if top > 0 else values
         return Image.fromarray(scaled.clip(0, 255).astype(np.uint8))
@@ -254,6 +257,11 @@ class DecodedChunk:
     def statuses(self) -> list[str]:
         return [item.status for item in self.inputs]
 
+    @property
+    def ok(self) -> list[bool]:
+        """Which inputs were classified: their digits are `digits`, in order."""
+        return [item.status == OK for item in self.inputs]
+
 
 def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
     return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
@@ -313,9 +321,11 @@ def image_from_array(array: np.ndarray) -> Image.Image:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
         raise ImageProblem("unsupported", f"array of shape {array.shape} is not an image (H x W, or H x W x 1/3/4)")
+    if array.dtype.kind not in "buif":  # complex, strings, objects: no pixel values
+        raise ImageProblem("unsupported", f"array of dtype {array.dtype} is not an image (give numbers or booleans)")
     if array.dtype.kind == "f":
-        top = float(np.nanmax(array)) if array.size else 0.0
-        array = np.nan_to_num(array * (255.0 if top <= 1.0 else 1.0)).clip(0, 255).astype(np.uint8)
+        array = np.where(np.isfinite(array), array, 0.0)  # NaN and infinities: no ink
+        array = (array * (255.0 if array.max() <= 1.0 else 1.0)).clip(0, 255).astype(np.uint8)
     elif array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif array.dtype != np.uint8:

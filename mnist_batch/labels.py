@@ -13,8 +13,10 @@ DIGITS = [str(digit) for digit in range(10)]
 
 
 def read_labels_file(path: Path) -> pl.DataFrame:
-    """All rows of a labels file as strings: `path`, and `label` stripped (null when empty)."""
+    """All rows of a labels file as strings: `path`, and `label` stripped (null when empty or NaN)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"labels file {path} is a folder; give a CSV or Parquet file with path,label columns", USAGE)
     if not path.is_file():
         raise UserError(f"labels file {path} not found", USAGE)
     try:
@@ -25,6 +27,8 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     for needed in ("path", "label"):
         if needed not in frame.columns:
             raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
+    if frame.schema["label"].is_float():  # pandas writes a missing label as NaN: it is an empty label
+        frame = frame.with_columns(pl.col("label").fill_nan(None))
     label = pl.col("label").cast(pl.String).str.strip_chars()
     # A Parquet label column of floats reads "7.0": the digit is what counts.
     label = label.str.replace(r"^(\d)\.0+$", "${1}")
@@ -32,6 +36,7 @@ def read_labels_file(path: Path) -> pl.DataFrame:
 
 
 def resolve(path: str, root: Path | None) -> str:
-    """The file a labels file's path names, as `report --labels` matches it: relative paths are
-    relative to `root` when given, else to the current folder."""
-    return os.path.normpath(path if root is None or os.path.isabs(path) else os.path.join(root, path))
+    """The file a labels file's path names: relative paths are relative to `root` when given,
+    else to the current folder. `..` is left to the kernel (as discover.normalise does): through
+    a symlinked folder it need not mean the parent."""
+    return path if root is None or os.path.isabs(path) else os.path.join(root, path)

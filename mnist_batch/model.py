@@ -124,7 +124,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; pass --checkpoint with a .safetensors file")
+        raise checkpoint_not_found(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             raw_meta = f.metadata() or {}
@@ -182,6 +182,12 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     if "/" not in str(checkpoint) and not Path(checkpoint).exists() and bundled.is_file():
         return bundled
     return Path(checkpoint)
+
+
+def checkpoint_not_found(path: Path) -> UserError:
+    names = ", ".join(bundled.stem for bundled in sorted(WEIGHTS.glob("*.safetensors")))
+    return UserError(f"checkpoint {path} not found; give a .safetensors file "
+                     f"or a bundled name ({names}: see `mnist-batch checkpoints`)")
 
 
 class Inference:

@@ -58,6 +58,8 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError(f"--max-pixels {opts.max_pixels}: give 1 or more", USAGE)
     if opts.device not in DEVICES:
         raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
+    if opts.out_dir is not None and Path(opts.out_dir).exists() and not Path(opts.out_dir).is_dir():
+        raise UserError(f"--out-dir {opts.out_dir} is a file; give a folder (it is created when missing)", USAGE)
     if opts.out is not None and Path(opts.out).is_dir() and not folder_output:
         raise UserError(f"--out {opts.out} is a folder; give a file name ending in .parquet or .csv", USAGE)
     if opts.out is not None and Path(opts.out).exists() and not opts.overwrite:

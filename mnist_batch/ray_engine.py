@@ -77,7 +77,7 @@ class Predictor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         chunk = chunk_of(batch)
-        probs = self.inference.probabilities(chunk.digits, [status == images.OK for status in chunk.statuses])
+        probs = self.inference.probabilities(chunk.digits, chunk.ok)
         return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256).to_arrow()
 
 
@@ -102,11 +102,11 @@ def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
 def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started: float) -> results.ClassifySummary:
     import ray
 
-    from mnist_batch.model import resolve_checkpoint
+    from mnist_batch.model import checkpoint_not_found, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(opts.checkpoint).resolve()
     if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} not found; pass --checkpoint with a .safetensors file")
+        raise checkpoint_not_found(checkpoint)
 
     if not ray.is_initialized():
         # --address, else $RAY_ADDRESS (ray.init reads it), else a local cluster on this machine

@@ -110,7 +110,11 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
 def read_labels(path: Path) -> pl.LazyFrame:
     """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
     Rows with an empty label (a review file not yet filled in) are left out."""
-    frame = labels.read_labels_file(path).filter(pl.col("label").is_not_null())
+    every_row = labels.read_labels_file(path)
+    frame = every_row.filter(pl.col("label").is_not_null())
+    if every_row.height and not frame.height:
+        log(f"note: labels file {path} has {every_row.height:,} rows but no label filled in "
+            "(a --review file gets its label column empty): fill in the label column")
     bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
         raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")
@@ -365,6 +369,8 @@ def report(opts: ReportOptions) -> dict:
         raise UserError("--review-threshold is a probability between 0 and 1", USAGE)
     if opts.min_accuracy is not None and not 0.0 <= opts.min_accuracy <= 1.0:
         raise UserError("--min-accuracy is a fraction between 0 and 1, e.g. 0.98", USAGE)
+    if opts.gallery < 0:
+        raise UserError(f"--gallery {opts.gallery}: give 0 (no gallery) or more inputs to show", USAGE)
     files = expand(opts.inputs)
     check_outputs(opts, files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)

@@ -60,7 +60,7 @@ def stored_path(path: str) -> str:
 def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
     """One row per input of `chunk`. `probs` is (n, 10) float32; its rows for inputs that are not OK are ignored."""
     statuses = chunk.statuses
-    ok = np.array([status == images.OK for status in statuses], dtype=bool)
+    ok = np.array(chunk.ok, dtype=bool)
     columns = {
         "path": [None if path is None else stored_path(path) for path in chunk.paths],
         "status": statuses,
@@ -193,9 +193,20 @@ class RunFiles:
         self.sequence = len(existing)
         self.buffered: list[pl.DataFrame] = []
         self.buffered_rows = 0
-        # Inputs that already have a row: what --resume skips.
-        self.done: set[str] = set(self.scan_parts().select("path").collect()["path"]) if existing else set()
+        self.done: set[str] = self.kept_paths() if existing else set()  # what --resume skips
         self.dropped: set[str] = set()  # rows of the parts left out of the result (inputs no longer given)
+
+    def kept_paths(self) -> set[str]:
+        """Inputs that already have a row in the parts; a part that is not rows of this
+        schema (a disk error, a hand-made file) is one line, not a polars error."""
+        try:
+            parts = self.scan_parts()
+            if parts.collect_schema() != pl.Schema(SCHEMA):
+                raise ValueError("not rows of this version's result schema")
+            return set(parts.select("path").collect()["path"])
+        except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+            raise UserError(f"cannot resume: the rows kept in {self.parts} are unreadable "
+                            f"({str(error).splitlines()[0]}); rerun without --resume to start afresh") from None
 
     def keep_only(self, paths: set[str]) -> int:
         """--resume with other inputs: the result holds only rows of `paths` (stored spelling),

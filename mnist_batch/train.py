@@ -92,6 +92,8 @@ def check_options(opts: TrainOptions) -> None:
         raise UserError(f"--holdout {opts.holdout}: give a share from 0 to below 1, e.g. 0.2", USAGE)
     if opts.extra_root is not None and not opts.extra:
         raise UserError("--extra-root goes with --extra LABELS", USAGE)
+    if opts.extra_root is not None and not Path(opts.extra_root).is_dir():
+        raise UserError(f"--extra-root {opts.extra_root}: no such folder", USAGE)
 
 
 def make_augment(opts: TrainOptions):
@@ -212,7 +214,7 @@ def train(opts: TrainOptions) -> dict:
     mnist_per_batch = opts.batch_size - extra_per_batch
     if opts.dry_run:
         steps_per_epoch = DRY_RUN_BATCHES
-    elif extra is not None:
+    elif extra is not None and base is not None:  # from scratch, --extra digits join full MNIST epochs
         steps_per_epoch = fine_tune_steps(len(extra.train_y), extra_per_batch)
     else:
         steps_per_epoch = -(-len(train_x) // opts.batch_size)
