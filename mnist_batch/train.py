@@ -96,13 +96,16 @@ def check_options(opts: TrainOptions) -> None:
         raise UserError(f"--extra-root {opts.extra_root}: no such folder", USAGE)
 
 
+AFFINE_ONLY = {"elastic": 0.0, "stroke_p": 0.0, "blur_p": 0.0}  # augment.make_augment's affine jitter alone
+
+
 def make_augment(opts: TrainOptions):
     """None, affine jitter (--augment), or the writer-variation set (--augment-writers:
     affine + elastic + stroke width + blur), all batched on the device."""
     if opts.augment_writers:
         return augment.make_augment()
     if opts.augment:
-        return augment.make_augment(elastic=0.0, stroke_p=0.0, blur_p=0.0)
+        return augment.make_augment(**AFFINE_ONLY)
     return None
 
 
@@ -172,8 +175,9 @@ def starting_model(opts: TrainOptions, device: torch.device) -> tuple[torch.nn.M
     if opts.arch is not None and opts.arch != architecture_of(model):
         raise UserError(f"--from {opts.base} is a {architecture_of(model)} checkpoint; drop --arch {opts.arch} "
                         "or start from a checkpoint of that network", USAGE)
+    trained_with_writers = bool(metadata.get("hyperparameters", {}).get("augment_writers"))
     return model, {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
-                   "test_accuracy": metadata.get("test_accuracy")}
+                   "test_accuracy": metadata.get("test_accuracy"), "augment_writers": trained_with_writers}
 
 
 def holdout_accuracy(model, extra: ExtraDigits | None, device) -> float | None:
@@ -225,7 +229,10 @@ def train(opts: TrainOptions) -> dict:
         optimizer, max_lr=opts.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
     )
     augment_mnist = make_augment(opts)
-    augment_extra = augment.make_augment() if extra is not None else None
+    # The user's digits get the augmentation the network learnt to absorb: the writer set for a
+    # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
+    writers = opts.augment_writers or (base or {}).get("augment_writers", False)
+    augment_extra = augment.make_augment(**({} if writers else AFFINE_ONLY)) if extra is not None else None
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
 
     history = []
@@ -278,7 +285,7 @@ def train(opts: TrainOptions) -> dict:
     hyper = {k: v for k, v in asdict(opts).items()
              if k in ("batch_size", "lr", "augment", "augment_writers", "holdout", "extra_share")}
     if extra is not None:
-        hyper |= {"steps_per_epoch": steps_per_epoch, "extra_augment": "writers"}
+        hyper |= {"steps_per_epoch": steps_per_epoch, "extra_augment": "writers" if writers else "affine"}
     metadata = {
         "epochs": epochs,
         "hyperparameters": hyper | {"optimizer": "adam", "schedule": "one-cycle"},

@@ -99,6 +99,7 @@ def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_
     # fine-tuning's own defaults: a gentle rate, small mixed batches
     assert meta["hyperparameters"]["holdout"] == 0.2 and meta["hyperparameters"]["lr"] == 0.001
     assert meta["hyperparameters"]["batch_size"] == 128
+    assert meta["hyperparameters"]["extra_augment"] == "affine"  # lenet was trained with the affine jitter
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["extra"]["holdout_accuracy_before"] is not None
 
