@@ -208,10 +208,11 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     size = 2 * round((MNIST_STROKE / scale - width) / 2) + 1
     if size < 3:
         return crop
-    # A square maximum filter is separable: rows, then columns.
-    half = size // 2
-    rows = np.lib.stride_tricks.sliding_window_view(np.pad(crop, ((half, half), (0, 0))), size, axis=0).max(-1)
-    return np.lib.stride_tricks.sliding_window_view(np.pad(rows, ((0, 0), (half, half))), size, axis=1).max(-1)
+    # Padded first, so that strokes on the crop's edge widen outwards too; a square maximum
+    # filter is separable: rows, then columns.
+    padded = np.pad(crop, size - 1)
+    rows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=0).max(-1)
+    return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).max(-1)
 
 
 def preprocess(gray: Image.Image) -> np.ndarray | None:
