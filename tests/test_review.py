@@ -1,9 +1,12 @@
 """What a hostile review of the merged product found: each test pins one fix."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,6 +14,7 @@ import pytest
 from PIL import Image
 
 import mnist_batch
+from mnist_batch import results
 from tests.conftest import write_pngs
 
 
@@ -245,3 +249,29 @@ def test_a_labels_path_through_a_symlinked_folder_names_the_file_the_kernel_open
     (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
     resolved = mnist_batch.labels.resolve("link/../d.png", tmp_path)
     assert open(resolved, "rb").read() == b"digit"
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_keeps_the_parts_says_so_and_resume_gives_the_uninterrupted_file(tmp_path, mnist_test):
+    """kill, timeout and systemd's stop send SIGTERM to the main process: it must clean up as after Ctrl-C."""
+    folder = tmp_path / "many"
+    write_pngs(folder, np.tile(mnist_test.images[:500], (4, 1, 1)), np.tile(mnist_test.labels[:500], 4))
+    out = tmp_path / "preds.parquet"
+    command = [Path(sys.executable).parent / "mnist-batch", "classify", folder, "--out", out,
+               "--quiet", "--workers", "1", "--batch-size", "16"]  # a part file every 64 rows
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = results.parts_dir(out)
+    while not list(parts.glob("part-*.parquet")) and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr and "--resume" in stderr
+    assert list(parts.glob("part-*.parquet")) and not out.exists()
+    assert not (tmp_path / f".{out.name}.lock").exists(), "the lock file is removed as after a finished run"
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = tmp_path / "fresh.parquet"
+    assert subprocess.run([*command[:4], fresh, *command[5:]], capture_output=True).returncode == 0
+    assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
