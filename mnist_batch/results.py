@@ -39,11 +39,13 @@ FORMATS = ("parquet", "csv")
 
 
 def output_format(out: Path, requested: str | None) -> str:
+    suffix = out.suffix.lower().lstrip(".")
     if requested:
         if requested not in FORMATS:
             raise UserError(f"unknown --format {requested!r}; use parquet or csv", USAGE)
+        if suffix in FORMATS and suffix != requested:  # readers go by the name: CSV in x.parquet misleads them
+            raise UserError(f"--format {requested} contradicts the name {out}: name it .{requested}", USAGE)
         return requested
-    suffix = out.suffix.lower().lstrip(".")
     if suffix in FORMATS:
         return suffix
     raise UserError(f"cannot tell the format of {out}: name it .parquet or .csv, or pass --format", USAGE)

@@ -275,3 +275,11 @@ def test_sigterm_keeps_the_parts_says_so_and_resume_gives_the_uninterrupted_file
     fresh = tmp_path / "fresh.parquet"
     assert subprocess.run([*command[:4], fresh, *command[5:]], capture_output=True).returncode == 0
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("name", "fmt"), [("x.parquet", "csv"), ("x.CSV", "parquet")])
+def test_a_format_that_contradicts_the_out_name_is_a_usage_error(cli, folder, tmp_path, name, fmt):
+    result = cli("classify", str(folder), "--out", str(tmp_path / name), "--format", fmt, "--quiet")
+    assert result.exit_code == 2 and f"--format {fmt} contradicts" in result.stderr
+    assert not (tmp_path / name).exists()
