@@ -12,7 +12,7 @@
 #
 # Exit codes: 0 done (or nothing new); 3 done, but some inputs could not be classified
 # (their rows say why); 75 another run (of this job, or a classify into RESULTS) holds the
-# lock, nothing done; 1 failure, and the results folder is left as it was.
+# lock, nothing done; 1 failure, and the results folder is left as it was; 143 stopped by a signal.
 # Cron mails whatever this prints: a quiet run prints nothing.
 set -uo pipefail
 
@@ -29,7 +29,7 @@ if [ -z "${MNIST_BATCH:-}" ]; then
     if [ -x "$here/.venv/bin/mnist-batch" ]; then MNIST_BATCH=$here/.venv/bin/mnist-batch; else MNIST_BATCH=mnist-batch; fi
 fi
 
-mkdir -p "$RESULTS/reports" || exit 1
+mkdir -p "$RESULTS/reports" 2>/dev/null || { echo "classify-inbox: cannot create $RESULTS/reports: check RESULTS (a writable folder)" >&2; exit 1; }
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$LOG"; }
 log_lines() { while IFS= read -r line; do log "$line"; done; }
 fail() { log "FAILED: $1"; echo "classify-inbox: $1 (see $LOG)" >&2; exit "${2:-1}"; }
@@ -42,6 +42,8 @@ exec 9>>"$LOCK"
 flock --nonblock 9 || busy "another run holds $LOCK"
 [ -d "$INBOX" ] || fail "INBOX $INBOX is not a folder: check the setting or mount"
 
+# A stop (kill, systemd, a shutdown) is logged; the next run removes what was left half done.
+trap 'fail "stopped by a signal; the next run redoes what this one did not finish" 143' TERM INT HUP
 log "start: $INBOX -> $RESULTS"
 "$MNIST_BATCH" classify "$INBOX" --out-dir "$RESULTS" --incremental --quiet ${CLASSIFY_ARGS:-} 2>&1 | log_lines
 status=${PIPESTATUS[0]}

@@ -3,6 +3,7 @@
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from PIL import Image
 
 from tests.conftest import write_pngs
@@ -182,3 +184,34 @@ def test_job_exits_75_while_a_manual_classify_writes_to_results(tmp_path, mnist_
     assert busy.returncode == 75 and "not starting" in busy.stderr
     assert not list(results.glob("predictions-*"))
     assert run_job(inbox, results).returncode == 0
+
+
+@pytest.mark.timeout(240)
+def test_a_job_stopped_by_sigterm_logs_it_and_the_next_run_catches_up(tmp_path, mnist_test):
+    """systemd's stop and a shutdown send SIGTERM to the job's whole process group."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, np.tile(mnist_test.images[:500], (2, 1, 1)), np.tile(mnist_test.labels[:500], 2))
+    environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results), "MNIST_BATCH": str(BIN / "mnist-batch"),
+                                "CLASSIFY_ARGS": "--workers 1 --batch-size 8"}
+    job = subprocess.Popen(["bash", JOB], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    while not list(results.glob(".predictions-*.parts/part-*.parquet")) and job.poll() is None:
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 143 and "stopped by a signal" in stderr
+    assert "FAILED: stopped by a signal" in (results / "classify-inbox.log").read_text()
+    assert not list(results.glob("predictions-*"))
+
+    assert run_job(inbox, results).returncode == 0
+    assert rows_in(results).height == 1000 and not list(results.glob(".predictions-*"))
+
+
+@pytest.mark.timeout(60)
+def test_results_that_is_a_file_is_one_line(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    (tmp_path / "results").write_text("not a folder")
+    done = run_job(tmp_path / "inbox", tmp_path / "results")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"classify-inbox: cannot create {tmp_path / 'results'}/reports: check RESULTS (a writable folder)"]
