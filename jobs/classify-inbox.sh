@@ -38,7 +38,7 @@ busy() { log "$1; not starting"; echo "classify-inbox: $1; not starting (exit 75
 # One job at a time: a second one leaves at once instead of queueing behind the first.
 # classify locks RESULTS itself (against a manual run beside cron); this lock also covers
 # the reports made after it.
-exec 9>>"$LOCK"
+{ exec 9>>"$LOCK"; } 2>/dev/null || fail "cannot open the lock file $LOCK: check that RESULTS is writable"
 flock --nonblock 9 || busy "another run holds $LOCK"
 [ -d "$INBOX" ] || fail "INBOX $INBOX is not a folder: check the setting or mount"
 

@@ -215,3 +215,21 @@ def test_results_that_is_a_file_is_one_line(tmp_path, mnist_test):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"classify-inbox: cannot create {tmp_path / 'results'}/reports: check RESULTS (a writable folder)"]
+
+
+@pytest.mark.timeout(60)
+def test_a_read_only_results_folder_is_a_failure_not_a_busy_lock(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:1], mnist_test.labels[:1])
+    assert run_job(inbox, results).returncode == 0
+    (results / ".classify-inbox.lock").unlink()
+    results.chmod(0o555)
+    # root writes anywhere; without the capabilities that let it, it meets permissions as anyone does
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results), "MNIST_BATCH": str(BIN / "mnist-batch")}
+    done = subprocess.run([*as_user, "bash", JOB], env=environment, capture_output=True, text=True, timeout=60)
+    results.chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"classify-inbox: cannot open the lock file {results}/.classify-inbox.lock: check that RESULTS is writable "
+        f"(see {results}/classify-inbox.log)"]
