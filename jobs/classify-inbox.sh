@@ -17,6 +17,10 @@
 set -uo pipefail
 
 if [ -n "${MNIST_BATCH_CONFIG:-}" ]; then
+    [ -f "$MNIST_BATCH_CONFIG" ] && [ -r "$MNIST_BATCH_CONFIG" ] ||
+        { echo "classify-inbox: cannot read config $MNIST_BATCH_CONFIG: no such readable file" >&2; exit 1; }
+    # A bare name would make `.` search PATH first: source the file named, always.
+    case $MNIST_BATCH_CONFIG in */*) ;; *) MNIST_BATCH_CONFIG=./$MNIST_BATCH_CONFIG ;; esac
     # shellcheck source=/dev/null
     . "$MNIST_BATCH_CONFIG" || { echo "classify-inbox: cannot read config $MNIST_BATCH_CONFIG" >&2; exit 1; }
 fi

@@ -233,3 +233,25 @@ def test_a_read_only_results_folder_is_a_failure_not_a_busy_lock(tmp_path, mnist
     assert done.stderr.strip().splitlines() == [
         f"classify-inbox: cannot open the lock file {results}/.classify-inbox.lock: check that RESULTS is writable "
         f"(see {results}/classify-inbox.log)"]
+
+
+@pytest.mark.timeout(60)
+def test_a_bare_config_name_is_the_file_in_the_current_folder_not_one_on_path(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    (tmp_path / "job.conf").write_text("INBOX=inbox\nRESULTS=results\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "job.conf").write_text("INBOX=elsewhere\nRESULTS=wrong-results\n")
+    environment = os.environ | {"MNIST_BATCH_CONFIG": "job.conf", "MNIST_BATCH": str(BIN / "mnist-batch"),
+                                "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", JOB], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert rows_in(tmp_path / "results").height == 1 and not (tmp_path / "wrong-results").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_config_file_is_one_line(tmp_path):
+    environment = os.environ | {"MNIST_BATCH_CONFIG": str(tmp_path / "no.conf")}
+    done = subprocess.run(["bash", JOB], env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"classify-inbox: cannot read config {tmp_path / 'no.conf'}: no such readable file"]
