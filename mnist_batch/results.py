@@ -107,7 +107,7 @@ def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
     files = result_files(directory)
     if not files:
         return set()
-    frame = (pl.scan_parquet(files).select("path", "file_size", "file_mtime_ns", "status")
+    frame = (pl.scan_parquet(files, glob=False).select("path", "file_size", "file_mtime_ns", "status")
              .unique(subset="path", keep="last", maintain_order=True)
              .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status").collect())
     return set(frame.iter_rows())
@@ -222,7 +222,7 @@ class RunFiles:
 
     def scan_parts(self) -> pl.LazyFrame:
         parts = self.part_files()
-        return pl.scan_parquet(parts) if parts else empty_rows().lazy()
+        return pl.scan_parquet(parts, glob=False) if parts else empty_rows().lazy()
 
     def add(self, rows: pl.DataFrame) -> None:
         self.buffered.append(rows)
@@ -297,8 +297,9 @@ class ClassifySummary:
 
 
 def scan(path: str | Path) -> pl.LazyFrame:
-    """A result file (Parquet or CSV) as a lazy frame with the documented types."""
+    """A result file (Parquet or CSV) as a lazy frame with the documented types.
+    Paths are names, never patterns (glob=False): a folder may be called runs[2026]."""
     path = str(path)
     if path.lower().endswith(".csv"):
-        return pl.scan_csv(path, schema_overrides=SCHEMA)
-    return pl.scan_parquet(path)
+        return pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
+    return pl.scan_parquet(path, glob=False)

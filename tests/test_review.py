@@ -283,3 +283,32 @@ def test_a_format_that_contradicts_the_out_name_is_a_usage_error(cli, folder, tm
     result = cli("classify", str(folder), "--out", str(tmp_path / name), "--format", fmt, "--quiet")
     assert result.exit_code == 2 and f"--format {fmt} contradicts" in result.stderr
     assert not (tmp_path / name).exists()
+
+
+GLOB_NAMES = ["runs[2026]", "what?*"]  # legal folder names that polars and glob read as patterns
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", GLOB_NAMES)
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_an_out_path_with_glob_characters_is_written_and_reported_by_name(cli, folder, tmp_path, name, suffix):
+    out = tmp_path / name / f"p[1].{suffix}"
+    assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
+    labels = tmp_path / name / "labels[1].csv"
+    result = cli("report", out, "--labels-from-dirs", "--json-out", tmp_path / "s.json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["labels"]["evaluated"] == 6
+    rows = pl.read_parquet(out, glob=False) if suffix == "parquet" else pl.read_csv(out, glob=False)
+    rows.select("path", label="pred").write_csv(labels)
+    assert cli("report", out, "--labels", labels).exit_code == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", GLOB_NAMES)
+def test_an_out_dir_with_glob_characters_is_read_back_by_incremental_runs_and_report(cli, folder, tmp_path, name):
+    results_dir = tmp_path / name
+    assert cli("classify", folder, "--out-dir", results_dir, "--incremental", "--quiet").exit_code == 0
+    again = cli("classify", folder, "--out-dir", results_dir, "--incremental", "--quiet")
+    assert again.exit_code == 0 and "0 new" in again.stderr
+    assert len(list(results_dir.glob("predictions-*.parquet"))) == 1
+    assert cli("report", results_dir).exit_code == 0
