@@ -34,6 +34,7 @@ if [ -z "${MNIST_BATCH:-}" ]; then
 fi
 
 mkdir -p "$RESULTS/reports" 2>/dev/null || { echo "classify-inbox: cannot create $RESULTS/reports: check RESULTS (a writable folder)" >&2; exit 1; }
+{ : >>"$LOG"; } 2>/dev/null || { echo "classify-inbox: cannot write the log $LOG: its folder must exist and be writable" >&2; exit 1; }
 log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$LOG"; }
 log_lines() { while IFS= read -r line; do log "$line"; done; }
 fail() { log "FAILED: $1"; echo "classify-inbox: $1 (see $LOG)" >&2; exit "${2:-1}"; }
@@ -42,7 +43,7 @@ busy() { log "$1; not starting"; echo "classify-inbox: $1; not starting (exit 75
 # One job at a time: a second one leaves at once instead of queueing behind the first.
 # classify locks RESULTS itself (against a manual run beside cron); this lock also covers
 # the reports made after it.
-{ exec 9>>"$LOCK"; } 2>/dev/null || fail "cannot open the lock file $LOCK: check that RESULTS is writable"
+{ exec 9>>"$LOCK"; } 2>/dev/null || fail "cannot open the lock file $LOCK: its folder must exist and be writable"
 flock --nonblock 9 || busy "another run holds $LOCK"
 [ -d "$INBOX" ] || fail "INBOX $INBOX is not a folder: check the setting or mount"
 

@@ -231,8 +231,8 @@ def test_a_read_only_results_folder_is_a_failure_not_a_busy_lock(tmp_path, mnist
     results.chmod(0o755)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"classify-inbox: cannot open the lock file {results}/.classify-inbox.lock: check that RESULTS is writable "
-        f"(see {results}/classify-inbox.log)"]
+        f"classify-inbox: cannot open the lock file {results}/.classify-inbox.lock: its folder must exist and be "
+        f"writable (see {results}/classify-inbox.log)"]
 
 
 @pytest.mark.timeout(60)
@@ -255,3 +255,14 @@ def test_a_missing_config_file_is_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"classify-inbox: cannot read config {tmp_path / 'no.conf'}: no such readable file"]
+
+
+@pytest.mark.timeout(60)
+def test_a_log_in_a_missing_folder_is_one_line_before_any_work(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    log = tmp_path / "no-such-folder" / "job.log"
+    done = run_job(tmp_path / "inbox", tmp_path / "results", LOG=str(log))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"classify-inbox: cannot write the log {log}: its folder must exist and be writable"]
+    assert not list((tmp_path / "results").glob("predictions-*"))
