@@ -138,7 +138,8 @@ class OutputLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.file = open(self.path, "a+")
             except OSError as error:
-                raise UserError(f"cannot create the lock file {self.path}: {error.strerror}") from None
+                raise UserError(f"cannot write {output}: creating {self.path} failed ({error.strerror}); "
+                                "give an output in a folder you can write to") from None
             try:
                 fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

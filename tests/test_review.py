@@ -1,6 +1,7 @@
 """What a hostile review of the merged product found: each test pins one fix."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -312,3 +313,20 @@ def test_an_out_dir_with_glob_characters_is_read_back_by_incremental_runs_and_re
     assert again.exit_code == 0 and "0 new" in again.stderr
     assert len(list(results_dir.glob("predictions-*.parquet"))) == 1
     assert cli("report", results_dir).exit_code == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_out_in_a_read_only_folder_names_the_output(folder, tmp_path):
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    # root writes anywhere; without the capabilities that let it, it meets permissions as anyone does
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    out = locked / "p.parquet"
+    done = subprocess.run([*as_user, Path(sys.executable).parent / "mnist-batch", "classify", folder,
+                           "--out", out, "--quiet"], capture_output=True, text=True, timeout=60)
+    locked.chmod(0o755)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"mnist-batch: error: cannot write {out}: creating {locked}/.p.parquet.lock failed (Permission denied); "
+        "give an output in a folder you can write to"]
