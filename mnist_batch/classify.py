@@ -256,10 +256,11 @@ def file_key(path: str) -> tuple | None:
 
 
 def init_worker(parent: int) -> None:
-    """Workers leave Ctrl-C to the main process, which stops them and keeps what is written.
+    """Workers leave Ctrl-C and SIGTERM to the main process, which stops them and keeps what is written.
     A worker whose main process dies (kill -9) dies with it, quietly, instead of waiting on
     its queue forever or printing a BrokenPipeError."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler: a worker has nothing to clean up
     if sys.platform == "linux":
         import ctypes
 

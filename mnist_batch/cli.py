@@ -10,6 +10,7 @@ STARTED = time.perf_counter()  # the command's wall time counts from here: summa
 
 import json  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
@@ -22,7 +23,7 @@ from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError  # noqa: E
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
 4 report accuracy below --min-accuracy; 75 classify: another run holds the output's lock;
-130 interrupted (classify: rerun with --resume)."""
+130 interrupted by Ctrl-C or SIGTERM (classify: rerun with --resume)."""
 
 app = typer.Typer(
     help=f"Classify folders of handwritten digit images with a small CNN.\n\n{EXIT_CODES}",
@@ -53,9 +54,15 @@ def fail(message: str, code: int = FAILURE):
     raise typer.Exit(code)
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_job(ctx: typer.Context, job, *args):
     """Call a job; user errors and crashes become one line on stderr (--debug: traceback)."""
     debug = (ctx.obj or {}).get("debug", False)
+    # kill, systemd's stop and timeout send SIGTERM: clean up as after Ctrl-C (classify keeps its parts)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         return job(*args)
     except UserError as error:

@@ -20,7 +20,10 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise UserError(f"labels file {path} not found", USAGE)
     try:
-        frame = pl.read_csv(path, infer_schema=False) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+        if path.suffix.lower() == ".csv":
+            frame = pl.read_csv(path, infer_schema=False, glob=False)
+        else:
+            frame = pl.read_parquet(path, glob=False)
     except Exception as error:  # polars raises many types for a file that is not a table
         raise UserError(f"cannot read labels file {path}: {str(error).splitlines()[0]}; "
                         "give a CSV or Parquet file with path,label columns", USAGE) from error

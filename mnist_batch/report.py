@@ -46,8 +46,9 @@ def expand(inputs: tuple[str, ...]) -> list[str]:
     files = []
     for item in inputs:
         if os.path.isdir(item):  # a directory of Parquet parts, as the Ray engine writes
-            item = os.path.join(item, "*.parquet")
-        matched = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            item = os.path.join(glob.escape(item), "*.parquet")
+        # A file that exists is taken as named, even if its name holds [ ] * or ?
+        matched = sorted(glob.glob(item)) if glob.has_magic(item) and not os.path.isfile(item) else [item]
         matched = [m for m in matched if not os.path.basename(m).startswith(".")]
         if not matched or not all(os.path.isfile(m) for m in matched):
             raise UserError(f"result file {item} not found; give .parquet or .csv files written by classify", USAGE)

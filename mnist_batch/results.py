@@ -39,11 +39,13 @@ FORMATS = ("parquet", "csv")
 
 
 def output_format(out: Path, requested: str | None) -> str:
+    suffix = out.suffix.lower().lstrip(".")
     if requested:
         if requested not in FORMATS:
             raise UserError(f"unknown --format {requested!r}; use parquet or csv", USAGE)
+        if suffix in FORMATS and suffix != requested:  # readers go by the name: CSV in x.parquet misleads them
+            raise UserError(f"--format {requested} contradicts the name {out}: name it .{requested}", USAGE)
         return requested
-    suffix = out.suffix.lower().lstrip(".")
     if suffix in FORMATS:
         return suffix
     raise UserError(f"cannot tell the format of {out}: name it .parquet or .csv, or pass --format", USAGE)
@@ -105,7 +107,7 @@ def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
     files = result_files(directory)
     if not files:
         return set()
-    frame = (pl.scan_parquet(files).select("path", "file_size", "file_mtime_ns", "status")
+    frame = (pl.scan_parquet(files, glob=False).select("path", "file_size", "file_mtime_ns", "status")
              .unique(subset="path", keep="last", maintain_order=True)
              .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status").collect())
     return set(frame.iter_rows())
@@ -136,7 +138,8 @@ class OutputLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.file = open(self.path, "a+")
             except OSError as error:
-                raise UserError(f"cannot create the lock file {self.path}: {error.strerror}") from None
+                raise UserError(f"cannot write {output}: creating {self.path} failed ({error.strerror}); "
+                                "give an output in a folder you can write to") from None
             try:
                 fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -220,7 +223,7 @@ class RunFiles:
 
     def scan_parts(self) -> pl.LazyFrame:
         parts = self.part_files()
-        return pl.scan_parquet(parts) if parts else empty_rows().lazy()
+        return pl.scan_parquet(parts, glob=False) if parts else empty_rows().lazy()
 
     def add(self, rows: pl.DataFrame) -> None:
         self.buffered.append(rows)
@@ -295,8 +298,9 @@ class ClassifySummary:
 
 
 def scan(path: str | Path) -> pl.LazyFrame:
-    """A result file (Parquet or CSV) as a lazy frame with the documented types."""
+    """A result file (Parquet or CSV) as a lazy frame with the documented types.
+    Paths are names, never patterns (glob=False): a folder may be called runs[2026]."""
     path = str(path)
     if path.lower().endswith(".csv"):
-        return pl.scan_csv(path, schema_overrides=SCHEMA)
-    return pl.scan_parquet(path)
+        return pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
+    return pl.scan_parquet(path, glob=False)

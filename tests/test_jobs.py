@@ -3,6 +3,7 @@
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from PIL import Image
 
 from tests.conftest import write_pngs
@@ -182,3 +184,85 @@ def test_job_exits_75_while_a_manual_classify_writes_to_results(tmp_path, mnist_
     assert busy.returncode == 75 and "not starting" in busy.stderr
     assert not list(results.glob("predictions-*"))
     assert run_job(inbox, results).returncode == 0
+
+
+@pytest.mark.timeout(240)
+def test_a_job_stopped_by_sigterm_logs_it_and_the_next_run_catches_up(tmp_path, mnist_test):
+    """systemd's stop and a shutdown send SIGTERM to the job's whole process group."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, np.tile(mnist_test.images[:500], (2, 1, 1)), np.tile(mnist_test.labels[:500], 2))
+    environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results), "MNIST_BATCH": str(BIN / "mnist-batch"),
+                                "CLASSIFY_ARGS": "--workers 1 --batch-size 8"}
+    job = subprocess.Popen(["bash", JOB], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    while not list(results.glob(".predictions-*.parts/part-*.parquet")) and job.poll() is None:
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 143 and "stopped by a signal" in stderr
+    assert "FAILED: stopped by a signal" in (results / "classify-inbox.log").read_text()
+    assert not list(results.glob("predictions-*"))
+
+    assert run_job(inbox, results).returncode == 0
+    assert rows_in(results).height == 1000 and not list(results.glob(".predictions-*"))
+
+
+@pytest.mark.timeout(60)
+def test_results_that_is_a_file_is_one_line(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    (tmp_path / "results").write_text("not a folder")
+    done = run_job(tmp_path / "inbox", tmp_path / "results")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"classify-inbox: cannot create {tmp_path / 'results'}/reports: check RESULTS (a writable folder)"]
+
+
+@pytest.mark.timeout(60)
+def test_a_read_only_results_folder_is_a_failure_not_a_busy_lock(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:1], mnist_test.labels[:1])
+    assert run_job(inbox, results).returncode == 0
+    (results / ".classify-inbox.lock").unlink()
+    results.chmod(0o555)
+    # root writes anywhere; without the capabilities that let it, it meets permissions as anyone does
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results), "MNIST_BATCH": str(BIN / "mnist-batch")}
+    done = subprocess.run([*as_user, "bash", JOB], env=environment, capture_output=True, text=True, timeout=60)
+    results.chmod(0o755)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"classify-inbox: cannot open the lock file {results}/.classify-inbox.lock: its folder must exist and be "
+        f"writable (see {results}/classify-inbox.log)"]
+
+
+@pytest.mark.timeout(60)
+def test_a_bare_config_name_is_the_file_in_the_current_folder_not_one_on_path(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    (tmp_path / "job.conf").write_text("INBOX=inbox\nRESULTS=results\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "job.conf").write_text("INBOX=elsewhere\nRESULTS=wrong-results\n")
+    environment = os.environ | {"MNIST_BATCH_CONFIG": "job.conf", "MNIST_BATCH": str(BIN / "mnist-batch"),
+                                "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", JOB], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert rows_in(tmp_path / "results").height == 1 and not (tmp_path / "wrong-results").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_config_file_is_one_line(tmp_path):
+    environment = os.environ | {"MNIST_BATCH_CONFIG": str(tmp_path / "no.conf")}
+    done = subprocess.run(["bash", JOB], env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"classify-inbox: cannot read config {tmp_path / 'no.conf'}: no such readable file"]
+
+
+@pytest.mark.timeout(60)
+def test_a_log_in_a_missing_folder_is_one_line_before_any_work(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    log = tmp_path / "no-such-folder" / "job.log"
+    done = run_job(tmp_path / "inbox", tmp_path / "results", LOG=str(log))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"classify-inbox: cannot write the log {log}: its folder must exist and be writable"]
+    assert not list((tmp_path / "results").glob("predictions-*"))

@@ -1,9 +1,13 @@
 """What a hostile review of the merged product found: each test pins one fix."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,6 +15,7 @@ import pytest
 from PIL import Image
 
 import mnist_batch
+from mnist_batch import results
 from tests.conftest import write_pngs
 
 
@@ -245,3 +250,83 @@ def test_a_labels_path_through_a_symlinked_folder_names_the_file_the_kernel_open
     (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
     resolved = mnist_batch.labels.resolve("link/../d.png", tmp_path)
     assert open(resolved, "rb").read() == b"digit"
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_keeps_the_parts_says_so_and_resume_gives_the_uninterrupted_file(tmp_path, mnist_test):
+    """kill, timeout and systemd's stop send SIGTERM to the main process: it must clean up as after Ctrl-C."""
+    folder = tmp_path / "many"
+    write_pngs(folder, np.tile(mnist_test.images[:500], (4, 1, 1)), np.tile(mnist_test.labels[:500], 4))
+    out = tmp_path / "preds.parquet"
+    command = [Path(sys.executable).parent / "mnist-batch", "classify", folder, "--out", out,
+               "--quiet", "--workers", "1", "--batch-size", "16"]  # a part file every 64 rows
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = results.parts_dir(out)
+    while not list(parts.glob("part-*.parquet")) and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr and "--resume" in stderr
+    assert list(parts.glob("part-*.parquet")) and not out.exists()
+    assert not (tmp_path / f".{out.name}.lock").exists(), "the lock file is removed as after a finished run"
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = tmp_path / "fresh.parquet"
+    assert subprocess.run([*command[:4], fresh, *command[5:]], capture_output=True).returncode == 0
+    assert pl.read_parquet(out).equals(pl.read_parquet(fresh))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("name", "fmt"), [("x.parquet", "csv"), ("x.CSV", "parquet")])
+def test_a_format_that_contradicts_the_out_name_is_a_usage_error(cli, folder, tmp_path, name, fmt):
+    result = cli("classify", str(folder), "--out", str(tmp_path / name), "--format", fmt, "--quiet")
+    assert result.exit_code == 2 and f"--format {fmt} contradicts" in result.stderr
+    assert not (tmp_path / name).exists()
+
+
+GLOB_NAMES = ["runs[2026]", "what?*"]  # legal folder names that polars and glob read as patterns
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", GLOB_NAMES)
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_an_out_path_with_glob_characters_is_written_and_reported_by_name(cli, folder, tmp_path, name, suffix):
+    out = tmp_path / name / f"p[1].{suffix}"
+    assert cli("classify", folder, "--out", out, "--quiet").exit_code == 0
+    labels = tmp_path / name / "labels[1].csv"
+    result = cli("report", out, "--labels-from-dirs", "--json-out", tmp_path / "s.json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["labels"]["evaluated"] == 6
+    rows = pl.read_parquet(out, glob=False) if suffix == "parquet" else pl.read_csv(out, glob=False)
+    rows.select("path", label="pred").write_csv(labels)
+    assert cli("report", out, "--labels", labels).exit_code == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", GLOB_NAMES)
+def test_an_out_dir_with_glob_characters_is_read_back_by_incremental_runs_and_report(cli, folder, tmp_path, name):
+    results_dir = tmp_path / name
+    assert cli("classify", folder, "--out-dir", results_dir, "--incremental", "--quiet").exit_code == 0
+    again = cli("classify", folder, "--out-dir", results_dir, "--incremental", "--quiet")
+    assert again.exit_code == 0 and "0 new" in again.stderr
+    assert len(list(results_dir.glob("predictions-*.parquet"))) == 1
+    assert cli("report", results_dir).exit_code == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_out_in_a_read_only_folder_names_the_output(folder, tmp_path):
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    # root writes anywhere; without the capabilities that let it, it meets permissions as anyone does
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    out = locked / "p.parquet"
+    done = subprocess.run([*as_user, Path(sys.executable).parent / "mnist-batch", "classify", folder,
+                           "--out", out, "--quiet"], capture_output=True, text=True, timeout=60)
+    locked.chmod(0o755)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"mnist-batch: error: cannot write {out}: creating {locked}/.p.parquet.lock failed (Permission denied); "
+        "give an output in a folder you can write to"]
