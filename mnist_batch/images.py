@@ -161,9 +161,9 @@ def to_gray(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def otsu_threshold(pixels: np.ndarray) -> int:
-    """Otsu's threshold of a uint8 image: pixels <= t form the dark class, pixels > t the light one."""
-    counts = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
+def otsu_threshold(counts: np.ndarray) -> int:
+    """Otsu's threshold from a 256-bin histogram: values <= t form the dark class, > t the light one."""
+    counts = counts.astype(np.float64)
     dark_weight = np.cumsum(counts)
     dark_sum = np.cumsum(counts * LEVELS)
     total, total_sum = dark_weight[-1], dark_sum[-1]
@@ -175,16 +175,32 @@ def otsu_threshold(pixels: np.ndarray) -> int:
     return int(np.argmax(between))
 
 
-def polarity(pixels: np.ndarray) -> tuple[bool, np.ndarray]:
-    """(light background?, paper mask). Otsu splits the pixels into a dark and a light class; the
-    paper is the class that holds most of the edge pixels. Unlike a fixed mid-grey cut this
+def histogram_median(counts: np.ndarray, first: int = 0) -> float:
+    """The median of the values a histogram counts (bin i holds value first + i), as np.median
+    gives it (the mean of the two middle values for an even count), without sorting pixels."""
+    cumulative = np.cumsum(counts)
+    middle = np.searchsorted(cumulative, [(cumulative[-1] - 1) // 2, cumulative[-1] // 2], side="right")
+    return first + float(middle.mean())
+
+
+def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
+    """(light background?, Otsu threshold). Otsu splits the pixels into a dark and a light class;
+    the paper is the class that holds most of the edge pixels. Unlike a fixed mid-grey cut this
     survives dim scans and light ink on a grey board; unlike "ink is the minority" it survives
     tight crops (form fields, box-normalised sets), where a 1 or a thick digit is mostly ink."""
-    threshold = otsu_threshold(pixels)
+    threshold = otsu_threshold(counts)
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    light_background = np.count_nonzero(border > threshold) * 2 > border.size
-    return light_background, (pixels > threshold if light_background else pixels <= threshold)
+    return np.count_nonzero(border > threshold) * 2 > border.size, threshold
+
+
+def background_level(counts: np.ndarray, threshold: int, light_background: bool) -> float:
+    """The paper's grey level: the median of the image, as most of a digit image is paper; in a
+    tight crop of a thick digit, where ink is the majority, the median of the paper class."""
+    paper, first = (counts[threshold + 1 :], threshold + 1) if light_background else (counts[: threshold + 1], 0)
+    if paper.sum() * 2 < counts.sum():
+        return histogram_median(paper, first)
+    return histogram_median(counts)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -224,14 +240,14 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
     if max(height, width) > 2 * WORK_SIDE:
         factor = max(height, width) // WORK_SIDE
         pixels = np.asarray(gray.reduce(factor))  # before the polarity test: less noise, a cheaper histogram
-    light_background, paper = polarity(pixels)
+    counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
+    light_background, threshold = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
         return pixels if pixels.max() >= BLANK_PEAK else None
 
+    level = background_level(counts, threshold, light_background)
     ink = (255 - pixels if light_background else pixels).astype(np.float32)
-    # The background level: most of a digit image is paper, so the median, except in a tight
-    # crop of a thick digit, where ink is the majority: then the paper's own median.
-    ink -= np.median(ink) if np.count_nonzero(paper) * 2 >= paper.size else np.median(ink[paper])
+    ink -= 255 - level if light_background else level
     peak = ink.max()
     if peak < MIN_CONTRAST:
         return None
