@@ -113,7 +113,7 @@ def train_command(
     augment: bool = typer.Option(False, "--augment", help="Random affine jitter (rotation, scale, shear, shift)."),
     augment_writers: bool = typer.Option(
         False, "--augment-writers",
-        help="Writer variation: affine jitter, elastic distortion, stroke width, blur (--extra digits always get it)."),
+        help="Writer variation: affine jitter, elastic distortion, stroke width and blur, on every image."),
     base: Optional[str] = typer.Option(
         None, "--from", metavar="FILE|NAME",
         help="Fine-tune this checkpoint (a file or a bundled name) instead of starting afresh."),
