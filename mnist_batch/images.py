@@ -29,6 +29,9 @@ BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has n
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
 # percentile) to 3.5 (75th); thinner strokes are widened to MNIST's 25th percentile.
 THIN_STROKE, MNIST_STROKE = 2.0, 2.6
+# Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
+# from it, are dust or dirt, not digit.
+SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
 
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -213,6 +216,26 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(area - np.count_nonzero(interior), 1)
 
 
+def drop_specks(ink: np.ndarray) -> np.ndarray:
+    """Dust and dirt away from the digit would stretch its box and shrink the digit. Keep the big
+    pieces of ink (a tenth of the largest or more) and whatever lies near their box (within a
+    fifth of its size, so a detached stroke stays); drop the specks beyond."""
+    from scipy import ndimage  # loaded in the workers, and only for images off the MNIST form
+
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))  # diagonal neighbours join
+    if count <= 1:
+        return ink
+    areas = np.bincount(labels.ravel())[1:]
+    boxes = ndimage.find_objects(labels)
+    big = [boxes[i] for i in np.flatnonzero(areas >= SPECK_SHARE * areas.max())]
+    top, bottom = min(rows.start for rows, _ in big), max(rows.stop for rows, _ in big)
+    left, right = min(cols.start for _, cols in big), max(cols.stop for _, cols in big)
+    near_y, near_x = SPECK_MARGIN * (bottom - top), SPECK_MARGIN * (right - left)
+    keep = [False] + [rows.start < bottom + near_y and rows.stop > top - near_y
+                      and cols.start < right + near_x and cols.stop > left - near_x for rows, cols in boxes]
+    return np.where(np.array(keep)[labels], ink, 0)
+
+
 def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     """A digit written with a fine pen, once fitted into 20x20, has hair-thin strokes that the
     networks have never seen (MNIST's are 2.2 to 3.5 px there). Widen such strokes to MNIST's
@@ -253,6 +276,7 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
+    ink = drop_specks(ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 

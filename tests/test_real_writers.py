@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from mnist_batch import images
 from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256
 
 
@@ -237,3 +238,16 @@ def test_fine_pen_strokes_are_widened_to_mnists_width(pen, widened):
     assert (thickened is crop) != widened
     width_in_box = stroke_width(thickened > 0) * 20 / 200
     assert 2.0 <= width_in_box <= 3.5 if widened else width_in_box == stroke_width(crop > 0) * 20 / 200
+
+
+@pytest.mark.parametrize("specks", [[(2, 2)], [(2, 2), (150, 3)], [(3, 150), (150, 150), (80, 2)]])
+def test_dust_specks_away_from_the_digit_do_not_change_it(mnist_test, specks):
+    """A scanned digit with dust or dirt in the margins comes out as it does from a clean page."""
+    for index in range(20):
+        page = on_paper(upscale(mnist_test.images[index], 4), paper=235, pen=20)
+        page = np.pad(page, 20, constant_values=235)  # a wide margin, as a form field has
+        dusty = page.copy()
+        for y, x in specks:
+            dusty[y : y + 4, x : x + 4] = 40
+        clean_digit = images.preprocess(Image.fromarray(page))
+        assert np.array_equal(images.preprocess(Image.fromarray(dusty)), clean_digit), index
