@@ -231,9 +231,9 @@ def drop_specks(ink: np.ndarray) -> np.ndarray:
     top, bottom = min(rows.start for rows, _ in big), max(rows.stop for rows, _ in big)
     left, right = min(cols.start for _, cols in big), max(cols.stop for _, cols in big)
     near_y, near_x = SPECK_MARGIN * (bottom - top), SPECK_MARGIN * (right - left)
-    keep = [False] + [rows.start < bottom + near_y and rows.stop > top - near_y
-                      and cols.start < right + near_x and cols.stop > left - near_x for rows, cols in boxes]
-    return np.where(np.array(keep)[labels], ink, 0)
+    keep = [rows.start < bottom + near_y and rows.stop > top - near_y
+            and cols.start < right + near_x and cols.stop > left - near_x for rows, cols in boxes]
+    return ink if all(keep) else np.where(np.array([False, *keep])[labels], ink, 0)
 
 
 def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
