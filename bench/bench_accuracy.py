@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BIN, OUT, machine, run_measured, write_optdigits, write_scans, write_thin_pen  # noqa: E402
+from common import (  # noqa: E402
+    BIN,
+    OUT,
+    machine,
+    run_measured,
+    write_dusty_scans,
+    write_optdigits,
+    write_scans,
+    write_thin_pen,
+)
 
 import mnist_batch  # noqa: E402
 from mnist_batch.model import bundled_checkpoints  # noqa: E402
@@ -42,6 +51,7 @@ def sets() -> dict[str, Path]:
         "optdigits box-cropped (light on dark, 16x16, ink at the edges)":
             write_optdigits(OUT / "optdigits-box", light_on_dark=True, side=16),
         "thin pen (2,000 MNIST test digits, fine strokes)": write_thin_pen(OUT / "thin-pen"),
+        "dusty scans (2,000 scan-like digits with specks of dust)": write_dusty_scans(OUT / "dusty"),
     }
 
 

@@ -147,3 +147,24 @@ def write_thin_pen(folder: Path, count: int = 2_000) -> Path:
         Image.fromarray(255 - np.pad(np.asarray(ink), 8)).save(path)
     marker.touch()
     return folder
+
+
+def write_dusty_scans(folder: Path, count: int = 2_000, seed: int = 2) -> Path:
+    """Scan-like digits with one to three dark specks of dust or dirt (2-4 px) anywhere on the page."""
+    marker = folder / f".complete-{count}-{seed}"
+    if marker.exists():
+        return folder
+    test = mnist_test()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        data, _ = scan_like(test.images[i], rng)
+        page = np.asarray(Image.open(io.BytesIO(data)).convert("L")).copy()
+        height, width = page.shape
+        for _ in range(rng.integers(1, 4)):
+            y, x, side = rng.integers(0, height - 4), rng.integers(0, width - 4), rng.integers(2, 5)
+            page[y : y + side, x : x + side] = rng.integers(20, 80)
+        path = folder / str(int(test.labels[i])) / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(page).save(path)
+    marker.touch()
+    return folder
