@@ -32,6 +32,8 @@ THIN_STROKE, MNIST_STROKE = 2.0, 2.6
 # Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
 # from it, are dust or dirt, not digit.
 SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
+# A printed box: a row or column at least this share of one class, in the outer band of a side.
+FRAME_LINE, FRAME_BAND, FRAME_THICK = 0.85, 0.15, 0.08  # ... and at most this share of it thick
 
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -216,6 +218,42 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(area - np.count_nonzero(interior), 1)
 
 
+def full_lines(band: np.ndarray, threshold: int, dark: bool, axis: int) -> np.ndarray:
+    """Indices of the rows (axis=1) or columns (axis=0) of `band` nearly all of the one class."""
+    return np.flatnonzero(((band <= threshold) == dark).mean(axis=axis) >= FRAME_LINE)
+
+
+def inside_frame(pixels: np.ndarray, threshold: int, counts: np.ndarray) -> np.ndarray | None:
+    """The inside of a printed box around the digit (a form field), or None when there is none.
+
+    A box is a straight line, all of one class (dark or light), in the outer band of at least
+    three of the four sides, thin, and of a class that is the minority of the image (box and digit
+    against the paper). Without this, the box decides the polarity and is taken for the digit. A
+    tight crop of a digit is no box: its ink is the majority, or its full edge rows are thick."""
+    height, width = pixels.shape
+    band_y, band_x = max(2, int(FRAME_BAND * height)), max(2, int(FRAME_BAND * width))
+    dark_share = counts[: threshold + 1].sum() / pixels.size
+    for dark, share in ((True, dark_share), (False, 1 - dark_share)):
+        if share >= 0.5:
+            continue
+
+        top = full_lines(pixels[:band_y], threshold, dark, axis=1)
+        bottom = full_lines(pixels[height - band_y :], threshold, dark, axis=1)
+        left = full_lines(pixels[:, :band_x], threshold, dark, axis=0)
+        right = full_lines(pixels[:, width - band_x :], threshold, dark, axis=0)
+        sides = [(top, height), (bottom, height), (left, width), (right, width)]
+        if sum(len(side) > 0 for side, _ in sides) < 3 or any(len(side) > FRAME_THICK * size for side, size in sides):
+            continue  # a printed line is thin; a digit cropped tight has thick full rows, if any
+        # Inside the innermost line of each side that has one.
+        y0 = top[-1] + 1 if len(top) else 0
+        y1 = height - band_y + bottom[0] if len(bottom) else height
+        x0 = left[-1] + 1 if len(left) else 0
+        x1 = width - band_x + right[0] if len(right) else width
+        if (y1 - y0) * 2 >= height and (x1 - x0) * 2 >= width:
+            return pixels[y0:y1, x0:x1]
+    return None
+
+
 def drop_specks(ink: np.ndarray) -> np.ndarray:
     """Dust and dirt away from the digit would stretch its box and shrink the digit. Keep the big
     pieces of ink (a tenth of the largest or more) and whatever lies near their box (within a
@@ -258,14 +296,20 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
     """28x28 uint8 MNIST-style digit (white on black), or None when the image is blank."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
-    if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK:
-        return pixels if pixels.max() >= BLANK_PEAK else None  # MNIST form, a clean dark edge: as it is
+    if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.mean() < 128:
+        # MNIST form: a clean dark edge around a mostly dark field (not a dark box on paper): as it is
+        return pixels if pixels.max() >= BLANK_PEAK else None
     if max(height, width) > 2 * WORK_SIDE:
         factor = max(height, width) // WORK_SIDE
         pixels = np.asarray(gray.reduce(factor))  # before the polarity test: less noise, a cheaper histogram
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     light_background, threshold = polarity(pixels, counts)
-    if (height, width) == (28, 28) and not light_background:
+    inner = inside_frame(pixels, threshold, counts)
+    if inner is not None:  # a form field's printed box: the digit is what it holds
+        pixels = inner
+        counts = np.bincount(pixels.ravel(), minlength=256)
+        light_background, threshold = polarity(pixels, counts)
+    elif (height, width) == (28, 28) and not light_background:
         return pixels if pixels.max() >= BLANK_PEAK else None
 
     level = background_level(counts, threshold, light_background)

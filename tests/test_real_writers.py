@@ -251,3 +251,20 @@ def test_dust_specks_away_from_the_digit_do_not_change_it(mnist_test, specks):
             dusty[y : y + 4, x : x + 4] = 40
         clean_digit = images.preprocess(Image.fromarray(page))
         assert np.array_equal(images.preprocess(Image.fromarray(dusty)), clean_digit), index
+
+
+@pytest.mark.parametrize("side, margin, line", [(84, 0, 2), (84, 6, 1), (200, 10, 4), (24, 2, 1)])
+def test_a_digit_in_a_printed_box_is_read(mnist_test, side, margin, line):
+    """A form field's box around the digit (dark lines at the edge of the crop) is neither taken
+    for the background nor for the digit; 28x28 included (side 24 + 2 x 2 margin)."""
+    import mnist_batch
+
+    boxed = []
+    for index in range(40):
+        page = on_paper(upscale(mnist_test.images[index], max(1, side // 28)), paper=235, pen=20)
+        page = np.asarray(Image.fromarray(page).resize((side, side)))
+        page = np.pad(page, margin, constant_values=235)
+        page[:line, :] = page[-line:, :] = page[:, :line] = page[:, -line:] = 20
+        boxed.append(page)
+    frame = mnist_batch.Classifier(device="cpu").predict(boxed)
+    assert (frame["pred"].to_numpy() == mnist_test.labels[:40]).mean() >= 0.9
