@@ -9,7 +9,7 @@ IN ?= sample_inputs
 OUT ?= runs/predictions.parquet
 LABELS ?=
 
-.PHONY: help venv demo test lint weights weights-lenet weights-smallbn classify report bench bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy clean
+.PHONY: help venv demo test lint weights classify report bench clean
 
 help:
 	@echo "make demo | test | lint | weights | classify IN=dir OUT=file | report IN=file [LABELS=file] | bench | clean"
@@ -53,23 +53,8 @@ report: venv
 
 bench: bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy
 
-bench-startup: venv
-	$(BIN)/python bench/bench_startup.py
-
-bench-train: venv
-	$(BIN)/python bench/bench_train.py
-
-bench-classify: venv
-	$(BIN)/python bench/bench_classify.py
-
-bench-report: venv
-	$(BIN)/python bench/bench_report.py
-
-bench-ray: venv
-	$(BIN)/python bench/bench_ray.py
-
-bench-accuracy: venv
-	$(BIN)/python bench/bench_accuracy.py
+bench-%: venv
+	$(BIN)/python bench/bench_$*.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

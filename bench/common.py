@@ -21,19 +21,32 @@ def mnist_test():
     return data.load("t10k")
 
 
-def write_mnist_pngs(folder: Path, count: int) -> Path:
-    """`count` MNIST test digits as 28x28 PNGs in label folders (reused when already there)."""
-    marker = folder / f".complete-{count}"
+def write_labelled(folder: Path, key: str, make_files) -> Path:
+    """A test set on disk: make_files() yields (label, file name, image as PIL image or encoded
+    bytes), written into label folders; a marker file makes a later call reuse the set."""
+    marker = folder / f".complete-{key}"
     if marker.exists():
         return folder
-    test = mnist_test()
-    for i in range(count):
-        label = int(test.labels[i % 10_000])
-        path = folder / str(label) / f"{i:06d}.png"
+    for label, name, image in make_files():
+        path = folder / str(int(label)) / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(test.images[i % 10_000]).save(path)
+        if isinstance(image, bytes):
+            path.write_bytes(image)
+        else:
+            image.save(path)
     marker.touch()
     return folder
+
+
+def write_mnist_pngs(folder: Path, count: int) -> Path:
+    """`count` MNIST test digits as 28x28 PNGs in label folders (reused when already there)."""
+
+    def files():
+        test = mnist_test()
+        for i in range(count):
+            yield test.labels[i % 10_000], f"{i:06d}.png", Image.fromarray(test.images[i % 10_000])
+
+    return write_labelled(folder, str(count), files)
 
 
 def scan_like(digit: np.ndarray, rng) -> tuple[bytes, str]:
@@ -58,19 +71,13 @@ def scan_like(digit: np.ndarray, rng) -> tuple[bytes, str]:
 
 
 def write_scans(folder: Path, count: int, seed: int = 0) -> Path:
-    marker = folder / f".complete-{count}-{seed}"
-    if marker.exists():
-        return folder
-    test = mnist_test()
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        index = i % 10_000
-        data, ext = scan_like(test.images[index], rng)
-        path = folder / str(int(test.labels[index])) / f"{i:06d}.{ext}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    marker.touch()
-    return folder
+    def files():
+        test, rng = mnist_test(), np.random.default_rng(seed)
+        for i in range(count):
+            data, ext = scan_like(test.images[i % 10_000], rng)
+            yield test.labels[i % 10_000], f"{i:06d}.{ext}", data
+
+    return write_labelled(folder, f"{count}-{seed}", files)
 
 
 def run_measured(command: list, env=None) -> dict:
@@ -116,16 +123,13 @@ def render_optdigit(image: np.ndarray, side: int = 32, light_on_dark: bool = Fal
 
 def write_optdigits(folder: Path, light_on_dark: bool = False, side: int = 32) -> Path:
     """optdigits as PNG files in label folders (reused when already there)."""
-    marker = folder / ".complete"
-    if marker.exists():
-        return folder
-    images, targets = load_optdigits()
-    for i, (image, target) in enumerate(zip(images, targets, strict=True)):
-        path = folder / str(int(target)) / f"{i:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        render_optdigit(image, side, light_on_dark).save(path)
-    marker.touch()
-    return folder
+
+    def files():
+        images, targets = load_optdigits()
+        for i, (image, target) in enumerate(zip(images, targets, strict=True)):
+            yield target, f"{i:04d}.png", render_optdigit(image, side, light_on_dark)
+
+    return write_labelled(folder, f"{side}-{light_on_dark}", files)
 
 
 def write_thin_pen(folder: Path, count: int = 2_000) -> Path:
@@ -133,38 +137,30 @@ def write_thin_pen(folder: Path, count: int = 2_000) -> Path:
     strokes thinned with a 5x5 minimum filter, dark on white. MNIST's own pens are all broad."""
     from PIL import ImageFilter
 
-    marker = folder / f".complete-{count}"
-    if marker.exists():
-        return folder
-    test = mnist_test()
-    for i in range(count):
-        digit = test.images[i]
-        rows, cols = np.flatnonzero(digit.max(axis=1) > 40), np.flatnonzero(digit.max(axis=0) > 40)
-        ink = Image.fromarray(np.ascontiguousarray(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]))
-        ink = ink.resize((ink.width * 3, ink.height * 3), Image.BICUBIC).filter(ImageFilter.MinFilter(5))
-        path = folder / str(int(test.labels[i])) / f"{i:05d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(255 - np.pad(np.asarray(ink), 8)).save(path)
-    marker.touch()
-    return folder
+    def files():
+        test = mnist_test()
+        for i in range(count):
+            digit = test.images[i]
+            rows, cols = np.flatnonzero(digit.max(axis=1) > 40), np.flatnonzero(digit.max(axis=0) > 40)
+            ink = Image.fromarray(np.ascontiguousarray(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]))
+            ink = ink.resize((ink.width * 3, ink.height * 3), Image.BICUBIC).filter(ImageFilter.MinFilter(5))
+            yield test.labels[i], f"{i:05d}.png", Image.fromarray(255 - np.pad(np.asarray(ink), 8))
+
+    return write_labelled(folder, str(count), files)
 
 
 def write_dusty_scans(folder: Path, count: int = 2_000, seed: int = 2) -> Path:
     """Scan-like digits with one to three dark specks of dust or dirt (2-4 px) anywhere on the page."""
-    marker = folder / f".complete-{count}-{seed}"
-    if marker.exists():
-        return folder
-    test = mnist_test()
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        data, _ = scan_like(test.images[i], rng)
-        page = np.asarray(Image.open(io.BytesIO(data)).convert("L")).copy()
-        height, width = page.shape
-        for _ in range(rng.integers(1, 4)):
-            y, x, side = rng.integers(0, height - 4), rng.integers(0, width - 4), rng.integers(2, 5)
-            page[y : y + side, x : x + side] = rng.integers(20, 80)
-        path = folder / str(int(test.labels[i])) / f"{i:05d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(page).save(path)
-    marker.touch()
-    return folder
+
+    def files():
+        test, rng = mnist_test(), np.random.default_rng(seed)
+        for i in range(count):
+            data, _ = scan_like(test.images[i], rng)
+            page = np.asarray(Image.open(io.BytesIO(data)).convert("L")).copy()
+            height, width = page.shape
+            for _ in range(rng.integers(1, 4)):
+                y, x, side = rng.integers(0, height - 4), rng.integers(0, width - 4), rng.integers(2, 5)
+                page[y : y + side, x : x + side] = rng.integers(20, 80)
+            yield test.labels[i], f"{i:05d}.png", Image.fromarray(page)
+
+    return write_labelled(folder, f"{count}-{seed}", files)

@@ -29,6 +29,14 @@ def mnist_test(mnist_dir):
 
 
 @pytest.fixture(scope="session")
+def classifier():
+    """The Python API's classifier on the bundled checkpoint, loaded once."""
+    import mnist_batch
+
+    return mnist_batch.Classifier(device="cpu")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the whole test session: starting one costs seconds."""
     import ray

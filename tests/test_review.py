@@ -20,11 +20,6 @@ from tests.conftest import write_pngs
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    return mnist_batch.Classifier(device="cpu")
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory, mnist_test):
     root = tmp_path_factory.mktemp("review")
     write_pngs(root, mnist_test.images[:6], mnist_test.labels[:6])
