@@ -15,7 +15,7 @@ import polars as pl
 from PIL import Image
 
 from mnist_batch import images, results
-from mnist_batch.options import ClassifyOptions, RayOptions
+from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
 
 # classify_files' keyword options: ClassifyOptions' fields, less those it sets itself.
 OPTION_NAMES = frozenset(ClassifyOptions.__dataclass_fields__) - {"inputs", "progress"}
@@ -84,10 +84,4 @@ def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", 
              for name in ("include", "exclude") if name in options}
     opts = ClassifyOptions(inputs=tuple(str(item) for item in inputs), progress=progress,
                            **(options | paths | globs))
-    if engine == "ray":
-        from mnist_batch.ray_engine import classify_ray
-
-        return classify_ray(opts, RayOptions(address=address, actors=actors), started)
-    from mnist_batch.classify import classify
-
-    return classify(opts, started)
+    return run_engine(engine, opts, RayOptions(address=address, actors=actors), started)

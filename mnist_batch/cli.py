@@ -18,7 +18,7 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
-from mnist_batch.errors import FAILURE, INTERRUPTED, USAGE, UserError  # noqa: E402
+from mnist_batch.errors import FAILURE, INTERRUPTED, UserError  # noqa: E402
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
@@ -263,7 +263,7 @@ def classify_command(
     the output's lock.
     """
     from mnist_batch.errors import PARTIAL
-    from mnist_batch.options import ClassifyOptions, RayOptions
+    from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
 
     opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
                            incremental=incremental, files_from=files_from,
@@ -271,16 +271,7 @@ def classify_command(
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
                            max_pixels=max_pixels, progress=progress_wanted(quiet))
-    if engine == "ray":
-        from mnist_batch.ray_engine import classify_ray
-
-        summary = run_job(ctx, classify_ray, opts, RayOptions(address=address, actors=actors), STARTED)
-    elif engine == "local":
-        from mnist_batch.classify import classify
-
-        summary = run_job(ctx, classify, opts, STARTED)
-    else:
-        fail(f"unknown --engine {engine!r}; use local or ray", USAGE)
+    summary = run_job(ctx, run_engine, engine, opts, RayOptions(address=address, actors=actors), STARTED)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     elif summary.out is None:

@@ -236,7 +236,6 @@ def inside_frame(pixels: np.ndarray, threshold: int, counts: np.ndarray) -> np.n
     for dark, share in ((True, dark_share), (False, 1 - dark_share)):
         if share >= 0.5:
             continue
-
         top = full_lines(pixels[:band_y], threshold, dark, axis=1)
         bottom = full_lines(pixels[height - band_y :], threshold, dark, axis=1)
         left = full_lines(pixels[:, :band_x], threshold, dark, axis=0)

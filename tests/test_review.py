@@ -62,6 +62,15 @@ def test_classify_files_names_an_unknown_option(folder, tmp_path):
         mnist_batch.classify_files([folder], outdir=tmp_path)
 
 
+def test_an_unknown_engine_is_refused_by_the_api_as_by_the_cli(cli, folder, tmp_path):
+    """One dispatcher for both faces: a misspelt engine never runs the local one instead."""
+    with pytest.raises(mnist_batch.UserError, match="unknown --engine 'rya'") as error:
+        mnist_batch.classify_files([folder], out=tmp_path / "a.parquet", engine="rya")
+    assert error.value.exit_code == 2 and not (tmp_path / "a.parquet").exists()
+    result = cli("classify", folder, "--out", tmp_path / "b.parquet", "--engine", "rya")
+    assert result.exit_code == 2 and "unknown --engine 'rya'" in result.stderr
+
+
 @pytest.mark.parametrize("array", [
     np.zeros((28, 28), np.complex128),
     np.full((28, 28), "x"),
