@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,19 @@ def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[Pat
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
+
+
+def write_tiled_pngs(folder: Path, test, distinct: int, copies: int) -> list[Path]:
+    """The first `distinct` MNIST test digits, `copies` times over: many files quickly, for runs
+    that must last long enough to be killed or interrupted."""
+    return write_pngs(folder, np.tile(test.images[:distinct], (copies, 1, 1)), np.tile(test.labels[:distinct], copies))
+
+
+def interruptible_classify(folder: Path, out: Path) -> list:
+    """A classify command for tests that stop it mid-run: one worker, small batches, so a part
+    file appears every 64 rows; the output stays at argument 4 (command[:4] + [other] + command[5:])."""
+    return [Path(sys.executable).parent / "mnist-batch", "classify", folder, "--out", out,
+            "--quiet", "--workers", "1", "--batch-size", "16"]
 
 
 @pytest.fixture

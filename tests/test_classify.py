@@ -19,7 +19,7 @@ from PIL import Image
 
 from mnist_batch import images, results
 from mnist_batch.model import DEFAULT_CHECKPOINT, load_checkpoint, normalize
-from tests.conftest import write_pngs
+from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 # The contract, spelled out independently of the code that writes it.
 PINNED_SCHEMA = {
@@ -229,10 +229,9 @@ def test_unreadable_file_is_a_row(tmp_path, mnist_test):
 
 def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_test):
     folder = tmp_path / "many"
-    write_pngs(folder, np.tile(mnist_test.images[:1000], (3, 1, 1)), np.tile(mnist_test.labels[:1000], 3))
+    write_tiled_pngs(folder, mnist_test, 1000, 3)
     out = tmp_path / "preds.parquet"
-    command = [Path(sys.executable).parent / "mnist-batch", "classify", folder, "--out", out,
-               "--quiet", "--workers", "1", "--batch-size", "16"]  # a part file every 64 rows
+    command = interruptible_classify(folder, out)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = results.parts_dir(out)
     deadline = time.time() + 240

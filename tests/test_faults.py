@@ -16,7 +16,7 @@ from PIL import Image
 
 from mnist_batch import images, report_html, results
 from mnist_batch.classify import DecodePool
-from tests.conftest import write_pngs
+from tests.conftest import write_pngs, write_tiled_pngs
 
 BIN = Path(sys.executable).parent
 MNIST_BATCH = str(BIN / "mnist-batch")
@@ -119,7 +119,7 @@ def wait_for(path: Path, process: subprocess.Popen) -> None:
 @pytest.mark.timeout(120)
 def test_worker_killed_mid_run_is_replaced_and_every_input_gets_one_row(tmp_path, mnist_test):
     folder = tmp_path / "in"
-    write_pngs(folder, np.tile(mnist_test.images[:300], (2, 1, 1)), np.tile(mnist_test.labels[:300], 2))
+    write_tiled_pngs(folder, mnist_test, 300, 2)
     out = tmp_path / "o.parquet"
     process = start_classify(folder, out, "--workers", "2", "--batch-size", "16")
     workers_of(process, 2)[0].kill()
@@ -153,7 +153,7 @@ def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_tes
 @pytest.mark.timeout(120)
 def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path, mnist_test):
     folder = tmp_path / "in"
-    write_pngs(folder, np.tile(mnist_test.images[:500], (12, 1, 1)), np.tile(mnist_test.labels[:500], 12))
+    write_tiled_pngs(folder, mnist_test, 500, 12)
     out = tmp_path / "o.parquet"
     process = start_classify(folder, out, "--workers", "2", "--batch-size", "32")
     workers = workers_of(process, 2)
@@ -267,7 +267,7 @@ def test_tree_1100_levels_deep_is_walked(cli, tmp_path, mnist_test):
 @pytest.mark.parametrize("mode", ["out", "out-dir"])
 def test_second_run_on_the_same_output_exits_75_and_the_first_finishes_whole(tmp_path, mnist_test, mode):
     folder = tmp_path / "in"
-    write_pngs(folder, np.tile(mnist_test.images[:500], (4, 1, 1)), np.tile(mnist_test.labels[:500], 4))
+    write_tiled_pngs(folder, mnist_test, 500, 4)
     output = tmp_path / ("o.parquet" if mode == "out" else "results")
     option = ["--out", output] if mode == "out" else ["--out-dir", output, "--incremental"]
     lock = output.parent / ".o.parquet.lock" if mode == "out" else output / ".mnist-batch.lock"

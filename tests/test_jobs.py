@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from tests.conftest import write_pngs
+from tests.conftest import write_pngs, write_tiled_pngs
 
 REPO = Path(__file__).parent.parent
 JOB = REPO / "jobs" / "classify-inbox.sh"
@@ -89,7 +89,7 @@ def test_failing_runs_exit_non_zero_and_leave_results_as_they_were(tmp_path, mni
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_pngs(inbox / "a", mnist_test.images[:10], mnist_test.labels[:10])
     assert run_job(inbox, results).returncode == 0
-    write_pngs(inbox / "b", np.tile(mnist_test.images[:500], (2, 1, 1)), np.tile(mnist_test.labels[:500], 2))
+    write_tiled_pngs(inbox / "b", mnist_test, 500, 2)
     before = folder_state(results)
 
     broken = tmp_path / "broken.safetensors"
@@ -190,7 +190,7 @@ def test_job_exits_75_while_a_manual_classify_writes_to_results(tmp_path, mnist_
 def test_a_job_stopped_by_sigterm_logs_it_and_the_next_run_catches_up(tmp_path, mnist_test):
     """systemd's stop and a shutdown send SIGTERM to the job's whole process group."""
     inbox, results = tmp_path / "inbox", tmp_path / "results"
-    write_pngs(inbox, np.tile(mnist_test.images[:500], (2, 1, 1)), np.tile(mnist_test.labels[:500], 2))
+    write_tiled_pngs(inbox, mnist_test, 500, 2)
     environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results), "MNIST_BATCH": str(BIN / "mnist-batch"),
                                 "CLASSIFY_ARGS": "--workers 1 --batch-size 8"}
     job = subprocess.Popen(["bash", JOB], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

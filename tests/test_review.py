@@ -16,7 +16,7 @@ from PIL import Image
 
 import mnist_batch
 from mnist_batch import results
-from tests.conftest import write_pngs
+from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 
 @pytest.fixture(scope="module")
@@ -260,10 +260,9 @@ def test_a_labels_path_through_a_symlinked_folder_names_the_file_the_kernel_open
 def test_sigterm_keeps_the_parts_says_so_and_resume_gives_the_uninterrupted_file(tmp_path, mnist_test):
     """kill, timeout and systemd's stop send SIGTERM to the main process: it must clean up as after Ctrl-C."""
     folder = tmp_path / "many"
-    write_pngs(folder, np.tile(mnist_test.images[:500], (4, 1, 1)), np.tile(mnist_test.labels[:500], 4))
+    write_tiled_pngs(folder, mnist_test, 500, 4)
     out = tmp_path / "preds.parquet"
-    command = [Path(sys.executable).parent / "mnist-batch", "classify", folder, "--out", out,
-               "--quiet", "--workers", "1", "--batch-size", "16"]  # a part file every 64 rows
+    command = interruptible_classify(folder, out)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     parts = results.parts_dir(out)
     while not list(parts.glob("part-*.parquet")) and process.poll() is None:
