@@ -26,13 +26,16 @@ class Classifier:
     size and mode, and returns rows of the result schema (path is null for in-memory items)."""
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto",
-                 batch_size: int = 1024, max_pixels: int = images.DEFAULT_MAX_PIXELS):
+                 batch_size: int = 1024, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 min_digit_score: float = results.DEFAULT_MIN_DIGIT_SCORE):
         from mnist_batch.model import Inference
 
         if batch_size < 1 or max_pixels < 1:
             raise ValueError(f"batch_size ({batch_size}) and max_pixels ({max_pixels}) must be 1 or more")
         self.inference = Inference(checkpoint, device)
-        self.batch_size, self.max_pixels = batch_size, max_pixels
+        if not 0.0 <= min_digit_score <= 1.0:
+            raise ValueError(f"min_digit_score ({min_digit_score}) must be between 0 and 1")
+        self.batch_size, self.max_pixels, self.min_digit_score = batch_size, max_pixels, min_digit_score
 
     def predict(self, items: Iterable) -> pl.DataFrame:
         """One row per item, in the order given; a bad item is a row with its status and error.
@@ -54,8 +57,7 @@ class Classifier:
         decoded = [images.load_path(path, self.max_pixels) if path is not None
                    else images.load_image(item, self.max_pixels) for path, item in zip(paths, items, strict=True)]
         chunk = images.DecodedChunk.of(paths, decoded)
-        probs = self.inference.probabilities(chunk.digits, chunk.ok)
-        return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256)
+        return results.predict_rows(chunk, self.inference, self.min_digit_score)
 
 
 def is_one_image(items) -> bool:

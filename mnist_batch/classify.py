@@ -110,8 +110,7 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
         errors_shown = failed = 0
         rate_start = time.perf_counter()
         for chunk in pool.chunks(while_waiting=bar.refresh):
-            probs = inference.probabilities(chunk.digits, chunk.ok)
-            run.add(results.build_rows(chunk, probs, inference.name, inference.sha256))
+            run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
             for path, item in zip(chunk.paths, chunk.inputs, strict=True):
                 if images.is_failed(item.status):
                     failed += 1

@@ -240,6 +240,9 @@ def classify_command(
                                 help="Continue an interrupted run: classify only inputs without a row."),
     max_pixels: int = typer.Option(40_000_000, metavar="N",
                                    help="Refuse images with more pixels than this, before decoding."),
+    min_digit_score: float = typer.Option(
+        0.5, metavar="S", help="Rows whose digit score (how much the input looks like one handwritten digit, 0-1) "
+        "is below this get status not_digit instead of a digit. 0 keeps every digit."),
     engine: str = typer.Option("local", metavar="NAME",
                                help="local, or ray to run on a Ray cluster (--out is then a directory)."),
     address: Optional[str] = typer.Option(None, metavar="ADDRESS",
@@ -258,7 +261,7 @@ def classify_command(
 
     On a Ray cluster: mnist-batch classify s3://bucket/scans --out results/ --engine ray
 
-    Exit codes: 0 every input classified (or blank); 3 some inputs could not be
+    Exit codes: 0 every input classified (or blank, or not a digit); 3 some inputs could not be
     classified (their rows say why); 1 failure; 2 usage error; 75 another run holds
     the output's lock.
     """
@@ -270,7 +273,8 @@ def classify_command(
                            include=tuple(include), exclude=tuple(exclude), format=fmt,
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
-                           max_pixels=max_pixels, progress=progress_wanted(quiet))
+                           max_pixels=max_pixels, min_digit_score=min_digit_score,
+                           progress=progress_wanted(quiet))
     summary = run_job(ctx, run_engine, engine, opts, RayOptions(address=address, actors=actors), STARTED)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -278,6 +282,7 @@ def classify_command(
         typer.echo(f"nothing new to classify; {out_dir} is up to date")
     else:
         blank = f", {summary.blank} blank" if summary.blank else ""
+        blank += f", {summary.not_digit} not a digit" if summary.not_digit else ""
         typer.echo(f"{summary.rows} rows -> {summary.out}: {summary.ok} ok{blank}, {summary.failed} failed; "
                    f"{summary.seconds:.2f} s, {summary.images_per_second:,.0f} images/s on {summary.device}")
     if summary.failed:

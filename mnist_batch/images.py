@@ -38,12 +38,13 @@ FRAME_LINE, FRAME_BAND, FRAME_THICK = 0.85, 0.15, 0.08  # ... and at most this s
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
-OK, BLANK = "ok", "blank"  # every other status is an error kind: the input failed
+OK, BLANK = "ok", "blank"  # every other status but NOT_DIGIT is an error kind: the input failed
+NOT_DIGIT = "not_digit"  # read fine, but not one handwritten digit (an empty form field, a letter, a tick)
 
 
 def is_failed(status: str) -> bool:
-    """The one definition of a failed input: neither classified nor blank."""
-    return status not in (OK, BLANK)
+    """The one definition of a failed input: neither classified, blank, nor found not to be a digit."""
+    return status not in (OK, BLANK, NOT_DIGIT)
 
 # The 108 edge pixels of a 28x28 image, as one index: the MNIST-form check runs per image.
 MNIST_BORDER = np.zeros((28, 28), bool)

@@ -15,8 +15,9 @@ from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
 CLASSES = [str(digit) for digit in range(10)]
+NOT_DIGIT = "not_digit"  # the extra class of a network trained with non-digits: anything but one digit
 WEIGHTS = Path(__file__).parent / "weights"  # the bundled checkpoints
-DEFAULT_CHECKPOINT = WEIGHTS / "lenet.safetensors"
+DEFAULT_CHECKPOINT = WEIGHTS / "smallbn.safetensors"  # reads other writers best, and knows non-digits
 
 
 class LeNet(nn.Module):
@@ -46,7 +47,8 @@ class SmallBN(nn.Module):
     64 channels and a 128-unit head; 98,938 parameters. About six times LeNet's compute, and
     still over 8,000 images/s per CPU thread; BatchNorm is what lets it absorb heavy augmentation."""
 
-    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 64, hidden: int = 128, dropout: float = 0.2):
+    def __init__(self, classes: int = 10, c1: int = 16, c2: int = 32, c3: int = 64, hidden: int = 128,
+                 dropout: float = 0.2):
         super().__init__()
 
         def block(cin: int, cout: int, kernel: int) -> list[nn.Module]:
@@ -55,7 +57,7 @@ class SmallBN(nn.Module):
 
         self.features = nn.Sequential(*block(1, c1, 5), *block(c1, c2, 3), *block(c2, c3, 3))  # 28 -> 14 -> 7 -> 3
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c3 * 9, hidden, bias=False), nn.BatchNorm1d(hidden),
-                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 10))
+                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, classes))
 
     def forward(self, x):
         return F.log_softmax(self.head(self.features(x)), dim=1)
@@ -65,8 +67,15 @@ BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 ARCHITECTURES = {"lenet": LeNet, "smallbn": SmallBN}  # name -> network class; the name is recorded in checkpoints
 
 
-def build(architecture: str) -> nn.Module:
-    return ARCHITECTURES[architecture]()
+def build(architecture: str, classes: int = 10) -> nn.Module:
+    """The network by name; `classes` 11 adds the "not a digit" output (smallbn only: LeNet stays
+    exactly the notebook's network)."""
+    return ARCHITECTURES[architecture](classes) if classes != 10 else ARCHITECTURES[architecture]()
+
+
+def class_names(model: nn.Module) -> list[str]:
+    outputs = list(model.modules())[-1].out_features
+    return CLASSES + [NOT_DIGIT] * (outputs - len(CLASSES))
 
 
 def architecture_of(model: nn.Module) -> str:
@@ -106,7 +115,7 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
     """Weights in safetensors; metadata values are JSON so that numbers and lists survive."""
     from safetensors.torch import save_file
 
-    header = {"architecture": architecture_of(model), "mean": MEAN, "std": STD, "classes": CLASSES,
+    header = {"architecture": architecture_of(model), "mean": MEAN, "std": STD, "classes": class_names(model),
               "parameters": parameter_count(model)}
     header |= metadata
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -151,7 +160,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
             f"checkpoint {path} is for architecture {architecture!r}, not one of {', '.join(ARCHITECTURES)}; "
             "use a checkpoint made by `mnist-batch train`"
         )
-    model = build(architecture)
+    classes = metadata.get("classes", CLASSES)
+    if classes not in (CLASSES, CLASSES + [NOT_DIGIT]) or (len(classes) != 10 and architecture != "smallbn"):
+        raise UserError(f"checkpoint {path} has classes {str(classes)[:80]}; expected the ten digits, "
+                        f"and {NOT_DIGIT!r} for smallbn: use a checkpoint made by `mnist-batch train`")
+    model = build(architecture, len(classes))
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in tensors:
@@ -199,10 +212,16 @@ class Inference:
         model, self.metadata = load_checkpoint(self.checkpoint, self.device)
         self.model = model.to(memory_format=torch.channels_last)  # about twice as fast on the CPU
         self.name, self.sha256 = self.checkpoint.name, file_sha256(self.checkpoint)
+        self.temperature = float(self.metadata.get("temperature", 1.0))
+        self.knows_non_digits = len(self.metadata.get("classes", CLASSES)) > len(CLASSES)
 
-    def probabilities(self, digits: np.ndarray, ok: list[bool]) -> np.ndarray:
-        """(n, 10) probabilities for n inputs, the OK ones' digits given in order; zeros elsewhere."""
-        return spread_probs(predict(self.model, digits, self.device), ok)
+    def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
+        """For n inputs, the OK ones' digits given in order: (n, 10) digit probabilities and the
+        (n,) digit score (None for a network without the "not a digit" output); zeros elsewhere."""
+        log_probs = predict_log_probs(self.model, digits, self.device)
+        probs, digit_score = split_scores(log_probs, self.temperature)
+        full_score = None if not self.knows_non_digits else spread(digit_score, ok)
+        return spread(probs, ok), full_score
 
 
 def bundled_checkpoints() -> list[dict]:
@@ -225,22 +244,36 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def predict(model: nn.Module, digits: np.ndarray, device: torch.device) -> np.ndarray:
-    """(n, 28, 28) uint8 digits -> (n, 10) float32 softmax probabilities."""
+def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities, on the CPU."""
+    classes = len(class_names(model))
     if len(digits) == 0:
-        return np.zeros((0, 10), np.float32)
+        return torch.zeros((0, classes))
     batch = torch.from_numpy(digits)
     if device.type == "cuda":
         batch = batch.pin_memory().to(device, non_blocking=True)  # overlaps the copy with compute
     with torch.inference_mode():
         inputs = normalize(batch.to(device)).contiguous(memory_format=torch.channels_last)
-        return model(inputs).exp().float().cpu().numpy()
+        return model(inputs).float().cpu()
 
 
-def spread_probs(probs: np.ndarray, ok: list[bool]) -> np.ndarray:
-    """Probabilities of the OK inputs placed at their rows among all inputs; zeros elsewhere."""
-    full = np.zeros((len(ok), 10), np.float32)
-    full[np.flatnonzero(np.asarray(ok, bool))] = probs
+def split_scores(log_probs: torch.Tensor, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 10) digit probabilities, softmax over the digits' logits divided by the calibrated
+    temperature; and the (n,) digit score, 1 - P(not a digit), untempered (ones for a 10-class network)."""
+    digits = torch.softmax(log_probs[:, :10] / temperature, dim=1)
+    score = 1.0 - log_probs[:, 10].exp() if log_probs.shape[1] > 10 else torch.ones(len(log_probs))
+    return digits.numpy(), score.numpy()
+
+
+def predict(model: nn.Module, digits: np.ndarray, device: torch.device) -> np.ndarray:
+    """(n, 28, 28) uint8 digits -> (n, 10) float32 digit probabilities (untempered)."""
+    return split_scores(predict_log_probs(model, digits, device))[0]
+
+
+def spread(values: np.ndarray, ok: list[bool]) -> np.ndarray:
+    """Values of the OK inputs placed at their rows among all inputs; zeros elsewhere."""
+    full = np.zeros((len(ok), *values.shape[1:]), np.float32)
+    full[np.flatnonzero(np.asarray(ok, bool))] = values
     return full
 
 
@@ -250,7 +283,8 @@ def accuracy_and_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     losses, predictions = [], []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            output = model(normalize(images[start : start + batch_size]))
+            # Accuracy among the digits: the "not a digit" output, if any, is the digit score's.
+            output = torch.log_softmax(model(normalize(images[start : start + batch_size]))[:, :10], dim=1)
             target = labels[start : start + batch_size]
             losses.append(F.nll_loss(output, target, reduction="sum"))
             predictions.append(output.argmax(1))

@@ -30,6 +30,7 @@ class ClassifyOptions:
     overwrite: bool = False
     resume: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    min_digit_score: float = 0.5  # below it a row is not_digit (results.DEFAULT_MIN_DIGIT_SCORE)
     progress: bool = True
 
 
@@ -56,6 +57,8 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
     if opts.max_pixels < 1:
         raise UserError(f"--max-pixels {opts.max_pixels}: give 1 or more", USAGE)
+    if not 0.0 <= opts.min_digit_score <= 1.0:
+        raise UserError(f"--min-digit-score {opts.min_digit_score}: give a score between 0 and 1", USAGE)
     if opts.device not in DEVICES:
         raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
     if opts.out_dir is not None and Path(opts.out_dir).exists() and not Path(opts.out_dir).is_dir():

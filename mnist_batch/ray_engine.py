@@ -70,15 +70,14 @@ def preprocess_bytes(batch: pa.Table, max_pixels: int) -> pa.Table:
 class Predictor:
     """One per actor: loads the checkpoint once, then turns stage tables into result rows."""
 
-    def __init__(self, checkpoint: str, device: str):
+    def __init__(self, checkpoint: str, device: str, min_digit_score: float):
         from mnist_batch.model import Inference
 
         self.inference = Inference(checkpoint, device)
+        self.min_digit_score = min_digit_score
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        chunk = chunk_of(batch)
-        probs = self.inference.probabilities(chunk.digits, chunk.ok)
-        return results.build_rows(chunk, probs, self.inference.name, self.inference.sha256).to_arrow()
+        return results.predict_rows(chunk_of(batch), self.inference, self.min_digit_score).to_arrow()
 
 
 def is_uri(item: str) -> bool:
@@ -140,7 +139,7 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
     # Half a CPU per actor: it mostly waits for batches, and a resource request unlike the
     # decoding tasks' keeps Ray from fusing decoding into the actors.
     predicted = prepared.map_batches(
-        Predictor, fn_constructor_args=(str(checkpoint), opts.device), batch_format="pyarrow",
+        Predictor, fn_constructor_args=(str(checkpoint), opts.device, opts.min_digit_score), batch_format="pyarrow",
         batch_size=opts.batch_size, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5,
         num_gpus=1 if gpus else 0)
     pipeline_start = time.perf_counter()

@@ -20,16 +20,21 @@ from mnist_batch import images
 from mnist_batch.errors import LOCKED, USAGE, UserError, log
 from mnist_batch.files import remove_temporaries, write_atomic
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2 added digit_score, min_digit_score and the not_digit status
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
 # Changing a column's name, type or meaning bumps SCHEMA_VERSION and the README's table.
 SCHEMA = {
     "path": pl.String,  # the input path as discovered, normalised; non-UTF-8 bytes as \xNN (stored_path)
-    "status": pl.String,  # ok, blank, or an error kind (missing, unreadable, empty, not_image, ...)
+    "status": pl.String,  # ok, blank, not_digit, or an error kind (missing, unreadable, empty, not_image, ...)
     "error": pl.String,  # why the input was not classified; null when status is ok
     "pred": pl.Int8,  # predicted digit 0-9; null unless status is ok
     "confidence": pl.Float32,  # probability of pred
     **{column: pl.Float32 for column in PROB_COLUMNS},  # softmax over the ten digits
+    # How much the input looks like one handwritten digit, 0-1: 1 - the network's probability of
+    # "not a digit"; 0 for an input that held only printed lines. Null for a network without that
+    # output (lenet) and for inputs that were not read.
+    "digit_score": pl.Float32,
+    "min_digit_score": pl.Float32,  # the run's threshold: a digit_score below it made the row not_digit
     "file_size": pl.Int64,  # bytes when read; null if the file could not be stat'ed
     "file_mtime_ns": pl.Int64,  # modification time, ns since the Unix epoch
     "checkpoint": pl.String,  # file name of the checkpoint that produced the row
@@ -59,17 +64,39 @@ def stored_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
-    """One row per input of `chunk`. `probs` is (n, 10) float32; its rows for inputs that are not OK are ignored."""
-    statuses = chunk.statuses
-    ok = np.array(chunk.ok, dtype=bool)
+DEFAULT_MIN_DIGIT_SCORE = 0.5  # below it a row is not_digit: see docs/schema.md for the measured rates
+
+
+def predict_rows(chunk: images.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE) -> pl.DataFrame:
+    """THE step from a decoded chunk to result rows, for every engine and the Python API:
+    `inference` (a model.Inference) scores the chunk's digits; rows follow."""
+    probs, digit_score = inference.scores(chunk.digits, chunk.ok)
+    return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256)
+
+
+def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,
+               checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
+    """One row per input of `chunk`. `probs` is (n, 10) float32 and `digit_score` (n,) or None
+    (a network without the "not a digit" output); their rows for inputs that are not OK are ignored."""
+    statuses = np.array(chunk.statuses, dtype=object)
+    classified = np.array(chunk.ok, dtype=bool)  # went through the network
+    found_empty = statuses == images.NOT_DIGIT  # preprocessing found only printed lines: no digit at all
+    scored = found_empty | (classified if digit_score is not None else False)
+    score = np.where(found_empty, 0.0, 0.0 if digit_score is None else digit_score).astype(np.float32)
+    rejected = classified & scored & (score < min_digit_score)
+    statuses[rejected] = images.NOT_DIGIT
+    ok = classified & ~rejected
+    errors = [f"digit score {value:.3f} is below the minimum {min_digit_score:g}: not one handwritten digit"
+              if reject else item.error for reject, value, item in zip(rejected, score, chunk.inputs, strict=True)]
     columns = {
         "path": [None if path is None else stored_path(path) for path in chunk.paths],
-        "status": statuses,
-        "error": [item.error for item in chunk.inputs],
+        "status": statuses.tolist(),
+        "error": errors,
         "pred": np.where(ok, probs.argmax(axis=1), 0).astype(np.int8),
         "confidence": probs.max(axis=1).astype(np.float32),
         **{column: probs[:, digit].astype(np.float32) for digit, column in enumerate(PROB_COLUMNS)},
+        "digit_score": score,
+        "min_digit_score": np.full(len(ok), min_digit_score, np.float32),
         "file_size": [item.file_size for item in chunk.inputs],
         "file_mtime_ns": [item.file_mtime_ns for item in chunk.inputs],
         "checkpoint": [checkpoint] * len(statuses),
@@ -78,7 +105,8 @@ def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, checkpoint: str, c
     frame = pl.DataFrame(columns, schema=SCHEMA)
     only_ok = ["pred", "confidence", *PROB_COLUMNS]
     return frame.with_columns(
-        pl.when(pl.Series(ok)).then(pl.col(column)).otherwise(None).alias(column) for column in only_ok
+        *(pl.when(pl.Series(ok)).then(pl.col(column)).otherwise(None).alias(column) for column in only_ok),
+        pl.when(pl.Series(scored)).then(pl.col("digit_score")).otherwise(None).alias("digit_score"),
     )
 
 
@@ -107,7 +135,9 @@ def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
     files = result_files(directory)
     if not files:
         return set()
-    frame = (pl.scan_parquet(files, glob=False).select("path", "file_size", "file_mtime_ns", "status")
+    # One scan per file: files of older schema versions have other columns; these four are in all.
+    columns = ["path", "file_size", "file_mtime_ns", "status"]
+    frame = (pl.concat([pl.scan_parquet(file, glob=False).select(columns) for file in files])
              .unique(subset="path", keep="last", maintain_order=True)
              .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status").collect())
     return set(frame.iter_rows())
@@ -276,6 +306,7 @@ class ClassifySummary:
     classified_now: int  # inputs read and classified by this run (the rest came from --resume parts)
     ok: int
     blank: int
+    not_digit: int
     failed: int
     statuses: dict[str, int]
     seconds: float  # wall time of the whole command
@@ -289,6 +320,7 @@ class ClassifySummary:
     def of(cls, counts: Counter, **fields) -> "ClassifySummary":
         seconds, now = fields["seconds"], fields["classified_now"]
         return cls(rows=sum(counts.values()), ok=counts[images.OK], blank=counts[images.BLANK],
+                   not_digit=counts[images.NOT_DIGIT],
                    failed=sum(n for status, n in counts.items() if images.is_failed(status)),
                    statuses=dict(sorted(counts.items())),
                    images_per_second=now / seconds if seconds > 0 else 0.0, **fields)
@@ -302,5 +334,14 @@ def scan(path: str | Path) -> pl.LazyFrame:
     Paths are names, never patterns (glob=False): a folder may be called runs[2026]."""
     path = str(path)
     if path.lower().endswith(".csv"):
-        return pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
-    return pl.scan_parquet(path, glob=False)
+        frame = pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
+    else:
+        frame = pl.scan_parquet(path, glob=False)
+    return with_current_columns(frame)
+
+
+def with_current_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """A result file of an older schema version, given this version's columns: the columns it
+    lacks are null (version 1 had no digit_score or min_digit_score)."""
+    have = frame.collect_schema().names()
+    return frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in SCHEMA.items() if name not in have)
