@@ -35,6 +35,16 @@ SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
 # A printed box: a row or column at least this share of one class, in the outer band of a side.
 FRAME_LINE, FRAME_BAND, FRAME_THICK = 0.85, 0.15, 0.08  # ... and at most this share of it thick
 
+# Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
+# LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
+# LINE_OVER_DIGIT than the ink left once they are gone is tall (a 7's bar is not).
+LINE_TILT, LINE_STEP, LINE_SPAN, LINE_OVER_DIGIT, MAX_LINES = 6.0, 1.5, 0.45, 1.1, 4
+LINE_MEET = 4  # px: a frame's side ends this close to its base line
+OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
+LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
+EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the image is no digit
+LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
+
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
@@ -254,6 +264,167 @@ def inside_frame(pixels: np.ndarray, threshold: int, counts: np.ndarray) -> np.n
     return None
 
 
+def sheared_rows(mask: np.ndarray, shear: float) -> np.ndarray:
+    """`mask` sheared so that a line y = c + (x - width/2) * shear becomes row c + pad
+    (pad: the largest shift), padded with False."""
+    height, width = mask.shape
+    shift = np.round((np.arange(width) - width / 2) * shear).astype(np.int64)
+    pad = int(np.abs(shift).max())
+    padded = np.pad(mask, ((2 * pad, 2 * pad), (0, 0)))
+    return padded[np.arange(height + 2 * pad)[:, None] + (shift + pad)[None, :], np.arange(width)]
+
+
+def longest_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Length and end (exclusive) of the longest run of True in each row."""
+    count = np.cumsum(rows, axis=1, dtype=np.int32)
+    since_gap = count - np.maximum.accumulate(np.where(rows, 0, count), axis=1)
+    return since_gap.max(axis=1), since_gap.argmax(axis=1) + 1
+
+
+def line_candidates(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Long straight horizontal runs of ink at small tilts, longest first: each as the (row, column)
+    pixels of its band (the rows around the run's centre that are mostly ink along it), and its length."""
+    columns = np.flatnonzero(mask.any(axis=0))
+    if len(columns) == 0:
+        return []
+    # Relative to the ink's extent, not the image's: a field may sit anywhere on a large page.
+    shortest = max(LINE_SPAN * (columns[-1] - columns[0] + 1), 8)
+    best = []  # (length, shear index, sheared row, end)
+    for index, shear in enumerate(LINE_SHEARS):
+        sheared = sheared_rows(mask, shear)
+        pairs = sheared[:-1] | sheared[1:]  # a thin line that drifts by a pixel stays in a pair of rows
+        pairs[:, 1:-1] |= pairs[:, :-2] & pairs[:, 2:]  # and one-pixel gaps (anti-aliasing) are bridged
+        lengths, ends = longest_runs(pairs)
+        best.extend((length, index, row, end) for row, (length, end) in enumerate(zip(lengths, ends, strict=True))
+                    if length >= shortest)
+    best.sort(reverse=True)
+    found, taken = [], []
+    for length, index, row, end in best:
+        if len(found) == MAX_LINES:
+            break
+        if any(abs(row - other) <= 8 for other in taken):
+            continue  # the same line at a neighbouring tilt
+        band = line_band(mask, LINE_SHEARS[index], row, end - length, end)
+        if band is not None:
+            found.append((band, int(length)))
+            taken.append(row)
+    return found
+
+
+def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) -> tuple | None:
+    """The pixels of a line found in sheared row `row` as a run over columns start:end: its own
+    tilt fitted to the ink, the rows around it where at least half the run is ink, along the whole
+    width (a line broken by a gap is still one line), less the columns where a stroke crosses it
+    (ink just beyond both edges). None when the band is too thick for a printed line."""
+    height, width = mask.shape
+    run = np.arange(start, end)
+    offsets = np.arange(-6, 8)
+
+    def around(centre, columns):
+        ys = centre[None, :] + offsets[:, None]
+        valid = (ys >= 0) & (ys < height)
+        return ys, valid, np.where(valid, mask[ys.clip(0, height - 1), columns[None, :]], False)
+
+    # The tilt steps are coarse: fit the line's own tilt to the ink's middle in each column.
+    shift = np.round((np.arange(width) - width / 2) * shear).astype(np.int64)
+    centre = (row - np.abs(shift).max() + shift)[run]  # the original rows of the sheared row's pixels
+    _, _, inked = around(centre, run)
+    weight = inked.sum(axis=0)
+    has_ink = weight > 0
+    if has_ink.sum() < 2:
+        return None
+    middle = centre[has_ink] + (inked * offsets[:, None]).sum(axis=0)[has_ink] / weight[has_ink]
+    slope, intercept = np.polyfit(run[has_ink], middle, 1)
+    _, _, inked = around(np.round(slope * run + intercept).astype(np.int64), run)
+    mostly = inked.mean(axis=1) >= 0.5
+    if not mostly[6] and not mostly[7]:
+        return None
+    first = last = 6 if mostly[6] else 7
+    while first > 0 and mostly[first - 1]:
+        first -= 1
+    while last < len(offsets) - 1 and mostly[last + 1]:
+        last += 1
+    if first == 0 or last == len(offsets) - 1 or last - first + 1 > max(4, 0.08 * height):
+        return None  # a thick bar, or a band that does not end: not a printed line
+    columns = np.arange(width)
+    ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
+    crossed = inked[max(first - 2, 0)] & inked[min(last + 2, len(offsets) - 1)]
+    keep = valid[first : last + 1] & inked[first : last + 1] & ~crossed[None, :]
+    return ys[first : last + 1][keep], np.broadcast_to(columns, keep.shape)[keep]
+
+
+def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
+    any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
+
+    Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
+    frame. A horizontal one counts when it is longer than the ink inside the frame is tall, by
+    LINE_OVER_DIGIT (a digit is taller than wide, so a 7's bar or a 5's top stays). A vertical
+    one needs that too, and to meet a printed horizontal line, or a second vertical beside it:
+    a lone stroke is a 1, and a 9's stem stands apart from the underline below."""
+    mask = ink > 0
+    outer_rows, outer_cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(outer_rows):
+        return ink, False
+    horizontal = [(band, length) for band, length in line_candidates(mask)
+                  if on_the_outside(band[0], outer_rows)]
+    vertical = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T)
+                if on_the_outside(rows, outer_cols)]
+    if not horizontal and not vertical:
+        return ink, False
+    inside = mask.copy()
+    for (rows, cols), _ in horizontal + vertical:
+        inside[rows, cols] = False
+    inside = drop_line_ends(inside, mask) > 0  # corners and ends of the lines are no part of the digit
+    inside_rows = np.flatnonzero(inside.any(axis=1))
+    digit_height = inside_rows[-1] - inside_rows[0] + 1 if len(inside_rows) else 0
+    printed = [band for band, length in horizontal if length >= LINE_OVER_DIGIT * digit_height]
+    long_vertical = [band for band, length in vertical if length >= LINE_OVER_DIGIT * digit_height]
+    if len(long_vertical) >= 2 and not printed:
+        printed = long_vertical  # two tall strokes side by side: a field's sides (or "11": no one digit)
+    elif printed:
+        printed += [band for band in long_vertical if meets(band, printed, mask.shape)]
+    if not printed:
+        return ink, False
+    cleaned = ink.copy()
+    for rows, cols in printed:
+        cleaned[rows, cols] = 0
+    return drop_line_ends(cleaned, mask), True
+
+
+def on_the_outside(coordinates: np.ndarray, extent: np.ndarray) -> bool:
+    """A line reaches the first or last row (column) that holds ink."""
+    near = OUTER_SHARE * (extent[-1] - extent[0] + 1)
+    return coordinates.min() <= extent[0] + near or coordinates.max() >= extent[-1] - near
+
+
+def meets(band: tuple, others: list[tuple], shape: tuple[int, int]) -> bool:
+    """Whether a line ends on (or crosses) one of `others`: a frame's side meets its base."""
+    from scipy import ndimage
+
+    near = np.zeros(shape, bool)
+    for rows, cols in others:
+        near[rows, cols] = True
+    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    return bool(near[band].any())
+
+
+def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """What a removed line leaves: its blurred ends, corners and the ticks of a comb field. They
+    touch where the line was and are small beside the largest piece of ink (the digit)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(cleaned > 0, structure=np.ones((3, 3)))
+    if count == 0:
+        return cleaned
+    areas = np.bincount(labels.ravel())[1:]
+    removed = ndimage.binary_dilation(before & (cleaned == 0), structure=np.ones((3, 3)))
+    touching = np.zeros(count + 1, bool)
+    touching[np.unique(labels[removed])] = True
+    drop = np.concatenate([[False], touching[1:] & (areas < LINE_END_SHARE * areas.max())])
+    return np.where(drop[labels], 0, cleaned)
+
+
 def drop_specks(ink: np.ndarray) -> np.ndarray:
     """Dust and dirt away from the digit would stretch its box and shrink the digit. Keep the big
     pieces of ink (a tenth of the largest or more) and whatever lies near their box (within a
@@ -293,7 +464,8 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
 
 
 def preprocess(gray: Image.Image) -> np.ndarray | None:
-    """28x28 uint8 MNIST-style digit (white on black), or None when the image is blank."""
+    """28x28 uint8 MNIST-style digit (white on black), or None when the image is blank;
+    ImageProblem(NOT_DIGIT) when it holds only printed lines."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.mean() < 128:
@@ -320,8 +492,12 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
-    ink = drop_specks(ink)
+    ink, had_lines = remove_form_lines(drop_specks(ink))
+    if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
+        ink = drop_specks(ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * min(ink.shape)):
+        raise ImageProblem(NOT_DIGIT, "only printed lines (an empty form field or an underline): no digit")
     crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
     # Fit into 20x20 keeping the aspect ratio, anti-aliased, as MNIST was made.
@@ -383,7 +559,10 @@ def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
 
 
 def digit_of(gray: Image.Image) -> Decoded:
-    digit = preprocess(gray)
+    try:
+        digit = preprocess(gray)
+    except ImageProblem as problem:
+        return Decoded(problem.status, str(problem))
     if digit is None:
         return Decoded(BLANK, "no ink found: the image is blank or has too little contrast")
     return Decoded(OK, digit=digit)

@@ -1,0 +1,169 @@
+"""Synthetic inputs drawn with Pillow: things that are not one digit, and digits in form fields.
+
+`train` mixes non-digits into smallbn's batches as an 11th class ("not a digit"); the tests and
+benches draw form fields and held-out non-digits (other fonts, other seeds) to measure against.
+Every image is dark ink on light paper, as a scan is, and goes through the same preprocessing
+as a user's file (images.preprocess), so the network learns what classify will show it.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from mnist_batch import images
+
+# Letters that no writer's digit resembles closely (no O, I, l, Z, S, B, G, b, g, q, T, ...).
+LETTERS = "ACEFHKMNPRUVWXYacdefhkmnprtuvwxy"
+TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSerif", "DejaVuSerif-Bold",
+               "DejaVuSerif-Italic", "DejaVuSansMono", "DejaVuSansMono-BoldOblique")
+HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
+KINDS = ("letter", "pair", "scribble", "tick", "cross", "blot", "underline", "empty_box")
+FRAMES = ("box", "open", "comb", "underline")
+
+
+def font_path(name: str) -> str:
+    import matplotlib  # a dependency already (plots); it ships these fonts
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{name}.ttf")
+
+
+def paper(size: tuple[int, int], rng) -> Image.Image:
+    """Light paper, slightly tinted and grainy."""
+    level = rng.uniform(200, 250)
+    grain = rng.normal(0, rng.uniform(1, 6), (size[1], size[0]))
+    return Image.fromarray((level + grain).clip(0, 255).astype(np.uint8))
+
+
+def ink_level(rng) -> int:
+    return int(rng.uniform(10, 90))
+
+
+def letter(rng, fonts: tuple[str, ...]) -> Image.Image:
+    side = int(rng.integers(48, 120))
+    page = paper((side, side), rng)
+    font = ImageFont.truetype(font_path(fonts[rng.integers(len(fonts))]), int(side * rng.uniform(0.5, 0.8)))
+    draw = ImageDraw.Draw(page)
+    draw.text((side / 2, side / 2), LETTERS[rng.integers(len(LETTERS))], fill=ink_level(rng), font=font, anchor="mm")
+    shear = rng.uniform(-0.3, 0.3)  # slant
+    page = page.transform(page.size, Image.AFFINE, (1, shear, -shear * side / 2, 0, 1, 0),
+                          resample=Image.BILINEAR, fillcolor=int(np.asarray(page)[0, 0]))
+    return page.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2)))
+
+
+def digits_side_by_side(rng, mnist: np.ndarray) -> Image.Image:
+    """Two or three MNIST digits in one crop, as a field that holds a number."""
+    count = int(rng.integers(2, 4))
+    picks = [mnist[i] for i in rng.integers(len(mnist), size=count)]
+    pieces = []
+    for digit in picks:
+        cols = np.flatnonzero(digit.max(axis=0) > 30)
+        pieces.append(digit[:, cols[0] : cols[-1] + 1] if len(cols) else digit)
+        pieces.append(np.zeros((28, int(rng.integers(0, 6))), np.uint8))
+    ink = np.concatenate(pieces[:-1], axis=1)
+    ink = np.pad(ink, ((6, 6), (6, 6)))
+    scale = rng.uniform(1.5, 3.5)
+    big = Image.fromarray(ink).resize((int(ink.shape[1] * scale), int(ink.shape[0] * scale)), Image.BICUBIC)
+    page = np.asarray(paper(big.size, rng), np.float32)
+    return Image.fromarray((page * (1 - np.asarray(big, np.float32) / 255 * rng.uniform(0.6, 0.95))).astype(np.uint8))
+
+
+def strokes(rng, kind: str) -> Image.Image:
+    """Pen marks: a scribble (a random wavy path), a tick, a cross, an ink blot, or an underline."""
+    side = int(rng.integers(48, 120))
+    page = paper((side, side), rng)
+    draw = ImageDraw.Draw(page)
+    width = max(1, int(side * rng.uniform(0.03, 0.09)))
+    fill = ink_level(rng)
+
+    def point(x0, x1, y0, y1):
+        return (side * rng.uniform(x0, x1), side * rng.uniform(y0, y1))
+
+    if kind == "scribble":
+        count = int(rng.integers(5, 14))
+        path = np.cumsum(rng.normal(0, side * 0.18, (count, 2)), axis=0) + side / 2
+        draw.line([tuple(p) for p in path.clip(side * 0.1, side * 0.9)], fill=fill, width=width, joint="curve")
+    elif kind == "tick":
+        draw.line([point(0.15, 0.35, 0.45, 0.65), point(0.35, 0.5, 0.7, 0.9), point(0.65, 0.9, 0.1, 0.35)],
+                  fill=fill, width=width, joint="curve")
+    elif kind == "cross":
+        draw.line([point(0.1, 0.3, 0.1, 0.3), point(0.7, 0.9, 0.7, 0.9)], fill=fill, width=width)
+        draw.line([point(0.7, 0.9, 0.1, 0.3), point(0.1, 0.3, 0.7, 0.9)], fill=fill, width=width)
+    elif kind == "blot":
+        for _ in range(int(rng.integers(1, 5))):
+            x, y = point(0.3, 0.7, 0.3, 0.7)
+            rx, ry = side * rng.uniform(0.05, 0.25, 2)
+            draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
+        page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
+    elif kind == "underline":
+        y = side * rng.uniform(0.6, 0.9)
+        draw.line([(side * rng.uniform(0, 0.2), y), (side * rng.uniform(0.8, 1), y + rng.normal(0, 2))],
+                  fill=fill, width=width)
+    return page
+
+
+def empty_field(rng) -> Image.Image:
+    """A printed form field with nothing written in it."""
+    return form_field(None, rng, float(rng.uniform(-5, 5)), int(rng.integers(0, 40)), int(rng.integers(1, 5)),
+                      FRAMES[rng.integers(len(FRAMES))])
+
+
+def non_digit(rng, kind: str, mnist: np.ndarray, fonts: tuple[str, ...] = TRAIN_FONTS) -> Image.Image:
+    if kind == "letter":
+        return letter(rng, fonts)
+    if kind == "pair":
+        return digits_side_by_side(rng, mnist)
+    if kind == "empty_box":
+        return empty_field(rng)
+    return strokes(rng, kind)
+
+
+def non_digit_bank(count: int, mnist: np.ndarray, seed: int, fonts: tuple[str, ...] = TRAIN_FONTS) -> np.ndarray:
+    """(n <= count, 28, 28) uint8 non-digits in the network's input form, drawn and preprocessed
+    as classify would: those that preprocessing already finds empty (lines only) are left out."""
+    rng = np.random.default_rng(seed)
+    bank = []
+    for i in range(count):
+        decoded = images.digit_of(non_digit(rng, KINDS[i % len(KINDS)], mnist, fonts))
+        if decoded.status == images.OK:
+            bank.append(decoded.digit)
+    return images.stack_digits(bank)
+
+
+def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_width: int, frame: str,
+               touching: bool = False) -> Image.Image:
+    """A 28x28 MNIST digit (or None: an empty field) written into a printed form field on a page:
+    `frame` is box, open (no top line), comb (a base line with ticks) or underline; the page is
+    turned by `tilt` degrees; `margin` px of paper lie between the frame and the page's edge.
+    `touching`: the digit is written large enough to run into the frame."""
+    box = int(rng.integers(60, 140))
+    side = box + 2 * margin
+    page = paper((side, side), rng)
+    draw = ImageDraw.Draw(page)
+    fill = int(rng.uniform(0, 80))
+    a, b = margin, margin + box - 1
+    if frame in ("box", "open", "comb", "underline"):
+        draw.line([(a, b), (b, b)], fill=fill, width=line_width)  # the base line every kind has
+    if frame in ("box", "open"):
+        draw.line([(a, a), (a, b)], fill=fill, width=line_width)
+        draw.line([(b, a), (b, b)], fill=fill, width=line_width)
+    if frame == "box":
+        draw.line([(a, a), (b, a)], fill=fill, width=line_width)
+    if frame == "comb":
+        tick = int(box * rng.uniform(0.15, 0.3))
+        draw.line([(a, b - tick), (a, b)], fill=fill, width=line_width)
+        draw.line([(b, b - tick), (b, b)], fill=fill, width=line_width)
+    if digit is not None:
+        share = rng.uniform(1.0, 1.15) if touching else rng.uniform(0.55, 0.85)
+        size = int(box * share)
+        ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
+        offset = margin + (box - size) // 2 + rng.integers(-box // 12, box // 12 + 1, 2)
+        pixels = np.asarray(page, np.float32)
+        y, x = (int(v) for v in offset)
+        y0, x0 = max(y, 0), max(x, 0)
+        y1, x1 = min(y + size, side), min(x + size, side)
+        region = ink[y0 - y : y1 - y, x0 - x : x1 - x]
+        pixels[y0:y1, x0:x1] = np.minimum(pixels[y0:y1, x0:x1], 255 - region * (255 - rng.uniform(10, 60)))
+        page = Image.fromarray(pixels.astype(np.uint8))
+    background = int(np.median(np.asarray(page)))
+    return page.rotate(tilt, resample=Image.BICUBIC, fillcolor=background)
