@@ -35,7 +35,7 @@ lint: venv
 # The bundled checkpoints: each trained into runs/weights/NAME, then the checkpoint goes to
 # mnist_batch/weights/NAME.safetensors and its metrics and plots to mnist_batch/weights/NAME/.
 WEIGHTS_lenet := --arch lenet --augment --epochs 6
-WEIGHTS_smallbn := --arch smallbn --augment-writers --epochs 14 --lr 0.01 --threads 1
+WEIGHTS_smallbn := --arch smallbn --augment-writers --non-digits 0.2 --calibrate --epochs 14 --lr 0.01 --threads 1
 
 weights: weights-lenet weights-smallbn
 

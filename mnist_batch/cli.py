@@ -123,6 +123,11 @@ def train_command(
     extra_root: Optional[Path] = typer.Option(None, metavar="DIR",
                                               help="Folder that relative --extra paths are relative to."),
     holdout: float = typer.Option(0.2, metavar="P", help="Share of the --extra digits held back to measure the gain."),
+    non_digits: float = typer.Option(
+        0.0, metavar="SHARE", help="smallbn only: add a \"not a digit\" output, trained on generated letters, "
+        "digit pairs, pen marks, blots and empty form fields making up this share of each batch (e.g. 0.2)."),
+    calibrate: bool = typer.Option(
+        False, "--calibrate", help="Hold back 5,000 MNIST training images and fit the confidence temperature on them."),
     dry_run: bool = typer.Option(False, "--dry-run", help="One epoch of 10 batches: checks the whole path quickly."),
     threads: int = typer.Option(0, metavar="N", help="CPU threads for torch (0: all cores)."),
     quiet: bool = Quiet,
@@ -146,7 +151,7 @@ def train_command(
                         device=device, data_dir=data_dir, download=download, out=out, augment=augment,
                         augment_writers=augment_writers, dry_run=dry_run, threads=threads,
                         progress=progress_wanted(quiet), base=base, extra=tuple(extra), extra_root=extra_root,
-                        holdout=holdout)
+                        holdout=holdout, non_digits=non_digits, calibrate=calibrate)
     summary = run_job(ctx, train_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))

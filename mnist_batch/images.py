@@ -10,6 +10,7 @@ distributed batch maps can call it; nothing imports torch.
 """
 
 import errno
+import functools
 import io
 import os
 import stat
@@ -39,7 +40,8 @@ FRAME_LINE, FRAME_BAND, FRAME_THICK = 0.85, 0.15, 0.08  # ... and at most this s
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
 # LINE_OVER_DIGIT than the ink left once they are gone is tall (a 7's bar is not).
 LINE_TILT, LINE_STEP, LINE_SPAN, LINE_OVER_DIGIT, MAX_LINES = 6.0, 1.5, 0.45, 1.1, 4
-LINE_MEET = 4  # px: a frame's side ends this close to its base line
+LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
+LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the image is no digit
@@ -264,14 +266,19 @@ def inside_frame(pixels: np.ndarray, threshold: int, counts: np.ndarray) -> np.n
     return None
 
 
-def sheared_rows(mask: np.ndarray, shear: float) -> np.ndarray:
-    """`mask` sheared so that a line y = c + (x - width/2) * shear becomes row c + pad
-    (pad: the largest shift), padded with False."""
-    height, width = mask.shape
-    shift = np.round((np.arange(width) - width / 2) * shear).astype(np.int64)
-    pad = int(np.abs(shift).max())
-    padded = np.pad(mask, ((2 * pad, 2 * pad), (0, 0)))
-    return padded[np.arange(height + 2 * pad)[:, None] + (shift + pad)[None, :], np.arange(width)]
+@functools.lru_cache(maxsize=512)
+def shear_index(height: int, width: int) -> tuple[np.ndarray, int]:
+    """Rows to gather from a mask padded by 2 * pad so that, for each tilt of LINE_SHEARS, a line
+    y = c + (x - width/2) * shear becomes the straight row c + pad."""
+    shifts = np.round((np.arange(width) - width / 2)[None, :] * LINE_SHEARS[:, None]).astype(np.int64)
+    pad = int(np.abs(shifts).max())
+    return np.arange(height + 2 * pad)[None, :, None] + (shifts + pad)[:, None, :], pad
+
+
+def sheared(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """(tilts, height + 2 * pad, width): `mask` sheared by each of LINE_SHEARS; and pad."""
+    rows, pad = shear_index(*mask.shape)
+    return np.pad(mask, ((2 * pad, 2 * pad), (0, 0)))[rows, np.arange(mask.shape[1])], pad
 
 
 def longest_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -289,30 +296,28 @@ def line_candidates(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
         return []
     # Relative to the ink's extent, not the image's: a field may sit anywhere on a large page.
     shortest = max(LINE_SPAN * (columns[-1] - columns[0] + 1), 8)
-    best = []  # (length, shear index, sheared row, end)
-    for index, shear in enumerate(LINE_SHEARS):
-        sheared = sheared_rows(mask, shear)
-        pairs = sheared[:-1] | sheared[1:]  # a thin line that drifts by a pixel stays in a pair of rows
-        pairs[:, 1:-1] |= pairs[:, :-2] & pairs[:, 2:]  # and one-pixel gaps (anti-aliasing) are bridged
-        lengths, ends = longest_runs(pairs)
-        best.extend((length, index, row, end) for row, (length, end) in enumerate(zip(lengths, ends, strict=True))
-                    if length >= shortest)
-    best.sort(reverse=True)
+    every, pad = sheared(mask)
+    pairs = every[:, :-1] | every[:, 1:]  # a thin line that drifts by a pixel stays in a pair of rows
+    pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]  # and one-pixel gaps (anti-aliasing) are bridged
+    lengths, ends = (found.reshape(pairs.shape[:2]) for found in longest_runs(pairs.reshape(-1, pairs.shape[2])))
+    tilts, rows = np.nonzero(lengths >= shortest)
+    order = np.argsort(-lengths[tilts, rows], kind="stable")
     found, taken = [], []
-    for length, index, row, end in best:
+    for tilt, row in zip(tilts[order], rows[order], strict=True):
         if len(found) == MAX_LINES:
             break
-        if any(abs(row - other) <= 8 for other in taken):
+        if any(abs(row - other) <= 3 for other in taken):
             continue  # the same line at a neighbouring tilt
-        band = line_band(mask, LINE_SHEARS[index], row, end - length, end)
+        taken.append(row)  # tried: a neighbouring row or tilt would find the same run again
+        length, end = int(lengths[tilt, row]), int(ends[tilt, row])
+        band = line_band(mask, LINE_SHEARS[tilt], row - pad, end - length, end)
         if band is not None:
-            found.append((band, int(length)))
-            taken.append(row)
+            found.append((band, length))
     return found
 
 
 def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) -> tuple | None:
-    """The pixels of a line found in sheared row `row` as a run over columns start:end: its own
+    """The pixels of a line y = row + (x - width/2) * shear, found as a run over columns start:end: its own
     tilt fitted to the ink, the rows around it where at least half the run is ink, along the whole
     width (a line broken by a gap is still one line), less the columns where a stroke crosses it
     (ink just beyond both edges). None when the band is too thick for a printed line."""
@@ -326,8 +331,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         return ys, valid, np.where(valid, mask[ys.clip(0, height - 1), columns[None, :]], False)
 
     # The tilt steps are coarse: fit the line's own tilt to the ink's middle in each column.
-    shift = np.round((np.arange(width) - width / 2) * shear).astype(np.int64)
-    centre = (row - np.abs(shift).max() + shift)[run]  # the original rows of the sheared row's pixels
+    centre = row + np.round((run - width / 2) * shear).astype(np.int64)
     _, _, inked = around(centre, run)
     weight = inked.sum(axis=0)
     has_ink = weight > 0
@@ -356,22 +360,44 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
 def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
     any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
+    They are found on the ink's bounding box reduced to at most LINE_SIDE pixels (a block
+    maximum keeps thin lines whole): the search is then cheap whatever the scan's size."""
+    mask = ink > 0
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return ink, False
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    factor = -(-max(box.shape) // LINE_SIDE)
+    height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
+    small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
+    small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
+    bands = printed_lines(small)
+    if not bands:
+        return ink, False
+    lines = np.zeros_like(small)
+    for band in bands:
+        lines[band] = True
+    lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: box.shape[0], : box.shape[1]]
+    cleaned = ink.copy()
+    cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
+    return drop_line_ends(cleaned, mask), True
+
+
+def printed_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (rows, cols) pixels of each printed line in `mask`.
 
     Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
     frame. A horizontal one counts when it is longer than the ink inside the frame is tall, by
     LINE_OVER_DIGIT (a digit is taller than wide, so a 7's bar or a 5's top stays). A vertical
     one needs that too, and to meet a printed horizontal line, or a second vertical beside it:
     a lone stroke is a 1, and a 9's stem stands apart from the underline below."""
-    mask = ink > 0
     outer_rows, outer_cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(outer_rows):
-        return ink, False
     horizontal = [(band, length) for band, length in line_candidates(mask)
                   if on_the_outside(band[0], outer_rows)]
     vertical = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T)
                 if on_the_outside(rows, outer_cols)]
     if not horizontal and not vertical:
-        return ink, False
+        return []
     inside = mask.copy()
     for (rows, cols), _ in horizontal + vertical:
         inside[rows, cols] = False
@@ -381,15 +407,10 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     printed = [band for band, length in horizontal if length >= LINE_OVER_DIGIT * digit_height]
     long_vertical = [band for band, length in vertical if length >= LINE_OVER_DIGIT * digit_height]
     if len(long_vertical) >= 2 and not printed:
-        printed = long_vertical  # two tall strokes side by side: a field's sides (or "11": no one digit)
-    elif printed:
+        return long_vertical  # two tall strokes side by side: a field's sides (or "11": no one digit)
+    if printed:
         printed += [band for band in long_vertical if meets(band, printed, mask.shape)]
-    if not printed:
-        return ink, False
-    cleaned = ink.copy()
-    for rows, cols in printed:
-        cleaned[rows, cols] = 0
-    return drop_line_ends(cleaned, mask), True
+    return printed
 
 
 def on_the_outside(coordinates: np.ndarray, extent: np.ndarray) -> bool:

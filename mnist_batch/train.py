@@ -19,13 +19,14 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from mnist_batch import augment, data, images, labels, plots
+from mnist_batch import augment, data, images, labels, plots, synthetic
 from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import (
     accuracy_and_loss,
     architecture_of,
     build,
+    class_names,
     file_sha256,
     load_checkpoint,
     normalize,
@@ -35,6 +36,9 @@ from mnist_batch.model import (
 )
 
 DRY_RUN_BATCHES = 10
+CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to fit the temperature
+NON_DIGIT_BANK = 12_000  # generated non-digits drawn once per run, then augmented in every batch
+NOT_DIGIT_LABEL = 10
 # Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
 REPEATS, MIN_STEPS, MAX_STEPS = 40, 100, 400
 MAX_LISTED_PROBLEMS = 10  # bad rows of a labels file listed on stderr; the rest are counted
@@ -61,6 +65,8 @@ class TrainOptions:
     extra_root: Path | None = None  # what their relative paths are relative to
     holdout: float = 0.2  # share of the user's digits held back to measure the gain
     extra_share: float = 0.25  # share of each batch drawn from the user's digits
+    non_digits: float = 0.0  # share of each batch drawn from generated non-digits (smallbn's 11th class)
+    calibrate: bool = False  # hold back CALIBRATION_IMAGES of MNIST train and fit the confidence temperature
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ def check_options(opts: TrainOptions) -> None:
         raise UserError(f"--holdout {opts.holdout}: give a share from 0 to below 1, e.g. 0.2", USAGE)
     if opts.extra_root is not None and not opts.extra:
         raise UserError("--extra-root goes with --extra LABELS", USAGE)
+    if not 0 <= opts.non_digits < 1:
+        raise UserError(f"--non-digits {opts.non_digits}: give a share from 0 to below 1, e.g. 0.2", USAGE)
+    if opts.non_digits and (opts.arch or "lenet") == "lenet" and opts.base is None:
+        raise UserError("--non-digits needs --arch smallbn: lenet stays the notebook's ten-digit network", USAGE)
     if opts.extra_root is not None and not Path(opts.extra_root).is_dir():
         raise UserError(f"--extra-root {opts.extra_root}: no such folder", USAGE)
 
@@ -169,15 +179,36 @@ def stratified_split(targets: np.ndarray, share: float, seed: int) -> tuple[np.n
 def starting_model(opts: TrainOptions, device: torch.device) -> tuple[torch.nn.Module, dict | None]:
     """A fresh network of --arch, or the --from checkpoint's network with its weights."""
     if opts.base is None:
-        return build(opts.arch or "lenet"), None
+        return build(opts.arch or "lenet", 11 if opts.non_digits else 10), None
     checkpoint = resolve_checkpoint(opts.base)
     model, metadata = load_checkpoint(checkpoint, device)
     if opts.arch is not None and opts.arch != architecture_of(model):
         raise UserError(f"--from {opts.base} is a {architecture_of(model)} checkpoint; drop --arch {opts.arch} "
                         "or start from a checkpoint of that network", USAGE)
-    trained_with_writers = bool(metadata.get("hyperparameters", {}).get("augment_writers"))
+    if opts.non_digits and len(class_names(model)) == 10:
+        raise UserError(f"--from {opts.base} has no \"not a digit\" output; drop --non-digits or train one afresh "
+                        "with --arch smallbn --non-digits 0.2", USAGE)
+    hyper = metadata.get("hyperparameters", {})
     return model, {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
-                   "test_accuracy": metadata.get("test_accuracy"), "augment_writers": trained_with_writers}
+                   "test_accuracy": metadata.get("test_accuracy"), "augment_writers": bool(hyper.get("augment_writers")),
+                   "non_digits": hyper.get("non_digits", 0.0), "temperature": metadata.get("temperature")}
+
+
+def non_digit_share(opts: TrainOptions, base: dict | None) -> float:
+    """--non-digits; when fine-tuning a network that knows non-digits, the share it was trained with,
+    so that it does not forget them."""
+    return opts.non_digits or (base or {}).get("non_digits", 0.0)
+
+
+def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature that minimises the negative log-likelihood of held-back digits (temperature
+    scaling, Guo et al. 2017): a single number, so the predictions stay the same."""
+    model.eval()
+    with torch.inference_mode():
+        logits = torch.cat([model(normalize(images[i : i + 2000]))[:, :10] for i in range(0, len(images), 2000)])
+    grid = torch.linspace(0.5, 4.0, 141)
+    losses = [F.cross_entropy(logits / t, labels).item() for t in grid]
+    return float(grid[int(np.argmin(losses))])
 
 
 def holdout_accuracy(model, extra: ExtraDigits | None, device) -> float | None:
@@ -202,6 +233,10 @@ def train(opts: TrainOptions) -> dict:
     # The whole training set lives on the device: 47 MB of uint8, batched by index.
     train_x = torch.from_numpy(train_set.images.copy()).to(device)
     train_y = torch.from_numpy(train_set.labels.astype("int64")).to(device)
+    if opts.calibrate:  # a held-back slice, never trained on, to fit the confidence temperature
+        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(opts.seed)).to(device)
+        calibration = train_x[order[:CALIBRATION_IMAGES]], train_y[order[:CALIBRATION_IMAGES]]
+        train_x, train_y = train_x[order[CALIBRATION_IMAGES:]], train_y[order[CALIBRATION_IMAGES:]]
     test_x = torch.from_numpy(test_set.images.copy()).to(device)
     test_y = torch.from_numpy(test_set.labels.astype("int64")).to(device)
     if extra is not None:
@@ -209,6 +244,10 @@ def train(opts: TrainOptions) -> dict:
         extra_y = torch.from_numpy(extra.train_y).to(device)
 
     model, base = starting_model(opts, device)
+    share = non_digit_share(opts, base)
+    if share:  # drawn and preprocessed as classify would see them; augmented in every batch
+        bank = torch.from_numpy(synthetic.non_digit_bank(NON_DIGIT_BANK, train_set.images, opts.seed)).to(device)
+        non_digits_per_batch = max(1, round(share * opts.batch_size))
     # channels_last makes the small convolutions about 10% faster on the CPU.
     model = model.to(device, memory_format=torch.channels_last)
     holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
@@ -233,6 +272,7 @@ def train(opts: TrainOptions) -> dict:
     # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
     writers = opts.augment_writers or (base or {}).get("augment_writers", False)
     augment_extra = augment.make_augment(**({} if writers else AFFINE_ONLY)) if extra is not None else None
+    augment_non_digits = augment.make_augment()
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
 
     history = []
@@ -257,6 +297,10 @@ def train(opts: TrainOptions) -> dict:
                 pick = torch.randint(len(extra_x), (extra_per_batch,), generator=shuffle).to(device)
                 batch_x = torch.cat([batch_x, augment_extra(extra_x[pick])])
                 batch_y = torch.cat([batch_y, extra_y[pick]])
+            if share:
+                pick = torch.randint(len(bank), (non_digits_per_batch,), generator=shuffle).to(device)
+                batch_x = torch.cat([batch_x, augment_non_digits(bank[pick])])
+                batch_y = torch.cat([batch_y, torch.full_like(pick, NOT_DIGIT_LABEL)])
             output = model(normalize(batch_x).contiguous(memory_format=torch.channels_last))
             loss = F.nll_loss(output, batch_y)
             optimizer.zero_grad(set_to_none=True)
@@ -283,7 +327,8 @@ def train(opts: TrainOptions) -> dict:
                        f"test accuracy {last['test_accuracy']:.2%}")
 
     hyper = {k: v for k, v in asdict(opts).items()
-             if k in ("batch_size", "lr", "augment", "augment_writers", "holdout", "extra_share")}
+             if k in ("batch_size", "lr", "augment", "augment_writers", "holdout", "extra_share", "calibrate")}
+    hyper["non_digits"] = share
     if extra is not None:
         hyper |= {"steps_per_epoch": steps_per_epoch, "extra_augment": "writers" if writers else "affine"}
     metadata = {
@@ -297,6 +342,10 @@ def train(opts: TrainOptions) -> dict:
         "torch_version": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if opts.calibrate:  # on the held-back digits, clean and with the writer augmentation
+        calib_x, calib_y = calibration
+        writers_x = augment.make_augment(generator=torch.Generator(device=device).manual_seed(opts.seed))(calib_x)
+        metadata["temperature"] = fit_temperature(model, torch.cat([calib_x, writers_x]), torch.cat([calib_y, calib_y]))
     if base is not None:
         metadata["base_checkpoint"] = base
     if extra is not None:
