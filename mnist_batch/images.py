@@ -33,18 +33,20 @@ THIN_STROKE, MNIST_STROKE = 2.0, 2.6
 # Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
 # from it, are dust or dirt, not digit.
 SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
-# A printed box: a row or column at least this share of one class, in the outer band of a side.
-FRAME_LINE, FRAME_BAND, FRAME_THICK = 0.85, 0.15, 0.08  # ... and at most this share of it thick
+PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or the dark background)
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
 # LINE_OVER_DIGIT than the ink left once they are gone is tall (a 7's bar is not).
 LINE_TILT, LINE_STEP, LINE_SPAN, LINE_OVER_DIGIT, MAX_LINES = 6.0, 1.5, 0.45, 1.1, 4
+LINE_PASSES = 3  # searches for lines, each on what the last one left
 LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
 LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
+LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line
+SIDE_SPAN = 0.85  # a frame's side spans at least this share of the ink's height
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
-EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the image is no digit
+EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
@@ -207,6 +209,11 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     survives dim scans and light ink on a grey board; unlike "ink is the minority" it survives
     tight crops (form fields, box-normalised sets), where a 1 or a thick digit is mostly ink."""
     threshold = otsu_threshold(counts)
+    light_share = counts[threshold + 1 :].sum() / pixels.size
+    if not PAPER_SHARE > light_share > 1 - PAPER_SHARE:
+        # One class is nearly all of the image: it is the paper, whatever lies on the edge (a form
+        # field's frame drawn along it, turned a little, makes the edge half frame, half paper).
+        return light_share >= PAPER_SHARE, threshold
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return np.count_nonzero(border > threshold) * 2 > border.size, threshold
@@ -231,42 +238,6 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(area - np.count_nonzero(interior), 1)
 
 
-def full_lines(band: np.ndarray, threshold: int, dark: bool, axis: int) -> np.ndarray:
-    """Indices of the rows (axis=1) or columns (axis=0) of `band` nearly all of the one class."""
-    return np.flatnonzero(((band <= threshold) == dark).mean(axis=axis) >= FRAME_LINE)
-
-
-def inside_frame(pixels: np.ndarray, threshold: int, counts: np.ndarray) -> np.ndarray | None:
-    """The inside of a printed box around the digit (a form field), or None when there is none.
-
-    A box is a straight line, all of one class (dark or light), in the outer band of at least
-    three of the four sides, thin, and of a class that is the minority of the image (box and digit
-    against the paper). Without this, the box decides the polarity and is taken for the digit. A
-    tight crop of a digit is no box: its ink is the majority, or its full edge rows are thick."""
-    height, width = pixels.shape
-    band_y, band_x = max(2, int(FRAME_BAND * height)), max(2, int(FRAME_BAND * width))
-    dark_share = counts[: threshold + 1].sum() / pixels.size
-    for dark, share in ((True, dark_share), (False, 1 - dark_share)):
-        if share >= 0.5:
-            continue
-        top = full_lines(pixels[:band_y], threshold, dark, axis=1)
-        bottom = full_lines(pixels[height - band_y :], threshold, dark, axis=1)
-        left = full_lines(pixels[:, :band_x], threshold, dark, axis=0)
-        right = full_lines(pixels[:, width - band_x :], threshold, dark, axis=0)
-        sides = [(top, height), (bottom, height), (left, width), (right, width)]
-        if sum(len(side) > 0 for side, _ in sides) < 3 or any(len(side) > FRAME_THICK * size for side, size in sides):
-            continue  # a printed line is thin; a digit cropped tight has thick full rows, if any
-        # Inside the innermost line of each side that has one.
-        y0 = top[-1] + 1 if len(top) else 0
-        y1 = height - band_y + bottom[0] if len(bottom) else height
-        x0 = left[-1] + 1 if len(left) else 0
-        x1 = width - band_x + right[0] if len(right) else width
-        if (y1 - y0) * 2 >= height and (x1 - x0) * 2 >= width:
-            return pixels[y0:y1, x0:x1]
-    return None
-
-
-@functools.lru_cache(maxsize=512)
 def shear_index(height: int, width: int) -> tuple[np.ndarray, int]:
     """Rows to gather from a mask padded by 2 * pad so that, for each tilt of LINE_SHEARS, a line
     y = c + (x - width/2) * shear becomes the straight row c + pad."""
@@ -339,6 +310,8 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         return None
     middle = centre[has_ink] + (inked * offsets[:, None]).sum(axis=0)[has_ink] / weight[has_ink]
     slope, intercept = np.polyfit(run[has_ink], middle, 1)
+    if np.mean(np.abs(middle - (slope * run[has_ink] + intercept)) > LINE_WOBBLE) > 0.25:
+        return None  # a curved stroke (the top of a 5), not a printed line: crossings aside, it bends
     _, _, inked = around(np.round(slope * run + intercept).astype(np.int64), run)
     mostly = inked.mean(axis=1) >= 0.5
     if not mostly[6] and not mostly[7]:
@@ -348,7 +321,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         first -= 1
     while last < len(offsets) - 1 and mostly[last + 1]:
         last += 1
-    if first == 0 or last == len(offsets) - 1 or last - first + 1 > max(4, 0.08 * height):
+    if first == 0 or last == len(offsets) - 1 or last - first + 1 > max(3, 0.1 * height):
         return None  # a thick bar, or a band that does not end: not a printed line
     columns = np.arange(width)
     ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
@@ -371,12 +344,15 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
     small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
     small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
-    bands = printed_lines(small)
-    if not bands:
-        return ink, False
     lines = np.zeros_like(small)
-    for band in bands:
-        lines[band] = True
+    for _ in range(LINE_PASSES):  # a line hidden by a longer one, or by the digit, shows once they are gone
+        bands = printed_lines(small & ~lines)
+        for band in bands:
+            lines[band] = True
+        if not bands:
+            break
+    if not lines.any():
+        return ink, False
     lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: box.shape[0], : box.shape[1]]
     cleaned = ink.copy()
     cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
@@ -389,27 +365,26 @@ def printed_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
     frame. A horizontal one counts when it is longer than the ink inside the frame is tall, by
     LINE_OVER_DIGIT (a digit is taller than wide, so a 7's bar or a 5's top stays). A vertical
-    one needs that too, and to meet a printed horizontal line, or a second vertical beside it:
-    a lone stroke is a 1, and a 9's stem stands apart from the underline below."""
+    one must be a frame's side: as tall as all the ink, and meeting a printed horizontal line
+    (a lone stroke is a 1, the sides of a 0 are no frame, and a 9's stem stands apart from the
+    underline below)."""
     outer_rows, outer_cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     horizontal = [(band, length) for band, length in line_candidates(mask)
                   if on_the_outside(band[0], outer_rows)]
-    vertical = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T)
-                if on_the_outside(rows, outer_cols)]
-    if not horizontal and not vertical:
+    if not horizontal:
         return []
+    sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T)
+             if on_the_outside(rows, outer_cols) and length >= SIDE_SPAN * (outer_rows[-1] - outer_rows[0] + 1)]
     inside = mask.copy()
-    for (rows, cols), _ in horizontal + vertical:
+    for (rows, cols), _ in horizontal + sides:
         inside[rows, cols] = False
     inside = drop_line_ends(inside, mask) > 0  # corners and ends of the lines are no part of the digit
     inside_rows = np.flatnonzero(inside.any(axis=1))
     digit_height = inside_rows[-1] - inside_rows[0] + 1 if len(inside_rows) else 0
     printed = [band for band, length in horizontal if length >= LINE_OVER_DIGIT * digit_height]
-    long_vertical = [band for band, length in vertical if length >= LINE_OVER_DIGIT * digit_height]
-    if len(long_vertical) >= 2 and not printed:
-        return long_vertical  # two tall strokes side by side: a field's sides (or "11": no one digit)
     if printed:
-        printed += [band for band in long_vertical if meets(band, printed, mask.shape)]
+        printed += [band for band, length in sides
+                    if length >= LINE_OVER_DIGIT * digit_height and meets(band, printed, mask.shape)]
     return printed
 
 
@@ -497,12 +472,7 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         pixels = np.asarray(gray.reduce(factor))  # before the polarity test: less noise, a cheaper histogram
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     light_background, threshold = polarity(pixels, counts)
-    inner = inside_frame(pixels, threshold, counts)
-    if inner is not None:  # a form field's printed box: the digit is what it holds
-        pixels = inner
-        counts = np.bincount(pixels.ravel(), minlength=256)
-        light_background, threshold = polarity(pixels, counts)
-    elif (height, width) == (28, 28) and not light_background:
+    if (height, width) == (28, 28) and not light_background:
         return pixels if pixels.max() >= BLANK_PEAK else None
 
     level = background_level(counts, threshold, light_background)
@@ -513,11 +483,13 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
-    ink, had_lines = remove_form_lines(drop_specks(ink))
+    ink = drop_specks(ink)
+    field = max(np.ptp(np.flatnonzero(ink.any(axis=1))), np.ptp(np.flatnonzero(ink.any(axis=0)))) + 1
+    ink, had_lines = remove_form_lines(ink)
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * min(ink.shape)):
+    if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * field):
         raise ImageProblem(NOT_DIGIT, "only printed lines (an empty form field or an underline): no digit")
     crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
