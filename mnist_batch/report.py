@@ -119,22 +119,8 @@ def read_labels(path: Path) -> pl.LazyFrame:
     bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
         raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")
-    frame = frame.lazy()
     frame = frame.with_columns(path=tidy_path(pl.col("path")), label=pl.col("label").cast(pl.Int8))
-    duplicates = (frame.group_by("path").agg(n=pl.len(), labels=pl.col("label").unique().sort())
-                  .filter(pl.col("n") > 1).sort("path").collect())
-    conflicting = duplicates.filter(pl.col("labels").list.len() > 1)
-    if conflicting.height:
-        examples = "; ".join(f"{p}: {', '.join(map(str, given))}"
-                             for p, given in conflicting.head(3).select("path", "labels").iter_rows())
-        raise UserError(f"labels file {path} gives {conflicting.height:,} paths different labels "
-                        f"({examples}{'; ...' if conflicting.height > 3 else ''}): keep one label per path", USAGE)
-    if duplicates.height:
-        extra = int(duplicates["n"].sum()) - duplicates.height
-        log(f"note: labels file {path} lists {duplicates.height:,} paths more than once "
-            f"with the same label; {extra:,} repeated rows ignored")
-        frame = frame.unique("path", keep="first")
-    return frame
+    return labels.one_label_each(frame, "path", f"labels file {path}").lazy()
 
 
 def tidy_path(path: pl.Expr) -> pl.Expr:
@@ -158,12 +144,20 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
     if opts.labels_from_dirs:
         folder = pl.col("path").str.extract(r"(?:^|/)([0-9])/[^/]+$")
         return frame.with_columns(label=folder.cast(pl.Int8)), "dirs", 0
-    if "label" in frame.collect_schema():
-        label = pl.col("label").cast(pl.Int8, strict=False)
-        bad = frame.filter(pl.col("label").is_not_null() & (label.is_null() | ~label.is_between(0, 9)))
-        if bad.select(pl.len()).collect().item():
-            raise UserError("the results' label column holds values that are not digits 0-9")
-        return frame.with_columns(label=label), "column", 0
+    schema = frame.collect_schema()
+    if "label" in schema:
+        text = labels.label_text(pl.col("label"), schema["label"])
+        bad = frame.filter(text.is_not_null() & ~text.is_in(labels.DIGITS)).select("label").head(1).collect()
+        if bad.height:
+            raise UserError(f"the results' label column holds values that are not digits 0-9, "
+                            f"e.g. {bad['label'][0]!r}")
+        # Every value is a digit now; a number casts as it is, cheaper than through its text.
+        digit = pl.col("label")
+        if schema["label"].is_float():
+            digit = digit.fill_nan(None)
+        elif not schema["label"].is_numeric():
+            digit = text
+        return frame.with_columns(label=digit.cast(pl.Int8)), "column", 0
     return frame.with_columns(label=pl.lit(None, pl.Int8)), None, 0
 
 

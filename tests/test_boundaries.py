@@ -2,10 +2,13 @@
 the Python API's argument types, labels files with empty paths, conflicts and repeats, list
 files and checkpoints of absurd sizes, future result files, and the report's options and layout."""
 
+import csv
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from PIL import Image
 
@@ -120,3 +123,100 @@ def test_classify_files_checks_its_inputs(digits, tmp_path, inputs):
 def test_a_classifier_checks_its_argument_types(options):
     with pytest.raises(TypeError, match=next(iter(options))):
         mnist_batch.Classifier(**options)
+
+
+# 10: labels files: empty paths, conflicts and repeats
+
+
+@pytest.fixture
+def own(tmp_path, mnist_test):
+    """40 scan-like digits of 'my writer' and their labels file (paths relative to the folder)."""
+    folder = tmp_path / "mine"
+    rows = []
+    for i in range(40):
+        name = f"d{i:02d}.png"
+        png(folder / name, 255 - mnist_test.images[200 + i])
+        rows.append((name, str(mnist_test.labels[200 + i])))
+    return folder, rows
+
+
+def labels_csv(path: Path, rows) -> Path:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("path", "label"), *rows])
+    return path
+
+
+def test_an_empty_path_is_refused_by_train_and_report_alike(cli, tmp_path, own, digits, mnist_dir):
+    folder, rows = own
+    labels = labels_csv(tmp_path / "l.csv", [*rows[:5], ("", "3"), *rows[5:]])
+    trained = cli("train", "--from", "lenet", "--extra", labels, "--extra-root", folder, "--out", tmp_path / "t",
+                  "--dry-run", "--data-dir", mnist_dir, "--device", "cpu")
+    reported = cli("report", digits / "preds.parquet", "--labels", labels)
+    for result in (trained, reported):
+        one_line(result, 2, str(labels), "line 7", "empty path")
+    # a row with neither path nor label (a spreadsheet's blank line) is no row at all
+    blank_row = labels_csv(tmp_path / "b.csv", [*rows[:5], ("", ""), *rows[5:]])
+    assert cli("report", digits / "preds.parquet", "--labels", blank_row).exit_code == 0
+
+
+def test_conflicting_labels_for_one_image_are_refused_by_train_as_by_report(cli, tmp_path, own, mnist_dir):
+    folder, rows = own
+    first = labels_csv(tmp_path / "a.csv", rows)
+    other = "1" if rows[3][1] != "1" else "2"
+    second = labels_csv(tmp_path / "b.csv", [(f"./{rows[3][0]}", other)])  # the same file, spelt otherwise
+    result = cli("train", "--from", "lenet", "--extra", first, "--extra", second, "--extra-root", folder,
+                 "--out", tmp_path / "t", "--dry-run", "--data-dir", mnist_dir, "--device", "cpu")
+    one_line(result, 2, "different labels", rows[3][0], "one label per")
+    inside_one = labels_csv(tmp_path / "c.csv", [*rows, (rows[3][0], other)])
+    result = cli("train", "--from", "lenet", "--extra", inside_one, "--extra-root", folder,
+                 "--out", tmp_path / "t", "--dry-run", "--data-dir", mnist_dir, "--device", "cpu")
+    one_line(result, 2, "different labels", rows[3][0])
+
+
+def test_the_same_labels_twice_trains_each_image_once_and_holds_back_none_it_trains_on(tmp_path, own, capsys):
+    from mnist_batch.train import TrainOptions, load_extra
+
+    folder, rows = own
+    labels = labels_csv(tmp_path / "l.csv", rows)
+    absolute = labels_csv(tmp_path / "abs.csv", [(str(folder / name), label) for name, label in rows[:10]])
+    extra = load_extra(TrainOptions(extra=(labels, labels, absolute), extra_root=folder, holdout=0.3))
+    assert len(extra.train_y) + len(extra.holdout_y) == 40
+    trained = {digit.tobytes() for digit in extra.train_x}
+    assert len(extra.holdout_y) >= 10 and not any(digit.tobytes() in trained for digit in extra.holdout_x)
+    assert "50 repeated" in capsys.readouterr().err
+    assert [source["duplicates"] for source in extra.sources] == [0, 40, 10]
+
+
+def test_copies_of_one_image_under_two_names_stay_on_one_side_of_the_split(tmp_path, own):
+    from mnist_batch.train import TrainOptions, load_extra
+
+    folder, rows = own
+    for name, _ in rows:  # every image twice, under two names
+        (folder / f"copy-{name}").write_bytes((folder / name).read_bytes())
+    labels = labels_csv(tmp_path / "l.csv", [*rows, *((f"copy-{name}", label) for name, label in rows)])
+    extra = load_extra(TrainOptions(extra=(labels,), extra_root=folder, holdout=0.3))
+    trained = {digit.tobytes() for digit in extra.train_x}
+    assert len(extra.holdout_y) >= 10 and not any(digit.tobytes() in trained for digit in extra.holdout_x)
+
+
+# 16: input sizes and types
+
+
+@pytest.mark.parametrize("label", [7.5, 10.0, "7.5", " 7.0x"])
+def test_a_label_that_is_no_whole_digit_is_a_bad_label(cli, digits, tmp_path, label):
+    frame = pl.read_parquet(digits / "preds.parquet")
+    values = [label] + ["1" if isinstance(label, str) else 1.0] * (frame.height - 1)
+    with_label = frame.with_columns(label=pl.Series(values))
+    with_label.write_parquet(tmp_path / "l.parquet")
+    one_line(cli("report", tmp_path / "l.parquet"), 1, "label", "0-9")
+    labels = tmp_path / "labels.parquet"
+    frame.select("path", label=pl.Series(values)).write_parquet(labels)
+    one_line(cli("report", digits / "preds.parquet", "--labels", labels), 1, "0-9")
+
+
+def test_whole_float_labels_still_count(cli, digits, tmp_path):
+    frame = pl.read_parquet(digits / "preds.parquet")
+    truth = frame["path"].str.extract(r"/(\d)/[^/]+$").cast(pl.Float64)
+    frame.with_columns(label=truth).write_parquet(tmp_path / "l.parquet")
+    figures = json.loads(cli("report", tmp_path / "l.parquet", "--json").stdout)
+    assert figures["labels"]["evaluated"] == 12
