@@ -95,8 +95,21 @@ def scan_result_file(file: str) -> pl.LazyFrame:
     return frame
 
 
+def warn_if_newer(files: list[str]) -> None:
+    """One line when result files come from a newer mnist-batch: their columns may mean what
+    this version does not know; the figures are given, but may be wrong."""
+    newer = [(file, version) for file in files if (version := results.schema_version(file)) is not None
+             and not (version.isdigit() and int(version) <= int(results.SCHEMA_VERSION))]
+    if newer:
+        file, version = newer[0]
+        log(f"warning: {len(newer)} of the result files ({file}{', ...' if len(newer) > 1 else ''}) were written "
+            f"by a newer mnist-batch (result schema version {version}; this one knows up to "
+            f"{results.SCHEMA_VERSION}): the figures may be wrong; upgrade mnist-batch to read them")
+
+
 def scan_results(files: list[str]) -> pl.LazyFrame:
     frames = [scan_result_file(file) for file in files]
+    warn_if_newer(files)
     combined = pl.concat(frames, how="diagonal_relaxed")
     present = combined.collect_schema()
     combined = combined.with_columns(pl.lit(None, dtype).alias(column) for column, dtype in OPTIONAL_COLUMNS.items()
@@ -348,13 +361,22 @@ def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.Laz
 
 
 def check_outputs(opts: ReportOptions, files: list[str]) -> None:
-    """No output may replace one of report's own inputs, and the review file needs a known format."""
+    """No output may replace one of report's own inputs or another output, and the review file
+    needs a known format."""
     inputs = {os.path.realpath(f): f for f in files}
     if opts.labels:
         inputs[os.path.realpath(opts.labels)] = str(opts.labels)
+    outputs = {}
     for option, out in (("--review", opts.review), ("--json-out", opts.json_out), ("--html", opts.html)):
-        if out is not None and os.path.realpath(out) in inputs:
+        if out is None:
+            continue
+        real = os.path.realpath(out)
+        if real in inputs:
             raise UserError(f"{option} {out} is one of report's input files: write the output elsewhere", USAGE)
+        if real in outputs:
+            raise UserError(f"{outputs[real]} and {option} {out} name one file: one would replace the other; "
+                            "give each output its own name", USAGE)
+        outputs[real] = f"{option} {out}"
     if opts.review and opts.review.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"cannot tell the format of --review {opts.review}: name it .csv or .parquet", USAGE)
 
@@ -366,6 +388,10 @@ def report(opts: ReportOptions) -> dict:
         raise UserError("--min-accuracy is a fraction between 0 and 1, e.g. 0.98", USAGE)
     if opts.gallery < 0:
         raise UserError(f"--gallery {opts.gallery}: give 0 (no gallery) or more inputs to show", USAGE)
+    if opts.labels_root is not None and opts.labels is None:
+        raise UserError("--labels-root goes with --labels FILE: it is where that file's relative paths start", USAGE)
+    if opts.labels_root is not None and not Path(opts.labels_root).is_dir():
+        raise UserError(f"--labels-root {opts.labels_root}: no such folder", USAGE)
     files = expand(opts.inputs)
     check_outputs(opts, files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)

@@ -249,7 +249,7 @@ class RunFiles:
 
         def sink(tmp: Path) -> None:
             if self.fmt == "parquet":
-                frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION},
+                frame.sink_parquet(tmp, metadata={VERSION_KEY: SCHEMA_VERSION},
                                    sync_on_close="all")
             else:
                 frame.sink_csv(tmp, sync_on_close="all")
@@ -304,3 +304,17 @@ def scan(path: str | Path) -> pl.LazyFrame:
     if path.lower().endswith(".csv"):
         return pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
     return pl.scan_parquet(path, glob=False)
+
+
+VERSION_KEY = "mnist_batch_schema_version"  # a Parquet result file's SCHEMA_VERSION, in its key-value metadata
+
+
+def schema_version(path: str | Path) -> str | None:
+    """The result schema version a Parquet result file records; None for CSV, for parts and
+    files written without one, and for what cannot be read (its scan says why)."""
+    if str(path).lower().endswith(".csv"):
+        return None
+    try:
+        return pl.read_parquet_metadata(path).get(VERSION_KEY)
+    except Exception:  # polars raises several types for a file that is not Parquet
+        return None

@@ -4,6 +4,7 @@ files and checkpoints of absurd sizes, future result files, and the report's opt
 
 import csv
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import mnist_batch
 from mnist_batch import results
-from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256
+from mnist_batch.model import DEFAULT_CHECKPOINT, WEIGHTS, file_sha256
 from tests.conftest import write_pngs
 from tests.test_faults import classify, crashed_run, png, rows
 
@@ -202,6 +204,84 @@ def test_copies_of_one_image_under_two_names_stay_on_one_side_of_the_split(tmp_p
 # 16: input sizes and types
 
 
+@pytest.mark.timeout(30)
+def test_files_from_dev_zero_is_one_line_not_a_memory_error(cli, tmp_path):
+    result = subprocess.run([MNIST_BATCH, "classify", "--files-from", "/dev/zero", "--out", tmp_path / "o.parquet"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "/dev/zero" in result.stderr and "entry 1" in result.stderr
+
+
+@pytest.mark.parametrize("separator", ["\n", "\0"])
+def test_a_path_longer_than_any_path_in_a_list_names_its_line(cli, tmp_path, separator):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(separator.join(["a.png", "b.png", "x" * 5000, "c.png"]).encode())
+    result = classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet")
+    one_line(result, 2, str(listing), f"{'line' if separator == chr(10) else 'entry'} 3", "4,096 bytes")
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (b"a.png\n" + b"\n" * 5000, "line 2 begins 4,096 blank lines"),  # as `yes ''` writes them, endlessly
+    (b"a.png\0b.png\0" + b"\0" * 70_000, "entry 3 begins 4,096 blank entries"),
+])
+def test_thousands_of_blank_lines_in_a_row_are_no_list(cli, tmp_path, data, fragment):
+    listing = tmp_path / "list"
+    listing.write_bytes(data)
+    one_line(classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet"), 2, fragment)
+
+
+def test_a_list_of_one_nul_is_an_empty_list(cli, tmp_path):
+    """`printf '%s\\0' "${files[@]}"` with no files writes one NUL."""
+    listing = tmp_path / "list"
+    listing.write_bytes(b"\0")
+    one_line(classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet"), 2, "no inputs")
+
+
+def test_a_list_of_paths_longer_than_one_read_is_read_whole(cli, tmp_path, mnist_test):
+    from mnist_batch.discover import read_list
+
+    names = [f"{'d' * 200}/{i:05d}.png" for i in range(2000)]  # 400 kB: many reads
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(names) + "\r\n\n")
+    assert read_list(str(listing)) == names
+
+
+def checkpoint_with(tmp_path: Path, **metadata: str) -> Path:
+    path = tmp_path / "odd.safetensors"
+    save_file(load_file(DEFAULT_CHECKPOINT), str(path), metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize("metadata, fragment", [
+    ({"architecture": json.dumps(["lenet"])}, "architecture"),
+    ({"architecture": json.dumps({"name": "lenet"})}, "architecture"),
+    ({"architecture": '"lenet"', "notes": "[" * 100_000 + "]" * 100_000}, "notes"),
+    ({"architecture": "[" * 100_000 + "]" * 100_000}, "architecture"),
+])
+def test_checkpoint_metadata_of_the_wrong_type_or_depth_is_one_line(cli, tmp_path, digits, metadata, fragment):
+    bad = checkpoint_with(tmp_path, **metadata)
+    result = classify(cli, digits / "images", "--out", tmp_path / "o.parquet", "--checkpoint", bad)
+    one_line(result, 1, str(bad), fragment)
+
+
+def test_a_fine_tuning_base_with_odd_hyperparameters_is_one_line(cli, tmp_path, mnist_dir):
+    bad = checkpoint_with(tmp_path, architecture='"lenet"', hyperparameters='["augment_writers"]')
+    result = cli("train", "--from", bad, "--out", tmp_path / "t", "--dry-run", "--data-dir", mnist_dir)
+    one_line(result, 1, str(bad), "hyperparameters")
+
+
+def test_a_result_file_of_a_newer_schema_is_read_with_one_warning(cli, digits, tmp_path):
+    newer = str(int(results.SCHEMA_VERSION) + 1)
+    frame = pl.read_parquet(digits / "preds.parquet")
+    for name in ("a.parquet", "b.parquet"):
+        frame.write_parquet(tmp_path / name, metadata={"mnist_batch_schema_version": newer})
+    result = cli("report", tmp_path / "a.parquet", tmp_path / "b.parquet", "--json")
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "newer" in line]
+    assert len(warnings) == 1 and f"schema version {newer}" in warnings[0] and "2 of the result files" in warnings[0]
+    assert "newer" not in cli("report", digits / "preds.parquet", "--json").stderr
+
+
 @pytest.mark.parametrize("label", [7.5, 10.0, "7.5", " 7.0x"])
 def test_a_label_that_is_no_whole_digit_is_a_bad_label(cli, digits, tmp_path, label):
     frame = pl.read_parquet(digits / "preds.parquet")
@@ -220,3 +300,35 @@ def test_whole_float_labels_still_count(cli, digits, tmp_path):
     frame.with_columns(label=truth).write_parquet(tmp_path / "l.parquet")
     figures = json.loads(cli("report", tmp_path / "l.parquet", "--json").stdout)
     assert figures["labels"]["evaluated"] == 12
+
+
+def test_two_report_outputs_on_one_file_are_a_usage_error(cli, digits, tmp_path):
+    same = tmp_path / "out.csv"
+    one_line(cli("report", digits / "preds.parquet", "--review", same, "--json-out", same), 2, "--review",
+             "--json-out")
+    one_line(cli("report", digits / "preds.parquet", "--html", same, "--json-out", tmp_path / "." / "out.csv"), 2,
+             "--json-out", "--html")
+    assert not same.exists()
+
+
+def test_a_bundled_name_wins_over_a_folder_of_that_name_in_the_current_folder(cli, digits, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lenet").mkdir()
+    (tmp_path / "smallbn").write_bytes(b"not a checkpoint")
+    image = str(next((digits / "images").rglob("*.png")))
+    for name in ("lenet", "smallbn"):
+        result = classify(cli, image, "--out", f"{name}.parquet", "--checkpoint", name)
+        assert result.exit_code == 0, result.stderr
+        assert rows(tmp_path / f"{name}.parquet")["checkpoint_sha256"][0] == file_sha256(
+            WEIGHTS / f"{name}.safetensors")
+        assert f"./{name}" in result.stderr  # it says which was used, and how to name the other
+    # a path with a slash is a path
+    one_line(classify(cli, image, "--out", "x.parquet", "--checkpoint", "./smallbn"), 1, "smallbn",
+             "not a readable safetensors file")
+
+
+def test_a_labels_root_that_does_not_exist_is_a_usage_error(cli, digits, tmp_path):
+    labels = labels_csv(tmp_path / "l.csv", [("0/00003.png", "0")])
+    one_line(cli("report", digits / "preds.parquet", "--labels", labels, "--labels-root", tmp_path / "nowhere"), 2,
+             "--labels-root", "nowhere")
+    one_line(cli("report", digits / "preds.parquet", "--labels-root", digits), 2, "--labels-root", "--labels")
