@@ -297,8 +297,9 @@ def report_command(
                                                "from (default: the current folder)."),
     labels_from_dirs: bool = typer.Option(False, "--labels-from-dirs",
                                           help="Take each image's label from its parent folder (0-9)."),
-    review_threshold: float = typer.Option(0.9, metavar="P",
-                                           help="Confidence below which an input needs a person's look."),
+    review_threshold: float = typer.Option(
+        0.9, metavar="P", help="Confidence below which an input needs a person's look; 1 means every classified "
+        "input (even one at exactly 1.0)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout (not the tables)."),
     json_file: Optional[Path] = typer.Option(None, "--json-out", metavar="FILE",
                                              help="Write the figures as JSON to FILE."),

@@ -27,6 +27,12 @@ QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, 
 MISCLASSIFIED = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
 
 
+def unsure(threshold: float) -> pl.Expr:
+    """A classified row below the review threshold; a threshold of 1 takes every one, even a
+    confidence of exactly 1.0 (a softmax in float32 reaches it)."""
+    return (pl.col("confidence") < threshold) | (threshold >= 1.0)
+
+
 @dataclass(frozen=True)
 class ReportOptions:
     inputs: tuple[str, ...]
@@ -244,7 +250,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         classified.group_by("pred").agg(n=pl.len()),
         classified.select(
             mean=pl.col("confidence").mean(),
-            low=(pl.col("confidence") < threshold).sum(),
+            low=unsure(threshold).sum(),
             min=pl.col("confidence").min(),
             max=pl.col("confidence").max(),
             **{name: pl.col("confidence").quantile(q, "linear") for name, q in QUANTILES.items()},
@@ -353,7 +359,7 @@ def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.Laz
     reason = (pl.when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
               .when(pl.col("status") != images.OK).then(pl.lit("failed"))
               .when(MISCLASSIFIED).then(pl.lit("misclassified"))
-              .when(pl.col("confidence") < threshold).then(pl.lit("low_confidence")))
+              .when(unsure(threshold)).then(pl.lit("low_confidence")))
     given = [pl.col("label").alias("given_label")] if labelled else []
     return (frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
             .select("path", pl.lit(None, pl.Int8).alias("label"), "review_reason", *given,
@@ -416,7 +422,7 @@ def report(opts: ReportOptions) -> dict:
         failed = (frame.filter(~pl.col("status").is_in([images.OK, images.BLANK]))
                   .select("path", "status", "error").sort("path").head(FAILED_SHOWN))
         flagged = frame.filter((pl.col("status") == images.OK) & (
-            MISCLASSIFIED | (pl.col("confidence") < opts.review_threshold))).select(pl.len())
+            MISCLASSIFIED | unsure(opts.review_threshold))).select(pl.len())
         gallery, failed, flagged = pl.collect_all([gallery_rows(frame, opts.gallery), failed, flagged])
         page = report_html.render(summary, gallery, failed, flagged.item(), HISTOGRAM_BINS, CALIBRATION_BINS,
                                   labels_file=opts.labels)

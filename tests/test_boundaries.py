@@ -4,6 +4,7 @@ files and checkpoints of absurd sizes, future result files, and the report's opt
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -332,3 +333,34 @@ def test_a_labels_root_that_does_not_exist_is_a_usage_error(cli, digits, tmp_pat
     one_line(cli("report", digits / "preds.parquet", "--labels", labels, "--labels-root", tmp_path / "nowhere"), 2,
              "--labels-root", "nowhere")
     one_line(cli("report", digits / "preds.parquet", "--labels-root", digits), 2, "--labels-root", "--labels")
+
+
+# 17: terminal and files
+
+
+def test_report_lines_are_not_wrapped_when_stdout_is_no_terminal(digits, tmp_path):
+    name = "a-checkpoint-with-a-long-descriptive-name-" + "x" * 80 + ".safetensors"
+    frame = pl.read_parquet(digits / "preds.parquet").with_columns(checkpoint=pl.lit(name))
+    frame.write_parquet(tmp_path / "long.parquet")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    result = subprocess.run([MNIST_BATCH, "report", tmp_path / "long.parquet", "--labels-from-dirs"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(name in line and line.endswith("12 rows") for line in lines), result.stdout
+    assert any(line.startswith("0 rows without label") and line.endswith("labelled but not classified")
+               for line in lines), result.stdout
+    assert not any(line != line.rstrip() for line in lines), "no padding to a width either"
+
+
+def test_a_review_threshold_of_one_reviews_every_row(cli, digits, tmp_path):
+    frame = pl.read_parquet(digits / "preds.parquet")
+    certain = frame.with_columns(confidence=pl.when(pl.int_range(pl.len()) < 4).then(pl.lit(1.0, pl.Float32))
+                                 .otherwise(pl.col("confidence")))
+    certain.write_parquet(tmp_path / "p.parquet")
+    review = tmp_path / "review.csv"
+    result = cli("report", tmp_path / "p.parquet", "--review", review, "--review-threshold", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["below_threshold"] == 12
+    assert pl.read_csv(review).height == 12
+    assert "1 means every" in " ".join(cli("report", "--help").stdout.split())
