@@ -115,6 +115,12 @@ def test_classify_files_checks_its_option_types(digits, tmp_path, option, value)
     assert out.read_text() == "keep me"
 
 
+def test_every_classify_files_option_has_its_type():
+    from mnist_batch.api import OPTION_NAMES, OPTION_TYPES
+
+    assert set(OPTION_TYPES) == OPTION_NAMES
+
+
 @pytest.mark.parametrize("inputs", [None, 5, [1], b"images"])
 def test_classify_files_checks_its_inputs(digits, tmp_path, inputs):
     with pytest.raises(TypeError, match="inputs"):
