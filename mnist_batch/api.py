@@ -4,8 +4,12 @@
     frame = clf.predict(["a.png", pil_image, array])    # polars DataFrame, one row per item
     digit, confidence = clf.predict_one(pil_image)
     summary = classify_files(["scans/"], out="preds.parquet")   # the whole CLI job
+
+Arguments are checked at the door: a value of the wrong type is a TypeError naming it, before
+any work, never a flag read by its truth (overwrite="no" overwrites nothing).
 """
 
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,8 +21,30 @@ from PIL import Image
 from mnist_batch import images, results
 from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
 
-# classify_files' keyword options: ClassifyOptions' fields, less those it sets itself.
-OPTION_NAMES = frozenset(ClassifyOptions.__dataclass_fields__) - {"inputs", "progress"}
+PATH = (str, os.PathLike)
+# classify_files' keyword options (ClassifyOptions' fields, less those it sets itself), each with
+# the types it takes, what to call them in an error, and whether None is allowed.
+OPTION_TYPES = {
+    "out": (PATH, "a path", True), "out_dir": (PATH, "a path", True),
+    "files_from": (PATH, "a path or '-'", True),
+    "include": ((str,), "a glob or a list of globs", False), "exclude": ((str,), "a glob or a list of globs", False),
+    "format": ((str,), "'parquet' or 'csv'", True), "checkpoint": (PATH, "a path or a bundled name", True),
+    "device": ((str,), "'auto', 'cpu', 'cuda' or 'mps'", False),
+    "workers": ((int,), "an int", False), "batch_size": ((int,), "an int", False),
+    "max_pixels": ((int,), "an int", False),
+    "incremental": ((bool,), "True or False", False), "overwrite": ((bool,), "True or False", False),
+    "resume": ((bool,), "True or False", False),
+}
+OPTION_NAMES = frozenset(ClassifyOptions.__dataclass_fields__) - {"inputs", "progress"}  # == OPTION_TYPES' keys
+
+
+def check_type(function: str, name: str, value, types: tuple, expected: str, nullable: bool = False) -> None:
+    """A TypeError naming the argument when `value` is not of `types` (a bool is no int)."""
+    if value is None and nullable:
+        return
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise TypeError(f"{function}() argument {name} takes {expected}, not {type(value).__name__} {shown}")
 
 
 class Classifier:
@@ -30,6 +56,10 @@ class Classifier:
                  min_digit_score: float = results.DEFAULT_MIN_DIGIT_SCORE):
         from mnist_batch.model import Inference
 
+        check_type("Classifier", "checkpoint", checkpoint, PATH, "a path or a bundled name", nullable=True)
+        check_type("Classifier", "device", device, (str,), "'auto', 'cpu', 'cuda' or 'mps'")
+        check_type("Classifier", "batch_size", batch_size, (int,), "an int")
+        check_type("Classifier", "max_pixels", max_pixels, (int,), "an int")
         if batch_size < 1 or max_pixels < 1:
             raise ValueError(f"batch_size ({batch_size}) and max_pixels ({max_pixels}) must be 1 or more")
         self.inference = Inference(checkpoint, device)
@@ -37,11 +67,12 @@ class Classifier:
             raise ValueError(f"min_digit_score ({min_digit_score}) must be between 0 and 1")
         self.batch_size, self.max_pixels, self.min_digit_score = batch_size, max_pixels, min_digit_score
 
-    def predict(self, items: Iterable) -> pl.DataFrame:
+    def predict(self, items) -> pl.DataFrame:
         """One row per item, in the order given; a bad item is a row with its status and error.
         One image given alone (a path, a PIL image, a 2-D or H x W x 1/3/4 array) is one item;
-        an (N, H, W) array is N images."""
-        items = [items] if is_one_image(items) else list(items)
+        an (N, H, W) or (N, H, W, C) array is N images. Bytes, None and other values that are
+        neither an image nor a list of them are a TypeError."""
+        items = as_items(items)
         frames = [self.predict_chunk(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return pl.concat(frames) if frames else results.empty_rows()
 
@@ -60,10 +91,25 @@ class Classifier:
         return results.predict_rows(chunk, self.inference, self.min_digit_score)
 
 
+def as_items(items) -> list:
+    """What predict() was given, as a list of items: one image alone is one item."""
+    if is_one_image(items):
+        return [items]
+    if isinstance(items, bytes | bytearray | memoryview):
+        raise TypeError(f"predict() got {type(items).__name__}, which would be one item per byte: pass a list "
+                        "of images, or a path; for an image file's bytes, pass Image.open(io.BytesIO(data))")
+    if not isinstance(items, Iterable):
+        raise TypeError(f"predict() takes an image (a path, a PIL image or a numpy array) or a list of them, "
+                        f"not {type(items).__name__}")
+    return list(items)
+
+
 def is_one_image(items) -> bool:
-    """An image passed where a list belongs: iterating it would give characters or pixel rows."""
+    """An image passed where a list belongs: iterating it would give characters or pixel rows.
+    An array is a stack of images only as (N, H, W) or (N, H, W, C); any other shape is one
+    item (a bad one gets its row)."""
     if isinstance(items, np.ndarray):
-        return items.ndim == 2 or (items.ndim == 3 and items.shape[2] in (1, 3, 4))
+        return items.ndim not in (3, 4) or (items.ndim == 3 and items.shape[2] in (1, 3, 4))
     return isinstance(items, str | Path | Image.Image)
 
 
@@ -73,17 +119,40 @@ def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", 
     one input), and the CLI's options are keyword arguments
     (out=, out_dir=, incremental=, files_from=, include=, exclude=, format=, checkpoint=, device=,
     workers=, batch_size=, overwrite=, resume=, max_pixels=). Raises errors.UserError for what
-    the CLI reports as one line."""
+    the CLI reports as one line, and TypeError for an argument of the wrong type."""
     started = time.perf_counter()
     unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
         raise TypeError(f"classify_files() got an unknown option {unknown[0]!r}; "
                         f"the options are {', '.join(sorted(OPTION_NAMES))}")
-    if isinstance(inputs, str | Path):  # one folder or file, not its characters
-        inputs = [inputs]
-    paths = {name: Path(options[name]) for name in ("out", "out_dir") if options.get(name) is not None}
-    globs = {name: (options[name],) if isinstance(options[name], str) else tuple(options[name])
-             for name in ("include", "exclude") if name in options}
-    opts = ClassifyOptions(inputs=tuple(str(item) for item in inputs), progress=progress,
-                           **(options | paths | globs))
+    check_type("classify_files", "engine", engine, (str,), "'local' or 'ray'")
+    check_type("classify_files", "address", address, (str,), "a Ray address", nullable=True)
+    check_type("classify_files", "actors", actors, (int,), "an int")
+    check_type("classify_files", "progress", progress, (bool,), "True or False")
+    for name, value in options.items():
+        types, expected, nullable = OPTION_TYPES[name]
+        if name in ("include", "exclude"):  # one glob, or several
+            globs = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else (value,)
+            for glob in globs:
+                check_type("classify_files", name, glob, types, expected)
+            options[name] = globs
+            continue
+        check_type("classify_files", name, value, types, expected, nullable)
+        if types is PATH and value is not None:
+            options[name] = Path(value) if name in ("out", "out_dir") else os.fspath(value)
+    opts = ClassifyOptions(inputs=input_names(inputs), progress=progress, **options)
     return run_engine(engine, opts, RayOptions(address=address, actors=actors), started)
+
+
+def input_names(inputs) -> tuple[str, ...]:
+    """classify_files' inputs: one path, or an iterable of paths (never the characters of one)."""
+    if isinstance(inputs, PATH):
+        inputs = [inputs]
+    elif isinstance(inputs, bytes | bytearray) or not isinstance(inputs, Iterable):
+        raise TypeError(f"classify_files() argument inputs takes a path or a list of paths, "
+                        f"not {type(inputs).__name__}")
+    names = []
+    for item in inputs:
+        check_type("classify_files", "inputs", item, PATH, "a path or a list of paths")
+        names.append(os.fspath(item))
+    return tuple(names)

@@ -17,7 +17,10 @@ import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor, TimeoutError
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from pathlib import Path
+
+import polars as pl
 
 from mnist_batch import images, results
 from mnist_batch.discover import discover
@@ -58,6 +61,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
     run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
     stored = [results.stored_path(path) for path in paths]
     if run.done:
+        opts = same_checkpoint(opts, run)
         dropped = run.keep_only(set(stored))
         if dropped:
             log(f"resuming: dropping {dropped} rows of inputs that are no longer among this command's inputs")
@@ -93,6 +97,26 @@ def new_or_changed(paths: list[str], out_dir: Path) -> list[str]:
     log(f"incremental: {len(new)} new, changed or to retry of {len(paths)} inputs; "
         f"the rest already have rows in {out_dir}")
     return new
+
+
+def same_checkpoint(opts: ClassifyOptions, run: results.RunFiles) -> ClassifyOptions:
+    """--resume goes on with the checkpoint its rows were made with (by SHA-256: one file, one
+    model's rows), or stops before any work. Returns the options with the checkpoint resolved.
+    Only a resume imports torch before the workers fork: it needs the checkpoint's name resolved."""
+    from mnist_batch.model import checkpoint_not_found, file_sha256, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(opts.checkpoint)
+    if not checkpoint.is_file():
+        raise checkpoint_not_found(checkpoint)
+    sha256 = file_sha256(checkpoint)
+    kept = (run.scan_parts().filter(pl.col("checkpoint_sha256").ne_missing(sha256))
+            .select("checkpoint", "checkpoint_sha256").head(1).collect())
+    if kept.height:
+        name, other = kept.row(0)
+        raise UserError(f"cannot resume: the rows kept in {run.parts} were made with checkpoint {name} "
+                        f"(sha256 {str(other)[:12]}), not {checkpoint.name} (sha256 {sha256[:12]}): rerun with "
+                        f"--checkpoint naming {name} to finish that run, or without --resume to start afresh", USAGE)
+    return replace(opts, checkpoint=str(checkpoint))
 
 
 def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOptions, workers: int):

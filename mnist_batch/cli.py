@@ -41,7 +41,8 @@ Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 # Fine-tuning starts from learnt weights: one short epoch, a gentle rate, small mixed batches.
 FINE_TUNE_EPOCHS, FINE_TUNE_LR, FINE_TUNE_BATCH = 1, 0.001, 128
 Checkpoint = typer.Option(None, "--checkpoint", metavar="FILE|NAME",
-                          help="A .safetensors file, or a bundled checkpoint's name (default: the bundled lenet).")
+                          help="A .safetensors file, or a bundled checkpoint's name (default: the bundled lenet). "
+                          "A name without slash or extension is the bundled one: write ./NAME for a file here.")
 
 
 def progress_wanted(quiet: bool) -> bool:
@@ -116,7 +117,7 @@ def train_command(
         help="Writer variation: affine jitter, elastic distortion, stroke width and blur, on every image."),
     base: Optional[str] = typer.Option(
         None, "--from", metavar="FILE|NAME",
-        help="Fine-tune this checkpoint (a file or a bundled name) instead of starting afresh."),
+        help="Fine-tune this checkpoint (a file, or a bundled name as for --checkpoint) instead of starting afresh."),
     extra: list[Path] = typer.Option(
         [], "--extra", metavar="FILE",
         help="Labels file (CSV or Parquet, path,label) of your own digits to mix in (repeatable)."),
@@ -302,11 +303,13 @@ def report_command(
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
                                           help="CSV or Parquet with path and label columns."),
     labels_root: Optional[Path] = typer.Option(None, "--labels-root", metavar="DIR",
-                                               help="Folder that the relative paths in --labels start from."),
+                                               help="Existing folder that the relative paths in --labels start "
+                                               "from (default: the current folder)."),
     labels_from_dirs: bool = typer.Option(False, "--labels-from-dirs",
                                           help="Take each image's label from its parent folder (0-9)."),
-    review_threshold: float = typer.Option(0.9, metavar="P",
-                                           help="Confidence below which an input needs a person's look."),
+    review_threshold: float = typer.Option(
+        0.9, metavar="P", help="Confidence below which an input needs a person's look; 1 means every classified "
+        "input (even one at exactly 1.0)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout (not the tables)."),
     json_file: Optional[Path] = typer.Option(None, "--json-out", metavar="FILE",
                                              help="Write the figures as JSON to FILE."),

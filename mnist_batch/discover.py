@@ -8,7 +8,6 @@ Folder symlinks are followed once: a loop is walked only once.
 import fnmatch
 import os
 import sys
-from pathlib import Path
 
 from mnist_batch.errors import USAGE, UserError
 
@@ -24,22 +23,85 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: no longer line of a list can name a file
+MAX_BLANK_RUN = 4096  # blank lines in a row that end a list's reading: no list has them, /dev/zero does
+LIST_READ = 1 << 16  # bytes read from a list at a time
+
+
 def read_list(source: str) -> list[str]:
     """Paths from a --files-from file (or '-' for stdin), one per line. Only the line ending
     (\n or \r\n) is removed, so names keep their spaces; blank lines are skipped. A list with
     NUL bytes (`find -print0`) is split on them instead: no name can hold a NUL, so none is
     lost. Bytes that are not UTF-8 stay as they are on disk (surrogate escapes), so such files
-    are found."""
+    are found. The list is read a block at a time: a line longer than any path, or thousands of
+    blank lines in a row (/dev/zero is nothing else), is a usage error naming the line, so that
+    no list, however large or endless, is read whole before it is judged."""
     try:
-        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        stream = sys.stdin.buffer if source == "-" else open(source, "rb")
     except OSError as error:
         raise UserError(f"cannot read --files-from {source}: {error.strerror}", USAGE) from error
-    text = os.fsdecode(data)
-    if "\0" in text:
-        names = text.split("\0")
-    else:
-        names = [line.removesuffix("\r") for line in text.split("\n")]
-    return [normalise(name) for name in names if name.strip()]
+    names: list[str] = []
+    try:
+        # A NUL-separated list has a NUL within its first entry's reach; a list of lines has none at all.
+        pending = read_at_least(stream, 2 * MAX_PATH_BYTES)
+        separator, kind, kinds = (b"\0", "entry", "entries") if b"\0" in pending else (b"\n", "line", "lines")
+        blank_run = separator * (MAX_BLANK_RUN + 1)
+        number = 0  # of the entries split off so far
+        while True:
+            block = stream.read(LIST_READ)
+            data = pending + block
+            run = data.find(blank_run)
+            if run >= 0:  # the first blank one: after the entry that ends there, unless the run opens the list
+                first = number + 1 + (data.count(separator, 0, run) + 1 if run else 0)
+                raise list_error(source, kind, first, f"begins {MAX_BLANK_RUN:,} blank {kinds} in a row")
+            *complete, pending = data.split(separator)
+            if not block and pending:  # the end: what is left is the last entry
+                complete.append(pending)
+            names += list_names(complete, separator, source, kind, number)
+            number += len(complete)
+            if len(pending) > MAX_PATH_BYTES + 1:  # + 1: a \r before the \n
+                raise list_error(source, kind, number + 1, f"is longer than {MAX_PATH_BYTES:,} bytes")
+            if not block:
+                break
+    except OSError as error:
+        raise UserError(f"cannot read --files-from {source}: {error.strerror}", USAGE) from error
+    finally:
+        if source != "-":
+            stream.close()
+    return names
+
+
+def read_at_least(stream, size: int) -> bytes:
+    """`size` bytes of a stream, or all of it when it is shorter (a pipe gives less per read)."""
+    data = b""
+    while len(data) < size:
+        block = stream.read(size - len(data))
+        if not block:
+            break
+        data += block
+    return data
+
+
+def list_names(entries: list[bytes], separator: bytes, source: str, kind: str, before: int) -> list[str]:
+    """Lines or NUL-separated entries of a --files-from list (`before` came earlier) -> normalised
+    paths, blank ones skipped. Each check runs over all of them at once, and names the first
+    entry that fails it."""
+    def first(problem: str, test) -> UserError:
+        return list_error(source, kind, before + next(i for i, e in enumerate(entries) if test(e)) + 1, problem)
+
+    if separator == b"\n":
+        entries = [entry.removesuffix(b"\r") for entry in entries]
+        if b"\0" in b"".join(entries):
+            raise first("holds a NUL byte", lambda entry: b"\0" in entry)
+    if entries and max(map(len, entries)) > MAX_PATH_BYTES:
+        raise first(f"is longer than {MAX_PATH_BYTES:,} bytes", lambda entry: len(entry) > MAX_PATH_BYTES)
+    return [normalise(name) for name in map(os.fsdecode, entries) if name.strip()]
+
+
+def list_error(source: str, kind: str, number: int, problem: str) -> UserError:
+    shown = "standard input" if source == "-" else source
+    return UserError(f"--files-from {shown}: {kind} {number:,} {problem}; give a list of paths, one per line "
+                     "or NUL-separated (find -print0)", USAGE)
 
 
 def normalise(path: str) -> str:

@@ -10,7 +10,6 @@ distributed batch maps can call it; nothing imports torch.
 """
 
 import errno
-import functools
 import io
 import os
 import stat
@@ -148,6 +147,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
 def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """An opened image -> mode L, upright, alpha over white; checks the pixel cap first."""
     width, height = image.size
+    if not width or not height:
+        raise ImageProblem("corrupt", f"a {width}x{height} image has no pixels")
     if width * height > max_pixels:
         raise ImageProblem("too_large", f"{width}x{height} pixels is over the {max_pixels:,} pixel cap")
     if image.format == "JPEG" and min(width, height) > 2 * WORK_SIDE:
@@ -594,6 +595,8 @@ def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
             image = image_from_array(image)
         if not isinstance(image, Image.Image):
             raise ImageProblem("unsupported", f"{type(image).__name__} is not a path, PIL image or numpy array")
+        if 0 in image.size:  # as an array of no pixels is
+            raise ImageProblem("unsupported", f"a {image.width}x{image.height} image has no pixels")
         try:
             return digit_of(prepare(image, max_pixels))
         except (OSError, ValueError, TypeError) as error:

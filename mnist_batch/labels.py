@@ -1,15 +1,26 @@
 """Labels files: `path,label` pairs in CSV or Parquet, as `report --labels` and
 `train --extra` read them. Extra columns are allowed (a `report --review` file is one),
-and so is an empty label: a row left for a person to fill in."""
+and so is an empty label: a row left for a person to fill in. An empty path with a label
+is refused; a row with neither (a spreadsheet's blank line) is no row at all."""
 
 import os
 from pathlib import Path
 
 import polars as pl
 
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch.errors import USAGE, UserError, log
 
 DIGITS = [str(digit) for digit in range(10)]
+SHOWN_CONFLICTS = 3  # conflicting paths named in the error; the rest are counted
+
+
+def label_text(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A label column of any type as stripped text, null when empty (or NaN, as pandas writes a
+    missing one). A whole float reads "7.0": the digit is what counts; 7.5 stays "7.5", no digit."""
+    if dtype.is_float():
+        label = label.fill_nan(None)
+    text = label.cast(pl.String).str.strip_chars().str.replace(r"^(\d)\.0+$", "${1}")
+    return pl.when(text == "").then(None).otherwise(text)
 
 
 def read_labels_file(path: Path) -> pl.DataFrame:
@@ -19,23 +30,44 @@ def read_labels_file(path: Path) -> pl.DataFrame:
         raise UserError(f"labels file {path} is a folder; give a CSV or Parquet file with path,label columns", USAGE)
     if not path.is_file():
         raise UserError(f"labels file {path} not found", USAGE)
+    csv = path.suffix.lower() == ".csv"
     try:
-        if path.suffix.lower() == ".csv":
-            frame = pl.read_csv(path, infer_schema=False, glob=False)
-        else:
-            frame = pl.read_parquet(path, glob=False)
+        frame = pl.read_csv(path, infer_schema=False, glob=False) if csv else pl.read_parquet(path, glob=False)
     except Exception as error:  # polars raises many types for a file that is not a table
         raise UserError(f"cannot read labels file {path}: {str(error).splitlines()[0]}; "
                         "give a CSV or Parquet file with path,label columns", USAGE) from error
     for needed in ("path", "label"):
         if needed not in frame.columns:
             raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
-    if frame.schema["label"].is_float():  # pandas writes a missing label as NaN: it is an empty label
-        frame = frame.with_columns(pl.col("label").fill_nan(None))
-    label = pl.col("label").cast(pl.String).str.strip_chars()
-    # A Parquet label column of floats reads "7.0": the digit is what counts.
-    label = label.str.replace(r"^(\d)\.0+$", "${1}")
-    return frame.select(pl.col("path").cast(pl.String), pl.when(label == "").then(None).otherwise(label).alias("label"))
+    label = label_text(pl.col("label"), frame.schema["label"]).alias("label")
+    frame = frame.select(pl.col("path").cast(pl.String), label)
+    no_path = pl.col("path").is_null() | (pl.col("path").str.strip_chars() == "")
+    where = frame.with_row_index("row").filter(no_path & pl.col("label").is_not_null()).head(1)
+    if where.height:
+        row, label = where["row"][0], where["label"][0]
+        place = f"line {row + 2}" if csv else f"row {row + 1}"  # a CSV's line 1 is its header
+        raise UserError(f"labels file {path}, {place}: label {label!r} has an empty path; "
+                        "give the image's path, or delete the row", USAGE)
+    return frame.filter(~(no_path & pl.col("label").is_null()))
+
+
+def one_label_each(frame: pl.DataFrame, key: str, source: str, noun: str = "path") -> pl.DataFrame:
+    """`frame` with one row per `key` (the file a row names): repeats with the same label go,
+    with a note; different labels for one key are a usage error naming the first few."""
+    repeated = (frame.group_by(key).agg(n=pl.len(), labels=pl.col("label").unique().sort())
+                .filter(pl.col("n") > 1).sort(key))
+    conflicting = repeated.filter(pl.col("labels").list.len() > 1)
+    if conflicting.height:
+        examples = "; ".join(f"{name}: {', '.join(map(str, given))}"
+                             for name, given in conflicting.head(SHOWN_CONFLICTS).select(key, "labels").iter_rows())
+        more = "; ..." if conflicting.height > SHOWN_CONFLICTS else ""
+        raise UserError(f"{source} gives {conflicting.height:,} {noun}s different labels ({examples}{more}): "
+                        f"keep one label per {noun}", USAGE)
+    if repeated.height:
+        log(f"note: {source} lists {repeated.height:,} {noun}s more than once with the same label; "
+            f"{int(repeated['n'].sum()) - repeated.height:,} repeated rows ignored")
+        frame = frame.unique(key, keep="first", maintain_order=True)
+    return frame
 
 
 def resolve(path: str, root: Path | None) -> str:

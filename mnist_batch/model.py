@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
@@ -127,6 +127,10 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
     write_atomic(Path(path), write)
 
 
+# The metadata that is read back, and what each must be (a checkpoint from elsewhere may hold anything).
+METADATA_TYPES = {"architecture": (str,), "hyperparameters": (dict,), "test_accuracy": (float, int)}
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and metadata of a checkpoint file, or a UserError naming what is wrong."""
     from safetensors import SafetensorError, safe_open
@@ -143,10 +147,19 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"checkpoint {path} is not a readable safetensors file ({error}); "
             "it may be truncated or of another type: retrain with `mnist-batch train`"
         ) from error
-    try:
-        metadata = {k: json.loads(v) for k, v in raw_meta.items()}
-    except json.JSONDecodeError as error:
-        raise UserError(f"checkpoint {path} has unreadable metadata: {error}") from error
+    metadata = {}
+    for key, value in raw_meta.items():
+        try:
+            metadata[key] = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise UserError(f"checkpoint {path} has unreadable metadata {key!r}: {error}") from None
+        except RecursionError:
+            raise UserError(f"checkpoint {path}: metadata {key!r} nests too deep to read; "
+                            "use a checkpoint made by `mnist-batch train`") from None
+    for key, kinds in METADATA_TYPES.items():
+        if metadata.get(key) is not None and not isinstance(metadata[key], kinds):
+            raise UserError(f"checkpoint {path}: metadata {key!r} is a {type(metadata[key]).__name__}, "
+                            f"not a {kinds[0].__name__}; use a checkpoint made by `mnist-batch train`")
     return tensors, metadata
 
 
@@ -188,11 +201,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
 
 
 def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
-    """None: the bundled default; a bundled checkpoint's name (e.g. "lenet"); else a path."""
+    """None: the bundled default. A bundled checkpoint's name (e.g. "lenet": no slash, no
+    extension) is always that checkpoint, even where the current folder holds a file or folder
+    of that name (a note says so, and how to name it: ./lenet). Anything else is a path."""
     if checkpoint is None:
         return DEFAULT_CHECKPOINT
-    bundled = WEIGHTS / f"{checkpoint}.safetensors"
-    if "/" not in str(checkpoint) and not Path(checkpoint).exists() and bundled.is_file():
+    name = str(checkpoint)
+    bundled = WEIGHTS / f"{name}.safetensors"
+    if "/" not in name and os.sep not in name and not Path(name).suffix and bundled.is_file():
+        if os.path.lexists(name):
+            log(f"note: checkpoint {name!r} is the bundled one; for the {name} in the current folder, "
+                f"write ./{name}")
         return bundled
     return Path(checkpoint)
 

@@ -27,6 +27,12 @@ QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, 
 MISCLASSIFIED = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
 
 
+def unsure(threshold: float) -> pl.Expr:
+    """A classified row below the review threshold; a threshold of 1 takes every one, even a
+    confidence of exactly 1.0 (a softmax in float32 reaches it)."""
+    return (pl.col("confidence") < threshold) | (threshold >= 1.0)
+
+
 @dataclass(frozen=True)
 class ReportOptions:
     inputs: tuple[str, ...]
@@ -95,8 +101,21 @@ def scan_result_file(file: str) -> pl.LazyFrame:
     return frame
 
 
+def warn_if_newer(files: list[str]) -> None:
+    """One line when result files come from a newer mnist-batch: their columns may mean what
+    this version does not know; the figures are given, but may be wrong."""
+    newer = [(file, version) for file in files if (version := results.schema_version(file)) is not None
+             and not (version.isdigit() and int(version) <= int(results.SCHEMA_VERSION))]
+    if newer:
+        file, version = newer[0]
+        log(f"warning: {len(newer)} of the result files ({file}{', ...' if len(newer) > 1 else ''}) were written "
+            f"by a newer mnist-batch (result schema version {version}; this one knows up to "
+            f"{results.SCHEMA_VERSION}): the figures may be wrong; upgrade mnist-batch to read them")
+
+
 def scan_results(files: list[str]) -> pl.LazyFrame:
     frames = [scan_result_file(file) for file in files]
+    warn_if_newer(files)
     combined = pl.concat(frames, how="diagonal_relaxed")
     present = combined.collect_schema()
     combined = combined.with_columns(pl.lit(None, dtype).alias(column) for column, dtype in OPTIONAL_COLUMNS.items()
@@ -119,22 +138,8 @@ def read_labels(path: Path) -> pl.LazyFrame:
     bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
         raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")
-    frame = frame.lazy()
     frame = frame.with_columns(path=tidy_path(pl.col("path")), label=pl.col("label").cast(pl.Int8))
-    duplicates = (frame.group_by("path").agg(n=pl.len(), labels=pl.col("label").unique().sort())
-                  .filter(pl.col("n") > 1).sort("path").collect())
-    conflicting = duplicates.filter(pl.col("labels").list.len() > 1)
-    if conflicting.height:
-        examples = "; ".join(f"{p}: {', '.join(map(str, given))}"
-                             for p, given in conflicting.head(3).select("path", "labels").iter_rows())
-        raise UserError(f"labels file {path} gives {conflicting.height:,} paths different labels "
-                        f"({examples}{'; ...' if conflicting.height > 3 else ''}): keep one label per path", USAGE)
-    if duplicates.height:
-        extra = int(duplicates["n"].sum()) - duplicates.height
-        log(f"note: labels file {path} lists {duplicates.height:,} paths more than once "
-            f"with the same label; {extra:,} repeated rows ignored")
-        frame = frame.unique("path", keep="first")
-    return frame
+    return labels.one_label_each(frame, "path", f"labels file {path}").lazy()
 
 
 def tidy_path(path: pl.Expr) -> pl.Expr:
@@ -158,12 +163,20 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
     if opts.labels_from_dirs:
         folder = pl.col("path").str.extract(r"(?:^|/)([0-9])/[^/]+$")
         return frame.with_columns(label=folder.cast(pl.Int8)), "dirs", 0
-    if "label" in frame.collect_schema():
-        label = pl.col("label").cast(pl.Int8, strict=False)
-        bad = frame.filter(pl.col("label").is_not_null() & (label.is_null() | ~label.is_between(0, 9)))
-        if bad.select(pl.len()).collect().item():
-            raise UserError("the results' label column holds values that are not digits 0-9")
-        return frame.with_columns(label=label), "column", 0
+    schema = frame.collect_schema()
+    if "label" in schema:
+        text = labels.label_text(pl.col("label"), schema["label"])
+        bad = frame.filter(text.is_not_null() & ~text.is_in(labels.DIGITS)).select("label").head(1).collect()
+        if bad.height:
+            raise UserError(f"the results' label column holds values that are not digits 0-9, "
+                            f"e.g. {bad['label'][0]!r}")
+        # Every value is a digit now; a number casts as it is, cheaper than through its text.
+        digit = pl.col("label")
+        if schema["label"].is_float():
+            digit = digit.fill_nan(None)
+        elif not schema["label"].is_numeric():
+            digit = text
+        return frame.with_columns(label=digit.cast(pl.Int8)), "column", 0
     return frame.with_columns(label=pl.lit(None, pl.Int8)), None, 0
 
 
@@ -237,7 +250,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         classified.group_by("pred").agg(n=pl.len()),
         classified.select(
             mean=pl.col("confidence").mean(),
-            low=(pl.col("confidence") < threshold).sum(),
+            low=unsure(threshold).sum(),
             min=pl.col("confidence").min(),
             max=pl.col("confidence").max(),
             **{name: pl.col("confidence").quantile(q, "linear") for name, q in QUANTILES.items()},
@@ -346,7 +359,7 @@ def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.Laz
     reason = (pl.when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
               .when(pl.col("status") != images.OK).then(pl.lit("failed"))
               .when(MISCLASSIFIED).then(pl.lit("misclassified"))
-              .when(pl.col("confidence") < threshold).then(pl.lit("low_confidence")))
+              .when(unsure(threshold)).then(pl.lit("low_confidence")))
     given = [pl.col("label").alias("given_label")] if labelled else []
     return (frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
             .select("path", pl.lit(None, pl.Int8).alias("label"), "review_reason", *given,
@@ -354,13 +367,22 @@ def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.Laz
 
 
 def check_outputs(opts: ReportOptions, files: list[str]) -> None:
-    """No output may replace one of report's own inputs, and the review file needs a known format."""
+    """No output may replace one of report's own inputs or another output, and the review file
+    needs a known format."""
     inputs = {os.path.realpath(f): f for f in files}
     if opts.labels:
         inputs[os.path.realpath(opts.labels)] = str(opts.labels)
+    outputs = {}
     for option, out in (("--review", opts.review), ("--json-out", opts.json_out), ("--html", opts.html)):
-        if out is not None and os.path.realpath(out) in inputs:
+        if out is None:
+            continue
+        real = os.path.realpath(out)
+        if real in inputs:
             raise UserError(f"{option} {out} is one of report's input files: write the output elsewhere", USAGE)
+        if real in outputs:
+            raise UserError(f"{outputs[real]} and {option} {out} name one file: one would replace the other; "
+                            "give each output its own name", USAGE)
+        outputs[real] = f"{option} {out}"
     if opts.review and opts.review.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"cannot tell the format of --review {opts.review}: name it .csv or .parquet", USAGE)
 
@@ -372,6 +394,10 @@ def report(opts: ReportOptions) -> dict:
         raise UserError("--min-accuracy is a fraction between 0 and 1, e.g. 0.98", USAGE)
     if opts.gallery < 0:
         raise UserError(f"--gallery {opts.gallery}: give 0 (no gallery) or more inputs to show", USAGE)
+    if opts.labels_root is not None and opts.labels is None:
+        raise UserError("--labels-root goes with --labels FILE: it is where that file's relative paths start", USAGE)
+    if opts.labels_root is not None and not Path(opts.labels_root).is_dir():
+        raise UserError(f"--labels-root {opts.labels_root}: no such folder", USAGE)
     files = expand(opts.inputs)
     check_outputs(opts, files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)
@@ -396,7 +422,7 @@ def report(opts: ReportOptions) -> dict:
         failed = (frame.filter(~pl.col("status").is_in([images.OK, images.BLANK]))
                   .select("path", "status", "error").sort("path").head(FAILED_SHOWN))
         flagged = frame.filter((pl.col("status") == images.OK) & (
-            MISCLASSIFIED | (pl.col("confidence") < opts.review_threshold))).select(pl.len())
+            MISCLASSIFIED | unsure(opts.review_threshold))).select(pl.len())
         gallery, failed, flagged = pl.collect_all([gallery_rows(frame, opts.gallery), failed, flagged])
         page = report_html.render(summary, gallery, failed, flagged.item(), HISTOGRAM_BINS, CALIBRATION_BINS,
                                   labels_file=opts.labels)

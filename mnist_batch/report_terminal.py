@@ -1,13 +1,16 @@
 """The report in a terminal (rich tables at the terminal's width), or as plain text
-without box drawing when stdout is not one (cron mail, `> log`)."""
+without box drawing, never wrapped, when stdout is not one (cron mail, `> log`)."""
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+UNWRAPPED = 1 << 20  # the width of a console that is no terminal: a log line is never split
+
 
 def terminal_console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=UNWRAPPED)
 
 
 def short_hash(sha256: str | None) -> str:
@@ -46,8 +49,9 @@ def render_terminal(summary: dict, console: Console) -> None:
         console.print(line)
     conf = summary["confidence"]
     if status["ok"]:
+        below = "below" if summary["review_threshold"] < 1 else "at or below"  # a threshold of 1 takes every row
         console.print("confidence: " + ", ".join(f"{k} {conf[k]:.3f}" for k in ("min", "p05", "median", "mean")) +
-                      f"; {summary['below_threshold']:,} below {summary['review_threshold']}")
+                      f"; {summary['below_threshold']:,} {below} {summary['review_threshold']}")
     predicted = new_table("predicted digits", *(str(d) for d in range(10)))
     predicted.add_row(*(f"{summary['predicted'][str(d)]:,}" for d in range(10)))
     console.print(predicted)

@@ -67,7 +67,8 @@ def stored_path(path: str) -> str:
 DEFAULT_MIN_DIGIT_SCORE = 0.5  # below it a row is not_digit: see docs/schema.md for the measured rates
 
 
-def predict_rows(chunk: images.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE) -> pl.DataFrame:
+def predict_rows(chunk: images.DecodedChunk, inference,
+                 min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE) -> pl.DataFrame:
     """THE step from a decoded chunk to result rows, for every engine and the Python API:
     `inference` (a model.Inference) scores the chunk's digits; rows follow."""
     probs, digit_score = inference.scores(chunk.digits, chunk.ok)
@@ -279,7 +280,7 @@ class RunFiles:
 
         def sink(tmp: Path) -> None:
             if self.fmt == "parquet":
-                frame.sink_parquet(tmp, metadata={"mnist_batch_schema_version": SCHEMA_VERSION},
+                frame.sink_parquet(tmp, metadata={VERSION_KEY: SCHEMA_VERSION},
                                    sync_on_close="all")
             else:
                 frame.sink_csv(tmp, sync_on_close="all")
@@ -345,3 +346,17 @@ def with_current_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
     lacks are null (version 1 had no digit_score or min_digit_score)."""
     have = frame.collect_schema().names()
     return frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in SCHEMA.items() if name not in have)
+
+
+VERSION_KEY = "mnist_batch_schema_version"  # a Parquet result file's SCHEMA_VERSION, in its key-value metadata
+
+
+def schema_version(path: str | Path) -> str | None:
+    """The result schema version a Parquet result file records; None for CSV, for parts and
+    files written without one, and for what cannot be read (its scan says why)."""
+    if str(path).lower().endswith(".csv"):
+        return None
+    try:
+        return pl.read_parquet_metadata(path).get(VERSION_KEY)
+    except Exception:  # polars raises several types for a file that is not Parquet
+        return None

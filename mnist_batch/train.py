@@ -8,6 +8,7 @@ measures the gain), so that the network learns their writers without forgetting 
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -42,6 +43,8 @@ NOT_DIGIT_LABEL = 10
 # Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
 REPEATS, MIN_STEPS, MAX_STEPS = 40, 100, 400
 MAX_LISTED_PROBLEMS = 10  # bad rows of a labels file listed on stderr; the rest are counted
+# The rows of --extra files: which file, the path as resolved, the file it names (its real path), the label.
+EXTRA_ROWS = {"file": pl.Int64, "path": pl.String, "label": pl.String, "image": pl.String}
 
 
 @dataclass(frozen=True)
@@ -126,53 +129,69 @@ def fine_tune_steps(extra_digits: int, extra_per_batch: int) -> int:
 
 
 def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> ExtraDigits:
-    """Read each labels file, decode and preprocess its images; list bad rows and skip them."""
-    digits, targets, sources, problems = [], [], [], []
-    for file in opts.extra:
+    """Read each labels file, decode and preprocess its images; list bad rows and skip them.
+    An image is used once however often, and however spelt, the files name it; different labels
+    for one image are a usage error, as in `report --labels`. The held-back share is drawn from
+    distinct digits: no held-back digit is also trained on."""
+    frames, sources, problems = [], [], []
+    for index, file in enumerate(opts.extra):
         frame = labels.read_labels_file(file)
         labelled = frame.filter(pl.col("label").is_not_null())  # an empty label: left for a person to fill in
         is_digit = pl.col("label").is_in(labels.DIGITS)
         problems += [f"{file}: {path}: label {label!r} is not a digit 0-9"
                      for path, label in labelled.filter(~is_digit).iter_rows()]
         good = labelled.filter(is_digit)
-        used = 0
         paths = [labels.resolve(path, opts.extra_root) for path in good["path"]]
-        chunk = images.preprocess_chunk(paths, max_pixels)
-        ok_digits = iter(chunk.digits)
-        for path, label, item in zip(paths, good["label"], chunk.inputs, strict=True):
-            if item.status == images.OK:
-                digits.append(next(ok_digits))
-                targets.append(int(label))
-                used += 1
-            else:
-                problems.append(f"{file}: {path}: {item.status}: {item.error}")
-        skipped = labelled.height - used
-        if not used:
-            raise UserError(f"labels file {file} has no usable row ({frame.height} rows, "
-                            f"{frame.height - labelled.height} without a label, {skipped} bad): "
-                            "give image paths with labels 0-9", USAGE)
+        frames.append(pl.DataFrame({"file": [index] * good.height, "path": paths, "label": good["label"],
+                                    "image": [os.path.realpath(path) for path in paths]},  # however it is spelt
+                                   schema=EXTRA_ROWS))
         sources.append({"file": Path(file).name, "sha256": file_sha256(Path(file)), "rows": frame.height,
-                        "used": used, "skipped": skipped, "unlabelled": frame.height - labelled.height})
+                        "used": 0, "skipped": labelled.height - good.height, "duplicates": 0,
+                        "unlabelled": frame.height - labelled.height})
+    rows = pl.concat(frames)
+    repeats = rows.filter(~pl.col("image").is_first_distinct()).group_by("file").len()
+    for index, count in repeats.iter_rows():
+        sources[index]["duplicates"] = count
+    named = f"labels file{'s' if len(opts.extra) > 1 else ''} {', '.join(map(str, opts.extra))}"
+    rows = labels.one_label_each(rows, "image", named, noun="image")
+    chunk = images.preprocess_chunk(rows["path"].to_list(), max_pixels)
+    for (index, path), item in zip(rows.select("file", "path").iter_rows(), chunk.inputs, strict=True):
+        if item.status == images.OK:
+            sources[index]["used"] += 1
+        else:
+            sources[index]["skipped"] += 1
+            problems.append(f"{opts.extra[index]}: {path}: {item.status}: {item.error}")
     for problem in problems[:MAX_LISTED_PROBLEMS]:
         log(f"skipped {problem}")
     if len(problems) > MAX_LISTED_PROBLEMS:
         log(f"skipped {len(problems) - MAX_LISTED_PROBLEMS} more bad rows")
-    x, y = np.stack(digits), np.array(targets, np.int64)
-    train_index, holdout_index = stratified_split(y, opts.holdout, opts.seed)
+    for file, source in zip(opts.extra, sources, strict=True):
+        if not source["used"] + source["duplicates"]:
+            raise UserError(f"labels file {file} has no usable row ({source['rows']} rows, "
+                            f"{source['unlabelled']} without a label, {source['skipped']} bad): "
+                            "give image paths with labels 0-9", USAGE)
+    x = chunk.digits
+    y = rows["label"].cast(pl.Int64).to_numpy()[np.array(chunk.ok, bool)]
+    copies = np.unique(x.reshape(len(x), -1), axis=0, return_inverse=True)[1].reshape(-1)  # equal digits: one group
+    train_index, holdout_index = stratified_split(y, opts.holdout, opts.seed, copies)
     return ExtraDigits(x[train_index], y[train_index], x[holdout_index], y[holdout_index], sources)
 
 
-def stratified_split(targets: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(targets: np.ndarray, share: float, seed: int,
+                     groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train, holdout) indices: `share` of each digit held back, where it has at least two
-    examples (one always stays for training)."""
+    examples (one always stays for training). Members of one group (copies of one digit) are
+    one example: they go to the same side, labelled as the first of them."""
+    groups = np.arange(len(targets)) if groups is None else np.asarray(groups)
+    _, first, group_of = np.unique(groups, return_index=True, return_inverse=True)
+    group_targets = targets[first]
     rng = np.random.default_rng(seed)
-    holdout = []
-    for digit in np.unique(targets):
-        members = rng.permutation(np.flatnonzero(targets == digit))
+    held = []
+    for digit in np.unique(group_targets):
+        members = rng.permutation(np.flatnonzero(group_targets == digit))
         count = min(round(share * len(members)), len(members) - 1) if share > 0 else 0
-        holdout.extend(members[:count])
-    holdout_mask = np.zeros(len(targets), bool)
-    holdout_mask[holdout] = True
+        held.extend(members[:count])
+    holdout_mask = np.isin(group_of.reshape(-1), held)
     return np.flatnonzero(~holdout_mask), np.flatnonzero(holdout_mask)
 
 
@@ -190,7 +209,8 @@ def starting_model(opts: TrainOptions, device: torch.device) -> tuple[torch.nn.M
                         "with --arch smallbn --non-digits 0.2", USAGE)
     hyper = metadata.get("hyperparameters", {})
     return model, {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
-                   "test_accuracy": metadata.get("test_accuracy"), "augment_writers": bool(hyper.get("augment_writers")),
+                   "test_accuracy": metadata.get("test_accuracy"),
+                   "augment_writers": bool(hyper.get("augment_writers")),
                    "non_digits": hyper.get("non_digits", 0.0), "temperature": metadata.get("temperature")}
 
 

@@ -94,7 +94,7 @@ def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_
     (source,) = meta["extra"]["labels_files"]
     # 35 rows: 30 good, 2 unlabelled, 3 bad (a missing file, a broken image, a label that is no digit)
     assert source == {"file": "labels.csv", "sha256": file_sha256(labels), "rows": 35, "used": 30, "skipped": 3,
-                      "unlabelled": 2}
+                      "duplicates": 0, "unlabelled": 2}
     assert meta["extra"]["train_digits"] + meta["extra"]["holdout_digits"] == source["used"]
     assert meta["extra"]["holdout_accuracy_after"] is not None
     # fine-tuning's own defaults: a gentle rate, small mixed batches
