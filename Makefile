@@ -51,7 +51,7 @@ classify: venv
 report: venv
 	$(BIN)/mnist-batch report $(IN) $(if $(LABELS),--labels $(LABELS)) $(ARGS)
 
-bench: bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy
+bench: bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy bench-trust
 
 bench-%: venv
 	$(BIN)/python bench/bench_$*.py

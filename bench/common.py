@@ -164,3 +164,41 @@ def write_dusty_scans(folder: Path, count: int = 2_000, seed: int = 2) -> Path:
             yield test.labels[i], f"{i:05d}.png", Image.fromarray(page)
 
     return write_labelled(folder, f"{count}-{seed}", files)
+
+
+def write_non_digits(folder: Path, mnist_images: np.ndarray, per_kind: int = 150, seed: int = 1234) -> Path:
+    """Things that are not one digit, in folders by kind (letters, pairs of digits, scribbles,
+    ticks, crosses, blots, underlines, empty form fields), drawn with fonts and a seed that
+    training never uses."""
+    from mnist_batch import synthetic
+
+    marker = folder / f".complete-{per_kind}-{seed}"
+    if marker.exists():
+        return folder
+    rng = np.random.default_rng(seed)
+    for kind in synthetic.KINDS:
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_kind):
+            synthetic.non_digit(rng, kind, mnist_images, synthetic.HELD_OUT_FONTS).save(folder / kind / f"{i:04d}.png")
+    marker.touch()
+    return folder
+
+
+def write_form_fields(folder: Path, mnist_images: np.ndarray, mnist_labels: np.ndarray, per_frame: int = 150,
+                      seed: int = 99) -> Path:
+    """MNIST test digits written into printed form fields (box, open frame, comb, underline),
+    turned -5 to +5 degrees, 0-60 px from the page's edge, lines 1-4 px, a fifth of them
+    touching the frame; in label folders, named FRAME-NNNN.png."""
+    from mnist_batch import synthetic
+
+    def files():
+        rng = np.random.default_rng(seed)
+        for frame in synthetic.FRAMES:
+            for i in range(per_frame):
+                index = int(rng.integers(len(mnist_images)))
+                image = synthetic.form_field(mnist_images[index], rng, float(rng.uniform(-5, 5)),
+                                             int(rng.integers(0, 61)), int(rng.integers(1, 5)), frame,
+                                             touching=rng.random() < 0.2)
+                yield mnist_labels[index], f"{frame}-{i:04d}.png", image
+
+    return write_labelled(folder, f"{per_frame}-{seed}", files)

@@ -41,7 +41,7 @@ Quiet = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 # Fine-tuning starts from learnt weights: one short epoch, a gentle rate, small mixed batches.
 FINE_TUNE_EPOCHS, FINE_TUNE_LR, FINE_TUNE_BATCH = 1, 0.001, 128
 Checkpoint = typer.Option(None, "--checkpoint", metavar="FILE|NAME",
-                          help="A .safetensors file, or a bundled checkpoint's name (default: the bundled lenet). "
+                          help="A .safetensors file, or a bundled checkpoint's name (default: the bundled smallbn). "
                           "A name without slash or extension is the bundled one: write ./NAME for a file here.")
 
 

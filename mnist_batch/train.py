@@ -40,6 +40,7 @@ DRY_RUN_BATCHES = 10
 CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to fit the temperature
 NON_DIGIT_BANK = 12_000  # generated non-digits drawn once per run, then augmented in every batch
 NOT_DIGIT_LABEL = 10
+HEAVY_PEN = 0.15  # share of MNIST digits drawn with a marker when non-digits (blots among them) are trained
 # Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
 REPEATS, MIN_STEPS, MAX_STEPS = 40, 100, 400
 MAX_LISTED_PROBLEMS = 10  # bad rows of a labels file listed on stderr; the rest are counted
@@ -112,11 +113,12 @@ def check_options(opts: TrainOptions) -> None:
 AFFINE_ONLY = {"elastic": 0.0, "stroke_p": 0.0, "blur_p": 0.0}  # augment.make_augment's affine jitter alone
 
 
-def make_augment(opts: TrainOptions):
+def make_augment(opts: TrainOptions, heavy_p: float = 0.0):
     """None, affine jitter (--augment), or the writer-variation set (--augment-writers:
-    affine + elastic + stroke width + blur), all batched on the device."""
+    affine + elastic + stroke width + blur; with heavy_p, some digits in a much broader pen),
+    all batched on the device."""
     if opts.augment_writers:
-        return augment.make_augment()
+        return augment.make_augment(heavy_p=heavy_p)
     if opts.augment:
         return augment.make_augment(**AFFINE_ONLY)
     return None
@@ -287,7 +289,7 @@ def train(opts: TrainOptions) -> dict:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=opts.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
     )
-    augment_mnist = make_augment(opts)
+    augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
     # The user's digits get the augmentation the network learnt to absorb: the writer set for a
     # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
     writers = opts.augment_writers or (base or {}).get("augment_writers", False)

@@ -54,8 +54,8 @@ def test_resume_with_another_checkpoint_is_refused_and_the_parts_are_kept(cli, t
     for i in range(3):
         png(folder / f"{i}.png", mnist_test.images[i])
     out = tmp_path / "o.parquet"
-    crashed_run(cli, [folder / "0.png"], out)  # its rows came from the bundled lenet
-    result = classify(cli, folder, "--out", out, "--resume", "--checkpoint", "smallbn")
+    crashed_run(cli, [folder / "0.png"], out)  # its rows came from the bundled default, smallbn
+    result = classify(cli, folder, "--out", out, "--resume", "--checkpoint", "lenet")
     line = one_line(result, 2, "lenet.safetensors", "smallbn.safetensors", "--resume")
     assert "--checkpoint" in line
     assert not out.exists() and list(results.parts_dir(out).glob("part-*.parquet"))

@@ -1,0 +1,102 @@
+"""Rows a user can trust: inputs that are not one handwritten digit get status not_digit, real
+digits almost never do, and the threshold is the user's to set and is recorded."""
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from mnist_batch import results, synthetic
+from tests.conftest import write_pngs
+
+
+def write_non_digits(folder, kinds, count, mnist_test, seed=5):
+    """Non-digits drawn with fonts training never uses, saved as PNG files folder/KIND/NNN.png."""
+    rng = np.random.default_rng(seed)
+    for kind in kinds:
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            synthetic.non_digit(rng, kind, mnist_test.images[5000:], synthetic.HELD_OUT_FONTS).save(
+                folder / kind / f"{i:03d}.png")
+
+
+def classified(cli, folder, out, *options):
+    result = cli("classify", folder, "--out", out, "--quiet", *options)
+    assert result.exit_code == 0, result.stderr
+    return pl.read_parquet(out).with_columns(kind=pl.col("path").str.split("/").list.get(-2))
+
+
+@pytest.mark.timeout(240)
+def test_empty_boxes_letters_and_pairs_are_not_digits(cli, tmp_path, mnist_test):
+    write_non_digits(tmp_path / "in", ["empty_box", "letter", "pair"], 30, mnist_test)
+    frame = classified(cli, tmp_path / "in", tmp_path / "o.parquet")
+    rejected = frame.group_by("kind").agg((pl.col("status") == "not_digit").mean().alias("share"))
+    shares = dict(rejected.iter_rows())
+    assert shares["empty_box"] == 1.0, shares  # an empty form field is never a digit
+    assert shares["letter"] >= 0.9 and shares["pair"] >= 0.9, shares
+    not_digit = frame.filter(pl.col("status") == "not_digit")
+    assert not_digit["pred"].null_count() == not_digit.height  # no digit is claimed for them
+    assert (not_digit["digit_score"] < 0.5).all() and not_digit["error"].str.contains("digit").all()
+    assert (frame["min_digit_score"] == 0.5).all()
+
+
+@pytest.mark.timeout(240)
+def test_mnist_digits_are_almost_never_rejected(cli, tmp_path, mnist_test):
+    write_pngs(tmp_path / "in", mnist_test.images[:1000], mnist_test.labels[:1000])
+    frame = classified(cli, tmp_path / "in", tmp_path / "o.parquet")
+    assert (frame["status"] == "not_digit").mean() <= 0.01
+    ok = frame.filter(pl.col("status") == "ok")
+    assert (ok["pred"].cast(pl.Int64) == ok["kind"].cast(pl.Int64)).mean() >= 0.99
+    assert ok["digit_score"].min() >= 0.5
+
+
+@pytest.mark.timeout(240)
+def test_the_threshold_is_the_users_and_is_recorded(cli, tmp_path, mnist_test):
+    write_non_digits(tmp_path / "in", ["letter"], 20, mnist_test)
+    strict = classified(cli, tmp_path / "in", tmp_path / "strict.parquet", "--min-digit-score", "0.99")
+    none = classified(cli, tmp_path / "in", tmp_path / "none.parquet", "--min-digit-score", "0")
+    assert (none["status"] == "ok").all() and (none["min_digit_score"] == 0).all()
+    assert (strict["status"] == "not_digit").sum() >= (none["digit_score"] < 0.99).sum()
+    assert (strict["min_digit_score"] == pytest.approx(0.99)).all()
+    # the scores do not depend on the threshold
+    assert strict["digit_score"].to_list() == pytest.approx(none["digit_score"].to_list())
+    bad = tmp_path / "bad.parquet"
+    result = cli("classify", tmp_path / "in", "--out", bad, "--min-digit-score", "1.5")
+    assert result.exit_code == 2 and "--min-digit-score" in result.stderr and not bad.exists()
+
+
+@pytest.mark.timeout(240)
+def test_lenet_has_no_digit_score_but_an_empty_field_is_still_no_digit(cli, tmp_path, mnist_test):
+    write_non_digits(tmp_path / "in", ["empty_box"], 10, mnist_test)
+    write_pngs(tmp_path / "in", mnist_test.images[:10], mnist_test.labels[:10])
+    frame = classified(cli, tmp_path / "in", tmp_path / "o.parquet", "--checkpoint", "lenet")
+    digits = frame.filter(pl.col("kind") != "empty_box")
+    assert (digits["status"] == "ok").all() and digits["digit_score"].null_count() == digits.height
+    fields = frame.filter(pl.col("kind") == "empty_box")
+    # Lines alone are found by the preprocessing, whatever the network: most empty fields.
+    assert (fields["status"] == "not_digit").sum() >= 5
+    assert (fields.filter(pl.col("status") == "not_digit")["digit_score"] == 0).all()
+
+
+@pytest.mark.timeout(240)
+def test_an_out_dir_of_schema_1_files_stays_usable(cli, tmp_path, mnist_test):
+    """Cron users' folders are full of version-1 files: --incremental reads them, report too."""
+    folder, out_dir = tmp_path / "in", tmp_path / "results"
+    write_pngs(folder, mnist_test.images[:6], mnist_test.labels[:6])
+    assert cli("classify", folder, "--out-dir", out_dir, "--quiet").exit_code == 0
+    [first] = results.result_files(out_dir)
+    old = pl.read_parquet(first).drop("digit_score", "min_digit_score")
+    old.write_parquet(first, metadata={results.VERSION_KEY: "1"})
+    Image.fromarray(mnist_test.images[6]).save(folder / "7" / "new.png")
+    result = cli("classify", folder, "--out-dir", out_dir, "--incremental", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    newest = pl.read_parquet(results.result_files(out_dir)[-1])
+    assert newest["path"].to_list() == [str(folder / "7" / "new.png")]
+    scanned = results.scan(first).collect()
+    assert scanned["digit_score"].null_count() == scanned.height
+    assert cli("report", first).exit_code == 0
+
+
+def test_non_digits_need_smallbn(cli, tmp_path):
+    result = cli("train", "--non-digits", "0.2", "--out", tmp_path / "t")
+    assert result.exit_code == 2 and "smallbn" in result.stderr
