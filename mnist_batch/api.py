@@ -31,7 +31,7 @@ OPTION_TYPES = {
     "format": ((str,), "'parquet' or 'csv'", True), "checkpoint": (PATH, "a path or a bundled name", True),
     "device": ((str,), "'auto', 'cpu', 'cuda' or 'mps'", False),
     "workers": ((int,), "an int", False), "batch_size": ((int,), "an int", False),
-    "max_pixels": ((int,), "an int", False),
+    "max_pixels": ((int,), "an int", False), "min_digit_score": ((int, float), "a number from 0 to 1", False),
     "incremental": ((bool,), "True or False", False), "overwrite": ((bool,), "True or False", False),
     "resume": ((bool,), "True or False", False),
 }
@@ -60,11 +60,12 @@ class Classifier:
         check_type("Classifier", "device", device, (str,), "'auto', 'cpu', 'cuda' or 'mps'")
         check_type("Classifier", "batch_size", batch_size, (int,), "an int")
         check_type("Classifier", "max_pixels", max_pixels, (int,), "an int")
+        check_type("Classifier", "min_digit_score", min_digit_score, (int, float), "a number from 0 to 1")
         if batch_size < 1 or max_pixels < 1:
             raise ValueError(f"batch_size ({batch_size}) and max_pixels ({max_pixels}) must be 1 or more")
-        self.inference = Inference(checkpoint, device)
         if not 0.0 <= min_digit_score <= 1.0:
             raise ValueError(f"min_digit_score ({min_digit_score}) must be between 0 and 1")
+        self.inference = Inference(checkpoint, device)
         self.batch_size, self.max_pixels, self.min_digit_score = batch_size, max_pixels, min_digit_score
 
     def predict(self, items) -> pl.DataFrame:

@@ -255,7 +255,7 @@ def test_a_list_of_paths_longer_than_one_read_is_read_whole(cli, tmp_path, mnist
 
 def checkpoint_with(tmp_path: Path, **metadata: str) -> Path:
     path = tmp_path / "odd.safetensors"
-    save_file(load_file(DEFAULT_CHECKPOINT), str(path), metadata=metadata)
+    save_file(load_file(WEIGHTS / "lenet.safetensors"), str(path), metadata=metadata)
     return path
 
 

@@ -25,6 +25,7 @@ from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 PINNED_SCHEMA = {
     "path": pl.String, "status": pl.String, "error": pl.String, "pred": pl.Int8,
     "confidence": pl.Float32, **{f"prob_{d}": pl.Float32 for d in range(10)},
+    "digit_score": pl.Float32, "min_digit_score": pl.Float32,
     "file_size": pl.Int64, "file_mtime_ns": pl.Int64, "checkpoint": pl.String,
     "checkpoint_sha256": pl.String,
 }
@@ -134,12 +135,12 @@ def test_mnist_pngs_round_trip_to_the_model_predictions(cli, mnist_test, tmp_pat
     count = 2000
     write_pngs(tmp_path / "png", mnist_test.images[:count], mnist_test.labels[:count])
     out = tmp_path / "mnist.parquet"
-    assert classify(cli, tmp_path / "png", "--out", out).exit_code == 0
+    assert classify(cli, tmp_path / "png", "--out", out, "--min-digit-score", "0").exit_code == 0
     frame = pl.read_parquet(out).with_columns(
         index=pl.col("path").str.extract(r"(\d+)\.png$").cast(pl.Int64)).sort("index")
     model, _ = load_checkpoint(DEFAULT_CHECKPOINT)
     with torch.inference_mode():
-        expected = model(normalize(torch.from_numpy(mnist_test.images[:count].copy()))).argmax(1).numpy()
+        expected = model(normalize(torch.from_numpy(mnist_test.images[:count].copy())))[:, :10].argmax(1).numpy()
     assert (frame["pred"].to_numpy() == expected).all()
     file_accuracy = (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean()
     array_accuracy = (expected == mnist_test.labels[:count]).mean()
@@ -160,7 +161,7 @@ def test_preprocessing_maps_scans_to_mnist_form(mnist_test):
         assert status == "ok" and digit28.shape == (28, 28) and digit28.dtype == np.uint8
         variants.append(digit28)
     with torch.inference_mode():
-        predicted = model(normalize(torch.from_numpy(np.stack(variants)))).argmax(1).numpy()
+        predicted = model(normalize(torch.from_numpy(np.stack(variants))))[:, :10].argmax(1).numpy()
     assert (predicted == mnist_test.labels[:40]).mean() >= 0.9
 
 
@@ -289,8 +290,8 @@ def test_every_common_format_gives_the_same_digit(cli, tmp_path, mnist_test):
 
 
 # The keys of `classify --json`, as the README documents them.
-SUMMARY_KEYS = ["out", "format", "inputs", "rows", "classified_now", "ok", "blank", "failed", "statuses", "seconds",
-                "images_per_second", "pipeline_images_per_second", "workers", "device", "checkpoint"]
+SUMMARY_KEYS = ["out", "format", "inputs", "rows", "classified_now", "ok", "blank", "not_digit", "failed", "statuses",
+                "seconds", "images_per_second", "pipeline_images_per_second", "workers", "device", "checkpoint"]
 
 
 def test_json_summary_keys_are_pinned_and_rates_use_wall_time(cli, inbox, tmp_path):

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mnist_batch import images
-from mnist_batch.model import DEFAULT_CHECKPOINT, file_sha256
+from mnist_batch.model import WEIGHTS, file_sha256
 
 
 def one_line_error(result, *fragments):
@@ -20,6 +20,8 @@ def one_line_error(result, *fragments):
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+LENET = WEIGHTS / "lenet.safetensors"
 
 
 def metadata_of(path) -> dict:
@@ -33,7 +35,7 @@ def metadata_of(path) -> dict:
     (lambda t: t.to(torch.int32), "torch.int32"),
 ])
 def test_non_finite_or_integer_weights_are_refused(cli, tmp_path, mnist_dir, poison, message):
-    tensors = load_file(DEFAULT_CHECKPOINT)
+    tensors = load_file(LENET)
     tensors["conv1.weight"] = poison(tensors["conv1.weight"].clone())
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, str(bad), metadata={"architecture": json.dumps("lenet")})
@@ -47,7 +49,7 @@ def test_checkpoint_by_bundled_name(cli, tmp_path, mnist_test):
     import polars as pl
 
     row = pl.read_parquet(out).row(0, named=True)
-    assert row["checkpoint"] == "lenet.safetensors" and row["checkpoint_sha256"] == file_sha256(DEFAULT_CHECKPOINT)
+    assert row["checkpoint"] == "lenet.safetensors" and row["checkpoint_sha256"] == file_sha256(LENET)
     one_line_error(cli("classify", tmp_path / "a.png", "--out", tmp_path / "q.parquet", "--checkpoint", "nosuch"),
                    "nosuch", "not found")
 
@@ -90,7 +92,7 @@ def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_
     assert "'seven' is not a digit" in result.stderr
     assert "held-back digits" in result.stdout
     meta = metadata_of(out / "lenet.safetensors")
-    assert meta["base_checkpoint"]["sha256"] == file_sha256(DEFAULT_CHECKPOINT)
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(LENET)
     (source,) = meta["extra"]["labels_files"]
     # 35 rows: 30 good, 2 unlabelled, 3 bad (a missing file, a broken image, a label that is no digit)
     assert source == {"file": "labels.csv", "sha256": file_sha256(labels), "rows": 35, "used": 30, "skipped": 3,
