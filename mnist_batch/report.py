@@ -87,7 +87,7 @@ def column_kind(dtype: pl.DataType) -> str:
 def scan_result_file(file: str) -> pl.LazyFrame:
     """One result file, its schema checked: a file from another tool, or a 0-byte one, is one line."""
     try:
-        frame = results.scan(file)
+        frame = results.scan_as_written(file)
         schema = frame.collect_schema()
     except Exception as error:  # polars raises several types for a file it cannot parse
         raise UserError(f"{file} is not a result file mnist-batch can read ({first_line(error)}); "
@@ -98,7 +98,7 @@ def scan_result_file(file: str) -> pl.LazyFrame:
         if column_kind(schema[column]) != kind and not (kind == "float" and schema[column].is_integer()):
             raise UserError(f"{file}: column {column!r} holds {schema[column]} values, not {kind}s; "
                             "is it a result file written by classify?")
-    return frame
+    return results.with_current_columns(frame)
 
 
 def warn_if_newer(files: list[str]) -> None:

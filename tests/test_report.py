@@ -84,7 +84,7 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
     hand = hand_figures(result_file, labelled / "labels.csv", labelled / "images")
     labels = figures["labels"]
     assert labels["evaluated"] == hand["evaluated"] == 39
-    assert figures["checkpoints"] == [{"name": "lenet.safetensors", "sha256": pl.read_parquet(result_file)[
+    assert figures["checkpoints"] == [{"name": "smallbn.safetensors", "sha256": pl.read_parquet(result_file)[
         "checkpoint_sha256"][0], "rows": 42, "accuracy": labels["accuracy"], "evaluated": 39}]
     assert labels["accuracy"] == pytest.approx(hand["accuracy"])
     assert labels["accuracy"] < 1.0  # the three wrong labels at least
@@ -213,7 +213,7 @@ def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, res
         browser.close()
     assert errors == []
     assert sections == ["Inputs", "Predictions", "Accuracy", "Plots", "Failed inputs", "Inputs to look at"]
-    assert "lenet.safetensors" in header and str(result_file) in header and "mnist-batch 0." in header
+    assert "smallbn.safetensors" in header and str(result_file) in header and "mnist-batch 0." in header
     assert len(captions) == tables  # every table has its caption
     assert len(loaded) == 3 + 2 * 24 and all(loaded)  # three plots; 24 cards, each its source and model input
     assert model_inputs == 24
@@ -305,8 +305,8 @@ def test_rows_of_two_checkpoints_are_shown_apart(cli, labelled, result_file, tmp
     result = cli("report", mixed, "--labels-from-dirs", "--json")
     figures = json.loads(result.stdout)
     checkpoints = {c["name"]: c for c in figures["checkpoints"]}
-    assert checkpoints["other.safetensors"]["rows"] == 10 and checkpoints["lenet.safetensors"]["rows"] == 32
-    assert checkpoints["other.safetensors"]["evaluated"] == 10 and checkpoints["lenet.safetensors"]["evaluated"] == 30
+    assert checkpoints["other.safetensors"]["rows"] == 10 and checkpoints["smallbn.safetensors"]["rows"] == 32
+    assert checkpoints["other.safetensors"]["evaluated"] == 10 and checkpoints["smallbn.safetensors"]["evaluated"] == 30
     assert "2 checkpoints" in result.stderr
     terminal = cli("report", mixed, "--labels-from-dirs").stdout
     assert "other.safetensors (sha256 abababababab): 10 rows, accuracy" in terminal and "warning" in terminal
