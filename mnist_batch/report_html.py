@@ -149,7 +149,7 @@ def risk_coverage_table(rows: list[dict], labelled: bool) -> str:
             figures += [f"{r['evaluated']:,}", *((f"{r['accuracy']:.2%}", f"{r['error']:.2%}") if r["evaluated"]
                                                  else ("", ""))]
         body.append(figures)
-    return table("Classified inputs kept at each confidence threshold", header, body)
+    return table("Kept per confidence threshold", header, body)
 
 
 def header(summary: dict, labels_file) -> str:
