@@ -317,7 +317,8 @@ def report_command(
                                             help="Write one self-contained HTML page with plots."),
     review: Optional[Path] = typer.Option(
         None, "--review", metavar="FILE",
-        help="Write the rows to review (failed, blank, low confidence, wrong), .csv or .parquet."),
+        help="Write the rows to review, .csv or .parquet: rejected as not a digit, low confidence, wrong, "
+             "blank, failed, in that order."),
     min_accuracy: Optional[float] = typer.Option(None, metavar="P",
                                                  help="Exit with code 4 when accuracy is below this fraction."),
     gallery: int = typer.Option(24, metavar="N", help="Inputs shown in the HTML gallery."),

@@ -145,3 +145,35 @@ def reliability_diagram(calibration_bins: list[dict], ece: float) -> bytes:
     counts.set_xlabel("confidence")
     fig.tight_layout()
     return png_bytes(fig)
+
+
+def risk_coverage(rows: list[dict], labelled: bool) -> bytes:
+    """With labels, the error of the rows each confidence threshold keeps against the share it
+    keeps (lower left is better: few rows to review, few errors left); without, the share kept
+    per threshold. Each point is named by its threshold."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    points = [row for row in rows if row["coverage"] is not None and (row["evaluated"] or not labelled)]
+    if labelled:
+        x = [100 * row["coverage"] for row in points]
+        y = [100 * row["error"] for row in points]
+        ax.plot(x, y, "o-", color="tab:red")
+        ax.set_xlabel("classified rows kept (%)")
+        ax.set_ylabel("error among the labelled rows kept (%)")
+        ax.set_title("risk and coverage by confidence threshold")
+        ax.set_ylim(bottom=0, top=max(y, default=0) * 1.25 or 1)
+    else:
+        x = [row["threshold"] for row in points]
+        y = [100 * row["coverage"] for row in points]
+        ax.plot(x, y, "o-", color="tab:blue")
+        ax.set_xlabel("confidence threshold")
+        ax.set_ylabel("classified rows kept (%)")
+        ax.set_title("coverage by confidence threshold (no labels: no error)")
+        ax.set_ylim(min(y, default=0) - 5, 101)
+    named = {}  # thresholds that keep the same rows share one point and one label
+    for row, px, py in zip(points, x, y, strict=True):
+        named.setdefault((px, py), []).append(f"{row['threshold']:g}")
+    for (px, py), thresholds in named.items():
+        ax.annotate(">= " + ", ".join(thresholds), (px, py), textcoords="offset points", xytext=(4, 5), fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return png_bytes(fig)

@@ -19,12 +19,16 @@ from mnist_batch import images, labels, results
 from mnist_batch.errors import USAGE, UserError, log
 from mnist_batch.files import write_atomic, write_text_atomic
 
-REPORT_SHAPE = "mnist-batch-report/2"  # bump when the JSON shape changes
+REPORT_SHAPE = "mnist-batch-report/3"  # bump when the JSON shape changes; 3 added not_digit and risk_coverage
 CALIBRATION_BINS = 15
 HISTOGRAM_BINS = 20
 FAILED_SHOWN = 100  # failed inputs listed in the HTML page; the rest are counted
+# Confidence thresholds of the risk-coverage table: what share of the classified rows each keeps,
+# and how many of those are right, so that a user can choose what goes to manual review.
+RISK_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, "p95": 0.95}
 MISCLASSIFIED = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
+FAILED = ~pl.col("status").is_in([images.OK, images.BLANK, images.NOT_DIGIT])  # as images.is_failed
 
 
 def unsure(threshold: float) -> pl.Expr:
@@ -87,7 +91,7 @@ def column_kind(dtype: pl.DataType) -> str:
 def scan_result_file(file: str) -> pl.LazyFrame:
     """One result file, its schema checked: a file from another tool, or a 0-byte one, is one line."""
     try:
-        frame = results.scan(file)
+        frame = results.scan_as_written(file)
         schema = frame.collect_schema()
     except Exception as error:  # polars raises several types for a file it cannot parse
         raise UserError(f"{file} is not a result file mnist-batch can read ({first_line(error)}); "
@@ -98,7 +102,7 @@ def scan_result_file(file: str) -> pl.LazyFrame:
         if column_kind(schema[column]) != kind and not (kind == "float" and schema[column].is_integer()):
             raise UserError(f"{file}: column {column!r} holds {schema[column]} values, not {kind}s; "
                             "is it a result file written by classify?")
-    return frame
+    return results.with_current_columns(frame)
 
 
 def warn_if_newer(files: list[str]) -> None:
@@ -234,10 +238,13 @@ VALUE_RULES = {"status": "statuses (null)", "pred": "digits 0-9",
 
 
 def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold: float) -> dict:
-    ok = pl.col("status") == "ok"
+    ok = pl.col("status") == images.OK
+    rejected = pl.col("status") == images.NOT_DIGIT
+    has_label = pl.col("label").is_not_null()
     classified = frame.filter(ok)
-    labelled = classified.filter(pl.col("label").is_not_null())
+    labelled = classified.filter(has_label)
     right = (pl.col("pred") == pl.col("label"))
+    kept = [pl.col("confidence") >= t for t in RISK_THRESHOLDS]
     queries = [
         frame.select(
             status=pl.col("status").is_null().sum(),
@@ -256,7 +263,8 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
             **{name: pl.col("confidence").quantile(q, "linear") for name, q in QUANTILES.items()},
         ),
         frame.select(unlabelled=pl.col("label").is_null().sum(),
-                     labelled_not_classified=(pl.col("label").is_not_null() & ~ok).sum()),
+                     labelled_not_classified=(has_label & ~ok & ~rejected).sum(),
+                     labelled_not_digit=(has_label & rejected).sum()),
         labelled.group_by("label", "pred").agg(n=pl.len()),
         labelled.with_columns(
             bin=(pl.col("confidence") * CALIBRATION_BINS).floor().clip(0, CALIBRATION_BINS - 1).cast(pl.Int32)
@@ -266,6 +274,10 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
             bin=(pl.col("confidence") * HISTOGRAM_BINS).floor().clip(0, HISTOGRAM_BINS - 1).cast(pl.Int32),
             correct=pl.when(pl.col("label").is_null()).then(None).otherwise(pl.col("pred") == pl.col("label")),
         ).group_by("bin", "correct").agg(n=pl.len()),
+        classified.select(*(k.sum().alias(f"kept_{i}") for i, k in enumerate(kept)),
+                          *((k & has_label).sum().alias(f"labelled_{i}") for i, k in enumerate(kept)),
+                          *((k & has_label & right).sum().alias(f"correct_{i}") for i, k in enumerate(kept))),
+        frame.select(pl.col("min_digit_score").drop_nulls().unique().sort().implode()),
     ]
     try:
         # Two passes: sharing one scan with the checkpoint's 64-character hashes would hold them
@@ -278,7 +290,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
                 by_checkpoint, on="checkpoint_sha256", how="right")
         else:
             by_checkpoint = by_checkpoint.with_columns(evaluated=pl.lit(0), correct=pl.lit(0))
-        by_status, by_pred, confidence, label_counts, pairs, calibration, histogram = (
+        by_status, by_pred, confidence, label_counts, pairs, calibration, histogram, coverage, min_scores = (
             pl.collect_all(queries[2:], engine="streaming"))
     except pl.exceptions.PolarsError as error:  # e.g. a CSV whose pred column holds words
         raise UserError(f"cannot read the result files: {first_line(error)}") from None
@@ -287,15 +299,21 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
     rows = sum(statuses.values())
     errors = {k: v for k, v in sorted(statuses.items()) if images.is_failed(k)}
     conf = confidence.row(0, named=True)
+    coverage = coverage.row(0, named=True)
     summary = {
         "shape": REPORT_SHAPE,
         "rows": rows,
-        "status": {"ok": statuses.get("ok", 0), "blank": statuses.get("blank", 0),
-                   "failed": sum(errors.values()), "errors": errors},
+        "status": {"ok": statuses.get(images.OK, 0), "blank": statuses.get(images.BLANK, 0),
+                   "not_digit": statuses.get(images.NOT_DIGIT, 0), "failed": sum(errors.values()), "errors": errors},
         "predicted": {str(d): int(dict(zip(by_pred["pred"], by_pred["n"], strict=True)).get(d, 0)) for d in range(10)},
         "confidence": {k: conf[k] for k in ("min", *QUANTILES, "max", "mean")},
         "review_threshold": threshold,
         "below_threshold": int(conf["low"] or 0),
+        # the thresholds the rows were classified with; empty for results of schema version 1
+        "min_digit_score": [round(score, 6) for score in min_scores.item()],
+        "risk_coverage": [risk_coverage_row(t, statuses.get(images.OK, 0), coverage[f"kept_{i}"],
+                                            coverage[f"labelled_{i}"], coverage[f"correct_{i}"])
+                          for i, t in enumerate(RISK_THRESHOLDS)],
         "checkpoints": [
             {"name": row["checkpoint"], "sha256": row["checkpoint_sha256"], "rows": int(row["rows"]),
              "accuracy": row["correct"] / row["evaluated"] if row["evaluated"] else None,
@@ -332,6 +350,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
             for b, n, c, a in calibration.sort("bin").iter_rows()]
     ece = sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / evaluated if evaluated else 0.0
     counts = label_counts.row(0, named=True)
+    labelled_rows = evaluated + counts["labelled_not_classified"] + counts["labelled_not_digit"]
     summary["labels"] = {
         "source": source,
         "evaluated": evaluated,
@@ -340,6 +359,9 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
         "accuracy_ci95": wilson_interval(correct, evaluated),
         "unlabelled_rows": int(counts["unlabelled"]),
         "labelled_not_classified": int(counts["labelled_not_classified"]),
+        # Accuracy is over the classified rows; a labelled row rejected as not a digit is counted here.
+        "rejected_not_digit": int(counts["labelled_not_digit"]),
+        "rejected_share": counts["labelled_not_digit"] / labelled_rows if labelled_rows else None,
         "unmatched_labels": unmatched,
         "per_class": per_class,
         "confusion": confusion,
@@ -352,16 +374,32 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
     return summary
 
 
+def risk_coverage_row(threshold: float, classified: int, kept: int, evaluated: int, correct: int) -> dict:
+    """The classified rows at confidence >= threshold: their share, and their accuracy where labelled."""
+    accuracy = correct / evaluated if evaluated else None
+    return {"threshold": threshold, "kept": int(kept), "coverage": kept / classified if classified else None,
+            "evaluated": int(evaluated), "accuracy": accuracy, "error": None if accuracy is None else 1 - accuracy}
+
+
+REVIEW_ORDER = ("not_digit", "low_confidence", "misclassified", "blank", "failed")
+
+
 def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.LazyFrame:
-    """What a person should look at: failures, blank pages, low confidence, and misclassifications.
+    """What a person should look at, in REVIEW_ORDER: rows rejected as not a digit (highest digit
+    score first: the likeliest digits among them), low confidence (least confident first), then
+    misclassified, blank and failed rows by path.
     `label` is left empty for the person to fill in (train --extra reads path,label back);
     a label that was given is kept beside it as `given_label`."""
-    reason = (pl.when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
+    reason = (pl.when(pl.col("status") == images.NOT_DIGIT).then(pl.lit("not_digit"))
+              .when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
               .when(pl.col("status") != images.OK).then(pl.lit("failed"))
               .when(MISCLASSIFIED).then(pl.lit("misclassified"))
               .when(unsure(threshold)).then(pl.lit("low_confidence")))
+    within_reason = (pl.when(pl.col("review_reason") == "not_digit").then(-pl.col("digit_score"))
+                     .when(pl.col("review_reason") == "low_confidence").then(pl.col("confidence")))
     given = [pl.col("label").alias("given_label")] if labelled else []
     return (frame.with_columns(review_reason=reason).filter(pl.col("review_reason").is_not_null())
+            .sort(pl.col("review_reason").cast(pl.Enum(REVIEW_ORDER)), within_reason, "path", nulls_last=True)
             .select("path", pl.lit(None, pl.Int8).alias("label"), "review_reason", *given,
                     pl.exclude("path", "label", "review_reason")))
 
@@ -412,20 +450,20 @@ def report(opts: ReportOptions) -> dict:
             "the accuracy mixes them (see the accuracy per checkpoint)")
 
     if opts.review:
-        rows = review_rows(frame, opts.review_threshold, source is not None).sort("path")
+        rows = review_rows(frame, opts.review_threshold, source is not None)
         write_atomic(opts.review, rows.sink_parquet if opts.review.suffix.lower() == ".parquet" else rows.sink_csv)
     if opts.json_out:
         write_text_atomic(opts.json_out, json.dumps(summary, indent=2) + "\n")
     if opts.html:
         from mnist_batch import report_html
 
-        failed = (frame.filter(~pl.col("status").is_in([images.OK, images.BLANK]))
-                  .select("path", "status", "error").sort("path").head(FAILED_SHOWN))
+        failed = frame.filter(FAILED).select("path", "status", "error").sort("path").head(FAILED_SHOWN)
         flagged = frame.filter((pl.col("status") == images.OK) & (
             MISCLASSIFIED | unsure(opts.review_threshold))).select(pl.len())
-        gallery, failed, flagged = pl.collect_all([gallery_rows(frame, opts.gallery), failed, flagged])
-        page = report_html.render(summary, gallery, failed, flagged.item(), HISTOGRAM_BINS, CALIBRATION_BINS,
-                                  labels_file=opts.labels)
+        gallery, rejected, failed, flagged = pl.collect_all([
+            gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, flagged])
+        page = report_html.render(summary, gallery, rejected, failed, flagged.item(), HISTOGRAM_BINS,
+                                  CALIBRATION_BINS, labels_file=opts.labels)
         write_text_atomic(opts.html, page)
     return summary
 
@@ -434,3 +472,10 @@ def gallery_rows(frame: pl.LazyFrame, count: int) -> pl.LazyFrame:
     """Misclassified inputs first, then the least confident: what the HTML gallery shows."""
     return (frame.filter(pl.col("status") == "ok").with_columns(_right=(~MISCLASSIFIED).cast(pl.Int8))
             .bottom_k(count, by=["_right", "confidence"]).sort("_right", "confidence").drop("_right"))
+
+
+def rejected_rows(frame: pl.LazyFrame, count: int) -> pl.LazyFrame:
+    """Rows rejected as not a digit, the highest digit score first (the likeliest digits among
+    them): what the HTML's rejected gallery shows."""
+    return (frame.filter(pl.col("status") == images.NOT_DIGIT)
+            .sort("digit_score", "path", descending=[True, False], nulls_last=True).head(count))

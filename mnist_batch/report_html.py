@@ -87,28 +87,69 @@ def top_two(row: dict) -> list[tuple[int, float]]:
     return [(int(d), float(probs[d])) for d in np.argsort(-probs, kind="stable")[:2]]
 
 
+def card(row: dict, description: str, wrong: bool, no_digit: str = "not readable") -> str:
+    """One input: its source image, the 28x28 image the model saw (or `no_digit` where there is
+    none), a description and the path."""
+    source, digit = input_images(row["path"])
+    pictures = "".join(
+        f'<div>{f"<img {cls} src={uri!r} alt={alt!r}>" if uri else f"<div class=missing>{missing}</div>"}'
+        f"{caption}</div>"
+        for uri, cls, alt, caption, missing in ((source, "", "source image", "source", "not readable"),
+                                                (digit, 'class="digit"', "28x28 model input", "model input",
+                                                 no_digit)))
+    return (f'<div class="card{" wrong" if wrong else ""}"><div class="pair">{pictures}</div>'
+            f'{description}<div class="path">{breakable(row["path"])}</div></div>')
+
+
+def truth(label) -> str:
+    return f"<br>true label <b>{label}</b>" if label is not None else ""
+
+
 def gallery(rows: pl.DataFrame, flagged: int, labelled: bool) -> str:
     cards = []
     for row in rows.iter_rows(named=True):
         label = row.get("label")
-        wrong = label is not None and label != row["pred"]
-        source, digit = input_images(row["path"])
-        pictures = "".join(
-            f'<div>{f"<img {cls} src={uri!r} alt={alt!r}>" if uri else "<div class=missing>not readable</div>"}'
-            f"{caption}</div>"
-            for uri, cls, alt, caption in ((source, "", "source image", "source"),
-                                           (digit, 'class="digit"', "28x28 model input", "model input")))
         (first, p1), (second, p2) = top_two(row)
-        truth = f"<br>true label <b>{label}</b>" if label is not None else ""
-        cards.append(f'<div class="card{" wrong" if wrong else ""}"><div class="pair">{pictures}</div>'
-                     f"predicted <b>{first}</b> ({p1:.1%}), next {second} ({p2:.1%}){truth}"
-                     f'<div class="path">{breakable(row["path"])}</div></div>')
+        cards.append(card(row, f"predicted <b>{first}</b> ({p1:.1%}), next {second} ({p2:.1%}){truth(label)}",
+                          wrong=label is not None and label != row["pred"]))
     if not cards:
         return "<p>Nothing to show.</p>"
     more = flagged - len(cards)
     tail = (f'<p class="more">{more:,} more below the review threshold{" or misclassified" if labelled else ""}'
             " are not shown (raise --gallery, or write them all with --review).</p>") if more > 0 else ""
     return f'<div class="gallery">{"".join(cards)}</div>{tail}'
+
+
+def rejected_gallery(rows: pl.DataFrame, summary: dict) -> str:
+    """The rows rejected as not a digit; one with a digit label is a real digit rejected, marked as an error."""
+    total = summary["status"]["not_digit"]
+    if not total:
+        return ("<p>No input was rejected as not a digit.</p>" if summary["min_digit_score"] else
+                "<p>These results record no digit check (they were written before result schema version 2).</p>")
+    cards = []
+    for row in rows.iter_rows(named=True):
+        score = row["digit_score"]
+        minimum = row["min_digit_score"]
+        description = (f"digit score <b>{score:.3f}</b>" if score is not None else "no digit score") + (
+            f", below {minimum:g}" if minimum is not None else "")
+        cards.append(card(row, description + truth(row.get("label")), wrong=row.get("label") is not None,
+                          no_digit="no digit: printed lines only"))
+    more = total - len(cards)
+    tail = (f'<p class="more">{more:,} more are not shown (raise --gallery, or write them all with --review).</p>'
+            if more > 0 else "")
+    return f'<div class="gallery">{"".join(cards)}</div>{tail}'
+
+
+def risk_coverage_table(rows: list[dict], labelled: bool) -> str:
+    header = ["confidence >=", "kept", "share kept", *(["labelled", "accuracy", "error"] if labelled else [])]
+    body = []
+    for r in rows:
+        figures = [f"{r['threshold']:g}", f"{r['kept']:,}", f"{r['coverage']:.2%}"]
+        if labelled:
+            figures += [f"{r['evaluated']:,}", *((f"{r['accuracy']:.2%}", f"{r['error']:.2%}") if r["evaluated"]
+                                                 else ("", ""))]
+        body.append(figures)
+    return table("Kept per confidence threshold", header, body)
 
 
 def header(summary: dict, labels_file) -> str:
@@ -132,7 +173,7 @@ def header(summary: dict, labels_file) -> str:
 
 def failed_table(failed: pl.DataFrame, total: int) -> str:
     if not total:
-        return "<p>Every input was classified or blank.</p>"
+        return "<p>Every input was classified, blank or rejected as not a digit.</p>"
     shown = table(f"Failed inputs: {failed.height:,} of {total:,}, by path", ["path", "status", "error"],
                   [list(row) for row in failed.iter_rows()], text_columns=(0, 2))
     more = total - failed.height
@@ -148,16 +189,16 @@ def figure(png: bytes, alt: str, caption: str) -> str:
     return f'<figure><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
 
 
-def render(summary: dict, gallery_rows: pl.DataFrame, failed: pl.DataFrame, flagged: int, histogram_bins: int,
-           calibration_bins: int, labels_file=None) -> str:
+def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFrame, failed: pl.DataFrame,
+           flagged: int, histogram_bins: int, calibration_bins: int, labels_file=None) -> str:
     status = summary["status"]
     labels = summary["labels"]
     labelled = bool(labels and labels["evaluated"])
     parts = [
         header(summary, labels_file),
         "<h2>Inputs</h2>",
-        table(f"{summary['rows']:,} inputs by status", ["ok", "blank", "failed", *status["errors"]],
-              [[status["ok"], status["blank"], status["failed"], *status["errors"].values()]]),
+        table(f"{summary['rows']:,} inputs by status", ["ok", "blank", "not_digit", "failed", *status["errors"]],
+              [[status["ok"], status["blank"], status["not_digit"], status["failed"], *status["errors"].values()]]),
         "<h2>Predictions</h2>",
         row(table("Classified inputs by predicted digit", [str(d) for d in range(10)],
                   [[summary["predicted"][str(d)] for d in range(10)]]),
@@ -178,7 +219,9 @@ def render(summary: dict, gallery_rows: pl.DataFrame, failed: pl.DataFrame, flag
             f"labelled inputs (labels from {labels['source']}); expected calibration error "
             f"{labels['ece']:.4f} over {calibration_bins} bins. {labels['unlabelled_rows']:,} rows without label; "
             f"{labels['unmatched_labels']:,} labels matching no row; {labels['labelled_not_classified']:,} "
-            "labelled inputs not classified.</p>",
+            "labelled inputs not classified (blank or failed)." +
+            (f" <b>{labels['rejected_not_digit']:,}</b> labelled inputs ({labels['rejected_share']:.2%}) rejected "
+             "as not a digit: not counted in the accuracy." if labels["rejected_not_digit"] else "") + "</p>",
             row(table("Per digit (support: labelled inputs)", ["digit", "precision", "recall", "F1", "support"],
                       [[d, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
                        for d, r in labels["per_class"].items()]),
@@ -193,9 +236,24 @@ def render(summary: dict, gallery_rows: pl.DataFrame, failed: pl.DataFrame, flag
             figure(plots.reliability_diagram(labels["calibration_bins"], labels["ece"]), "reliability diagram",
                    "Reliability: accuracy against confidence per bin, the gap hatched red; below, rows per bin."),
         ]
+    if status["ok"]:
+        parts += ["<h2>Confidence thresholds</h2>",
+                  "<p>The classified inputs each confidence threshold keeps" +
+                  (" and how many of the labelled ones are right" if labelled else "") +
+                  ": the rest would go to a person (report --review-threshold).</p>",
+                  risk_coverage_table(summary["risk_coverage"], labelled)]
+        figures.append(figure(plots.risk_coverage(summary["risk_coverage"], labelled), "risk-coverage plot",
+                              "Risk and coverage: error against the share kept, per confidence threshold."
+                              if labelled else "Coverage: the share of classified inputs kept per threshold."))
     parts.append('<h2>Plots</h2><div class="figures">' + "".join(figures) + "</div>")
     parts.append("<h2>Failed inputs</h2>")
     parts.append(failed_table(failed, status["failed"]))
+    parts.append("<h2>Rejected as not a digit</h2>")
+    parts.append(f"<p>{status['not_digit']:,} inputs were read but do not look like one handwritten digit "
+                 "(an empty form field, a letter, a tick, two digits): they get no digit. The highest digit "
+                 "scores first: those are the likeliest real digits. Each shows the source image and the "
+                 "28x28 image the model saw.</p>" if status["not_digit"] else "")
+    parts.append(rejected_gallery(rejected_rows, summary))
     parts.append("<h2>Inputs to look at</h2>")
     parts.append("<p>" + ("Misclassified first, then the least confident. " if labelled else
                           "The least confident predictions. ") +

@@ -31,6 +31,19 @@ def checkpoint_lines(summary: dict) -> list[str]:
     return lines
 
 
+def risk_coverage_table(rows: list[dict], labelled: bool, new_table) -> Table:
+    """The classified rows each confidence threshold keeps; the rest would go to a person."""
+    columns = ("confidence >=", "kept", "share kept", *(("labelled", "accuracy", "error") if labelled else ()))
+    table = new_table("kept at each confidence threshold (the rest to review)", *columns)
+    for row in rows:
+        figures = [f"{row['threshold']:g}", f"{row['kept']:,}", f"{row['coverage']:.2%}"]
+        if labelled:
+            figures += [f"{row['evaluated']:,}", *((f"{row['accuracy']:.2%}", f"{row['error']:.2%}")
+                                                   if row["evaluated"] else ("-", "-"))]
+        table.add_row(*figures)
+    return table
+
+
 def render_terminal(summary: dict, console: Console) -> None:
     """The human summary: rich tables in a terminal, plain aligned text elsewhere."""
 
@@ -44,9 +57,14 @@ def render_terminal(summary: dict, console: Console) -> None:
     status = summary["status"]
     errors = ", ".join(f"{k} {v}" for k, v in status["errors"].items()) or "none"
     console.print(f"[bold]{summary['rows']:,} inputs[/bold] in {len(summary['files'])} file(s): "
-                  f"{status['ok']:,} ok, {status['blank']:,} blank, {status['failed']:,} failed ({errors})")
+                  f"{status['ok']:,} ok, {status['blank']:,} blank, {status['not_digit']:,} not a digit, "
+                  f"{status['failed']:,} failed ({errors})")
     for line in checkpoint_lines(summary):
         console.print(line)
+    if status["not_digit"]:
+        below = " or ".join(f"{score:g}" for score in summary["min_digit_score"])
+        console.print(f"rejected as not a digit: {status['not_digit']:,}" + (f" (digit score below {below})" if below
+                      else "") + "; --review FILE lists them first")
     conf = summary["confidence"]
     if status["ok"]:
         below = "below" if summary["review_threshold"] < 1 else "at or below"  # a threshold of 1 takes every row
@@ -56,6 +74,8 @@ def render_terminal(summary: dict, console: Console) -> None:
     predicted.add_row(*(f"{summary['predicted'][str(d)]:,}" for d in range(10)))
     console.print(predicted)
     labels = summary["labels"]
+    if status["ok"]:
+        console.print(risk_coverage_table(summary["risk_coverage"], bool(labels and labels["evaluated"]), new_table))
     if labels is None:
         console.print("no labels: give --labels FILE or --labels-from-dirs for accuracy")
         return
@@ -68,6 +88,9 @@ def render_terminal(summary: dict, console: Console) -> None:
                   f"{labels['evaluated']:,} labelled rows; ECE {labels['ece']:.4f}")
     console.print(f"{labels['unlabelled_rows']:,} rows without label, {labels['unmatched_labels']:,} labels "
                   f"matching no row, {labels['labelled_not_classified']:,} labelled but not classified")
+    if labels["rejected_not_digit"]:
+        console.print(f"{labels['rejected_not_digit']:,} labelled rows ({labels['rejected_share']:.2%}) rejected as "
+                      "not a digit: not in the accuracy")
     classes = new_table("per class", "digit", "precision", "recall", "F1", "support")
     for digit, row in labels["per_class"].items():
         classes.add_row(digit, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",

@@ -331,14 +331,18 @@ class ClassifySummary:
 
 
 def scan(path: str | Path) -> pl.LazyFrame:
-    """A result file (Parquet or CSV) as a lazy frame with the documented types.
+    """A result file (Parquet or CSV) as a lazy frame with the documented types."""
+    return with_current_columns(scan_as_written(path))
+
+
+def scan_as_written(path: str | Path) -> pl.LazyFrame:
+    """A result file with only the columns it holds (report checks them: a file of another tool
+    must not pass as a result file whose columns are all null).
     Paths are names, never patterns (glob=False): a folder may be called runs[2026]."""
     path = str(path)
     if path.lower().endswith(".csv"):
-        frame = pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
-    else:
-        frame = pl.scan_parquet(path, glob=False)
-    return with_current_columns(frame)
+        return pl.scan_csv(path, schema_overrides=SCHEMA, glob=False)
+    return pl.scan_parquet(path, glob=False)
 
 
 def with_current_columns(frame: pl.LazyFrame) -> pl.LazyFrame:

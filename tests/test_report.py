@@ -84,7 +84,7 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
     hand = hand_figures(result_file, labelled / "labels.csv", labelled / "images")
     labels = figures["labels"]
     assert labels["evaluated"] == hand["evaluated"] == 39
-    assert figures["checkpoints"] == [{"name": "lenet.safetensors", "sha256": pl.read_parquet(result_file)[
+    assert figures["checkpoints"] == [{"name": "smallbn.safetensors", "sha256": pl.read_parquet(result_file)[
         "checkpoint_sha256"][0], "rows": 42, "accuracy": labels["accuracy"], "evaluated": 39}]
     assert labels["accuracy"] == pytest.approx(hand["accuracy"])
     assert labels["accuracy"] < 1.0  # the three wrong labels at least
@@ -97,19 +97,23 @@ def test_figures_agree_with_a_hand_computation(cli, labelled, result_file):
     assert labels["unmatched_labels"] == 2  # gone/1.png, gone/2.png
     assert labels["unlabelled_rows"] == 3  # image 39, blank.png, broken.png
     assert labels["labelled_not_classified"] == 0
-    assert figures["status"] == {"ok": 40, "blank": 1, "failed": 1, "errors": {"not_image": 1}}
+    assert figures["status"] == {"ok": 40, "blank": 1, "not_digit": 0, "failed": 1, "errors": {"not_image": 1}}
     assert sum(figures["predicted"].values()) == 40
 
 
 def test_json_shape_is_pinned(cli, labelled, result_file):
     figures = report_json(cli, result_file, "--labels-from-dirs")
-    assert figures["shape"] == "mnist-batch-report/2"
+    assert figures["shape"] == "mnist-batch-report/3"
     assert list(figures) == ["files", "shape", "rows", "status", "predicted", "confidence", "review_threshold",
-                             "below_threshold", "checkpoints", "confidence_histogram", "labels"]
+                             "below_threshold", "min_digit_score", "risk_coverage", "checkpoints",
+                             "confidence_histogram", "labels"]
+    assert list(figures["status"]) == ["ok", "blank", "not_digit", "failed", "errors"]
+    assert list(figures["risk_coverage"][0]) == ["threshold", "kept", "coverage", "evaluated", "accuracy", "error"]
     assert list(figures["checkpoints"][0]) == ["name", "sha256", "rows", "accuracy", "evaluated"]
     assert list(figures["confidence"]) == ["min", "p01", "p05", "p25", "median", "p75", "p95", "max", "mean"]
     assert list(figures["labels"]) == ["source", "evaluated", "correct", "accuracy", "accuracy_ci95",
-                                       "unlabelled_rows", "labelled_not_classified", "unmatched_labels",
+                                       "unlabelled_rows", "labelled_not_classified", "rejected_not_digit",
+                                       "rejected_share", "unmatched_labels",
                                        "per_class", "confusion", "most_confused", "ece", "calibration_bins"]
     assert list(figures["labels"]["per_class"]["0"]) == ["precision", "recall", "f1", "support"]
     out = labelled / "figures.json"
@@ -212,10 +216,11 @@ def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, res
         screenshot = page.screenshot(full_page=True)
         browser.close()
     assert errors == []
-    assert sections == ["Inputs", "Predictions", "Accuracy", "Plots", "Failed inputs", "Inputs to look at"]
-    assert "lenet.safetensors" in header and str(result_file) in header and "mnist-batch 0." in header
+    assert sections == ["Inputs", "Predictions", "Accuracy", "Confidence thresholds", "Plots", "Failed inputs",
+                        "Rejected as not a digit", "Inputs to look at"]
+    assert "smallbn.safetensors" in header and str(result_file) in header and "mnist-batch 0." in header
     assert len(captions) == tables  # every table has its caption
-    assert len(loaded) == 3 + 2 * 24 and all(loaded)  # three plots; 24 cards, each its source and model input
+    assert len(loaded) == 4 + 2 * 24 and all(loaded)  # four plots; 24 cards, each its source and model input
     assert model_inputs == 24
     assert len(failed_rows) == 2 and "broken.png" in failed_rows[1] and "not_image" in failed_rows[1]
     assert all("predicted" in card and "next" in card for card in cards)
@@ -305,8 +310,8 @@ def test_rows_of_two_checkpoints_are_shown_apart(cli, labelled, result_file, tmp
     result = cli("report", mixed, "--labels-from-dirs", "--json")
     figures = json.loads(result.stdout)
     checkpoints = {c["name"]: c for c in figures["checkpoints"]}
-    assert checkpoints["other.safetensors"]["rows"] == 10 and checkpoints["lenet.safetensors"]["rows"] == 32
-    assert checkpoints["other.safetensors"]["evaluated"] == 10 and checkpoints["lenet.safetensors"]["evaluated"] == 30
+    assert checkpoints["other.safetensors"]["rows"] == 10 and checkpoints["smallbn.safetensors"]["rows"] == 32
+    assert checkpoints["other.safetensors"]["evaluated"] == 10 and checkpoints["smallbn.safetensors"]["evaluated"] == 30
     assert "2 checkpoints" in result.stderr
     terminal = cli("report", mixed, "--labels-from-dirs").stdout
     assert "other.safetensors (sha256 abababababab): 10 rows, accuracy" in terminal and "warning" in terminal
@@ -383,3 +388,120 @@ def test_a_csv_with_words_in_a_number_column_is_one_line_naming_it(cli, result_f
     result = cli("report", bad)
     assert result.exit_code == 1 and "'pred'" in result.stderr and "seven" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# Inputs that are not one digit, as on real forms; every one is read fine and rejected.
+NON_DIGITS = {"other/letter0.png": "letter", "other/letter1.png": "letter", "other/empty0.png": "empty",
+              "other/empty1.png": "empty", "3/a letter in a digit folder.png": "letter"}
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory, mnist_test):
+    """30 MNIST digits in label folders and five non-digits (letters, empty form fields), one of
+    them in folder 3 so that it has a label; classified with the default checkpoint."""
+    from mnist_batch import synthetic
+    from tests.conftest import run_cli
+
+    root = tmp_path_factory.mktemp("forms")
+    write_pngs(root / "images", mnist_test.images[:30], mnist_test.labels[:30])
+    rng = np.random.default_rng(16)
+    for name, kind in NON_DIGITS.items():
+        path = root / "images" / name
+        path.parent.mkdir(exist_ok=True)
+        letter = kind == "letter"
+        (synthetic.non_digit(rng, "letter", mnist_test.images) if letter else synthetic.empty_field(rng)).save(path)
+    out = root / "preds.parquet"
+    result = run_cli("classify", root / "images", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def folder_labels(frame: pl.DataFrame) -> pl.DataFrame:
+    """What --labels-from-dirs gives: the parent folder's digit, or null."""
+    return frame.with_columns(label=pl.col("path").str.extract(r"/([0-9])/[^/]+$").cast(pl.Int8))
+
+
+def test_not_digit_rows_are_counted_apart_and_kept_out_of_the_accuracy(cli, forms, tmp_path):
+    rows = folder_labels(pl.read_parquet(forms))
+    rejected = rows.filter(pl.col("status") == "not_digit")
+    assert sorted(p.split("/images/")[1] for p in rejected["path"]) == sorted(NON_DIGITS)
+    figures = report_json(cli, forms, "--labels-from-dirs")
+    assert figures["status"] == {"ok": 30, "blank": 0, "not_digit": 5, "failed": 0, "errors": {}}
+    assert figures["min_digit_score"] == [0.5]
+    labels = figures["labels"]
+    classified = rows.filter(pl.col("status") == "ok")
+    assert labels["evaluated"] == 30 and labels["correct"] == (classified["pred"] == classified["label"]).sum()
+    assert labels["rejected_not_digit"] == 1 and labels["rejected_share"] == pytest.approx(1 / 31)
+    assert labels["labelled_not_classified"] == 0
+    assert sum(figures["predicted"].values()) == 30  # rejected rows predict nothing
+
+    terminal = cli("report", forms, "--labels-from-dirs").stdout
+    assert "30 ok, 0 blank, 5 not a digit, 0 failed" in terminal
+    assert "rejected as not a digit: 5 (digit score below 0.5)" in terminal
+    assert "1 labelled rows (3.23%) rejected as not a digit" in terminal
+
+    page = tmp_path / "report.html"
+    assert cli("report", forms, "--labels-from-dirs", "--html", page, "--gallery", "3").exit_code == 0
+    text = page.read_text()
+    section = text.split("<h2>Rejected as not a digit</h2>")[1].split("<h2>")[0]
+    assert section.count('class="card') == 3 and section.count('class="card wrong') == 1  # the labelled one
+    assert "2 more are not shown" in section and "digit score <b>" in section
+    first_shown = section.split('class="path">')[1].split("</div>")[0].replace("<wbr>", "")
+    assert first_shown == rejected.sort("digit_score", "path", descending=[True, False])["path"][0]
+    assert "<th>not_digit</th>" in text and "<td>5</td>" in text
+
+
+@pytest.mark.parametrize("labelled", [True, False], ids=["labels", "no labels"])
+def test_risk_coverage_agrees_with_a_computation_from_the_frame(cli, forms, labelled):
+    rows = folder_labels(pl.read_parquet(forms)).filter(pl.col("status") == "ok")
+    figures = report_json(cli, forms, *(["--labels-from-dirs"] if labelled else []))
+    table = figures["risk_coverage"]
+    assert [row["threshold"] for row in table] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+    confidence = rows["confidence"].to_numpy()
+    right = (rows["pred"] == rows["label"]).to_numpy()
+    for row in table:
+        kept = confidence >= np.float32(row["threshold"])
+        assert row["kept"] == kept.sum() and row["coverage"] == pytest.approx(kept.mean())
+        if labelled:
+            assert row["evaluated"] == kept.sum() and row["accuracy"] == pytest.approx(right[kept].mean())
+            assert row["error"] == pytest.approx(1 - right[kept].mean())
+        else:
+            assert row["evaluated"] == 0 and row["accuracy"] is None and row["error"] is None
+    assert table[-1]["kept"] < table[0]["kept"]  # the thresholds do cut: the check is not vacuous
+    terminal = cli("report", forms, *(["--labels-from-dirs"] if labelled else [])).stdout
+    lines = terminal.split("kept at each confidence threshold")[1].splitlines()
+    assert lines[1].split() == ["confidence", ">=", "kept", "share", "kept",
+                                *(["labelled", "accuracy", "error"] if labelled else [])]
+    assert lines[7].split()[:3] == ["0.99", f"{table[-1]['kept']:,}", f"{table[-1]['coverage']:.2%}"]
+
+
+def test_review_lists_rejected_then_low_confidence_rows_first(cli, forms, tmp_path):
+    review = tmp_path / "review.csv"
+    result = cli("report", forms, "--labels-from-dirs", "--review", review, "--review-threshold", "0.9999")
+    assert result.exit_code == 0, result.stderr
+    rows = pl.read_csv(review)
+    reasons = rows["review_reason"].to_list()
+    rejected = rows.filter(pl.col("review_reason") == "not_digit")
+    unsure = rows.filter(pl.col("review_reason") == "low_confidence")
+    assert reasons[:len(rejected) + len(unsure)] == ["not_digit"] * 5 + ["low_confidence"] * len(unsure)
+    assert len(unsure) >= 2  # enough to see their order
+    assert rejected["digit_score"].to_list() == sorted(rejected["digit_score"], reverse=True)  # likeliest digits first
+    assert unsure["confidence"].to_list() == sorted(unsure["confidence"])  # least confident first
+    assert rejected["label"].null_count() == 5 and rejected["given_label"].to_list().count(3) == 1
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_a_version_1_result_file_still_reports(cli, labelled, result_file, tmp_path, suffix):
+    version_1 = tmp_path / f"v1.{suffix}"
+    old = pl.read_parquet(result_file).drop("digit_score", "min_digit_score")
+    old.write_parquet(version_1) if suffix == "parquet" else old.write_csv(version_1)
+    page, review = tmp_path / "report.html", tmp_path / "review.csv"
+    result = cli("report", version_1, "--labels-from-dirs", "--json", "--html", page, "--review", review)
+    assert result.exit_code == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["status"] == {"ok": 40, "blank": 1, "not_digit": 0, "failed": 1, "errors": {"not_image": 1}}
+    assert figures["min_digit_score"] == [] and figures["labels"]["rejected_not_digit"] == 0
+    assert figures["risk_coverage"][0]["kept"] == 40
+    assert "record no digit check" in page.read_text()
+    assert "digit_score" in pl.read_csv(review).columns
+    assert "0 not a digit" in cli("report", version_1).stdout
