@@ -38,7 +38,7 @@ from mnist_batch.model import (
 
 DRY_RUN_BATCHES = 10
 CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to fit the temperature
-NON_DIGIT_BANK = 12_000  # generated non-digits drawn once per run, then augmented in every batch
+NON_DIGIT_BANK, MIN_BANK = 12_000, 800  # generated non-digits drawn once per run, then augmented in every batch
 NOT_DIGIT_LABEL = 10
 HEAVY_PEN = 0.15  # share of MNIST digits drawn with a marker when non-digits (blots among them) are trained
 # Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
@@ -267,9 +267,6 @@ def train(opts: TrainOptions) -> dict:
 
     model, base = starting_model(opts, device)
     share = non_digit_share(opts, base)
-    if share:  # drawn and preprocessed as classify would see them; augmented in every batch
-        bank = torch.from_numpy(synthetic.non_digit_bank(NON_DIGIT_BANK, train_set.images, opts.seed)).to(device)
-        non_digits_per_batch = max(1, round(share * opts.batch_size))
     # channels_last makes the small convolutions about 10% faster on the CPU.
     model = model.to(device, memory_format=torch.channels_last)
     holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
@@ -284,6 +281,11 @@ def train(opts: TrainOptions) -> dict:
     else:
         steps_per_epoch = -(-len(train_x) // opts.batch_size)
     epochs = 1 if opts.dry_run else opts.epochs
+    if share:  # drawn and preprocessed as classify would see them; augmented in every batch
+        non_digits_per_batch = max(1, round(share * opts.batch_size))
+        # Drawing one costs milliseconds: a short run (fine-tuning, --dry-run) draws fewer.
+        count = min(NON_DIGIT_BANK, max(MIN_BANK, 2 * epochs * steps_per_epoch * non_digits_per_batch))
+        bank = torch.from_numpy(synthetic.non_digit_bank(count, train_set.images, opts.seed)).to(device)
     # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, fused=device.type in ("cpu", "cuda"))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -364,6 +366,8 @@ def train(opts: TrainOptions) -> dict:
         "torch_version": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if base is not None and base.get("temperature") and not opts.calibrate:
+        metadata["temperature"] = base["temperature"]  # fine-tuning keeps the base's calibration
     if opts.calibrate:  # on the held-back digits, clean and with the writer augmentation
         calib_x, calib_y = calibration
         writers_x = augment.make_augment(generator=torch.Generator(device=device).manual_seed(opts.seed))(calib_x)
