@@ -382,8 +382,10 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.nda
                   if on_the_outside(band[0], height)]
     if not horizontal:
         return []
+    bases = [band for band, _ in horizontal]
     sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height)
-             if on_the_outside(rows, width) and length >= SIDE_SPAN * height]
+             if on_the_outside(rows, width) and length >= SIDE_SPAN * height
+             and meets((cols, rows), bases, mask.shape)]
     inside = mask.copy()
     for (rows, cols), _ in horizontal + sides:
         inside[rows, cols] = False
@@ -404,14 +406,17 @@ def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
 
 
 def meets(band: tuple, others: list[tuple], shape: tuple[int, int]) -> bool:
-    """Whether a line ends on (or crosses) one of `others`: a frame's side meets its base."""
+    """Whether a side's lower end lies on one of `others`: a frame's side (or a comb's tick) stands
+    on its base line; a 7's stem hangs from its bar."""
     from scipy import ndimage
 
     near = np.zeros(shape, bool)
     for rows, cols in others:
         near[rows, cols] = True
     near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
-    return bool(near[band].any())
+    rows, cols = band
+    lower_end = rows >= rows.max() - LINE_MEET
+    return bool(near[rows[lower_end], cols[lower_end]].any())
 
 
 def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
