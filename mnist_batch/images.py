@@ -48,6 +48,9 @@ FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found
 SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
+# px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
+# frame's lines would; a field this small holds no readable digit inside its lines.
+SMALLEST_FIELD = 20
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
@@ -347,6 +350,8 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if not len(rows):
         return ink, False
     box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if max(box.shape) < SMALLEST_FIELD:
+        return ink, False
     factor = -(-max(box.shape) // LINE_SIDE)
     height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
     small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
