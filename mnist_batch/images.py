@@ -42,9 +42,16 @@ LINE_PASSES = 3  # searches for lines, each on what the last one left
 LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
 LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
 LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line
-SIDE_SPAN = 0.85  # a frame's side spans at least this share of the ink's height
+# A printed line is at most this many px (of that reduced box), or this share of its height, thick.
+LINE_THICKNESS, LINE_THICK_SHARE = 3, 0.1
+FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
+SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
+# px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
+# frame's lines would; a field this small holds no readable digit inside its lines.
+SMALLEST_FIELD = 20
+TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
@@ -260,14 +267,13 @@ def longest_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return since_gap.max(axis=1), since_gap.argmax(axis=1) + 1
 
 
-def line_candidates(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
+def line_candidates(mask: np.ndarray, extent: int) -> list[tuple[np.ndarray, int]]:
     """Long straight horizontal runs of ink at small tilts, longest first: each as the (row, column)
-    pixels of its band (the rows around the run's centre that are mostly ink along it), and its length."""
-    columns = np.flatnonzero(mask.any(axis=0))
-    if len(columns) == 0:
+    pixels of its band (the rows around the run's centre that are mostly ink along it), and its length.
+    `extent`: the field's width (the ink's, not the image's: a field may sit anywhere on a page)."""
+    if not mask.any():
         return []
-    # Relative to the ink's extent, not the image's: a field may sit anywhere on a large page.
-    shortest = max(LINE_SPAN * (columns[-1] - columns[0] + 1), 8)
+    shortest = max(LINE_SPAN * extent, 8)
     every, pad = sheared(mask)
     pairs = every[:, :-1] | every[:, 1:]  # a thin line that drifts by a pixel stays in a pair of rows
     pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]  # and one-pixel gaps (anti-aliasing) are bridged
@@ -302,16 +308,19 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         valid = (ys >= 0) & (ys < height)
         return ys, valid, np.where(valid, mask[ys.clip(0, height - 1), columns[None, :]], False)
 
-    # The tilt steps are coarse: fit the line's own tilt to the ink's middle in each column.
+    # The tilt steps are coarse: fit the line's own tilt to the ink's middle in each column, close
+    # to the run and where the column holds no more ink than a line (a digit's stroke running
+    # along or across it would pull the fit).
     centre = row + np.round((run - width / 2) * shear).astype(np.int64)
     _, _, inked = around(centre, run)
+    inked[np.abs(offsets - 0.5) > FIT_REACH] = False
     weight = inked.sum(axis=0)
-    has_ink = weight > 0
-    if has_ink.sum() < 2:
+    thin = (weight > 0) & (weight <= max(LINE_THICKNESS, LINE_THICK_SHARE * height))
+    if thin.sum() < max(2, 0.4 * len(run)):
         return None
-    middle = centre[has_ink] + (inked * offsets[:, None]).sum(axis=0)[has_ink] / weight[has_ink]
-    slope, intercept = np.polyfit(run[has_ink], middle, 1)
-    if np.mean(np.abs(middle - (slope * run[has_ink] + intercept)) > LINE_WOBBLE) > 0.25:
+    middle = centre[thin] + (inked * offsets[:, None]).sum(axis=0)[thin] / weight[thin]
+    slope, intercept = np.polyfit(run[thin], middle, 1)
+    if np.mean(np.abs(middle - (slope * run[thin] + intercept)) > LINE_WOBBLE) > 0.25:
         return None  # a curved stroke (the top of a 5), not a printed line: crossings aside, it bends
     _, _, inked = around(np.round(slope * run + intercept).astype(np.int64), run)
     mostly = inked.mean(axis=1) >= 0.5
@@ -322,7 +331,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         first -= 1
     while last < len(offsets) - 1 and mostly[last + 1]:
         last += 1
-    if first == 0 or last == len(offsets) - 1 or last - first + 1 > max(3, 0.1 * height):
+    if first == 0 or last == len(offsets) - 1 or last - first + 1 > max(LINE_THICKNESS, LINE_THICK_SHARE * height):
         return None  # a thick bar, or a band that does not end: not a printed line
     columns = np.arange(width)
     ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
@@ -341,13 +350,15 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if not len(rows):
         return ink, False
     box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if max(box.shape) < SMALLEST_FIELD:
+        return ink, False
     factor = -(-max(box.shape) // LINE_SIDE)
     height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
     small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
     small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
     lines = np.zeros_like(small)
     for _ in range(LINE_PASSES):  # a line hidden by a longer one, or by the digit, shows once they are gone
-        bands = printed_lines(small & ~lines)
+        bands = printed_lines(small & ~lines, small.shape)
         for band in bands:
             lines[band] = True
         if not bands:
@@ -360,8 +371,10 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     return drop_line_ends(cleaned, mask), True
 
 
-def printed_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The (rows, cols) pixels of each printed line in `mask`.
+def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (rows, cols) pixels of each printed line in `mask`, whose ink first filled `field`
+    (height, width): lengths and edges are measured against the whole field, so that once its
+    frame is gone, a digit's own bar and stem are not taken for a smaller frame.
 
     Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
     frame. A horizontal one counts when it is longer than the ink inside the frame is tall, by
@@ -369,13 +382,15 @@ def printed_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     one must be a frame's side: as tall as all the ink, and meeting a printed horizontal line
     (a lone stroke is a 1, the sides of a 0 are no frame, and a 9's stem stands apart from the
     underline below)."""
-    outer_rows, outer_cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    horizontal = [(band, length) for band, length in line_candidates(mask)
-                  if on_the_outside(band[0], outer_rows)]
+    height, width = field
+    horizontal = [(band, length) for band, length in line_candidates(mask, width)
+                  if on_the_outside(band[0], height)]
     if not horizontal:
         return []
-    sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T)
-             if on_the_outside(rows, outer_cols) and length >= SIDE_SPAN * (outer_rows[-1] - outer_rows[0] + 1)]
+    bases = [band for band, _ in horizontal]
+    sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height)
+             if on_the_outside(rows, width) and length >= SIDE_SPAN * height
+             and meets((cols, rows), bases, mask.shape)]
     inside = mask.copy()
     for (rows, cols), _ in horizontal + sides:
         inside[rows, cols] = False
@@ -389,21 +404,24 @@ def printed_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return printed
 
 
-def on_the_outside(coordinates: np.ndarray, extent: np.ndarray) -> bool:
-    """A line reaches the first or last row (column) that holds ink."""
-    near = OUTER_SHARE * (extent[-1] - extent[0] + 1)
-    return coordinates.min() <= extent[0] + near or coordinates.max() >= extent[-1] - near
+def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
+    """A line reaches near the first or last row (column) of the field."""
+    near = OUTER_SHARE * extent
+    return coordinates.min() <= near or coordinates.max() >= extent - 1 - near
 
 
 def meets(band: tuple, others: list[tuple], shape: tuple[int, int]) -> bool:
-    """Whether a line ends on (or crosses) one of `others`: a frame's side meets its base."""
+    """Whether a side's lower end lies on one of `others`: a frame's side (or a comb's tick) stands
+    on its base line; a 7's stem hangs from its bar."""
     from scipy import ndimage
 
     near = np.zeros(shape, bool)
     for rows, cols in others:
         near[rows, cols] = True
     near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
-    return bool(near[band].any())
+    rows, cols = band
+    lower_end = rows >= rows.max() - LINE_MEET
+    return bool(near[rows[lower_end], cols[lower_end]].any())
 
 
 def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
@@ -414,12 +432,30 @@ def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(cleaned > 0, structure=np.ones((3, 3)))
     if count == 0:
         return cleaned
-    areas = np.bincount(labels.ravel())[1:]
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
     removed = ndimage.binary_dilation(before & (cleaned == 0), structure=np.ones((3, 3)))
     touching = np.zeros(count + 1, bool)
     touching[np.unique(labels[removed])] = True
-    drop = np.concatenate([[False], touching[1:] & (areas < LINE_END_SHARE * areas.max())])
+    # A piece that lies wholly along where a line was is its edge: in an empty box there is no
+    # digit beside which it would look small.
+    along = ndimage.binary_dilation(removed, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    hugging = np.bincount(labels[~along], minlength=count + 1) == 0
+    drop = touching & ((areas < LINE_END_SHARE * areas[1:].max()) | hugging | comb_ticks(labels, areas))
+    drop[0] = False
     return np.where(drop[labels], 0, cleaned)
+
+
+def comb_ticks(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Which pieces (by label) are thin strokes wholly beside the largest piece (the digit), as a
+    comb field's end ticks are; the digit's own strokes overlap its columns."""
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(labels)
+    digit = boxes[int(np.argmax(areas[1:]))][1]
+    ticks = [(cols.stop <= digit.start or cols.start >= digit.stop)
+             and min(rows.stop - rows.start, cols.stop - cols.start)
+             <= TICK_SHAPE * max(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in boxes]
+    return np.array([False, *ticks])
 
 
 def drop_specks(ink: np.ndarray) -> np.ndarray:
