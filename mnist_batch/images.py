@@ -267,13 +267,16 @@ def longest_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return since_gap.max(axis=1), since_gap.argmax(axis=1) + 1
 
 
-def line_candidates(mask: np.ndarray, extent: int) -> list[tuple[np.ndarray, int]]:
-    """Long straight horizontal runs of ink at small tilts, longest first: each as the (row, column)
-    pixels of its band (the rows around the run's centre that are mostly ink along it), and its length.
-    `extent`: the field's width (the ink's, not the image's: a field may sit anywhere on a page)."""
+def line_candidates(mask: np.ndarray, extent: int, across: int) -> list[tuple[np.ndarray, int]]:
+    """Long straight horizontal runs of ink at small tilts near the top or bottom of the field,
+    longest first: each as the (row, column) pixels of its band (the rows around the run's centre
+    that are mostly ink along it), and its length. `extent`, `across`: the field's width and height
+    (the ink's, not the image's: a field may sit anywhere on a page)."""
     if not mask.any():
         return []
     shortest = max(LINE_SPAN * extent, 8)
+    # Runs through the middle of the field are the digit's: only those near an edge are tried.
+    near = OUTER_SHARE * across + np.abs(LINE_SHEARS).max() * mask.shape[1] / 2 + 2
     every, pad = sheared(mask)
     pairs = every[:, :-1] | every[:, 1:]  # a thin line that drifts by a pixel stays in a pair of rows
     pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]  # and one-pixel gaps (anti-aliasing) are bridged
@@ -284,8 +287,8 @@ def line_candidates(mask: np.ndarray, extent: int) -> list[tuple[np.ndarray, int
     for tilt, row in zip(tilts[order], rows[order], strict=True):
         if len(found) == MAX_LINES:
             break
-        if any(abs(row - other) <= 3 for other in taken):
-            continue  # the same line at a neighbouring tilt
+        if near < row - pad < across - 1 - near or any(abs(row - other) <= 3 for other in taken):
+            continue  # inside the field, or the same line at a neighbouring tilt
         taken.append(row)  # tried: a neighbouring row or tilt would find the same run again
         length, end = int(lengths[tilt, row]), int(ends[tilt, row])
         band = line_band(mask, LINE_SHEARS[tilt], row - pad, end - length, end)
@@ -383,12 +386,12 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.nda
     (a lone stroke is a 1, the sides of a 0 are no frame, and a 9's stem stands apart from the
     underline below)."""
     height, width = field
-    horizontal = [(band, length) for band, length in line_candidates(mask, width)
+    horizontal = [(band, length) for band, length in line_candidates(mask, width, height)
                   if on_the_outside(band[0], height)]
     if not horizontal:
         return []
     bases = [band for band, _ in horizontal]
-    sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height)
+    sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height, width)
              if on_the_outside(rows, width) and length >= SIDE_SPAN * height
              and meets((cols, rows), bases, mask.shape)]
     inside = mask.copy()
