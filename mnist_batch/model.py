@@ -113,16 +113,16 @@ def pick_device(name: str) -> torch.device:
 
 def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
     """Weights in safetensors; metadata values are JSON so that numbers and lists survive."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     header = {"architecture": architecture_of(model), "mean": MEAN, "std": STD, "classes": class_names(model),
               "parameters": parameter_count(model)}
     header |= metadata
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
-    def write(tmp: Path) -> None:
-        save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in header.items()})
-        os.chmod(tmp, 0o644)  # safetensors creates it private; a bundled checkpoint must be readable
+    def write(file) -> None:
+        file.write(save(state, metadata={k: json.dumps(v) for k, v in header.items()}))
+        os.fchmod(file.fileno(), 0o644)  # whatever the umask: a bundled checkpoint must be readable
 
     write_atomic(Path(path), write)
 
