@@ -52,8 +52,9 @@ def escape_char(match: re.Match) -> str:
 
 
 def log(message: str) -> None:
-    """A progress or warning line for the person or the log: stderr, never stdout."""
-    line = f"mnist-batch: {message}"
+    """A progress or warning line for the person or the log: stderr, never stdout. Whatever the
+    message holds (names are best passed through shown() for their length), it stays one line."""
+    line = f"mnist-batch: {shown(message, limit=None)}"
     tqdm = sys.modules.get("tqdm")
     if tqdm is not None:
         tqdm.tqdm.write(line, file=sys.stderr)  # above a progress bar, which is redrawn below it

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mnist_batch.errors import shown
+
 DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images before decoding (decompression bombs)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # no digit scan is this big; never read one into memory
 WORK_SIDE = 112  # larger images are reduced to about this before cropping: fast, and it averages paper noise
@@ -120,7 +122,7 @@ def file_kind(mode: int) -> str:
 def open_problem(path: str, error: OSError) -> ImageProblem:
     if isinstance(error, FileNotFoundError):
         if os.path.islink(path):
-            return ImageProblem("missing", f"broken symlink: its target {os.readlink(path)} does not exist")
+            return ImageProblem("missing", f"broken symlink: its target {shown(os.readlink(path))} does not exist")
         return ImageProblem("missing", "file not found (moved or deleted during the run?)")
     if isinstance(error, PermissionError):
         if os.path.isdir(path):
@@ -586,6 +588,7 @@ def failed(path: str, status: str, error: str) -> Decoded:
     except OSError:
         return Decoded(status, error)
     return Decoded(status, error, None, info.st_size, info.st_mtime_ns)
+
 
 
 def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 
 DIGITS = [str(digit) for digit in range(10)]
 SHOWN_CONFLICTS = 3  # conflicting paths named in the error; the rest are counted
@@ -27,18 +27,19 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     """All rows of a labels file as strings: `path`, and `label` stripped (null when empty or NaN)."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"labels file {path} is a folder; give a CSV or Parquet file with path,label columns", USAGE)
+        raise UserError(f"labels file {shown(path)} is a folder; give a CSV or Parquet file with path,label columns",
+                        USAGE)
     if not path.is_file():
-        raise UserError(f"labels file {path} not found", USAGE)
+        raise UserError(f"labels file {shown(path)} not found", USAGE)
     csv = path.suffix.lower() == ".csv"
     try:
         frame = pl.read_csv(path, infer_schema=False, glob=False) if csv else pl.read_parquet(path, glob=False)
     except Exception as error:  # polars raises many types for a file that is not a table
-        raise UserError(f"cannot read labels file {path}: {str(error).splitlines()[0]}; "
+        raise UserError(f"cannot read labels file {shown(path)}: {shown(str(error).splitlines()[0])}; "
                         "give a CSV or Parquet file with path,label columns", USAGE) from error
     for needed in ("path", "label"):
         if needed not in frame.columns:
-            raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
+            raise UserError(f"labels file {shown(path)} has no {needed!r} column (it needs path,label)", USAGE)
     label = label_text(pl.col("label"), frame.schema["label"]).alias("label")
     frame = frame.select(pl.col("path").cast(pl.String), label)
     no_path = pl.col("path").is_null() | (pl.col("path").str.strip_chars() == "")
@@ -46,7 +47,7 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     if where.height:
         row, label = where["row"][0], where["label"][0]
         place = f"line {row + 2}" if csv else f"row {row + 1}"  # a CSV's line 1 is its header
-        raise UserError(f"labels file {path}, {place}: label {label!r} has an empty path; "
+        raise UserError(f"labels file {shown(path)}, {place}: label {shown(repr(label))} has an empty path; "
                         "give the image's path, or delete the row", USAGE)
     return frame.filter(~(no_path & pl.col("label").is_null()))
 
@@ -58,7 +59,7 @@ def one_label_each(frame: pl.DataFrame, key: str, source: str, noun: str = "path
                 .filter(pl.col("n") > 1).sort(key))
     conflicting = repeated.filter(pl.col("labels").list.len() > 1)
     if conflicting.height:
-        examples = "; ".join(f"{name}: {', '.join(map(str, given))}"
+        examples = "; ".join(f"{shown(name)}: {', '.join(map(str, given))}"
                              for name, given in conflicting.head(SHOWN_CONFLICTS).select(key, "labels").iter_rows())
         more = "; ..." if conflicting.height > SHOWN_CONFLICTS else ""
         raise UserError(f"{source} gives {conflicting.height:,} {noun}s different labels ({examples}{more}): "

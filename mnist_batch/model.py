@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
@@ -170,7 +170,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     architecture = metadata.get("architecture")
     if architecture not in ARCHITECTURES:
         raise UserError(
-            f"checkpoint {path} is for architecture {architecture!r}, not one of {', '.join(ARCHITECTURES)}; "
+            f"checkpoint {path} is for architecture {shown(repr(architecture))}, "
+            f"not one of {', '.join(ARCHITECTURES)}; "
             "use a checkpoint made by `mnist-batch train`"
         )
     classes = metadata.get("classes", CLASSES)
@@ -195,7 +196,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
                             "the training diverged: retrain with a lower --lr")
     extra = sorted(set(tensors) - set(expected))
     if extra:
-        raise UserError(f"checkpoint {path} has unexpected tensor {extra[0]!r}; it is not a {architecture} checkpoint")
+        raise UserError(f"checkpoint {path} has unexpected tensor {shown(repr(extra[0]))}; "
+                        f"it is not a {architecture} checkpoint")
     model.load_state_dict(tensors)
     return model.to(device).eval(), metadata
 

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from PIL import Image
 
 from mnist_batch import files, results
 from tests.conftest import write_pngs
+from tests.test_jobs import run_job
 
 BIN = Path(sys.executable).parent
 MNIST_BATCH = str(BIN / "mnist-batch")
@@ -149,3 +151,149 @@ def test_a_temporary_file_swapped_for_a_link_mid_write_does_not_redirect_the_wri
 def test_temporary_names_cannot_be_guessed():
     names = {files.temporary_name("x.parquet") for _ in range(100)}
     assert len(names) == 100 and all(name.startswith(".x.parquet.tmp-") for name in names)
+
+
+# 2. Names reach logs and terminals as one escaped line of sane length.
+
+def test_shown_escapes_controls_and_caps_the_length():
+    from mnist_batch.errors import shown
+
+    assert shown(FORGING) == "evil\\n2026-01-01T00:00:00Z done: nothing to see\\x1b[2J\\x1b[H.png"
+    assert shown("caf\udce9 \u202eevil\x9b\x7f") == "caf\\xe9 \\u202eevil\\x9b\\x7f"
+    long = shown("/very/long/" + "x" * 100_000 + "/name.png")
+    assert len(long) == 200 and long.startswith("/very/long/xx") and long.endswith("xx/name.png") and "..." in long
+    assert shown("plain/é/名前.png") == "plain/é/名前.png"
+
+
+@pytest.mark.timeout(60)
+def test_a_file_name_cannot_forge_a_log_line_or_move_the_cursor(tmp_path, mnist_test):
+    inbox = tmp_path / "inbox"
+    png(inbox / "good.png", mnist_test.images[0])
+    (inbox / FORGING).write_bytes(b"")  # an empty file: an error line naming it
+    done = run("classify", inbox, "--out", tmp_path / "x.parquet", "--quiet")
+    assert done.returncode == 3
+    line = one_error_line(done)
+    assert "\x1b" not in done.stderr
+    assert line == f"mnist-batch: {inbox}/evil\\n2026-01-01T00:00:00Z done: nothing to see\\x1b[2J\\x1b[H.png: " \
+                   "empty: file is empty (0 bytes)"
+    # the result file keeps the name as it is: it is data
+    assert pl.read_parquet(tmp_path / "x.parquet")["path"].to_list()[0] == str(inbox / FORGING)
+
+
+@pytest.mark.timeout(60)
+def test_an_error_naming_a_huge_label_path_is_one_short_line(tmp_path, mnist_test):
+    inbox = tmp_path / "inbox"
+    png(inbox / "good.png", mnist_test.images[0])
+    assert run("classify", inbox, "--out", tmp_path / "x.parquet", "--quiet").returncode == 0
+    labels_file = tmp_path / "labels.csv"
+    pl.DataFrame({"path": ["dir/" + "y" * 1_000_000 + "\x1b[2J.png"], "label": ["seven"]}).write_csv(labels_file)
+    done = run("report", tmp_path / "x.parquet", "--labels", labels_file)
+    assert done.returncode == 1
+    line = one_error_line(done)
+    assert len(line) < 600 and "\x1b" not in line and "'seven'" in line and "\\x1b[2J.png" in line
+
+
+@pytest.mark.timeout(60)
+def test_report_tables_print_names_from_result_files_escaped(tmp_path, mnist_test):
+    inbox = tmp_path / "inbox"
+    png(inbox / "good.png", mnist_test.images[0])
+    out = tmp_path / "x.parquet"
+    assert run("classify", inbox, "--out", out, "--quiet").returncode == 0
+    forged = pl.read_parquet(out).with_columns(checkpoint=pl.lit("[bold]n\x1b[2J\n\x1b]8;;x\x07"),
+                                               status=pl.lit("gone\x1b[31m"))
+    forged.write_parquet(out)
+    done = run("report", out)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "checkpoint [bold]n\\x1b[2J\\n\\x1b]8;;x\\x07 (sha256" in done.stdout
+    assert "gone\\x1b[31m 1" in done.stdout
+
+
+@pytest.mark.timeout(60)
+def test_train_lists_bad_rows_of_a_labels_file_escaped(tmp_path, mnist_test, capsys):
+    from mnist_batch.train import TrainOptions, load_extra
+
+    good = [str(png(tmp_path / f"d{i}.png", mnist_test.images[i])) for i in range(4)]
+    extra = tmp_path / "extra.csv"
+    pl.DataFrame({"path": [*good, FORGING, "z" * 10_000 + ".png"],
+                  "label": [str(d) for d in mnist_test.labels[:4]] + ["1", "x\x1b[2J"]}).write_csv(extra)
+    load_extra(TrainOptions(extra=(extra,)))
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 2 and "\x1b" not in stderr and all(len(line) < 600 for line in lines)
+    assert any("evil\\n2026-01-01T00:00:00Z done" in line for line in lines)
+    assert any("'x\\x1b[2J'" in line and "zzz...zzz" in line for line in lines)
+
+
+@pytest.mark.timeout(60)
+def test_job_refuses_a_log_that_is_a_symlink(tmp_path, mnist_test, victim):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:2], mnist_test.labels[:2])
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    (results_dir / "classify-inbox.log").symlink_to(victim)
+    done = run_job(tmp_path / "inbox", results_dir)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"classify-inbox: refusing the log {results_dir}/classify-inbox.log: it is a symbolic link, and this job "
+        "never writes through one; remove it, or set LOG to a file of its own")
+    assert untouched(victim) and not list(results_dir.glob("predictions-*"))
+
+
+@pytest.mark.timeout(60)
+def test_job_refuses_a_lock_file_that_is_a_symlink_and_creates_nothing_through_it(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:2], mnist_test.labels[:2])
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    target = tmp_path / "nologin"
+    (results_dir / ".classify-inbox.lock").symlink_to(target)
+    done = run_job(tmp_path / "inbox", results_dir)
+    assert done.returncode == 1
+    assert "refusing the lock file" in one_error_line(done) and "symbolic link" in done.stderr
+    assert not target.exists() and not list(results_dir.glob("predictions-*"))
+
+
+@pytest.mark.timeout(60)
+def test_job_creates_nothing_through_a_classify_lock_that_is_a_symlink(tmp_path, mnist_test):
+    """classify refuses the link; the job's clean-up after that failure must not follow it either."""
+    write_pngs(tmp_path / "inbox", mnist_test.images[:2], mnist_test.labels[:2])
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    target = tmp_path / "nologin"
+    (results_dir / ".mnist-batch.lock").symlink_to(target)
+    done = run_job(tmp_path / "inbox", results_dir)
+    assert done.returncode == 1 and "classify exited with 1" in done.stderr
+    assert "it is a symbolic link" in (results_dir / "classify-inbox.log").read_text()
+    assert not target.exists()
+
+
+@pytest.mark.timeout(60)
+def test_job_refuses_a_reports_folder_that_is_a_symlink(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:2], mnist_test.labels[:2])
+    results_dir, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    results_dir.mkdir()
+    elsewhere.mkdir()
+    (results_dir / "reports").symlink_to(elsewhere)
+    done = run_job(tmp_path / "inbox", results_dir)
+    assert done.returncode == 1
+    assert f"refusing the reports folder {results_dir}/reports: it is a symbolic link" in one_error_line(done)
+    assert not list(elsewhere.iterdir()) and not list(results_dir.glob("predictions-*"))
+
+
+@pytest.mark.timeout(120)
+def test_job_writes_names_to_its_log_and_stderr_escaped(tmp_path, mnist_test):
+    inbox, results_dir = tmp_path / "inbox", tmp_path / "results"
+    png(inbox / "good.png", mnist_test.images[0])
+    (inbox / FORGING).write_bytes(b"")
+    done = run_job(inbox, results_dir)
+    assert done.returncode == 3
+    # a result file named by someone who can write to RESULTS gets its report, and its name is escaped
+    (made,) = results_dir.glob("predictions-*.parquet")
+    planted = results_dir / "predictions-x\n2026-01-01T00:00:00Z done: forged\x1b[2J.parquet"
+    planted.write_bytes(made.read_bytes())
+    again = run_job(inbox, results_dir)
+    assert again.returncode == 0, again.stderr
+    log = (results_dir / "classify-inbox.log").read_text()
+    assert "\x1b" not in log + done.stderr + again.stderr
+    assert all(line.startswith("20") for line in log.splitlines()), "every line is one timestamped record"
+    assert "\\n2026-01-01T00:00:00Z done: nothing to see\\x1b[2J" in log
+    assert "done: " + str(results_dir) + "/predictions-x\\n2026-01-01T00:00:00Z done: forged\\x1b[2J.parquet" in log
