@@ -8,7 +8,12 @@
 #   LOG          log file (default: $RESULTS/classify-inbox.log)
 #   LOCK         lock file (default: $RESULTS/.classify-inbox.lock)
 #   MNIST_BATCH  the command (default: this checkout's .venv/bin/mnist-batch, else mnist-batch on PATH)
-#   CLASSIFY_ARGS, REPORT_ARGS   extra options, e.g. CLASSIFY_ARGS="--device cpu --workers 4"
+#   CLASSIFY_ARGS, REPORT_ARGS   extra options for classify and report. In a config file, best a
+#                bash array, one element per argument:
+#                    CLASSIFY_ARGS=(--exclude '*/rejects/*' --checkpoint '/srv/models/my model.safetensors')
+#                or a string (the only form the environment can carry), split into words as xargs
+#                splits them: at blanks, except inside '...' or "..." quotes. Neither form is ever
+#                glob-expanded or otherwise expanded: --exclude */rejects/* reaches classify as written.
 #
 # Files in RESULTS may be writable by others than the job's user (often root): the log and
 # the lock are never opened through a symlink planted in their place (the job refuses such a
@@ -85,12 +90,28 @@ refuse_link "$LOCK" "lock file" "remove it, or set LOCK to a file of its own"
 open_lock 9 "$LOCK" || fail "cannot open the lock file $LOCK: its folder must exist and be writable"
 flock --nonblock 9 || busy "another run holds $LOCK"
 
+# options SETTING: the words of CLASSIFY_ARGS or REPORT_ARGS (an array, or a string split as
+# xargs splits it) in the array `words`, never glob-expanded.
+options() {
+    words=()
+    if [[ $(declare -p "$1" 2>/dev/null) =~ ^declare\ -[a-zA-Z]*a ]]; then
+        local -n given=$1
+        words=(${given[@]+"${given[@]}"})
+    elif [ -n "${!1:-}" ]; then
+        mapfile -d '' words < <(printf '%s' "${!1}" | xargs -r printf '%s\0' 2>/dev/null)
+        wait $! || fail "cannot split $1 into options: a quote is not closed (quote a value with spaces as '...' or \"...\")"
+    fi
+}
+options CLASSIFY_ARGS
+classify_args=(${words[@]+"${words[@]}"})
+options REPORT_ARGS
+report_args=(${words[@]+"${words[@]}"})
 [ -d "$INBOX" ] || fail "INBOX $INBOX is not a folder: check the setting or mount"
 
 # A stop (kill, systemd, a shutdown) is logged; the next run removes what was left half done.
 trap 'fail "stopped by a signal; the next run redoes what this one did not finish" 143' TERM INT HUP
 log "start: $INBOX -> $RESULTS"
-"$MNIST_BATCH" classify "$INBOX" --out-dir "$RESULTS" --incremental --quiet ${CLASSIFY_ARGS:-} 2>&1 | log_lines
+"$MNIST_BATCH" classify "$INBOX" --out-dir "$RESULTS" --incremental --quiet ${classify_args[@]+"${classify_args[@]}"} 2>&1 | log_lines
 status=${PIPESTATUS[0]}
 [ "$status" -eq 75 ] && busy "another classify run is writing to $RESULTS"
 if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then
@@ -107,7 +128,7 @@ for result in "$RESULTS"/predictions-*.parquet; do
     [ -e "$result" ] || continue
     report="$RESULTS/reports/$(basename "$result" .parquet).json"
     [ -e "$report" ] && continue
-    "$MNIST_BATCH" report "$result" --json-out "$report" ${REPORT_ARGS:-} 2>&1 | log_lines
+    "$MNIST_BATCH" report "$result" --json-out "$report" ${report_args[@]+"${report_args[@]}"} 2>&1 | log_lines
     [ "${PIPESTATUS[0]}" -eq 0 ] || fail "report on $result failed" 1
     log "done: $result, report $report"
     made=1

@@ -3,6 +3,7 @@ results folder, names that would forge a log line, options that a shell would gl
 spreadsheet would run, and single inputs that killed a whole run. Each test pins one fix."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from PIL import Image
 
 from mnist_batch import files, results
 from tests.conftest import write_pngs
-from tests.test_jobs import run_job
+from tests.test_jobs import JOB, run_job
 
 BIN = Path(sys.executable).parent
 MNIST_BATCH = str(BIN / "mnist-batch")
@@ -297,3 +298,58 @@ def test_job_writes_names_to_its_log_and_stderr_escaped(tmp_path, mnist_test):
     assert all(line.startswith("20") for line in log.splitlines()), "every line is one timestamped record"
     assert "\\n2026-01-01T00:00:00Z done: nothing to see\\x1b[2J" in log
     assert "done: " + str(results_dir) + "/predictions-x\\n2026-01-01T00:00:00Z done: forged\\x1b[2J.parquet" in log
+
+
+# 3. CLASSIFY_ARGS and REPORT_ARGS reach the commands as written: never glob-expanded.
+
+@pytest.mark.timeout(120)
+def test_job_options_are_not_glob_expanded_in_the_working_folder(tmp_path, mnist_test):
+    inbox, results_dir = tmp_path / "inbox", tmp_path / "results"
+    png(inbox / "keep.png", mnist_test.images[0])
+    png(inbox / "rejects" / "drop.png", mnist_test.images[1])
+    png(tmp_path / "old" / "rejects" / "private.png", mnist_test.images[2])  # what */rejects/* matches in the cwd
+    environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results_dir), "MNIST_BATCH": MNIST_BATCH,
+                                "CLASSIFY_ARGS": "--exclude */rejects/*"}
+    done = subprocess.run(["bash", JOB], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    paths = pl.read_parquet(sorted(results_dir.glob("predictions-*.parquet")))["path"].to_list()
+    assert paths == [str(inbox / "keep.png")]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("form", ["array in the config file", "quoted string"])
+def test_job_options_with_spaces_work_as_an_array_or_a_quoted_string(tmp_path, mnist_test, form):
+    from mnist_batch.model import DEFAULT_CHECKPOINT
+
+    inbox, results_dir = tmp_path / "inbox", tmp_path / "results"
+    png(inbox / "keep.png", mnist_test.images[0])
+    png(inbox / "rejects" / "drop.png", mnist_test.images[1])
+    png(tmp_path / "old" / "rejects" / "private.png", mnist_test.images[2])
+    model = tmp_path / "my model.safetensors"
+    model.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
+    review = results_dir / "my review.csv"
+    config = tmp_path / "job.conf"
+    if form == "quoted string":
+        config.write_text(f"INBOX={inbox}\nRESULTS={results_dir}\n"
+                          f"""CLASSIFY_ARGS="--exclude */rejects/* --checkpoint '{model}'"\n"""
+                          f"""REPORT_ARGS='--review "{review}" --review-threshold 1.0'\n""")
+    else:
+        config.write_text(f"INBOX={inbox}\nRESULTS={results_dir}\n"
+                          f"CLASSIFY_ARGS=(--exclude '*/rejects/*' --checkpoint '{model}')\n"
+                          f"REPORT_ARGS=(--review '{review}' --review-threshold 1.0)\n")
+    environment = os.environ | {"MNIST_BATCH_CONFIG": str(config), "MNIST_BATCH": MNIST_BATCH}
+    done = subprocess.run(["bash", JOB], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + (results_dir / "classify-inbox.log").read_text()
+    rows = pl.read_parquet(sorted(results_dir.glob("predictions-*.parquet")))
+    assert rows["path"].to_list() == [str(inbox / "keep.png")]
+    assert rows["checkpoint"].to_list() == ["my model.safetensors"]
+    assert pl.read_csv(review).height == 1
+
+
+@pytest.mark.timeout(60)
+def test_job_options_with_an_unclosed_quote_are_one_line(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    done = run_job(tmp_path / "inbox", tmp_path / "results", CLASSIFY_ARGS="--checkpoint 'my model")
+    assert done.returncode == 1
+    assert "cannot split CLASSIFY_ARGS into options: a quote is not closed" in one_error_line(done)
+    assert not list((tmp_path / "results").glob("predictions-*"))
