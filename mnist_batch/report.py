@@ -415,7 +415,10 @@ def report(opts: ReportOptions) -> dict:
 
     if opts.review:
         rows = review_rows(frame, opts.review_threshold, source is not None).sort("path")
-        write_atomic(opts.review, rows.sink_parquet if opts.review.suffix.lower() == ".parquet" else rows.sink_csv)
+        if opts.review.suffix.lower() == ".parquet":
+            write_atomic(opts.review, rows.sink_parquet)
+        else:  # opened in a spreadsheet: no cell may be a live formula
+            write_atomic(opts.review, labels.spreadsheet_safe(rows).sink_csv)
     if opts.json_out:
         write_text_atomic(opts.json_out, json.dumps(summary, indent=2) + "\n")
     if opts.html:

@@ -282,7 +282,7 @@ class RunFiles:
             if self.fmt == "parquet":
                 frame.sink_parquet(file, metadata={VERSION_KEY: SCHEMA_VERSION})
             else:
-                frame.sink_csv(file)
+                frame.sink_csv(file)  # raw values: a data contract, not a spreadsheet (README)
 
         counts = status_counts(frame)
         write_atomic(self.out, sink)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mnist_batch import files, results
+from mnist_batch import files, labels, results
 from tests.conftest import write_pngs
 from tests.test_jobs import JOB, run_job
 
@@ -353,3 +353,48 @@ def test_job_options_with_an_unclosed_quote_are_one_line(tmp_path, mnist_test):
     assert done.returncode == 1
     assert "cannot split CLASSIFY_ARGS into options: a quote is not closed" in one_error_line(done)
     assert not list((tmp_path / "results").glob("predictions-*"))
+
+
+# 4. The review file never carries a live formula; the result CSV is data and round-trips exactly.
+
+FORMULA_NAMES = ["=HYPERLINK(\"evil\",\"y\").png", "+1.png", "-2.png", "@SUM(A1).png", "\tt.png",
+                 "'=quoted.png", "'plain.png", "fine.png"]
+
+
+@pytest.mark.timeout(120)
+def test_review_csv_cells_never_start_a_formula_and_read_back_as_the_paths(tmp_path, mnist_test, monkeypatch):
+    inbox = tmp_path / "inbox"
+    for i, name in enumerate(FORMULA_NAMES):
+        png(inbox / name, mnist_test.images[i])
+    out_csv, out_parquet = tmp_path / "x.csv", tmp_path / "x.parquet"
+    wrong, review = tmp_path / "wrong.parquet", tmp_path / "review.csv"
+    monkeypatch.chdir(inbox)  # relative paths: each cell starts with the name itself
+    assert run("classify", ".", "--out", out_csv, "--quiet").returncode == 0
+    assert run("classify", ".", "--out", out_parquet, "--quiet").returncode == 0
+    # the result CSV is a data contract: raw values, equal to the Parquet file's
+    assert sorted(pl.read_csv(out_csv)["path"].to_list()) == sorted(FORMULA_NAMES)
+    assert results.scan(out_csv).collect().equals(pl.read_parquet(out_parquet))
+
+    # every row misclassified, so every row is one to review
+    pl.read_parquet(out_parquet).select("path", label=(pl.col("pred") + 1) % 10).write_parquet(wrong)
+    assert run("report", out_parquet, "--labels", wrong, "--review", review).returncode == 0
+    cells = pl.read_csv(review, infer_schema=False)
+    for column in cells.columns:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells[column].drop_nulls()), column
+    assert sorted(cells["path"].to_list()) == sorted(
+        ["'" + name if name[0] in "=+-@\t" or name.startswith("'=") else name for name in FORMULA_NAMES])
+    # read back as a labels file (report --labels, train --extra), every path is the file's again
+    assert sorted(labels.read_labels_file(review)["path"].to_list()) == sorted(FORMULA_NAMES)
+    cells.with_columns(label=pl.lit("7")).write_csv(review)
+    done = run("report", out_parquet, "--labels", review, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["labels"]["evaluated"] == len(FORMULA_NAMES)
+
+
+def test_spreadsheet_escape_reverses_exactly():
+    cells = ["=1+2", "+1", "-1", "@x", "\tx", "\rx", "'=x", "''x", "'x", "x", "", "'", "''", "=", None]
+    frame = pl.DataFrame({"path": cells})
+    escaped = labels.spreadsheet_safe(frame.lazy()).collect()
+    assert escaped["path"].to_list() == ["'=1+2", "'+1", "'-1", "'@x", "'\tx", "'\rx", "''=x", "'''x", "'x", "x",
+                                         "", "'", "'''", "'=", None]
+    assert escaped.select(labels.from_spreadsheet(pl.col("path")))["path"].to_list() == cells
