@@ -132,7 +132,7 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     try:
         inference = load_model(opts)  # while the workers decode the first chunks
         bar.set_description_str("classifying")
-        errors_shown = failed = 0
+        errors_shown = failed = untimed = 0
         rate_start = time.perf_counter()
         for chunk in pool.chunks(while_waiting=bar.refresh):
             run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
@@ -142,6 +142,11 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
                     if errors_shown < MAX_SHOWN_ERRORS:
                         log(f"{shown(results.stored_path(path))}: {item.status}: {item.error}")
                         errors_shown += 1
+                if item.file_mtime_ns is None and item.file_size is not None:  # stat'ed, but its time does not fit
+                    untimed += 1
+                    if untimed <= MAX_SHOWN_ERRORS:
+                        log(f"{shown(results.stored_path(path))}: its modification time is outside the years "
+                            "1677-2262 that file_mtime_ns holds; stored as null")
             bar.update(len(chunk.paths))
         pool.close()
     except BaseException:
@@ -151,6 +156,9 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     finally:
         bar.close()
     rate_seconds = time.perf_counter() - rate_start
+    if untimed > MAX_SHOWN_ERRORS:
+        log(f"{untimed - MAX_SHOWN_ERRORS} more inputs have a modification time outside 1677-2262: "
+            f"null in {shown(run.out)}")
     if failed > errors_shown:
         log(f"{failed - errors_shown} more inputs could not be classified: "
             f"see the status and error columns of {shown(run.out)}")
@@ -276,7 +284,7 @@ def file_key(path: str) -> tuple | None:
         info = os.stat(path)
     except OSError:
         return None
-    return results.stored_path(path), info.st_size, info.st_mtime_ns
+    return results.stored_path(path), info.st_size, images.mtime_ns(info)
 
 
 def init_worker(parent: int) -> None:

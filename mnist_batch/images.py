@@ -578,7 +578,7 @@ def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
         data, info = read_file(path)
     except ImageProblem as problem:
         return failed(path, problem.status, str(problem))
-    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=info.st_mtime_ns)
+    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=mtime_ns(info))
 
 
 def failed(path: str, status: str, error: str) -> Decoded:
@@ -587,8 +587,16 @@ def failed(path: str, status: str, error: str) -> Decoded:
         info = os.stat(path)
     except OSError:
         return Decoded(status, error)
-    return Decoded(status, error, None, info.st_size, info.st_mtime_ns)
+    return Decoded(status, error, None, info.st_size, mtime_ns(info))
 
+
+INT64_END = 1 << 63
+
+
+def mtime_ns(info: os.stat_result) -> int | None:
+    """The file's modification time as the file_mtime_ns column holds it (Int64 nanoseconds: the
+    years 1677 to 2262), or None for a time outside them (a clock gone wild, a forged date)."""
+    return info.st_mtime_ns if -INT64_END <= info.st_mtime_ns < INT64_END else None
 
 
 def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

@@ -36,7 +36,7 @@ SCHEMA = {
     "digit_score": pl.Float32,
     "min_digit_score": pl.Float32,  # the run's threshold: a digit_score below it made the row not_digit
     "file_size": pl.Int64,  # bytes when read; null if the file could not be stat'ed
-    "file_mtime_ns": pl.Int64,  # modification time, ns since the Unix epoch
+    "file_mtime_ns": pl.Int64,  # modification time, ns since the Unix epoch; null outside 1677-2262 (what fits)
     "checkpoint": pl.String,  # file name of the checkpoint that produced the row
     "checkpoint_sha256": pl.String,
 }

@@ -398,3 +398,28 @@ def test_spreadsheet_escape_reverses_exactly():
     assert escaped["path"].to_list() == ["'=1+2", "'+1", "'-1", "'@x", "'\tx", "'\rx", "''=x", "'''x", "'x", "x",
                                          "", "'", "'''", "'=", None]
     assert escaped.select(labels.from_spreadsheet(pl.col("path")))["path"].to_list() == cells
+
+
+# 5. A modification time beyond what Int64 nanoseconds hold is stored as null, never fatal.
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("when", [{"ns": (10**19, 10**19)}, {"times": (32503680000, 32503680000)}],
+                         ids=["1e19 ns", "year 3000"])
+def test_a_file_from_after_2262_gets_its_row_and_incremental_runs_skip_it(tmp_path, mnist_test, when):
+    inbox, res = tmp_path / "inbox", tmp_path / "res"
+    future = png(inbox / "future.png", mnist_test.images[0])
+    png(inbox / "now.png", mnist_test.images[1])
+    os.utime(future, **when)
+    if os.stat(future).st_mtime_ns < 1 << 63:
+        pytest.skip("this file system cannot store a time after 2262")
+    done = run("classify", inbox, "--out-dir", res, "--incremental", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "future.png: its modification time is outside the years 1677-2262" in done.stderr
+    (made,) = res.glob("predictions-*.parquet")
+    rows = pl.read_parquet(made).sort("path")
+    assert rows["status"].to_list() == ["ok", "ok"]
+    assert rows["file_mtime_ns"][0] is None and rows["file_mtime_ns"][1] is not None
+    assert rows["file_size"][0] == future.stat().st_size
+    again = run("classify", inbox, "--out-dir", res, "--incremental", "--quiet")
+    assert again.returncode == 0 and "nothing new to classify" in again.stdout
+    assert run("report", made).returncode == 0
