@@ -124,6 +124,12 @@ def open_problem(path: str, error: OSError) -> ImageProblem:
         if os.path.islink(path):
             return ImageProblem("missing", f"broken symlink: its target {shown(os.readlink(path))} does not exist")
         return ImageProblem("missing", "file not found (moved or deleted during the run?)")
+    try:  # a socket cannot be opened at all (ENXIO): what it is, not the error, says what to do
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return ImageProblem("unsupported", f"is a {file_kind(mode)}, not an image file")
     if isinstance(error, PermissionError):
         if os.path.isdir(path):
             return ImageProblem("unreadable", "cannot list this folder: permission denied; its files were skipped")

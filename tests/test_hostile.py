@@ -4,6 +4,7 @@ spreadsheet would run, and single inputs that killed a whole run. Each test pins
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -423,3 +424,26 @@ def test_a_file_from_after_2262_gets_its_row_and_incremental_runs_skip_it(tmp_pa
     again = run("classify", inbox, "--out-dir", res, "--incremental", "--quiet")
     assert again.returncode == 0 and "nothing new to classify" in again.stdout
     assert run("report", made).returncode == 0
+
+
+# 6. A socket named like an image is unsupported (content), not unreadable (transient).
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("named", [False, True], ids=["in-folder", "named"])
+def test_a_socket_named_like_an_image_is_unsupported_and_not_retried(tmp_path, mnist_test, monkeypatch, named):
+    inbox, res = tmp_path / "in", tmp_path / "res"
+    png(inbox / "good.png", mnist_test.images[0])
+    server = socket.socket(socket.AF_UNIX)
+    monkeypatch.chdir(inbox)  # a socket's path is limited to 107 bytes: bind it by its short name
+    server.bind("x.png")
+    try:
+        inputs = [inbox, inbox / "x.png"] if named else [inbox]
+        done = run("classify", *inputs, "--out-dir", res, "--incremental", "--quiet")
+        assert done.returncode == 3
+        (made,) = res.glob("predictions-*.parquet")
+        row = pl.read_parquet(made).filter(pl.col("path") == str(inbox / "x.png")).row(0, named=True)
+        assert row["status"] == "unsupported" and row["error"] == "is a socket, not an image file"
+        again = run("classify", *inputs, "--out-dir", res, "--incremental", "--quiet")
+        assert again.returncode == 0 and "nothing new to classify" in again.stdout
+    finally:
+        server.close()
