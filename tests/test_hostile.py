@@ -6,33 +6,19 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
-from PIL import Image
 
 from mnist_batch import files, labels, results
 from tests.conftest import write_pngs
+from tests.test_faults import MNIST_BATCH, png, run
 from tests.test_jobs import JOB, run_job
 
-BIN = Path(sys.executable).parent
-MNIST_BATCH = str(BIN / "mnist-batch")
 VICTIM_TEXT = "a file outside the results folder\n"
 # A name that would forge a log line and clear the screen if echoed raw.
 FORGING = "evil\n2026-01-01T00:00:00Z done: nothing to see\x1b[2J\x1b[H.png"
-
-
-def run(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([MNIST_BATCH, *map(str, args)], capture_output=True, text=True, timeout=120, **kwargs)
-
-
-def png(path: Path, digit: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(digit).save(path, "PNG")
-    return path
 
 
 @pytest.fixture
@@ -242,30 +228,20 @@ def test_job_refuses_a_log_that_is_a_symlink(tmp_path, mnist_test, victim):
 
 
 @pytest.mark.timeout(60)
-def test_job_refuses_a_lock_file_that_is_a_symlink_and_creates_nothing_through_it(tmp_path, mnist_test):
+@pytest.mark.parametrize("lock, says", [(".classify-inbox.lock", "refusing the lock file"),
+                                        (".mnist-batch.lock", "classify exited with 1")], ids=["job's", "classify's"])
+def test_job_creates_nothing_through_a_lock_file_that_is_a_symlink(tmp_path, mnist_test, lock, says):
+    """The job refuses its own lock as a link; classify refuses its lock, and the job's clean-up
+    after that failure must not follow the link either."""
     write_pngs(tmp_path / "inbox", mnist_test.images[:2], mnist_test.labels[:2])
     results_dir = tmp_path / "results"
     results_dir.mkdir()
-    target = tmp_path / "nologin"
-    (results_dir / ".classify-inbox.lock").symlink_to(target)
+    target = tmp_path / "nologin"  # a file whose mere existence does harm
+    (results_dir / lock).symlink_to(target)
     done = run_job(tmp_path / "inbox", results_dir)
-    assert done.returncode == 1
-    assert "refusing the lock file" in one_error_line(done) and "symbolic link" in done.stderr
+    assert done.returncode == 1 and says in one_error_line(done)
+    assert "symbolic link" in done.stderr + (results_dir / "classify-inbox.log").read_text()
     assert not target.exists() and not list(results_dir.glob("predictions-*"))
-
-
-@pytest.mark.timeout(60)
-def test_job_creates_nothing_through_a_classify_lock_that_is_a_symlink(tmp_path, mnist_test):
-    """classify refuses the link; the job's clean-up after that failure must not follow it either."""
-    write_pngs(tmp_path / "inbox", mnist_test.images[:2], mnist_test.labels[:2])
-    results_dir = tmp_path / "results"
-    results_dir.mkdir()
-    target = tmp_path / "nologin"
-    (results_dir / ".mnist-batch.lock").symlink_to(target)
-    done = run_job(tmp_path / "inbox", results_dir)
-    assert done.returncode == 1 and "classify exited with 1" in done.stderr
-    assert "it is a symbolic link" in (results_dir / "classify-inbox.log").read_text()
-    assert not target.exists()
 
 
 @pytest.mark.timeout(60)
