@@ -24,7 +24,7 @@ import polars as pl
 
 from mnist_batch import images, results
 from mnist_batch.discover import discover
-from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log
+from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, shown
 from mnist_batch.options import ClassifyOptions, check_options
 
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
@@ -56,7 +56,8 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
                 seconds=time.perf_counter() - started, pipeline_images_per_second=0.0, workers=0,
                 device="", checkpoint=None)
     elif not paths:
-        log(f"no image files found in {', '.join(opts.inputs) or opts.files_from}; writing an empty result")
+        log(f"no image files found in {', '.join(map(shown, opts.inputs)) or shown(opts.files_from)}; "
+            "writing an empty result")
 
     run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
     stored = [results.stored_path(path) for path in paths]
@@ -71,7 +72,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
     try:
         inference, pipeline_rate = classify_paths(todo, run, opts, workers)
     except KeyboardInterrupt:
-        raise UserError(f"interrupted; the rows written so far are kept in {run.parts}: "
+        raise UserError(f"interrupted; the rows written so far are kept in {shown(run.parts)}: "
                         "rerun the same command with --resume to continue", INTERRUPTED) from None
     counts = run.finish()
     return results.ClassifySummary.of(
@@ -86,7 +87,7 @@ def check_not_an_input(out: Path, paths: list[str]) -> None:
         return
     for path in paths:
         if os.path.basename(path) == out.name and os.path.exists(path) and os.path.samefile(path, out):
-            raise UserError(f"--out {out} is one of the inputs; give another file name", USAGE)
+            raise UserError(f"--out {shown(out)} is one of the inputs; give another file name", USAGE)
 
 
 def new_or_changed(paths: list[str], out_dir: Path) -> list[str]:
@@ -95,7 +96,7 @@ def new_or_changed(paths: list[str], out_dir: Path) -> list[str]:
     covered = results.covered_inputs(out_dir)
     new = [path for path in paths if file_key(path) not in covered]
     log(f"incremental: {len(new)} new, changed or to retry of {len(paths)} inputs; "
-        f"the rest already have rows in {out_dir}")
+        f"the rest already have rows in {shown(out_dir)}")
     return new
 
 
@@ -131,7 +132,7 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     try:
         inference = load_model(opts)  # while the workers decode the first chunks
         bar.set_description_str("classifying")
-        errors_shown = failed = 0
+        errors_shown = failed = untimed = 0
         rate_start = time.perf_counter()
         for chunk in pool.chunks(while_waiting=bar.refresh):
             run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
@@ -139,8 +140,13 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
                 if images.is_failed(item.status):
                     failed += 1
                     if errors_shown < MAX_SHOWN_ERRORS:
-                        log(f"{results.stored_path(path)}: {item.status}: {item.error}")
+                        log(f"{shown(results.stored_path(path))}: {item.status}: {item.error}")
                         errors_shown += 1
+                if item.file_mtime_ns is None and item.file_size is not None:  # stat'ed, but its time does not fit
+                    untimed += 1
+                    if untimed <= MAX_SHOWN_ERRORS:
+                        log(f"{shown(results.stored_path(path))}: its modification time is outside the years "
+                            "1677-2262 that file_mtime_ns holds; stored as null")
             bar.update(len(chunk.paths))
         pool.close()
     except BaseException:
@@ -150,9 +156,12 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     finally:
         bar.close()
     rate_seconds = time.perf_counter() - rate_start
+    if untimed > MAX_SHOWN_ERRORS:
+        log(f"{untimed - MAX_SHOWN_ERRORS} more inputs have a modification time outside 1677-2262: "
+            f"null in {shown(run.out)}")
     if failed > errors_shown:
         log(f"{failed - errors_shown} more inputs could not be classified: "
-            f"see the status and error columns of {run.out}")
+            f"see the status and error columns of {shown(run.out)}")
     return inference, len(paths) / rate_seconds if paths and rate_seconds > 0 else 0.0
 
 
@@ -275,7 +284,7 @@ def file_key(path: str) -> tuple | None:
         info = os.stat(path)
     except OSError:
         return None
-    return results.stored_path(path), info.st_size, info.st_mtime_ns
+    return results.stored_path(path), info.st_size, images.mtime_ns(info)
 
 
 def init_worker(parent: int) -> None:

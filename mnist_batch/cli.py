@@ -18,7 +18,7 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
-from mnist_batch.errors import FAILURE, INTERRUPTED, UserError  # noqa: E402
+from mnist_batch.errors import FAILURE, INTERRUPTED, UserError, shown  # noqa: E402
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
@@ -51,7 +51,7 @@ def progress_wanted(quiet: bool) -> bool:
 
 
 def fail(message: str, code: int = FAILURE):
-    typer.echo(f"mnist-batch: error: {message}", err=True)
+    typer.echo(f"mnist-batch: error: {shown(message, limit=None)}", err=True)  # one line, whatever names it holds
     raise typer.Exit(code)
 
 
@@ -159,7 +159,7 @@ def train_command(
         return
     typer.echo(f"test accuracy {summary['test_accuracy']:.2%} (loss {summary['test_loss']:.4f}) "
                f"after {summary['epochs']} epochs in {summary['seconds']:.1f} s "
-               f"on {summary['device']} -> {summary['checkpoint']}")
+               f"on {summary['device']} -> {shown(summary['checkpoint'])}")
     gained = summary.get("extra") or {}
     if gained.get("holdout_accuracy_after") is not None:
         before = gained["holdout_accuracy_before"]
@@ -190,7 +190,7 @@ def evaluate_command(
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{result['checkpoint']}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
+    typer.echo(f"{shown(result['checkpoint'])}: accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
                f"on {result['images']} MNIST test images")
     typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
 
@@ -285,11 +285,11 @@ def classify_command(
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     elif summary.out is None:
-        typer.echo(f"nothing new to classify; {out_dir} is up to date")
+        typer.echo(f"nothing new to classify; {shown(out_dir)} is up to date")
     else:
         blank = f", {summary.blank} blank" if summary.blank else ""
         blank += f", {summary.not_digit} not a digit" if summary.not_digit else ""
-        typer.echo(f"{summary.rows} rows -> {summary.out}: {summary.ok} ok{blank}, {summary.failed} failed; "
+        typer.echo(f"{summary.rows} rows -> {shown(summary.out)}: {summary.ok} ok{blank}, {summary.failed} failed; "
                    f"{summary.seconds:.2f} s, {summary.images_per_second:,.0f} images/s on {summary.device}")
     if summary.failed:
         raise typer.Exit(PARTIAL)

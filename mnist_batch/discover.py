@@ -9,7 +9,7 @@ import fnmatch
 import os
 import sys
 
-from mnist_batch.errors import USAGE, UserError
+from mnist_batch.errors import USAGE, UserError, shown
 
 # Formats Pillow reads. Listed here rather than asked of Pillow: loading every plugin
 # to ask costs start-up time on every run.
@@ -39,7 +39,7 @@ def read_list(source: str) -> list[str]:
     try:
         stream = sys.stdin.buffer if source == "-" else open(source, "rb")
     except OSError as error:
-        raise UserError(f"cannot read --files-from {source}: {error.strerror}", USAGE) from error
+        raise UserError(f"cannot read --files-from {shown(source)}: {error.strerror}", USAGE) from error
     names: list[str] = []
     try:
         # A NUL-separated list has a NUL within its first entry's reach; a list of lines has none at all.
@@ -64,7 +64,7 @@ def read_list(source: str) -> list[str]:
             if not block:
                 break
     except OSError as error:
-        raise UserError(f"cannot read --files-from {source}: {error.strerror}", USAGE) from error
+        raise UserError(f"cannot read --files-from {shown(source)}: {error.strerror}", USAGE) from error
     finally:
         if source != "-":
             stream.close()
@@ -99,8 +99,8 @@ def list_names(entries: list[bytes], separator: bytes, source: str, kind: str, b
 
 
 def list_error(source: str, kind: str, number: int, problem: str) -> UserError:
-    shown = "standard input" if source == "-" else source
-    return UserError(f"--files-from {shown}: {kind} {number:,} {problem}; give a list of paths, one per line "
+    name = "standard input" if source == "-" else shown(source)
+    return UserError(f"--files-from {name}: {kind} {number:,} {problem}; give a list of paths, one per line "
                      "or NUL-separated (find -print0)", USAGE)
 
 
@@ -165,7 +165,7 @@ def discover(
     named = [normalise(item) for item in inputs]
     absent = [item for item in named if not os.path.lexists(item)]
     if absent:
-        raise UserError(f"{absent[0]}: no such file or folder; check the spelling", USAGE)
+        raise UserError(f"{shown(absent[0])}: no such file or folder; check the spelling", USAGE)
     named += read_list(files_from) if files_from else []
     if not named:
         raise UserError("no inputs: give image files or folders, or --files-from LIST", USAGE)

@@ -1,15 +1,41 @@
-"""Writing outputs so that a crash never leaves half a file: every output of every job
-(result files, part files, Ray output folders, checkpoints, metrics, reports) goes
-through write_atomic."""
+"""Writing outputs so that a crash never leaves half a file, and so that no file is ever
+written through a symlink planted in its place: every output of every job (result files,
+part files, Ray output folders, checkpoints, metrics, plots, reports) goes through
+write_atomic, and lock files through open_lock_file.
+
+The folder beside an output (a results folder that a cron job run as root writes) may be
+writable by others. A file written by path would follow a link planted under its name, so
+an output is written into a new file that nothing else can have named (O_EXCL | O_NOFOLLOW,
+an unguessable name), through its open descriptor, and renamed onto the output: a rename
+replaces a link put at the output's name, it never writes the file the link points to.
+"""
 
 import os
+import secrets
 import shutil
+import stat
 from pathlib import Path
 
+from mnist_batch.errors import UserError, shown
 
-def temporary_path(path: Path) -> Path:
-    """A hidden name beside `path`, unique to this process: the rename stays on one file system."""
-    return path.parent / f".{path.name}.tmp-{os.getpid()}"
+# A new file only: fails on anything already there, a symlink included, rather than opening it.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def planted_link(path: Path, what: str = "file") -> UserError:
+    """The one-line refusal of a symlink found where mnist-batch writes its own file."""
+    try:
+        target = f" to {shown(os.readlink(path))}"
+    except OSError:
+        target = ""
+    return UserError(f"refusing to write the {what} {shown(path)}: it is a symbolic link{target}, "
+                     "and mnist-batch never writes through one; remove it and run again")
+
+
+def temporary_name(name: str) -> str:
+    """A hidden name beside `name`, unique and unguessable: the rename stays on one file system."""
+    return f".{name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def remove(path: Path) -> None:
@@ -19,18 +45,73 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_atomic(path: Path, write) -> None:
-    """write(tmp) into a temporary file (or folder) beside `path`, then rename it onto `path`:
-    readers see the old output or the whole new one, never half of it."""
+def open_folder(folder: Path, own: bool = False) -> int:
+    """A descriptor of `folder`, created when missing. `own`: a folder that mnist-batch makes for
+    itself (a run's parts): a symlink in its place is refused, not followed."""
+    folder = Path(folder)
+    try:
+        if own:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(folder)  # never follows a link at `folder`: it fails on anything there
+            except FileExistsError:
+                pass
+            return os.open(folder, FOLDER | os.O_NOFOLLOW)
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder, FOLDER)
+    except OSError as error:
+        if own and folder.is_symlink():
+            raise planted_link(folder, "folder") from None
+        raise UserError(f"cannot write into {shown(folder)}: {error.strerror}; "
+                        "give an output in a folder you can write to") from None
+
+
+def write_atomic(path: Path, write, own_folder: bool = False) -> None:
+    """write(file) into a new temporary file beside `path` (a binary file object), then rename it
+    onto `path`: readers see the old output or the whole new one, never half of it. A symlink at
+    `path` is replaced by the output, never written through. `own_folder`: path's folder is one
+    that mnist-batch made for itself (open_folder's `own`)."""
+    path = Path(path)
+    folder = open_folder(path.parent, own=own_folder)
+    tmp = temporary_name(path.name)
+    try:
+        try:
+            fd = os.open(tmp, NEW_FILE, 0o666, dir_fd=folder)
+        except FileExistsError:  # only if someone raced us to an unguessable name
+            raise UserError(f"refusing to write {shown(path)}: something was put in the place of its temporary "
+                            f"file {shown(path.parent / tmp)}; remove it and run again") from None
+        try:
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.rename(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=folder)
+            except OSError:
+                pass
+            raise
+    finally:
+        os.close(folder)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def write_folder_atomic(path: Path, write) -> None:
+    """write(tmp) fills a new temporary folder beside `path` (the Ray engine's folder of parts),
+    then it takes `path`'s place, an old folder there included."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    remove(tmp)
+    tmp = path.parent / temporary_name(path.name)
+    os.mkdir(tmp)  # new: fails on anything at the unguessable name, a symlink included
     try:
         write(tmp)
-        if tmp.is_dir() and path.is_dir():
-            # A folder cannot be renamed onto a folder that has files: move the old one aside first.
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.is_dir() or path.is_symlink():
+            # A folder cannot be renamed onto a folder that has files: move the old one (or a link) aside first.
+            old = path.parent / temporary_name(path.name)
             os.replace(path, old)
             os.replace(tmp, path)
             remove(old)
@@ -40,8 +121,22 @@ def write_atomic(path: Path, write) -> None:
         remove(tmp)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+def open_lock_file(path: Path) -> int:
+    """A lock file opened for reading and writing (created when missing), never through a symlink
+    planted in its place: a link, or anything but a plain file with one name, is refused."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError:
+        if path.is_symlink():
+            raise planted_link(path, "lock file") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        kind = "has other names (hard links)" if stat.S_ISREG(info.st_mode) else "is not a plain file"
+        raise UserError(f"refusing to use the lock file {shown(path)}: it {kind}; remove it and run again")
+    return fd
 
 
 def remove_temporaries(path: Path) -> None:

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mnist_batch.errors import shown
+
 DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images before decoding (decompression bombs)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # no digit scan is this big; never read one into memory
 WORK_SIDE = 112  # larger images are reduced to about this before cropping: fast, and it averages paper noise
@@ -127,8 +129,14 @@ def file_kind(mode: int) -> str:
 def open_problem(path: str, error: OSError) -> ImageProblem:
     if isinstance(error, FileNotFoundError):
         if os.path.islink(path):
-            return ImageProblem("missing", f"broken symlink: its target {os.readlink(path)} does not exist")
+            return ImageProblem("missing", f"broken symlink: its target {shown(os.readlink(path))} does not exist")
         return ImageProblem("missing", "file not found (moved or deleted during the run?)")
+    try:  # a socket cannot be opened at all (ENXIO): what it is, not the error, says what to do
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return ImageProblem("unsupported", f"is a {file_kind(mode)}, not an image file")
     if isinstance(error, PermissionError):
         if os.path.isdir(path):
             return ImageProblem("unreadable", "cannot list this folder: permission denied; its files were skipped")
@@ -615,7 +623,7 @@ def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
         data, info = read_file(path)
     except ImageProblem as problem:
         return failed(path, problem.status, str(problem))
-    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=info.st_mtime_ns)
+    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=mtime_ns(info))
 
 
 def failed(path: str, status: str, error: str) -> Decoded:
@@ -624,7 +632,16 @@ def failed(path: str, status: str, error: str) -> Decoded:
         info = os.stat(path)
     except OSError:
         return Decoded(status, error)
-    return Decoded(status, error, None, info.st_size, info.st_mtime_ns)
+    return Decoded(status, error, None, info.st_size, mtime_ns(info))
+
+
+INT64_END = 1 << 63
+
+
+def mtime_ns(info: os.stat_result) -> int | None:
+    """The file's modification time as the file_mtime_ns column holds it (Int64 nanoseconds: the
+    years 1677 to 2262), or None for a time outside them (a clock gone wild, a forged date)."""
+    return info.st_mtime_ns if -INT64_END <= info.st_mtime_ns < INT64_END else None
 
 
 def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

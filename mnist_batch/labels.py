@@ -1,17 +1,27 @@
 """Labels files: `path,label` pairs in CSV or Parquet, as `report --labels` and
 `train --extra` read them. Extra columns are allowed (a `report --review` file is one),
 and so is an empty label: a row left for a person to fill in. An empty path with a label
-is refused; a row with neither (a spreadsheet's blank line) is no row at all."""
+is refused; a row with neither (a spreadsheet's blank line) is no row at all.
+
+A review file in CSV is made to be opened in a spreadsheet, so no cell of it may start a
+formula (OWASP's CSV injection advice): a text cell that starts with = + - @, a tab or a
+carriage return gets a ' in front, which spreadsheets take as "this is text". Reading a
+CSV labels file takes that ' off again, so the paths match their files. A cell that starts
+with ' followed by one of those characters (or another ') gets one too, so that the rule
+reverses exactly.
+"""
 
 import os
 from pathlib import Path
 
 import polars as pl
 
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 
 DIGITS = [str(digit) for digit in range(10)]
 SHOWN_CONFLICTS = 3  # conflicting paths named in the error; the rest are counted
+FORMULA_START = "=+\\-@\t\r"  # (a regex class) what makes a spreadsheet cell a formula
+QUOTED = f"^([{FORMULA_START}]|'[{FORMULA_START}'])"  # cells that get a ' (and keep it: then it was doubled)
 
 
 def label_text(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -23,30 +33,47 @@ def label_text(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text)
 
 
+def spreadsheet_safe(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Every text column with a ' before a cell that a spreadsheet would run as a formula."""
+    text = [name for name, dtype in frame.collect_schema().items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(QUOTED)).then("'" + pl.col(name)).otherwise(pl.col(name)).alias(name)
+        for name in text)
+
+
+def from_spreadsheet(column: pl.Expr) -> pl.Expr:
+    """What spreadsheet_safe wrote, as it was."""
+    return pl.when(column.str.contains(f"^'[{FORMULA_START}']")).then(column.str.slice(1)).otherwise(column)
+
+
 def read_labels_file(path: Path) -> pl.DataFrame:
     """All rows of a labels file as strings: `path`, and `label` stripped (null when empty or NaN)."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"labels file {path} is a folder; give a CSV or Parquet file with path,label columns", USAGE)
+        raise UserError(f"labels file {shown(path)} is a folder; give a CSV or Parquet file with path,label columns",
+                        USAGE)
     if not path.is_file():
-        raise UserError(f"labels file {path} not found", USAGE)
+        raise UserError(f"labels file {shown(path)} not found", USAGE)
     csv = path.suffix.lower() == ".csv"
     try:
         frame = pl.read_csv(path, infer_schema=False, glob=False) if csv else pl.read_parquet(path, glob=False)
     except Exception as error:  # polars raises many types for a file that is not a table
-        raise UserError(f"cannot read labels file {path}: {str(error).splitlines()[0]}; "
+        raise UserError(f"cannot read labels file {shown(path)}: {shown(str(error).splitlines()[0])}; "
                         "give a CSV or Parquet file with path,label columns", USAGE) from error
     for needed in ("path", "label"):
         if needed not in frame.columns:
-            raise UserError(f"labels file {path} has no {needed!r} column (it needs path,label)", USAGE)
+            raise UserError(f"labels file {shown(path)} has no {needed!r} column (it needs path,label)", USAGE)
     label = label_text(pl.col("label"), frame.schema["label"]).alias("label")
-    frame = frame.select(pl.col("path").cast(pl.String), label)
+    paths = pl.col("path").cast(pl.String)
+    if csv:  # a review file's paths as they were before spreadsheet_safe (any CSV is read so)
+        paths = from_spreadsheet(paths)
+    frame = frame.select(paths.alias("path"), label)
     no_path = pl.col("path").is_null() | (pl.col("path").str.strip_chars() == "")
     where = frame.with_row_index("row").filter(no_path & pl.col("label").is_not_null()).head(1)
     if where.height:
         row, label = where["row"][0], where["label"][0]
         place = f"line {row + 2}" if csv else f"row {row + 1}"  # a CSV's line 1 is its header
-        raise UserError(f"labels file {path}, {place}: label {label!r} has an empty path; "
+        raise UserError(f"labels file {shown(path)}, {place}: label {shown(repr(label))} has an empty path; "
                         "give the image's path, or delete the row", USAGE)
     return frame.filter(~(no_path & pl.col("label").is_null()))
 
@@ -58,7 +85,7 @@ def one_label_each(frame: pl.DataFrame, key: str, source: str, noun: str = "path
                 .filter(pl.col("n") > 1).sort(key))
     conflicting = repeated.filter(pl.col("labels").list.len() > 1)
     if conflicting.height:
-        examples = "; ".join(f"{name}: {', '.join(map(str, given))}"
+        examples = "; ".join(f"{shown(name)}: {', '.join(map(str, given))}"
                              for name, given in conflicting.head(SHOWN_CONFLICTS).select(key, "labels").iter_rows())
         more = "; ..." if conflicting.height > SHOWN_CONFLICTS else ""
         raise UserError(f"{source} gives {conflicting.height:,} {noun}s different labels ({examples}{more}): "

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
@@ -113,16 +113,16 @@ def pick_device(name: str) -> torch.device:
 
 def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
     """Weights in safetensors; metadata values are JSON so that numbers and lists survive."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     header = {"architecture": architecture_of(model), "mean": MEAN, "std": STD, "classes": class_names(model),
               "parameters": parameter_count(model)}
     header |= metadata
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
-    def write(tmp: Path) -> None:
-        save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in header.items()})
-        os.chmod(tmp, 0o644)  # safetensors creates it private; a bundled checkpoint must be readable
+    def write(file) -> None:
+        file.write(save(state, metadata={k: json.dumps(v) for k, v in header.items()}))
+        os.fchmod(file.fileno(), 0o644)  # whatever the umask: a bundled checkpoint must be readable
 
     write_atomic(Path(path), write)
 
@@ -170,7 +170,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     architecture = metadata.get("architecture")
     if architecture not in ARCHITECTURES:
         raise UserError(
-            f"checkpoint {path} is for architecture {architecture!r}, not one of {', '.join(ARCHITECTURES)}; "
+            f"checkpoint {path} is for architecture {shown(repr(architecture))}, "
+            f"not one of {', '.join(ARCHITECTURES)}; "
             "use a checkpoint made by `mnist-batch train`"
         )
     classes = metadata.get("classes", CLASSES)
@@ -195,7 +196,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
                             "the training diverged: retrain with a lower --lr")
     extra = sorted(set(tensors) - set(expected))
     if extra:
-        raise UserError(f"checkpoint {path} has unexpected tensor {extra[0]!r}; it is not a {architecture} checkpoint")
+        raise UserError(f"checkpoint {path} has unexpected tensor {shown(repr(extra[0]))}; "
+                        f"it is not a {architecture} checkpoint")
     model.load_state_dict(tensors)
     return model.to(device).eval(), metadata
 

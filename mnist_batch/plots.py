@@ -9,6 +9,8 @@ import numpy as np
 matplotlib.use("Agg")  # files only, never a window: this runs from cron too
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mnist_batch.files import write_atomic  # noqa: E402
+
 TRAIN_NOTE = ("train accuracy sits below test: it is a running mean over the epoch while the weights still "
               "improve, and with --augment it is measured on jittered images")
 
@@ -42,7 +44,7 @@ def training_curves(history: list[dict], out_dir: Path) -> list[Path]:
         else:
             fig.tight_layout()
         path = Path(out_dir) / f"{metric}.png"
-        fig.savefig(path)
+        write_atomic(path, lambda file: fig.savefig(file, format="png"))  # noqa: B023 (called at once)
         plt.close(fig)
         written.append(path)
     return written

@@ -19,7 +19,7 @@ import pyarrow as pa
 from mnist_batch import images, results
 from mnist_batch.discover import discover
 from mnist_batch.errors import USAGE, UserError
-from mnist_batch.files import write_atomic
+from mnist_batch.files import write_folder_atomic
 from mnist_batch.options import ClassifyOptions, RayOptions, check_options
 
 STAGE_SCHEMA = pa.schema([
@@ -143,7 +143,7 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
         batch_size=opts.batch_size, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5,
         num_gpus=1 if gpus else 0)
     pipeline_start = time.perf_counter()
-    write_atomic(out, lambda tmp: predicted.write_parquet(str(tmp.resolve())))
+    write_folder_atomic(out, lambda tmp: predicted.write_parquet(str(tmp.resolve())))
     pipeline_seconds = time.perf_counter() - pipeline_start
 
     counts = results.status_counts(results.scan(out))

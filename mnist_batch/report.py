@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from mnist_batch import images, labels, results
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic, write_text_atomic
 
 REPORT_SHAPE = "mnist-batch-report/3"  # bump when the JSON shape changes; 3 added not_digit and risk_coverage
@@ -61,7 +61,8 @@ def expand(inputs: tuple[str, ...]) -> list[str]:
         matched = sorted(glob.glob(item)) if glob.has_magic(item) and not os.path.isfile(item) else [item]
         matched = [m for m in matched if not os.path.basename(m).startswith(".")]
         if not matched or not all(os.path.isfile(m) for m in matched):
-            raise UserError(f"result file {item} not found; give .parquet or .csv files written by classify", USAGE)
+            raise UserError(f"result file {shown(item)} not found; give .parquet or .csv files written by classify",
+                            USAGE)
         files.extend(matched)
     if not files:
         raise UserError("no result files given", USAGE)
@@ -94,13 +95,13 @@ def scan_result_file(file: str) -> pl.LazyFrame:
         frame = results.scan_as_written(file)
         schema = frame.collect_schema()
     except Exception as error:  # polars raises several types for a file it cannot parse
-        raise UserError(f"{file} is not a result file mnist-batch can read ({first_line(error)}); "
+        raise UserError(f"{shown(file)} is not a result file mnist-batch can read ({shown(first_line(error))}); "
                         "give .parquet or .csv files written by classify") from None
     for column, kind in REQUIRED_COLUMNS.items():
         if column not in schema:
-            raise UserError(f"{file} is not an mnist-batch result file (no column {column!r})")
+            raise UserError(f"{shown(file)} is not an mnist-batch result file (no column {column!r})")
         if column_kind(schema[column]) != kind and not (kind == "float" and schema[column].is_integer()):
-            raise UserError(f"{file}: column {column!r} holds {schema[column]} values, not {kind}s; "
+            raise UserError(f"{shown(file)}: column {column!r} holds {schema[column]} values, not {kind}s; "
                             "is it a result file written by classify?")
     return results.with_current_columns(frame)
 
@@ -137,13 +138,14 @@ def read_labels(path: Path) -> pl.LazyFrame:
     every_row = labels.read_labels_file(path)
     frame = every_row.filter(pl.col("label").is_not_null())
     if every_row.height and not frame.height:
-        log(f"note: labels file {path} has {every_row.height:,} rows but no label filled in "
+        log(f"note: labels file {shown(path)} has {every_row.height:,} rows but no label filled in "
             "(a --review file gets its label column empty): fill in the label column")
     bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
     if bad.height:
-        raise UserError(f"labels file {path}: label {bad['label'][0]!r} for {bad['path'][0]} is not a digit 0-9")
+        raise UserError(f"labels file {shown(path)}: label {shown(repr(bad['label'][0]))} for {shown(bad['path'][0])} "
+                        "is not a digit 0-9")
     frame = frame.with_columns(path=tidy_path(pl.col("path")), label=pl.col("label").cast(pl.Int8))
-    return labels.one_label_each(frame, "path", f"labels file {path}").lazy()
+    return labels.one_label_each(frame, "path", f"labels file {shown(path)}").lazy()
 
 
 def tidy_path(path: pl.Expr) -> pl.Expr:
@@ -209,9 +211,9 @@ def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path
     if total and unmatched * 2 > total:
         label_example, row_example = (f.item() for f in pl.collect_all([
             unmatched_labels.select(pl.col("_written").min()), frame.select(pl.col("path").min())]))
-        log(f"{unmatched:,} of {total:,} labels in {labels_file} match no result row. Paths are compared made "
+        log(f"{unmatched:,} of {total:,} labels in {shown(labels_file)} match no result row. Paths are compared made "
             f"absolute (labels against --labels-root, else the current folder) and as written; e.g. label path "
-            f"{label_example!r}, result path {row_example!r}")
+            f"{shown(repr(label_example))}, result path {shown(repr(row_example))}")
     return joined, unmatched
 
 
@@ -416,13 +418,13 @@ def check_outputs(opts: ReportOptions, files: list[str]) -> None:
             continue
         real = os.path.realpath(out)
         if real in inputs:
-            raise UserError(f"{option} {out} is one of report's input files: write the output elsewhere", USAGE)
+            raise UserError(f"{option} {shown(out)} is one of report's input files: write the output elsewhere", USAGE)
         if real in outputs:
-            raise UserError(f"{outputs[real]} and {option} {out} name one file: one would replace the other; "
+            raise UserError(f"{outputs[real]} and {option} {shown(out)} name one file: one would replace the other; "
                             "give each output its own name", USAGE)
-        outputs[real] = f"{option} {out}"
+        outputs[real] = f"{option} {shown(out)}"
     if opts.review and opts.review.suffix.lower() not in (".csv", ".parquet"):
-        raise UserError(f"cannot tell the format of --review {opts.review}: name it .csv or .parquet", USAGE)
+        raise UserError(f"cannot tell the format of --review {shown(opts.review)}: name it .csv or .parquet", USAGE)
 
 
 def report(opts: ReportOptions) -> dict:
@@ -451,7 +453,10 @@ def report(opts: ReportOptions) -> dict:
 
     if opts.review:
         rows = review_rows(frame, opts.review_threshold, source is not None)
-        write_atomic(opts.review, rows.sink_parquet if opts.review.suffix.lower() == ".parquet" else rows.sink_csv)
+        if opts.review.suffix.lower() == ".parquet":
+            write_atomic(opts.review, rows.sink_parquet)
+        else:  # opened in a spreadsheet: no cell may be a live formula
+            write_atomic(opts.review, labels.spreadsheet_safe(rows).sink_csv)
     if opts.json_out:
         write_text_atomic(opts.json_out, json.dumps(summary, indent=2) + "\n")
     if opts.html:

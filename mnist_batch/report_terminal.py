@@ -1,9 +1,15 @@
 """The report in a terminal (rich tables at the terminal's width), or as plain text
-without box drawing, never wrapped, when stdout is not one (cron mail, `> log`)."""
+without box drawing, never wrapped, when stdout is not one (cron mail, `> log`).
+
+Text from the result files (checkpoint names, statuses) goes through value(): a name can
+neither move the cursor nor pass for rich's [markup]."""
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from mnist_batch.errors import shown
 
 UNWRAPPED = 1 << 20  # the width of a console that is no terminal: a log line is never split
 
@@ -13,14 +19,19 @@ def terminal_console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=UNWRAPPED)
 
 
+def value(text: object) -> str:
+    """A value read from a result file, as console markup that prints it as it is (escaped)."""
+    return escape(shown(text))
+
+
 def short_hash(sha256: str | None) -> str:
-    return sha256[:12] if sha256 else "unknown"
+    return value(sha256[:12]) if sha256 else "unknown"
 
 
 def checkpoint_lines(summary: dict) -> list[str]:
     lines = []
     for checkpoint in summary["checkpoints"]:
-        line = (f"checkpoint {checkpoint['name'] or 'unknown'} (sha256 {short_hash(checkpoint['sha256'])}): "
+        line = (f"checkpoint {value(checkpoint['name'] or 'unknown')} (sha256 {short_hash(checkpoint['sha256'])}): "
                 f"{checkpoint['rows']:,} rows")
         if len(summary["checkpoints"]) > 1 and checkpoint["accuracy"] is not None:
             line += f", accuracy {checkpoint['accuracy']:.2%} on {checkpoint['evaluated']:,} labelled"
@@ -55,7 +66,7 @@ def render_terminal(summary: dict, console: Console) -> None:
         return table
 
     status = summary["status"]
-    errors = ", ".join(f"{k} {v}" for k, v in status["errors"].items()) or "none"
+    errors = ", ".join(f"{value(k)} {v}" for k, v in status["errors"].items()) or "none"
     console.print(f"[bold]{summary['rows']:,} inputs[/bold] in {len(summary['files'])} file(s): "
                   f"{status['ok']:,} ok, {status['blank']:,} blank, {status['not_digit']:,} not a digit, "
                   f"{status['failed']:,} failed ({errors})")

@@ -17,8 +17,8 @@ import numpy as np
 import polars as pl
 
 from mnist_batch import images
-from mnist_batch.errors import LOCKED, USAGE, UserError, log
-from mnist_batch.files import remove_temporaries, write_atomic
+from mnist_batch.errors import LOCKED, USAGE, UserError, log, shown
+from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic
 
 SCHEMA_VERSION = "2"  # 2 added digit_score, min_digit_score and the not_digit status
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
@@ -36,7 +36,7 @@ SCHEMA = {
     "digit_score": pl.Float32,
     "min_digit_score": pl.Float32,  # the run's threshold: a digit_score below it made the row not_digit
     "file_size": pl.Int64,  # bytes when read; null if the file could not be stat'ed
-    "file_mtime_ns": pl.Int64,  # modification time, ns since the Unix epoch
+    "file_mtime_ns": pl.Int64,  # modification time, ns since the Unix epoch; null outside 1677-2262 (what fits)
     "checkpoint": pl.String,  # file name of the checkpoint that produced the row
     "checkpoint_sha256": pl.String,
 }
@@ -167,35 +167,33 @@ class OutputLock:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.file = open(self.path, "a+")
+                self.fd = open_lock_file(self.path)  # never through a link planted in its place
             except OSError as error:
-                raise UserError(f"cannot write {output}: creating {self.path} failed ({error.strerror}); "
+                raise UserError(f"cannot write {shown(output)}: creating {shown(self.path)} failed ({error.strerror}); "
                                 "give an output in a folder you can write to") from None
             try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                self.file.seek(0)
-                holder = self.file.read().strip() or "unknown"
-                self.file.close()
-                raise UserError(f"another run (pid {holder}) is writing {output}; "
+                holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(self.fd)
+                raise UserError(f"another run (pid {shown(holder)}) is writing {shown(output)}; "
                                 "wait for it to finish, or stop it", LOCKED) from None
             # A run that finished meanwhile removed the file we opened: lock the new one.
             if self.is_current():
                 break
-            self.file.close()
-        self.file.truncate(0)
-        self.file.write(f"{os.getpid()}\n")
-        self.file.flush()
+            os.close(self.fd)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def is_current(self) -> bool:
         try:
-            return os.path.samestat(os.fstat(self.file.fileno()), os.stat(self.path))
+            return os.path.samestat(os.fstat(self.fd), os.lstat(self.path))
         except FileNotFoundError:
             return False
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)  # before unlocking: a waiter then sees it gone and retries
-        self.file.close()
+        os.close(self.fd)
 
     def __enter__(self) -> "OutputLock":
         return self
@@ -217,6 +215,8 @@ class RunFiles:
         # part_rows: rows per part file, what a crash can cost and what --resume skips
         self.out, self.fmt, self.part_rows = Path(out), fmt, part_rows
         self.parts = parts_dir(self.out)
+        if self.parts.is_symlink():  # rows would go where the link points, and --resume would read them there
+            raise planted_link(self.parts, "folder")
         remove_temporaries(self.out)  # a merge cut short by a crash
         existing = self.part_files()
         if existing and not resume:
@@ -266,7 +266,7 @@ class RunFiles:
         if not self.buffered:
             return
         frame = pl.concat(self.buffered)
-        write_atomic(self.parts / f"part-{self.sequence:06d}.parquet", frame.write_parquet)
+        write_atomic(self.parts / f"part-{self.sequence:06d}.parquet", frame.write_parquet, own_folder=True)
         self.sequence += 1
         self.buffered, self.buffered_rows = [], 0
 
@@ -278,12 +278,11 @@ class RunFiles:
             frame = frame.filter(~pl.col("path").is_in(list(self.dropped)))
         frame = frame.sort("path")
 
-        def sink(tmp: Path) -> None:
+        def sink(file) -> None:
             if self.fmt == "parquet":
-                frame.sink_parquet(tmp, metadata={VERSION_KEY: SCHEMA_VERSION},
-                                   sync_on_close="all")
+                frame.sink_parquet(file, metadata={VERSION_KEY: SCHEMA_VERSION})
             else:
-                frame.sink_csv(tmp, sync_on_close="all")
+                frame.sink_csv(file)  # raw values: a data contract, not a spreadsheet (README)
 
         counts = status_counts(frame)
         write_atomic(self.out, sink)

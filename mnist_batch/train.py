@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mnist_batch import augment, data, images, labels, plots, synthetic
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import (
     accuracy_and_loss,
@@ -140,7 +140,7 @@ def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) 
         frame = labels.read_labels_file(file)
         labelled = frame.filter(pl.col("label").is_not_null())  # an empty label: left for a person to fill in
         is_digit = pl.col("label").is_in(labels.DIGITS)
-        problems += [f"{file}: {path}: label {label!r} is not a digit 0-9"
+        problems += [f"{shown(file)}: {shown(path)}: label {shown(repr(label))} is not a digit 0-9"
                      for path, label in labelled.filter(~is_digit).iter_rows()]
         good = labelled.filter(is_digit)
         paths = [labels.resolve(path, opts.extra_root) for path in good["path"]]
@@ -154,7 +154,7 @@ def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) 
     repeats = rows.filter(~pl.col("image").is_first_distinct()).group_by("file").len()
     for index, count in repeats.iter_rows():
         sources[index]["duplicates"] = count
-    named = f"labels file{'s' if len(opts.extra) > 1 else ''} {', '.join(map(str, opts.extra))}"
+    named = f"labels file{'s' if len(opts.extra) > 1 else ''} {', '.join(map(shown, opts.extra))}"
     rows = labels.one_label_each(rows, "image", named, noun="image")
     chunk = images.preprocess_chunk(rows["path"].to_list(), max_pixels)
     for (index, path), item in zip(rows.select("file", "path").iter_rows(), chunk.inputs, strict=True):
@@ -162,14 +162,14 @@ def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) 
             sources[index]["used"] += 1
         else:
             sources[index]["skipped"] += 1
-            problems.append(f"{opts.extra[index]}: {path}: {item.status}: {item.error}")
+            problems.append(f"{shown(opts.extra[index])}: {shown(path)}: {item.status}: {item.error}")
     for problem in problems[:MAX_LISTED_PROBLEMS]:
         log(f"skipped {problem}")
     if len(problems) > MAX_LISTED_PROBLEMS:
         log(f"skipped {len(problems) - MAX_LISTED_PROBLEMS} more bad rows")
     for file, source in zip(opts.extra, sources, strict=True):
         if not source["used"] + source["duplicates"]:
-            raise UserError(f"labels file {file} has no usable row ({source['rows']} rows, "
+            raise UserError(f"labels file {shown(file)} has no usable row ({source['rows']} rows, "
                             f"{source['unlabelled']} without a label, {source['skipped']} bad): "
                             "give image paths with labels 0-9", USAGE)
     x = chunk.digits
