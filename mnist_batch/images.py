@@ -52,7 +52,7 @@ OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent 
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
 # px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
 # frame's lines would; a field this small holds no readable digit inside its lines.
-SMALLEST_FIELD = 20
+SMALLEST_FIELD = 24
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
