@@ -8,7 +8,6 @@ confidence bin), collected in one streaming pass, so ten million rows fit in bou
 
 import glob
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import polars as pl
 from mnist_batch import images, labels, results
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic, write_text_atomic
+from mnist_batch.stats import wilson_interval
 
 REPORT_SHAPE = "mnist-batch-report/3"  # bump when the JSON shape changes; 3 added not_digit and risk_coverage
 CALIBRATION_BINS = 15
@@ -215,16 +215,6 @@ def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path
             f"absolute (labels against --labels-root, else the current folder) and as written; e.g. label path "
             f"{shown(repr(label_example))}, result path {shown(repr(row_example))}")
     return joined, unmatched
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.959964) -> list[float]:
-    """95% confidence interval of a proportion; sound near 0% and 100%, unlike the normal one."""
-    if total == 0:
-        return [0.0, 0.0]
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def check_values(checks: pl.DataFrame) -> None:
