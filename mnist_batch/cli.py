@@ -339,12 +339,17 @@ def report_command(
     min_accuracy: Optional[float] = typer.Option(None, metavar="P",
                                                  help="Exit with code 4 when accuracy is below this fraction."),
     gallery: int = typer.Option(24, metavar="N", help="Inputs shown in the HTML gallery."),
+    compare: bool = typer.Option(
+        False, "--compare", help="Compare two result files on the same inputs (A B, e.g. base then tuned): "
+        "accuracy of each, the inputs where they disagree and which was right."),
 ):
     """Summarise result files: counts, confidence, accuracy.
 
     Accuracy needs labels: --labels FILE, --labels-from-dirs, or a label column.
 
     Example: mnist-batch report preds.parquet --labels labels.csv --html report.html
+
+    Two runs: mnist-batch report --compare base.parquet tuned.parquet --labels labels.csv
 
     Exit codes: 0 done; 4 accuracy below --min-accuracy; 1 failure; 2 usage error.
     """
@@ -357,6 +362,16 @@ def report_command(
                          labels_from_dirs=labels_from_dirs, review_threshold=review_threshold,
                          json_out=json_file, html=html_out, review=review, min_accuracy=min_accuracy,
                          gallery=gallery)
+    if compare:
+        from mnist_batch.compare import compare as compare_job
+        from mnist_batch.report_terminal import render_compare
+
+        summary = run_job(ctx, compare_job, opts)
+        if json_out:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            render_compare(summary, terminal_console())
+        return
     summary = run_job(ctx, report_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))

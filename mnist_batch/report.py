@@ -132,6 +132,23 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
     return combined
 
 
+def same_inputs_other_checkpoints(files: list[str]) -> None:
+    """Two result files given to a plain report that hold the same inputs under different
+    checkpoints are two runs to compare, not one run to merge: one line says so."""
+    first, second = (scan_result_file(file).select(
+        absolute_path(pl.col("path"), Path.cwd()).alias("_key"), "checkpoint_sha256") for file in files)
+    shared = (first.join(second, on="_key", how="inner")
+              .filter(pl.col("checkpoint_sha256").ne_missing(pl.col("checkpoint_sha256_right"))).select(pl.len()))
+    try:
+        count = shared.collect(engine="streaming").item()
+    except pl.exceptions.PolarsError:
+        return  # the report itself names what is wrong with the files
+    if count:
+        log(f"warning: {shown(files[0])} and {shown(files[1])} hold {count:,} of the same inputs classified with "
+            f"different checkpoints; this report keeps one row per input; to compare the two runs: "
+            f"mnist-batch report --compare {shown(files[0])} {shown(files[1])}")
+
+
 def read_labels(path: Path) -> pl.LazyFrame:
     """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
     Rows with an empty label (a review file not yet filled in) are left out."""
@@ -430,6 +447,8 @@ def report(opts: ReportOptions) -> dict:
         raise UserError(f"--labels-root {opts.labels_root}: no such folder", USAGE)
     files = expand(opts.inputs)
     check_outputs(opts, files)
+    if len(files) == 2:  # e.g. base.parquet tuned.parquet (many files are incremental runs)
+        same_inputs_other_checkpoints(files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)
     if opts.min_accuracy is not None and source is None:
         raise UserError("--min-accuracy needs labels: --labels FILE, --labels-from-dirs or a label column", USAGE)
@@ -458,7 +477,7 @@ def report(opts: ReportOptions) -> dict:
         gallery, rejected, failed, flagged = pl.collect_all([
             gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, flagged])
         page = report_html.render(summary, gallery, rejected, failed, flagged.item(), HISTOGRAM_BINS,
-                                  CALIBRATION_BINS, labels_file=opts.labels)
+                                  CALIBRATION_BINS, Path(opts.html).parent, labels_file=opts.labels)
         write_text_atomic(opts.html, page)
     return summary
 

@@ -446,7 +446,7 @@ def test_not_digit_rows_are_counted_apart_and_kept_out_of_the_accuracy(cli, form
     section = text.split("<h2>Rejected as not a digit</h2>")[1].split("<h2>")[0]
     assert section.count('class="card') == 3 and section.count('class="card wrong') == 1  # the labelled one
     assert "2 more are not shown" in section and "digit score <b>" in section
-    first_shown = section.split('class="path">')[1].split("</div>")[0].replace("<wbr>", "")
+    first_shown = section.split('class="path" href=')[1].split(">", 1)[1].split("</a>")[0].replace("<wbr>", "")
     assert first_shown == rejected.sort("digit_score", "path", descending=[True, False])["path"][0]
     assert "<th>not_digit</th>" in text and "<td>5</td>" in text
 
@@ -505,3 +505,77 @@ def test_a_version_1_result_file_still_reports(cli, labelled, result_file, tmp_p
     assert "record no digit check" in page.read_text()
     assert "digit_score" in pl.read_csv(review).columns
     assert "0 not a digit" in cli("report", version_1).stdout
+
+
+# 19: two runs on the same inputs
+
+
+def tuned_copy(result_file: Path, out: Path, changed: int = 6) -> Path:
+    """The run's rows as another checkpoint would give them: the first `changed` classified rows
+    get another digit, and one of them is rejected as not a digit instead."""
+    rows = pl.read_parquet(result_file).sort("path").with_row_index("_i")
+    ok = rows.filter(pl.col("status") == "ok")["_i"].head(changed).to_list()
+    rows = rows.with_columns(
+        pred=pl.when(pl.col("_i").is_in(ok)).then((pl.col("pred") + 1) % 10).otherwise("pred").cast(pl.Int8),
+        status=pl.when(pl.col("_i") == ok[-1]).then(pl.lit("not_digit")).otherwise("status"),
+        checkpoint=pl.lit("smallbn-tuned.safetensors"), checkpoint_sha256=pl.lit("cd" * 32)).drop("_i")
+    rows.write_parquet(out)
+    return out
+
+
+def outcomes(frame: pl.DataFrame) -> dict:
+    return {path: str(pred) if status == "ok" else status for path, status, pred in frame.select(
+        "path", "status", "pred").iter_rows()}
+
+
+def test_compare_gives_each_run_its_accuracy_and_the_disagreements(cli, labelled, result_file, tmp_path):
+    tuned = tuned_copy(result_file, tmp_path / "tuned.parquet")
+    page = tmp_path / "compare.html"
+    labels = ("--labels", labelled / "labels.csv", "--labels-root", labelled / "images")
+    result = cli("report", "--compare", result_file, tuned, *labels, "--json", "--html", page)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    # the figures computed the plain way
+    truth = dict(pl.read_csv(labelled / "labels.csv").select(
+        pl.lit(str(labelled / "images") + "/") + pl.col("path"), "label").iter_rows())
+    a, b = outcomes(pl.read_parquet(result_file)), outcomes(pl.read_parquet(tuned))
+    differ = [path for path in a if a[path] != b[path]]
+    assert len(differ) == 6 and summary["disagreements"]["count"] == 6
+    right = {side: sum(run[p] == str(truth.get(p)) for p in differ) for side, run in (("a", a), ("b", b))}
+    assert summary["disagreements"]["a_right"] == right["a"] and summary["disagreements"]["b_right"] == right["b"]
+    assert right["a"] >= 4  # smallbn is right on nearly all, the altered digits are wrong
+    for side, run in (("a", a), ("b", b)):
+        evaluated = [p for p in run if p in truth and run[p].isdigit()]  # classified, with a label
+        correct = sum(run[p] == str(truth[p]) for p in evaluated)
+        assert summary["runs"][side]["evaluated"] == len(evaluated) and summary["runs"][side]["correct"] == correct
+        low, high = summary["runs"][side]["accuracy_ci95"]
+        assert low < correct / len(evaluated) < high
+    assert summary["inputs"] == {"both": 42, "only_a": 0, "only_b": 0}
+    assert {r["path"] for r in summary["disagreement_rows"]} == set(differ)
+    assert [c["name"] for c in summary["runs"]["b"]["checkpoints"]] == ["smallbn-tuned.safetensors"]
+    terminal = cli("report", "--compare", result_file, tuned, *labels).stdout
+    assert "6 inputs where A and B disagree" in terminal and f"A right {right['a']}" in terminal
+    assert "not_digit" in terminal and "smallbn-tuned.safetensors" in terminal
+    html_page = page.read_text()
+    assert html_page.count('class="card') == 6 and "Gallery of disagreements" in html_page
+
+
+def test_two_runs_without_compare_say_so_on_one_line(cli, labelled, result_file, tmp_path):
+    tuned = tuned_copy(result_file, tmp_path / "tuned.parquet")
+    result = cli("report", result_file, tuned)
+    assert result.exit_code == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "--compare" in line]
+    assert "42 of the same inputs" in warning and "different checkpoints" in warning
+    # incremental runs: other inputs in each file, no warning
+    rows = pl.read_parquet(result_file)
+    first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
+    rows.head(20).write_parquet(first)
+    pl.read_parquet(tuned).slice(20).write_parquet(second)
+    assert "--compare" not in cli("report", first, second).stderr
+
+
+def test_compare_takes_two_files(cli, result_file, tmp_path):
+    result = cli("report", "--compare", result_file)
+    assert result.exit_code == 2 and "two result files" in result.stderr
+    result = cli("report", "--compare", result_file, result_file)
+    assert result.exit_code == 2 and "same result file on both sides" in result.stderr
