@@ -22,7 +22,7 @@ from mnist_batch.stats import wilson_interval
 REPORT_SHAPE = "mnist-batch-report/3"  # bump when the JSON shape changes; 3 added not_digit and risk_coverage
 CALIBRATION_BINS = 15
 HISTOGRAM_BINS = 20
-FAILED_SHOWN = 100  # failed inputs listed in the HTML page; the rest are counted
+FAILED_SHOWN = 100  # failed and blank inputs listed in the HTML page; the rest are counted
 # Confidence thresholds of the risk-coverage table: what share of the classified rows each keeps,
 # and how many of those are right, so that a user can choose what goes to manual review.
 RISK_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -472,11 +472,12 @@ def report(opts: ReportOptions) -> dict:
         from mnist_batch import report_html
 
         failed = frame.filter(FAILED).select("path", "status", "error").sort("path").head(FAILED_SHOWN)
+        blank = frame.filter(pl.col("status") == images.BLANK).select("path").sort("path").head(FAILED_SHOWN)
         flagged = frame.filter((pl.col("status") == images.OK) & (
             MISCLASSIFIED | unsure(opts.review_threshold))).select(pl.len())
-        gallery, rejected, failed, flagged = pl.collect_all([
-            gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, flagged])
-        page = report_html.render(summary, gallery, rejected, failed, flagged.item(), HISTOGRAM_BINS,
+        gallery, rejected, failed, blank, flagged = pl.collect_all([
+            gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, blank, flagged])
+        page = report_html.render(summary, gallery, rejected, failed, blank, flagged.item(), HISTOGRAM_BINS,
                                   CALIBRATION_BINS, Path(opts.html).parent, labels_file=opts.labels)
         write_text_atomic(opts.html, page)
     return summary

@@ -30,6 +30,7 @@ th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
 .row { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .figures figure { margin: 0; max-width: 32em; } .figures img { max-width: 32em; width: 100%; border: 1px solid #eee; }
+.figures figure.natural, .figures figure.natural img { max-width: 100%; width: auto; }
 figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.8em; }
 .card { width: 13.5em; font-size: 0.8em; border: 1px solid #ddd; padding: 0.4em; border-radius: 4px; }
@@ -41,6 +42,7 @@ figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
 .card a { color: inherit; text-decoration: none; } .card a.path:hover { text-decoration: underline; }
 .wrong { border-color: #c33; background: #fff6f6; } .missing { color: #999; width: 84px; height: 84px; }
 .more { color: #555; font-style: italic; }
+table.paths { min-width: 24em; }
 """
 
 
@@ -197,12 +199,28 @@ def row(*tables: str) -> str:
     return f'<div class="row">{"".join(tables)}</div>'
 
 
-def figure(png: bytes, alt: str, caption: str) -> str:
-    return f'<figure><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
+def figure(png: bytes, alt: str, caption: str, natural: bool = False) -> str:
+    """A plot; a `natural` one is shown at its own pixel size (as wide as the page allows), so that
+    the numbers inside stay readable."""
+    css = ' class="natural"' if natural else ""
+    return f'<figure{css}><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
+
+
+def blank_table(blank: pl.DataFrame, total: int, page_dir: Path) -> str:
+    """The blank inputs by path, each a link to its file: a page that should have held a digit shows."""
+    if not total:
+        return "<p>No input was blank.</p>"
+    rows = "".join(f'<tr><td class=text><a href="{file_link(path, page_dir)}">{breakable(path)}</a></td></tr>'
+                   for path in blank["path"])
+    more = total - blank.height
+    return (f'<table class="paths"><caption>Blank inputs (no ink): {blank.height:,} of {total:,}, by path</caption>'
+            f"<tr><th class=text>path</th></tr>{rows}</table>"
+            + (f'<p class="more">and {more:,} more: write them all with --review FILE.</p>' if more else ""))
 
 
 def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFrame, failed: pl.DataFrame,
-           flagged: int, histogram_bins: int, calibration_bins: int, page_dir: Path, labels_file=None) -> str:
+           blank: pl.DataFrame, flagged: int, histogram_bins: int, calibration_bins: int, page_dir: Path,
+           labels_file=None) -> str:
     status = summary["status"]
     labels = summary["labels"]
     labelled = bool(labels and labels["evaluated"])
@@ -243,7 +261,7 @@ def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFram
         figures = [
             figure(plots.confusion_heatmap(labels["confusion"]), "confusion matrix",
                    "Confusion matrix: rows are the true digit. Errors have a red scale of their own, "
-                   "so that the few off the diagonal stand out."),
+                   "so that the few off the diagonal stand out.", natural=True),
             histogram,
             figure(plots.reliability_diagram(labels["calibration_bins"], labels["ece"]), "reliability diagram",
                    "Reliability: accuracy against confidence per bin, the gap hatched red; below, rows per bin."),
@@ -260,6 +278,8 @@ def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFram
     parts.append('<h2>Plots</h2><div class="figures">' + "".join(figures) + "</div>")
     parts.append("<h2>Failed inputs</h2>")
     parts.append(failed_table(failed, status["failed"]))
+    parts.append("<h2>Blank inputs</h2>")
+    parts.append(blank_table(blank, status["blank"], page_dir))
     parts.append("<h2>Rejected as not a digit</h2>")
     parts.append(f"<p>{status['not_digit']:,} inputs were read but do not look like one handwritten digit "
                  "(an empty form field, a letter, a tick, two digits): they get no digit. The highest digit "
