@@ -19,6 +19,7 @@ import typer  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
 from mnist_batch.errors import FAILURE, INTERRUPTED, UserError, shown  # noqa: E402
+from mnist_batch.stats import MIN_MEASURED  # noqa: E402
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
 2 usage error; 3 classify finished but some inputs could not be classified;
@@ -110,7 +111,8 @@ def train_command(
     data_dir: Optional[Path] = DataDir,
     download: bool = Download,
     out: Path = typer.Option(Path("runs/train"), metavar="DIR",
-                             help="Folder for <network>.safetensors, metrics.json, loss.png, accuracy.png."),
+                             help="Folder for <network>.safetensors (<network>-tuned.safetensors with --from), "
+                             "metrics.json, loss.png, accuracy.png."),
     augment: bool = typer.Option(False, "--augment", help="Random affine jitter (rotation, scale, shear, shift)."),
     augment_writers: bool = typer.Option(
         False, "--augment-writers",
@@ -162,10 +164,25 @@ def train_command(
                f"on {summary['device']} -> {shown(summary['checkpoint'])}")
     gained = summary.get("extra") or {}
     if gained.get("holdout_accuracy_after") is not None:
-        before = gained["holdout_accuracy_before"]
-        typer.echo(f"your held-back digits ({gained['holdout_digits']}): "
-                   f"{'-' if before is None else f'{before:.2%}'} -> {gained['holdout_accuracy_after']:.2%}; "
-                   f"MNIST test {summary['test_accuracy']:.2%}")
+        typer.echo(held_back_line(gained, summary["test_accuracy"]))
+
+
+def held_back_line(extra: dict, mnist_test: float) -> str:
+    """The accuracy on the held-back digits before and after, each with its 95% interval, and
+    whether the difference is a measured gain or within chance."""
+    def accuracy(when: str) -> str:
+        value, (low, high) = extra[f"holdout_accuracy_{when}"], extra[f"holdout_ci95_{when}"] or (0, 0)
+        return "-" if value is None else f"{value:.2%} (95% CI {low:.1%}-{high:.1%})"
+
+    line = (f"your held-back digits ({extra['holdout_digits']}): {accuracy('before')} -> {accuracy('after')}; "
+            f"MNIST test {mnist_test:.2%}")
+    if extra["gain_measured"]:
+        line += "; the 95% intervals do not overlap: a measured difference"
+    elif extra["gain_measured"] is False:
+        few = extra["holdout_digits"] < MIN_MEASURED
+        line += ("; the gain cannot be measured: " + (f"fewer than {MIN_MEASURED} digits held back" if few else
+                 "the intervals overlap") + " (label more digits, or compare on a labelled set with report --compare)")
+    return line
 
 
 @app.command("evaluate")
@@ -322,12 +339,17 @@ def report_command(
     min_accuracy: Optional[float] = typer.Option(None, metavar="P",
                                                  help="Exit with code 4 when accuracy is below this fraction."),
     gallery: int = typer.Option(24, metavar="N", help="Inputs shown in the HTML gallery."),
+    compare: bool = typer.Option(
+        False, "--compare", help="Compare two result files on the same inputs (A B, e.g. base then tuned): "
+        "accuracy of each, the inputs where they disagree and which was right."),
 ):
     """Summarise result files: counts, confidence, accuracy.
 
     Accuracy needs labels: --labels FILE, --labels-from-dirs, or a label column.
 
     Example: mnist-batch report preds.parquet --labels labels.csv --html report.html
+
+    Two runs: mnist-batch report --compare base.parquet tuned.parquet --labels labels.csv
 
     Exit codes: 0 done; 4 accuracy below --min-accuracy; 1 failure; 2 usage error.
     """
@@ -340,6 +362,16 @@ def report_command(
                          labels_from_dirs=labels_from_dirs, review_threshold=review_threshold,
                          json_out=json_file, html=html_out, review=review, min_accuracy=min_accuracy,
                          gallery=gallery)
+    if compare:
+        from mnist_batch.compare import compare as compare_job
+        from mnist_batch.report_terminal import render_compare
+
+        summary = run_job(ctx, compare_job, opts)
+        if json_out:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            render_compare(summary, terminal_console())
+        return
     summary = run_job(ctx, report_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))

@@ -8,20 +8,33 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only, never a window: this runs from cron too
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mnist_batch.files import write_atomic  # noqa: E402
 
-TRAIN_NOTE = ("train accuracy sits below test: it is a running mean over the epoch while the weights still "
-              "improve, and with --augment it is measured on jittered images")
+CONFUSION_FONT_PT = 10  # the counts in the cells: 13.9 px at 100 dpi, shown at the figure's own width
+
+
+def accuracy_note(history: list[dict]) -> str:
+    """What accuracy.png shows of the last epoch, from the figures themselves: train is a running
+    mean over the epoch (and on jittered images when augmented), so it may sit above or below test."""
+    train, test = history[-1]["train_accuracy"], history[-1]["test_accuracy"]
+    shown_train, shown_test = round(train * 10_000), round(test * 10_000)  # as printed, to 0.01%
+    relation = "above" if shown_train > shown_test else "below" if shown_train < shown_test else "equal to"
+    return (f"Last epoch: train accuracy {train:.2%}, {relation} test {test:.2%}. Train is a running mean over "
+            "the epoch while the weights still change (on jittered images with --augment); test is measured "
+            "after the epoch.")
 
 
 def training_curves(history: list[dict], out_dir: Path) -> list[Path]:
     """loss.png and accuracy.png, train and test per epoch, on log axes (loss, and error rate
     for accuracy) so that the first epoch does not squash the rest; the learning rate at the
-    end of each epoch beside the loss when recorded."""
+    end of each epoch beside the loss when recorded. Each PNG carries its title and caption as
+    text chunks (Title, Description)."""
     epochs = [row["epoch"] for row in history]
     written = []
-    for metric, ylabel in (("loss", "loss (NLL, log scale)"), ("accuracy", "error rate = 1 - accuracy (log scale)")):
+    for metric, title, ylabel in (("loss", "loss per epoch", "loss (NLL, log scale)"),
+                                  ("accuracy", "error rate (1 - accuracy) per epoch", "error rate (log scale)")):
         fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
         value = (lambda v: v) if metric == "loss" else (lambda v: 1 - v)
         ax.plot(epochs, [value(row[f"train_{metric}"]) for row in history], "o-",
@@ -34,17 +47,19 @@ def training_curves(history: list[dict], out_dir: Path) -> list[Path]:
             rate.set_ylabel("learning rate at the end of the epoch (dotted)", color="tab:gray")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{metric} per epoch")
+        ax.set_title(title)
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        if metric == "accuracy":
-            fig.text(0.01, 0.01, TRAIN_NOTE, fontsize=7, wrap=True, color="dimgray")
+        caption = accuracy_note(history) if metric == "accuracy" else ""
+        if caption:
+            fig.text(0.01, 0.01, caption, fontsize=7, wrap=True, color="dimgray")
             fig.tight_layout(rect=(0, 0.07, 1, 1))
         else:
             fig.tight_layout()
         path = Path(out_dir) / f"{metric}.png"
-        write_atomic(path, lambda file: fig.savefig(file, format="png"))  # noqa: B023 (called at once)
+        metadata = {"Title": title, "Description": caption}
+        write_atomic(path, lambda file: fig.savefig(file, format="png", metadata=metadata))  # noqa: B023 (called at once)
         plt.close(fig)
         written.append(path)
     return written
@@ -58,8 +73,13 @@ def png_bytes(fig) -> bytes:
 
 
 def confusion_heatmap(confusion: list[list[int]]) -> bytes:
+    return png_bytes(confusion_figure(confusion))
+
+
+def confusion_figure(confusion: list[list[int]]):
     """Two colour scales: blue for the diagonal (share of the true digit classified right),
-    red for the errors (counts, scaled to the largest error), so that ~1% of errors still show."""
+    red for the errors (counts, scaled to the largest error, ticked at whole counts), so that
+    ~1% of errors still show."""
     matrix = np.array(confusion)
     diagonal = np.eye(10, dtype=bool)
     recall = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
@@ -72,7 +92,7 @@ def confusion_heatmap(confusion: list[list[int]]) -> bytes:
         for pred in range(10):
             if matrix[true, pred]:
                 dark = recall[true] > 0.5 if true == pred else errors[true, pred] > 0.6 * np.nanmax(errors)
-                ax.text(pred, true, str(matrix[true, pred]), ha="center", va="center", fontsize=7,
+                ax.text(pred, true, f"{matrix[true, pred]:,}", ha="center", va="center", fontsize=CONFUSION_FONT_PT,
                         color="white" if dark else "black")
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
@@ -80,9 +100,11 @@ def confusion_heatmap(confusion: list[list[int]]) -> bytes:
     ax.set_ylabel("true digit")
     ax.set_title("confusion matrix: errors in red, correct in blue")
     fig.colorbar(right, cax=right_bar).set_label("diagonal: share of the true digit right")
-    fig.colorbar(wrong, cax=wrong_bar).set_label("off the diagonal: errors (count)")
+    # errors are counts: whole-number ticks, never 0.25 of an error
+    fig.colorbar(wrong, cax=wrong_bar, ticks=MaxNLocator(nbins=6, integer=True)).set_label(
+        "off the diagonal: errors (count)")
     fig.subplots_adjust(left=0.08, right=0.9, top=0.93, bottom=0.1)
-    return png_bytes(fig)
+    return fig
 
 
 def confidence_histogram(histogram: list[dict], bins: int) -> bytes:

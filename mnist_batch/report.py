@@ -8,7 +8,6 @@ confidence bin), collected in one streaming pass, so ten million rows fit in bou
 
 import glob
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,12 @@ import polars as pl
 from mnist_batch import images, labels, results
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic, write_text_atomic
+from mnist_batch.stats import wilson_interval
 
 REPORT_SHAPE = "mnist-batch-report/3"  # bump when the JSON shape changes; 3 added not_digit and risk_coverage
 CALIBRATION_BINS = 15
 HISTOGRAM_BINS = 20
-FAILED_SHOWN = 100  # failed inputs listed in the HTML page; the rest are counted
+FAILED_SHOWN = 100  # failed and blank inputs listed in the HTML page; the rest are counted
 # Confidence thresholds of the risk-coverage table: what share of the classified rows each keeps,
 # and how many of those are right, so that a user can choose what goes to manual review.
 RISK_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -132,6 +132,23 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
     return combined
 
 
+def same_inputs_other_checkpoints(files: list[str]) -> None:
+    """Two result files given to a plain report that hold the same inputs under different
+    checkpoints are two runs to compare, not one run to merge: one line says so."""
+    first, second = (scan_result_file(file).select(
+        absolute_path(pl.col("path"), Path.cwd()).alias("_key"), "checkpoint_sha256") for file in files)
+    shared = (first.join(second, on="_key", how="inner")
+              .filter(pl.col("checkpoint_sha256").ne_missing(pl.col("checkpoint_sha256_right"))).select(pl.len()))
+    try:
+        count = shared.collect(engine="streaming").item()
+    except pl.exceptions.PolarsError:
+        return  # the report itself names what is wrong with the files
+    if count:
+        log(f"warning: {shown(files[0])} and {shown(files[1])} hold {count:,} of the same inputs classified with "
+            f"different checkpoints; this report keeps one row per input; to compare the two runs: "
+            f"mnist-batch report --compare {shown(files[0])} {shown(files[1])}")
+
+
 def read_labels(path: Path) -> pl.LazyFrame:
     """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
     Rows with an empty label (a review file not yet filled in) are left out."""
@@ -215,16 +232,6 @@ def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path
             f"absolute (labels against --labels-root, else the current folder) and as written; e.g. label path "
             f"{shown(repr(label_example))}, result path {shown(repr(row_example))}")
     return joined, unmatched
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.959964) -> list[float]:
-    """95% confidence interval of a proportion; sound near 0% and 100%, unlike the normal one."""
-    if total == 0:
-        return [0.0, 0.0]
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def check_values(checks: pl.DataFrame) -> None:
@@ -440,6 +447,8 @@ def report(opts: ReportOptions) -> dict:
         raise UserError(f"--labels-root {opts.labels_root}: no such folder", USAGE)
     files = expand(opts.inputs)
     check_outputs(opts, files)
+    if len(files) == 2:  # e.g. base.parquet tuned.parquet (many files are incremental runs)
+        same_inputs_other_checkpoints(files)
     frame, source, unmatched = attach_labels(scan_results(files), opts)
     if opts.min_accuracy is not None and source is None:
         raise UserError("--min-accuracy needs labels: --labels FILE, --labels-from-dirs or a label column", USAGE)
@@ -463,12 +472,13 @@ def report(opts: ReportOptions) -> dict:
         from mnist_batch import report_html
 
         failed = frame.filter(FAILED).select("path", "status", "error").sort("path").head(FAILED_SHOWN)
+        blank = frame.filter(pl.col("status") == images.BLANK).select("path").sort("path").head(FAILED_SHOWN)
         flagged = frame.filter((pl.col("status") == images.OK) & (
             MISCLASSIFIED | unsure(opts.review_threshold))).select(pl.len())
-        gallery, rejected, failed, flagged = pl.collect_all([
-            gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, flagged])
-        page = report_html.render(summary, gallery, rejected, failed, flagged.item(), HISTOGRAM_BINS,
-                                  CALIBRATION_BINS, labels_file=opts.labels)
+        gallery, rejected, failed, blank, flagged = pl.collect_all([
+            gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, blank, flagged])
+        page = report_html.render(summary, gallery, rejected, failed, blank, flagged.item(), HISTOGRAM_BINS,
+                                  CALIBRATION_BINS, Path(opts.html).parent, labels_file=opts.labels)
         write_text_atomic(opts.html, page)
     return summary
 

@@ -3,7 +3,10 @@
 import base64
 import html
 import io
+import os
 from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import polars as pl
@@ -27,6 +30,7 @@ th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
 .row { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .figures figure { margin: 0; max-width: 32em; } .figures img { max-width: 32em; width: 100%; border: 1px solid #eee; }
+.figures figure.natural, .figures figure.natural img { max-width: 100%; width: auto; }
 figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.8em; }
 .card { width: 13.5em; font-size: 0.8em; border: 1px solid #ddd; padding: 0.4em; border-radius: 4px; }
@@ -34,9 +38,11 @@ figcaption { font-size: 0.85em; color: #555; max-width: 40em; }
 .card .pair div { text-align: center; color: #777; font-size: 0.85em; }
 .card img { width: 84px; height: 84px; object-fit: contain; background: #eee; display: block; }
 .card img.digit { image-rendering: pixelated; background: #000; }
-.card .path { color: #555; overflow-wrap: anywhere; word-break: normal; }
+.card .path { display: block; color: #555; overflow-wrap: anywhere; word-break: normal; }
+.card a { color: inherit; text-decoration: none; } .card a.path:hover { text-decoration: underline; }
 .wrong { border-color: #c33; background: #fff6f6; } .missing { color: #999; width: 84px; height: 84px; }
 .more { color: #555; font-style: italic; }
+table.paths { min-width: 24em; }
 """
 
 
@@ -87,31 +93,39 @@ def top_two(row: dict) -> list[tuple[int, float]]:
     return [(int(d), float(probs[d])) for d in np.argsort(-probs, kind="stable")[:2]]
 
 
-def card(row: dict, description: str, wrong: bool, no_digit: str = "not readable") -> str:
-    """One input: its source image, the 28x28 image the model saw (or `no_digit` where there is
-    none), a description and the path."""
+def file_link(path: str, page_dir: Path) -> str:
+    """The input file's URL relative to the page, percent-encoded (a name may hold # ? : % or
+    bytes that are not UTF-8) and escaped for an attribute: the page and the inputs move together."""
+    target = os.path.relpath(os.path.abspath(path), os.path.abspath(page_dir))
+    return html.escape(quote(os.fsencode(target)), quote=True)
+
+
+def card(row: dict, description: str, wrong: bool, page_dir: Path, no_digit: str = "not readable") -> str:
+    """One input: its source image (a link to the file), the 28x28 image the model saw (or
+    `no_digit` where there is none), a description and the path (a link too)."""
     source, digit = input_images(row["path"])
+    link = file_link(row["path"], page_dir)
     pictures = "".join(
         f'<div>{f"<img {cls} src={uri!r} alt={alt!r}>" if uri else f"<div class=missing>{missing}</div>"}'
         f"{caption}</div>"
         for uri, cls, alt, caption, missing in ((source, "", "source image", "source", "not readable"),
                                                 (digit, 'class="digit"', "28x28 model input", "model input",
                                                  no_digit)))
-    return (f'<div class="card{" wrong" if wrong else ""}"><div class="pair">{pictures}</div>'
-            f'{description}<div class="path">{breakable(row["path"])}</div></div>')
+    return (f'<div class="card{" wrong" if wrong else ""}"><a class="pair" href="{link}">{pictures}</a>'
+            f'{description}<a class="path" href="{link}">{breakable(row["path"])}</a></div>')
 
 
 def truth(label) -> str:
     return f"<br>true label <b>{label}</b>" if label is not None else ""
 
 
-def gallery(rows: pl.DataFrame, flagged: int, labelled: bool) -> str:
+def gallery(rows: pl.DataFrame, flagged: int, labelled: bool, page_dir: Path) -> str:
     cards = []
     for row in rows.iter_rows(named=True):
         label = row.get("label")
         (first, p1), (second, p2) = top_two(row)
         cards.append(card(row, f"predicted <b>{first}</b> ({p1:.1%}), next {second} ({p2:.1%}){truth(label)}",
-                          wrong=label is not None and label != row["pred"]))
+                          wrong=label is not None and label != row["pred"], page_dir=page_dir))
     if not cards:
         return "<p>Nothing to show.</p>"
     more = flagged - len(cards)
@@ -120,7 +134,7 @@ def gallery(rows: pl.DataFrame, flagged: int, labelled: bool) -> str:
     return f'<div class="gallery">{"".join(cards)}</div>{tail}'
 
 
-def rejected_gallery(rows: pl.DataFrame, summary: dict) -> str:
+def rejected_gallery(rows: pl.DataFrame, summary: dict, page_dir: Path) -> str:
     """The rows rejected as not a digit; one with a digit label is a real digit rejected, marked as an error."""
     total = summary["status"]["not_digit"]
     if not total:
@@ -133,7 +147,7 @@ def rejected_gallery(rows: pl.DataFrame, summary: dict) -> str:
         description = (f"digit score <b>{score:.3f}</b>" if score is not None else "no digit score") + (
             f", below {minimum:g}" if minimum is not None else "")
         cards.append(card(row, description + truth(row.get("label")), wrong=row.get("label") is not None,
-                          no_digit="no digit: printed lines only"))
+                          page_dir=page_dir, no_digit="no digit: printed lines only"))
     more = total - len(cards)
     tail = (f'<p class="more">{more:,} more are not shown (raise --gallery, or write them all with --review).</p>'
             if more > 0 else "")
@@ -185,12 +199,28 @@ def row(*tables: str) -> str:
     return f'<div class="row">{"".join(tables)}</div>'
 
 
-def figure(png: bytes, alt: str, caption: str) -> str:
-    return f'<figure><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
+def figure(png: bytes, alt: str, caption: str, natural: bool = False) -> str:
+    """A plot; a `natural` one is shown at its own pixel size (as wide as the page allows), so that
+    the numbers inside stay readable."""
+    css = ' class="natural"' if natural else ""
+    return f'<figure{css}><img src="{data_uri(png)}" alt="{alt}"><figcaption>{caption}</figcaption></figure>'
+
+
+def blank_table(blank: pl.DataFrame, total: int, page_dir: Path) -> str:
+    """The blank inputs by path, each a link to its file: a page that should have held a digit shows."""
+    if not total:
+        return "<p>No input was blank.</p>"
+    rows = "".join(f'<tr><td class=text><a href="{file_link(path, page_dir)}">{breakable(path)}</a></td></tr>'
+                   for path in blank["path"])
+    more = total - blank.height
+    return (f'<table class="paths"><caption>Blank inputs (no ink): {blank.height:,} of {total:,}, by path</caption>'
+            f"<tr><th class=text>path</th></tr>{rows}</table>"
+            + (f'<p class="more">and {more:,} more: write them all with --review FILE.</p>' if more else ""))
 
 
 def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFrame, failed: pl.DataFrame,
-           flagged: int, histogram_bins: int, calibration_bins: int, labels_file=None) -> str:
+           blank: pl.DataFrame, flagged: int, histogram_bins: int, calibration_bins: int, page_dir: Path,
+           labels_file=None) -> str:
     status = summary["status"]
     labels = summary["labels"]
     labelled = bool(labels and labels["evaluated"])
@@ -231,7 +261,7 @@ def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFram
         figures = [
             figure(plots.confusion_heatmap(labels["confusion"]), "confusion matrix",
                    "Confusion matrix: rows are the true digit. Errors have a red scale of their own, "
-                   "so that the few off the diagonal stand out."),
+                   "so that the few off the diagonal stand out.", natural=True),
             histogram,
             figure(plots.reliability_diagram(labels["calibration_bins"], labels["ece"]), "reliability diagram",
                    "Reliability: accuracy against confidence per bin, the gap hatched red; below, rows per bin."),
@@ -248,18 +278,86 @@ def render(summary: dict, gallery_rows: pl.DataFrame, rejected_rows: pl.DataFram
     parts.append('<h2>Plots</h2><div class="figures">' + "".join(figures) + "</div>")
     parts.append("<h2>Failed inputs</h2>")
     parts.append(failed_table(failed, status["failed"]))
+    parts.append("<h2>Blank inputs</h2>")
+    parts.append(blank_table(blank, status["blank"], page_dir))
     parts.append("<h2>Rejected as not a digit</h2>")
     parts.append(f"<p>{status['not_digit']:,} inputs were read but do not look like one handwritten digit "
                  "(an empty form field, a letter, a tick, two digits): they get no digit. The highest digit "
                  "scores first: those are the likeliest real digits. Each shows the source image and the "
                  "28x28 image the model saw.</p>" if status["not_digit"] else "")
-    parts.append(rejected_gallery(rejected_rows, summary))
+    parts.append(rejected_gallery(rejected_rows, summary, page_dir))
     parts.append("<h2>Inputs to look at</h2>")
     parts.append("<p>" + ("Misclassified first, then the least confident. " if labelled else
                           "The least confident predictions. ") +
                  "Each shows the source image, the 28x28 image the model saw, and its two likeliest digits.</p>")
-    parts.append(gallery(gallery_rows, flagged, labelled))
+    parts.append(gallery(gallery_rows, flagged, labelled, page_dir))
+    return page("mnist-batch report", parts)
+
+
+def page(title: str, parts: list[str]) -> str:
     body = "\n".join(parts)
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mnist-batch report</title>'
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def outcome(row: dict, side: str) -> str:
+    if row[f"status_{side}"] != images.OK:
+        return row[f"status_{side}"]
+    return f"{row[f'pred_{side}']} ({row[f'confidence_{side}']:.1%})"
+
+
+def render_compare(summary: dict, rows: pl.DataFrame, page_dir: Path, labels_file=None) -> str:
+    """Two runs side by side: each one's accuracy, the inputs where they disagree (a table, then
+    a gallery of them with the images), and which one was right on those."""
+    runs, inputs, split = summary["runs"], summary["inputs"], summary["disagreements"]
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    items = [(f"{side.upper()}", "<br>".join(html.escape(f) for f in run["files"]) + "<br>checkpoint " + ", ".join(
+        f"{html.escape(c['name'] or 'unknown')} (sha256 {html.escape((c['sha256'] or 'unknown')[:12])})"
+        for c in run["checkpoints"])) for side, run in runs.items()]
+    if labels_file:
+        items.append(("labels", html.escape(str(labels_file))))
+    items.append(("made", f"{made} by mnist-batch {html.escape(__version__)}"))
+    parts = ["<header><h1>mnist-batch: two runs compared</h1><dl>"
+             + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+             + ('<p class="warning">Both runs used the same checkpoint.</p>' if summary["same_checkpoint"] else "")
+             + "</header>",
+             "<h2>Inputs</h2>",
+             table("Inputs in each result file", ["in both", "only in A", "only in B"],
+                   [[f"{inputs['both']:,}", f"{inputs['only_a']:,}", f"{inputs['only_b']:,}"]])]
+    if summary["labels"] is not None:
+        accuracy = []
+        for side, run in runs.items():
+            low, high = run["accuracy_ci95"] or (None, None)
+            accuracy.append([side.upper(), f"{run['evaluated']:,}",
+                             "" if run["accuracy"] is None else f"{run['accuracy']:.2%}",
+                             "" if low is None else f"{low:.2%} to {high:.2%}", f"{run['labelled_not_classified']:,}"])
+        parts += ["<h2>Accuracy</h2>",
+                  table("Accuracy on the labelled inputs in both files",
+                        ["run", "labelled and classified", "accuracy", "95% CI", "labelled, not classified"],
+                        accuracy)]
+    verdict = ""
+    if split["mcnemar_p"] is not None:
+        verdict = (f" McNemar's exact test: p = {split['mcnemar_p']:.3g}, " +
+                   ("a real difference." if split["mcnemar_p"] < 0.05 else "the difference could be chance."))
+    parts += ["<h2>Disagreements</h2>",
+              f"<p><b>{split['count']:,}</b> inputs in both files where A and B disagree (a different digit, or one "
+              "classified and the other not)." + (
+                  f" Of the {split['labelled']:,} labelled: A right on <b>{split['a_right']:,}</b>, B right on "
+                  f"<b>{split['b_right']:,}</b>, neither on {split['neither_right']:,}.{verdict}"
+                  if summary["labels"] is not None else "") + "</p>"]
+    listed = summary["disagreement_rows"]
+    if listed:
+        parts.append(table(f"Disagreements: {len(listed):,} of {split['count']:,}, labelled first",
+                           ["path", "label", "A", "B", "right"],
+                           [[r["path"], "" if r["label"] is None else r["label"], outcome(r, "a"), outcome(r, "b"),
+                             (r["right"] or "").upper()] for r in listed], text_columns=(0,)))
+    cards = [card(row, f"A: <b>{html.escape(outcome(row, 'a'))}</b>, B: <b>{html.escape(outcome(row, 'b'))}</b>"
+                  + truth(row["label"]) + (f"<br>right: {row['right'].upper()}" if row["right"] else ""),
+                  wrong=row["right"] == "neither", page_dir=page_dir)
+             for row in rows.iter_rows(named=True)]
+    if cards:
+        more = split["count"] - len(cards)
+        parts += ["<h2>Gallery of disagreements</h2>", f'<div class="gallery">{"".join(cards)}</div>'
+                  + (f'<p class="more">{more:,} more are not shown (raise --gallery).</p>' if more > 0 else "")]
+    return page("mnist-batch: two runs compared", parts)

@@ -114,3 +114,58 @@ def render_terminal(summary: dict, console: Console) -> None:
     if labels["most_confused"]:
         console.print("most confused: " + ", ".join(
             f"{p['true']}->{p['predicted']} ({p['count']})" for p in labels["most_confused"][:5]))
+
+
+COMPARE_ROWS_SHOWN = 20  # disagreements listed in the terminal; --json and --html list more
+
+
+def side_outcome(row: dict, side: str) -> str:
+    if row[f"status_{side}"] != "ok":
+        return value(row[f"status_{side}"])
+    return f"{row[f'pred_{side}']} ({row[f'confidence_{side}']:.1%})"
+
+
+def render_compare(summary: dict, console: Console) -> None:
+    """Two runs on the same inputs: each one's accuracy, their disagreements and who was right."""
+    runs, inputs, split = summary["runs"], summary["inputs"], summary["disagreements"]
+    for side, run in runs.items():
+        checkpoints = ", ".join(f"{value(c['name'] or 'unknown')} (sha256 {short_hash(c['sha256'])})"
+                                for c in run["checkpoints"]) or "none"
+        console.print(f"[bold]{side.upper()}[/bold]: {value(', '.join(run['files']))}: {run['rows']:,} rows; "
+                      f"checkpoint {checkpoints}")
+    if summary["same_checkpoint"]:
+        console.print("[bold]note:[/bold] both runs used the same checkpoint")
+    console.print(f"{inputs['both']:,} inputs in both, {inputs['only_a']:,} only in A, {inputs['only_b']:,} only in B")
+    if summary["labels"] is None:
+        console.print("no labels: give --labels FILE or --labels-from-dirs for each run's accuracy")
+    else:
+        for side, run in runs.items():
+            if run["accuracy"] is None:
+                console.print(f"{side.upper()}: no labelled input classified")
+                continue
+            low, high = run["accuracy_ci95"]
+            console.print(f"{side.upper()}: [bold]accuracy {run['accuracy']:.2%}[/bold] (95% CI {low:.2%}-{high:.2%}) "
+                          f"on {run['evaluated']:,} labelled inputs in both; {run['labelled_not_classified']:,} "
+                          "labelled inputs not classified (blank, not a digit or failed)")
+    line = f"[bold]{split['count']:,} inputs where A and B disagree[/bold]"
+    if summary["labels"] is not None:
+        line += (f"; of the {split['labelled']:,} labelled: A right {split['a_right']:,}, B right "
+                 f"{split['b_right']:,}, neither {split['neither_right']:,}")
+        if split["mcnemar_p"] is not None:
+            line += (f" (McNemar p = {split['mcnemar_p']:.3g}: " +
+                     ("a real difference" if split["mcnemar_p"] < 0.05 else "could be chance") + ")")
+    console.print(line)
+    rows = summary["disagreement_rows"]
+    if not rows:
+        return
+    table = Table(box=box.SIMPLE if console.is_terminal else None, pad_edge=False, show_edge=False)
+    for column in ("path", "label", "A", "B", "right"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for row in rows[:COMPARE_ROWS_SHOWN]:
+        table.add_row(value(row["path"]), "" if row["label"] is None else str(row["label"]),
+                      side_outcome(row, "a"), side_outcome(row, "b"), (row["right"] or "").upper())
+    console.print("\n[bold]disagreements (labelled first)[/bold]")
+    console.print(table)
+    more = split["count"] - min(len(rows), COMPARE_ROWS_SHOWN)
+    if more > 0:
+        console.print(f"and {more:,} more: --json lists {len(rows):,}, --html shows them with their images")

@@ -35,6 +35,7 @@ from mnist_batch.model import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from mnist_batch.stats import MIN_MEASURED, overlap, wilson_interval
 
 DRY_RUN_BATCHES = 10
 CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to fit the temperature
@@ -241,6 +242,18 @@ def holdout_accuracy(model, extra: ExtraDigits | None, device) -> float | None:
     return accuracy_and_loss(model, x, y)["accuracy"]
 
 
+def holdout_gain(digits: int, before: float | None, after: float | None) -> dict:
+    """95% intervals of the held-back accuracy before and after, and whether they show a gain
+    at all: with a few dozen digits, 100% -> 100% says nothing."""
+    intervals = {f"holdout_ci95_{when}": None if accuracy is None else wilson_interval(round(accuracy * digits), digits)
+                 for when, accuracy in (("before", before), ("after", after))}
+    measured = None
+    if before is not None and after is not None:
+        measured = digits >= MIN_MEASURED and not overlap(intervals["holdout_ci95_before"],
+                                                          intervals["holdout_ci95_after"])
+    return intervals | {"gain_measured": measured}
+
+
 def train(opts: TrainOptions) -> dict:
     started = time.perf_counter()
     check_options(opts)
@@ -382,8 +395,13 @@ def train(opts: TrainOptions) -> dict:
             "holdout_accuracy_before": holdout_before,
             "holdout_accuracy_after": holdout_accuracy(model, extra, device),
         }
+        metadata["extra"] |= holdout_gain(len(extra.holdout_y), holdout_before,
+                                          metadata["extra"]["holdout_accuracy_after"])
     out = Path(opts.out)
-    checkpoint = out / f"{architecture_of(model)}.safetensors"
+    # A tuned network is told apart from its base by its file name alone: the result
+    # files' checkpoint column holds the name (adapt writes NETWORK-adapted likewise).
+    suffix = "-tuned" if base is not None else ""
+    checkpoint = out / f"{architecture_of(model)}{suffix}.safetensors"
     save_checkpoint(model, checkpoint, metadata)
     summary = metadata | {
         "checkpoint": str(checkpoint),

@@ -90,8 +90,12 @@ def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_
     assert result.exit_code == 0, result.stderr
     assert "gone.png: missing" in result.stderr and "broken.png: " in result.stderr
     assert "'seven' is not a digit" in result.stderr
-    assert "held-back digits" in result.stdout
-    meta = metadata_of(out / "lenet.safetensors")
+    # 4 digits held back: each accuracy with its interval, and no claim of a gain
+    assert "your held-back digits (4): 100.00% (95% CI 51.0%-100.0%) -> " in result.stdout
+    assert "the gain cannot be measured: fewer than 100 digits held back" in result.stdout
+    assert not (out / "lenet.safetensors").exists()  # the tuned network is named apart from its base
+    meta = metadata_of(out / "lenet-tuned.safetensors")
+    assert result.stdout.strip().splitlines()[0].endswith("lenet-tuned.safetensors")
     assert meta["base_checkpoint"]["sha256"] == file_sha256(LENET)
     (source,) = meta["extra"]["labels_files"]
     # 35 rows: 30 good, 2 unlabelled, 3 bad (a missing file, a broken image, a label that is no digit)
@@ -105,6 +109,24 @@ def test_fine_tuning_skips_bad_rows_and_records_provenance(cli, tmp_path, mnist_
     assert meta["hyperparameters"]["extra_augment"] == "affine"  # lenet was trained with the affine jitter
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["extra"]["holdout_accuracy_before"] is not None
+
+
+@pytest.mark.parametrize("digits, before, after, measured", [
+    (78, 1.0, 1.0, False),  # the 100.00% -> 100.00%: nothing learnt about a gain
+    (80, 0.80, 0.99, False),  # far apart, but too few digits to trust
+    (400, 0.95, 0.96, False),  # enough digits, but the intervals overlap
+    (400, 0.80, 0.97, True),
+    (400, 0.97, 0.80, True),  # a measured loss is measured too
+    (78, None, 1.0, None),  # trained from scratch: no before
+])
+def test_the_gain_on_held_back_digits_is_claimed_only_when_measurable(digits, before, after, measured):
+    from mnist_batch.train import holdout_gain
+
+    gain = holdout_gain(digits, before, after)
+    assert gain["gain_measured"] is measured
+    low, high = gain["holdout_ci95_after"]
+    assert low <= after <= high and (high - low > 0.04 if digits < 100 else True)
+    assert (gain["holdout_ci95_before"] is None) == (before is None)
 
 
 def test_a_labels_file_with_no_usable_row_is_a_usage_error(cli, tmp_path, mnist_dir):

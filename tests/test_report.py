@@ -12,7 +12,11 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from mnist_batch import plots
+from mnist_batch.model import WEIGHTS
 from tests.conftest import write_pngs
+
+PLOT_DPI = 100  # plots.py draws every figure at 100 dpi
 
 WRONG_LABELS = {0: 1, 1: 1, 2: 9}  # image index -> a deliberately wrong label: known confusion cells
 
@@ -213,17 +217,21 @@ def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, res
         model_inputs = page.locator("img.digit").count()
         failed_rows = page.locator("table:has(caption:text('Failed inputs')) tr").all_inner_texts()
         cards = page.locator(".card").all_inner_texts()
+        confusion = page.evaluate("(i => [i.getBoundingClientRect().width, i.naturalWidth])"
+                                  "(document.querySelector('img[alt=\"confusion matrix\"]'))")
         screenshot = page.screenshot(full_page=True)
         browser.close()
     assert errors == []
     assert sections == ["Inputs", "Predictions", "Accuracy", "Confidence thresholds", "Plots", "Failed inputs",
-                        "Rejected as not a digit", "Inputs to look at"]
+                        "Blank inputs", "Rejected as not a digit", "Inputs to look at"]
     assert "smallbn.safetensors" in header and str(result_file) in header and "mnist-batch 0." in header
     assert len(captions) == tables  # every table has its caption
     assert len(loaded) == 4 + 2 * 24 and all(loaded)  # four plots; 24 cards, each its source and model input
     assert model_inputs == 24
     assert len(failed_rows) == 2 and "broken.png" in failed_rows[1] and "not_image" in failed_rows[1]
     assert all("predicted" in card and "next" in card for card in cards)
+    shown, natural = confusion  # the counts in its cells, in CSS pixels at the page's width
+    assert plots.CONFUSION_FONT_PT * PLOT_DPI / 72 * shown / natural >= 11
     shot = np.asarray(Image.open(io.BytesIO(screenshot)).convert("L"))
     assert shot.shape[0] > 900 and shot.std() > 20  # a real page, not a blank one
     (tmp_path / "report.png").write_bytes(screenshot)
@@ -446,7 +454,7 @@ def test_not_digit_rows_are_counted_apart_and_kept_out_of_the_accuracy(cli, form
     section = text.split("<h2>Rejected as not a digit</h2>")[1].split("<h2>")[0]
     assert section.count('class="card') == 3 and section.count('class="card wrong') == 1  # the labelled one
     assert "2 more are not shown" in section and "digit score <b>" in section
-    first_shown = section.split('class="path">')[1].split("</div>")[0].replace("<wbr>", "")
+    first_shown = section.split('class="path" href=')[1].split(">", 1)[1].split("</a>")[0].replace("<wbr>", "")
     assert first_shown == rejected.sort("digit_score", "path", descending=[True, False])["path"][0]
     assert "<th>not_digit</th>" in text and "<td>5</td>" in text
 
@@ -505,3 +513,156 @@ def test_a_version_1_result_file_still_reports(cli, labelled, result_file, tmp_p
     assert "record no digit check" in page.read_text()
     assert "digit_score" in pl.read_csv(review).columns
     assert "0 not a digit" in cli("report", version_1).stdout
+
+
+# 19: two runs on the same inputs
+
+
+def tuned_copy(result_file: Path, out: Path, changed: int = 6) -> Path:
+    """The run's rows as another checkpoint would give them: the first `changed` classified rows
+    get another digit, and one of them is rejected as not a digit instead."""
+    rows = pl.read_parquet(result_file).sort("path").with_row_index("_i")
+    ok = rows.filter(pl.col("status") == "ok")["_i"].head(changed).to_list()
+    rows = rows.with_columns(
+        pred=pl.when(pl.col("_i").is_in(ok)).then((pl.col("pred") + 1) % 10).otherwise("pred").cast(pl.Int8),
+        status=pl.when(pl.col("_i") == ok[-1]).then(pl.lit("not_digit")).otherwise("status"),
+        checkpoint=pl.lit("smallbn-tuned.safetensors"), checkpoint_sha256=pl.lit("cd" * 32)).drop("_i")
+    rows.write_parquet(out)
+    return out
+
+
+def outcomes(frame: pl.DataFrame) -> dict:
+    return {path: str(pred) if status == "ok" else status for path, status, pred in frame.select(
+        "path", "status", "pred").iter_rows()}
+
+
+def test_compare_gives_each_run_its_accuracy_and_the_disagreements(cli, labelled, result_file, tmp_path):
+    tuned = tuned_copy(result_file, tmp_path / "tuned.parquet")
+    page = tmp_path / "compare.html"
+    labels = ("--labels", labelled / "labels.csv", "--labels-root", labelled / "images")
+    result = cli("report", "--compare", result_file, tuned, *labels, "--json", "--html", page)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    # the figures computed the plain way
+    truth = dict(pl.read_csv(labelled / "labels.csv").select(
+        pl.lit(str(labelled / "images") + "/") + pl.col("path"), "label").iter_rows())
+    a, b = outcomes(pl.read_parquet(result_file)), outcomes(pl.read_parquet(tuned))
+    differ = [path for path in a if a[path] != b[path]]
+    assert len(differ) == 6 and summary["disagreements"]["count"] == 6
+    right = {side: sum(run[p] == str(truth.get(p)) for p in differ) for side, run in (("a", a), ("b", b))}
+    assert summary["disagreements"]["a_right"] == right["a"] and summary["disagreements"]["b_right"] == right["b"]
+    assert right["a"] >= 4  # smallbn is right on nearly all, the altered digits are wrong
+    for side, run in (("a", a), ("b", b)):
+        evaluated = [p for p in run if p in truth and run[p].isdigit()]  # classified, with a label
+        correct = sum(run[p] == str(truth[p]) for p in evaluated)
+        assert summary["runs"][side]["evaluated"] == len(evaluated) and summary["runs"][side]["correct"] == correct
+        low, high = summary["runs"][side]["accuracy_ci95"]
+        assert low < correct / len(evaluated) < high
+    assert summary["inputs"] == {"both": 42, "only_a": 0, "only_b": 0}
+    assert {r["path"] for r in summary["disagreement_rows"]} == set(differ)
+    assert [c["name"] for c in summary["runs"]["b"]["checkpoints"]] == ["smallbn-tuned.safetensors"]
+    terminal = cli("report", "--compare", result_file, tuned, *labels).stdout
+    assert "6 inputs where A and B disagree" in terminal and f"A right {right['a']}" in terminal
+    assert "not_digit" in terminal and "smallbn-tuned.safetensors" in terminal
+    html_page = page.read_text()
+    assert html_page.count('class="card') == 6 and "Gallery of disagreements" in html_page
+
+
+def test_two_runs_without_compare_say_so_on_one_line(cli, labelled, result_file, tmp_path):
+    tuned = tuned_copy(result_file, tmp_path / "tuned.parquet")
+    result = cli("report", result_file, tuned)
+    assert result.exit_code == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "--compare" in line]
+    assert "42 of the same inputs" in warning and "different checkpoints" in warning
+    # incremental runs: other inputs in each file, no warning
+    rows = pl.read_parquet(result_file)
+    first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
+    rows.head(20).write_parquet(first)
+    pl.read_parquet(tuned).slice(20).write_parquet(second)
+    assert "--compare" not in cli("report", first, second).stderr
+
+
+def test_compare_takes_two_files(cli, result_file, tmp_path):
+    result = cli("report", "--compare", result_file)
+    assert result.exit_code == 2 and "two result files" in result.stderr
+    result = cli("report", "--compare", result_file, result_file)
+    assert result.exit_code == 2 and "same result file on both sides" in result.stderr
+
+
+# 20: plots and the HTML page
+
+
+@pytest.mark.parametrize("train, test, relation", [(0.9941, 0.9911, "above"), (0.9827, 0.9918, "below"),
+                                                   (0.99, 0.99, "equal to")])
+def test_accuracy_png_says_what_its_lines_show(tmp_path, train, test, relation):
+    history = [{"epoch": 1, "train_loss": 0.3, "test_loss": 0.1, "train_accuracy": 0.9, "test_accuracy": 0.95},
+               {"epoch": 2, "train_loss": 0.1, "test_loss": 0.05, "train_accuracy": train, "test_accuracy": test}]
+    plots.training_curves(history, tmp_path)
+    text = Image.open(tmp_path / "accuracy.png").text
+    assert text["Title"] == "error rate (1 - accuracy) per epoch"  # the axis is an error rate: so is the title
+    assert f"train accuracy {train:.2%}, {relation} test {test:.2%}" in text["Description"]
+
+
+@pytest.mark.parametrize("name", ["lenet", "smallbn"])
+def test_bundled_accuracy_plots_carry_a_caption_true_to_their_metrics(name):
+    history = json.loads((WEIGHTS / name / "metrics.json").read_text())["history"]
+    text = Image.open(WEIGHTS / name / "accuracy.png").text
+    assert text["Description"] == plots.accuracy_note(history) and "error rate" in text["Title"]
+
+
+@pytest.mark.parametrize("largest_error", [1, 3, 17])
+def test_confusion_error_scale_is_ticked_at_whole_counts(largest_error):
+    confusion = np.diag([50] * 10)
+    confusion[2, 7], confusion[4, 9] = largest_error, 1
+    figure = plots.confusion_figure(confusion.tolist())
+    error_bar = figure.axes[2]
+    low, high = error_bar.get_ylim()
+    ticks = [t for t in error_bar.get_yticks() if low <= t <= high]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    counts = [t for t in figure.axes[0].texts if t.get_text().isdigit()]
+    assert len(counts) == 12 and all(t.get_fontsize() == plots.CONFUSION_FONT_PT for t in counts)
+
+
+def test_gallery_and_blank_inputs_link_to_their_files(cli, tmp_path, mnist_test):
+    """Odd names (#, %, ?, a space) still link to their file, from a page written in another folder."""
+    folder = tmp_path / "in #1"
+    folder.mkdir()
+    for index, name in enumerate(["a #2.png", "100%.png", "why?.png"]):
+        Image.fromarray(mnist_test.images[index]).save(folder / name)
+    for name in ("blank page.png", "blank%20.png"):
+        Image.new("L", (40, 40), 255).save(folder / name)
+    results = tmp_path / "preds.parquet"
+    assert cli("classify", folder, "--out", results, "--quiet").exit_code == 0
+    page_file = tmp_path / "pages" / "report.html"
+    page_file.parent.mkdir()
+    assert cli("report", results, "--html", page_file).exit_code == 0
+    chromium = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(page_file.as_uri())
+        card_links = page.evaluate("Array.from(document.querySelectorAll('.card a')).map(a => a.href)")
+        blank_rows = page.locator("table:has(caption:text('Blank inputs')) tr").all_inner_texts()
+        blank_links = page.evaluate("Array.from(document.querySelectorAll('table.paths a')).map(a => a.href)")
+        (tmp_path / "links.png").write_bytes(page.screenshot(full_page=True))
+        browser.close()
+    from urllib.parse import unquote, urlparse
+
+    def linked(urls):
+        return sorted(Path(unquote(urlparse(url).path)) for url in urls)
+
+    assert linked(card_links) == sorted(2 * [folder / "a #2.png", folder / "100%.png", folder / "why?.png"])
+    assert linked(blank_links) == [folder / "blank page.png", folder / "blank%20.png"]
+    assert len(blank_rows) == 3 and "blank page.png" in blank_rows[1]
+
+
+def chromium_or_skip() -> str:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        message = "Debian's chromium is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return chromium

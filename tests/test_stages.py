@@ -5,8 +5,8 @@ from PIL import Image
 
 from mnist_batch.discover import discover
 from mnist_batch.errors import UserError
-from mnist_batch.report import wilson_interval
 from mnist_batch.results import output_format
+from mnist_batch.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")
