@@ -113,9 +113,9 @@ def same_checkpoint(opts: ClassifyOptions, run: results.RunFiles) -> ClassifyOpt
     kept = (run.scan_parts().filter(pl.col("checkpoint_sha256").ne_missing(sha256))
             .select("checkpoint", "checkpoint_sha256").head(1).collect())
     if kept.height:
-        name, other = kept.row(0)
-        raise UserError(f"cannot resume: the rows kept in {run.parts} were made with checkpoint {name} "
-                        f"(sha256 {str(other)[:12]}), not {checkpoint.name} (sha256 {sha256[:12]}): rerun with "
+        name, other = (shown(value) for value in kept.row(0))  # values from files: shown as they may be echoed
+        raise UserError(f"cannot resume: the rows kept in {shown(run.parts)} were made with checkpoint {name} "
+                        f"(sha256 {other[:12]}), not {checkpoint.name} (sha256 {sha256[:12]}): rerun with "
                         f"--checkpoint naming {name} to finish that run, or without --resume to start afresh", USAGE)
     return replace(opts, checkpoint=str(checkpoint))
 

@@ -152,9 +152,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             metadata[key] = json.loads(value)
         except json.JSONDecodeError as error:
-            raise UserError(f"checkpoint {path} has unreadable metadata {key!r}: {error}") from None
+            raise UserError(f"checkpoint {path} has unreadable metadata {shown(repr(key))}: {error}") from None
         except RecursionError:
-            raise UserError(f"checkpoint {path}: metadata {key!r} nests too deep to read; "
+            raise UserError(f"checkpoint {path}: metadata {shown(repr(key))} nests too deep to read; "
                             "use a checkpoint made by `mnist-batch train`") from None
     for key, kinds in METADATA_TYPES.items():
         if metadata.get(key) is not None and not isinstance(metadata[key], kinds):

@@ -113,8 +113,8 @@ def warn_if_newer(files: list[str]) -> None:
              and not (version.isdigit() and int(version) <= int(results.SCHEMA_VERSION))]
     if newer:
         file, version = newer[0]
-        log(f"warning: {len(newer)} of the result files ({file}{', ...' if len(newer) > 1 else ''}) were written "
-            f"by a newer mnist-batch (result schema version {version}; this one knows up to "
+        log(f"warning: {len(newer)} of the result files ({shown(file)}{', ...' if len(newer) > 1 else ''}) were "
+            f"written by a newer mnist-batch (result schema version {shown(version)}; this one knows up to "
             f"{results.SCHEMA_VERSION}): the figures may be wrong; upgrade mnist-batch to read them")
 
 

@@ -95,12 +95,14 @@ def test_an_output_that_is_a_symlink_is_replaced_never_written_through(tmp_path,
 
     outputs = {name: tmp_path / "reports" / name for name in ("review.csv", "figures.json", "page.html")}
     outputs["review.csv"].parent.mkdir()
-    for path in outputs.values():
-        path.symlink_to(victim)
+    victims = [victim.with_name(f"victim-{name}") for name in outputs]  # one each: report refuses two outputs in one
+    for path, target in zip(outputs.values(), victims, strict=True):
+        target.write_text(VICTIM_TEXT)
+        path.symlink_to(target)
     done = run("report", out, "--review", outputs["review.csv"], "--review-threshold", "1.0",
                "--json-out", outputs["figures.json"], "--html", outputs["page.html"])
     assert done.returncode == 0, done.stderr
-    assert untouched(victim)
+    assert all(untouched(target) for target in victims)
     assert not any(path.is_symlink() for path in outputs.values())
     assert json.loads(outputs["figures.json"].read_text())["rows"] == 3
 
