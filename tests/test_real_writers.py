@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from PIL import Image
@@ -46,7 +47,6 @@ def test_checkpoint_by_bundled_name(cli, tmp_path, mnist_test):
     Image.fromarray(mnist_test.images[0]).save(tmp_path / "a.png")
     out = tmp_path / "p.parquet"
     assert cli("classify", tmp_path / "a.png", "--out", out, "--checkpoint", "lenet", "--quiet").exit_code == 0
-    import polars as pl
 
     row = pl.read_parquet(out).row(0, named=True)
     assert row["checkpoint"] == "lenet.safetensors" and row["checkpoint_sha256"] == file_sha256(LENET)
@@ -207,9 +207,16 @@ def test_polarity_of_other_sources(tmp_path, mnist_test, case):
         Image.fromarray(POLARITY_CASES[case](mnist_test.images[i])).save(path)
         paths.append(str(path))
     frame = mnist_batch.Classifier(device="cpu").predict(paths)
+    if "thick" in case:
+        # Strokes a quarter of the digit's size look like blots: the network may say "not a digit"
+        # rather than guess, but what it does read, it reads right.
+        assert set(frame["status"]) <= {"ok", "not_digit"} and (frame["status"] == "ok").mean() >= 0.6
+        ok = frame.filter(pl.col("status") == "ok")
+        assert (ok["pred"].to_numpy() == mnist_test.labels[:count][frame["status"].to_numpy() == "ok"]).mean() >= 0.9
+        return
     assert frame["status"].to_list() == ["ok"] * count
     accuracy = (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean()
-    assert accuracy >= (0.6 if "thick" in case else 0.9), accuracy
+    assert accuracy >= 0.9, accuracy
 
 
 @pytest.mark.parametrize("arch, parameters", [("lenet", 60_074), ("smallbn", 98_938)])
