@@ -264,7 +264,7 @@ def classify_command(
     max_pixels: int = typer.Option(40_000_000, metavar="N",
                                    help="Refuse images with more pixels than this, before decoding."),
     min_digit_score: float = typer.Option(
-        0.5, metavar="S", help="Rows whose digit score (how much the input looks like one handwritten digit, 0-1) "
+        0.25, metavar="S", help="Rows whose digit score (how much the input looks like one handwritten digit, 0-1) "
         "is below this get status not_digit instead of a digit. 0 keeps every digit."),
     engine: str = typer.Option("local", metavar="NAME",
                                help="local, or ray to run on a Ray cluster (--out is then a directory)."),

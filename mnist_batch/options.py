@@ -30,7 +30,7 @@ class ClassifyOptions:
     overwrite: bool = False
     resume: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
-    min_digit_score: float = 0.5  # below it a row is not_digit (results.DEFAULT_MIN_DIGIT_SCORE)
+    min_digit_score: float = 0.25  # below it a row is not_digit (results.DEFAULT_MIN_DIGIT_SCORE)
     progress: bool = True
 
 

@@ -64,7 +64,7 @@ def stored_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-DEFAULT_MIN_DIGIT_SCORE = 0.5  # below it a row is not_digit: see docs/schema.md for the measured rates
+DEFAULT_MIN_DIGIT_SCORE = 0.25  # below it a row is not_digit; the rates it gives are in docs/benchmarks.md
 
 
 def predict_rows(chunk: images.DecodedChunk, inference,

@@ -435,7 +435,7 @@ def test_not_digit_rows_are_counted_apart_and_kept_out_of_the_accuracy(cli, form
     assert sorted(p.split("/images/")[1] for p in rejected["path"]) == sorted(NON_DIGITS)
     figures = report_json(cli, forms, "--labels-from-dirs")
     assert figures["status"] == {"ok": 30, "blank": 0, "not_digit": 5, "failed": 0, "errors": {}}
-    assert figures["min_digit_score"] == [0.5]
+    assert figures["min_digit_score"] == [0.25]
     labels = figures["labels"]
     classified = rows.filter(pl.col("status") == "ok")
     assert labels["evaluated"] == 30 and labels["correct"] == (classified["pred"] == classified["label"]).sum()
@@ -445,7 +445,7 @@ def test_not_digit_rows_are_counted_apart_and_kept_out_of_the_accuracy(cli, form
 
     terminal = cli("report", forms, "--labels-from-dirs").stdout
     assert "30 ok, 0 blank, 5 not a digit, 0 failed" in terminal
-    assert "rejected as not a digit: 5 (digit score below 0.5)" in terminal
+    assert "rejected as not a digit: 5 (digit score below 0.25)" in terminal
     assert "1 labelled rows (3.23%) rejected as not a digit" in terminal
 
     page = tmp_path / "report.html"
