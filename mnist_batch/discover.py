@@ -9,7 +9,7 @@ import fnmatch
 import os
 import sys
 
-from mnist_batch.errors import USAGE, UserError, shown
+from mnist_batch.errors import USAGE, UserError, log, shown
 
 # Formats Pillow reads. Listed here rather than asked of Pillow: loading every plugin
 # to ask costs start-up time on every run.
@@ -197,7 +197,8 @@ def discover(
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
 ) -> list[str]:
-    """Sorted, de-duplicated, normalised input paths. An input named on the command line must
+    """Sorted, normalised input paths, one per file (file_ids: `inbox` and `/srv/inbox` name the
+    same files; the first spelling is kept). An input named on the command line must
     exist when the run starts (a typo is a usage error); a path in a --files-from list that
     does not exist is kept and becomes a `missing` row, since a list can be stale."""
     named = [normalise(item) for item in inputs]
@@ -218,4 +219,18 @@ def discover(
         paths = [p for p in paths if matches(p, include)]
     if exclude:
         paths = [p for p in paths if not matches(p, exclude)]
-    return sorted(set(paths))
+    return one_spelling_per_file(sorted(set(paths)))
+
+
+def one_spelling_per_file(paths: list[str]) -> list[str]:
+    """`paths` without those that name a file named earlier in the list (another spelling, a symlink)."""
+    seen: set[str] = set()
+    kept = []
+    for path, file_id in zip(paths, file_ids(paths), strict=True):
+        if file_id not in seen:
+            seen.add(file_id)
+            kept.append(path)
+    if len(kept) < len(paths):
+        log(f"note: {len(paths) - len(kept):,} inputs name a file that another input names too (the same "
+            "folder given twice, a symlink); each file is classified once, under its first path")
+    return kept

@@ -145,3 +145,11 @@ def test_result_files_without_file_id_stay_readable_and_cover_their_inputs(cli, 
     figures, _ = report_json(cli, written, "--labels-from-dirs")
     assert figures["rows"] == 5 and figures["labels"]["evaluated"] == 5
     assert results.scan(written).collect()["file_id"].null_count() == 5
+
+
+@pytest.mark.timeout(120)
+def test_one_run_given_a_file_under_several_spellings_classifies_it_once(cli, inbox, tmp_path):
+    (name,) = [path.relative_to(inbox).as_posix() for path in inbox.glob("0/*.png")]
+    result = classify(cli, f"inbox/{name}", f"{inbox}/{name}", f"link/{name}", "--out", "o.parquet")
+    assert "1 rows" in result.stdout and "2 inputs name a file that another input names too" in result.stderr
+    assert pl.read_parquet("o.parquet")["file_id"].to_list() == [f"{inbox}/{name}"]
