@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from mnist_batch import images, results
-from mnist_batch.discover import discover
+from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, shown
 from mnist_batch.options import ClassifyOptions, check_options
 
@@ -60,14 +60,14 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
             "writing an empty result")
 
     run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
-    stored = [results.stored_path(path) for path in paths]
+    ids = file_ids(paths)  # a row is kept or redone by its file, however the path is spelt
     if run.done:
         opts = same_checkpoint(opts, run)
-        dropped = run.keep_only(set(stored))
+        dropped = run.keep_only(set(ids))
         if dropped:
             log(f"resuming: dropping {dropped} rows of inputs that are no longer among this command's inputs")
         log(f"resuming: {len(run.done)} of {len(paths)} inputs already have rows")
-    todo = [path for path, name in zip(paths, stored, strict=True) if name not in run.done]
+    todo = [path for path, file_id in zip(paths, ids, strict=True) if file_id not in run.done]
     workers = opts.workers or cpu_count()
     try:
         inference, pipeline_rate = classify_paths(todo, run, opts, workers)
@@ -94,7 +94,8 @@ def new_or_changed(paths: list[str], out_dir: Path) -> list[str]:
     """Incremental mode: the inputs that no result file in out_dir covers yet."""
     results.remove_crashed_runs(out_dir)  # safe: this run holds out_dir's lock
     covered = results.covered_inputs(out_dir)
-    new = [path for path in paths if file_key(path) not in covered]
+    new = [path for path, file_id in zip(paths, file_ids(paths), strict=True)
+           if file_key(path, file_id) not in covered]
     log(f"incremental: {len(new)} new, changed or to retry of {len(paths)} inputs; "
         f"the rest already have rows in {shown(out_dir)}")
     return new
@@ -278,13 +279,13 @@ def load_model(opts: ClassifyOptions):
     return inference
 
 
-def file_key(path: str) -> tuple | None:
-    """What a result row records of an input file: path, size and modification time."""
+def file_key(path: str, file_id: str) -> tuple | None:
+    """What a result row records of an input file: its identity, size and modification time."""
     try:
         info = os.stat(path)
     except OSError:
         return None
-    return results.stored_path(path), info.st_size, images.mtime_ns(info)
+    return file_id, info.st_size, images.mtime_ns(info)
 
 
 def init_worker(parent: int) -> None:

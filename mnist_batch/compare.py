@@ -35,10 +35,10 @@ def right(side: str) -> pl.Expr:
 
 
 def side_frame(files: list[str], side: str, opts: report.ReportOptions) -> tuple[pl.LazyFrame, str | None]:
-    """One side's rows with their labels, keyed by the path made absolute (against the current
-    folder), its columns named with the side's suffix."""
+    """One side's rows with their labels, keyed by the file's identity (file_id; the path in files
+    that have none), its columns named with the side's suffix."""
     frame, source, _ = report.attach_labels(report.scan_results(files), opts)
-    return (frame.select(_key=report.absolute_path(pl.col("path"), Path.cwd()),
+    return (frame.select(_key=pl.coalesce("file_id", "path"),
                          **{f"{column}_{side}": pl.col(column) for column in SIDE_COLUMNS}), source)
 
 

@@ -9,7 +9,7 @@ import fnmatch
 import os
 import sys
 
-from mnist_batch.errors import USAGE, UserError, shown
+from mnist_batch.errors import USAGE, UserError, log, shown
 
 # Formats Pillow reads. Listed here rather than asked of Pillow: loading every plugin
 # to ask costs start-up time on every run.
@@ -113,6 +113,44 @@ def normalise(path: str) -> str:
     return "/" + joined if path.startswith("/") else joined or "."
 
 
+def escaped(path: str) -> str:
+    r"""A path as text that names exactly one file: each byte that is not UTF-8 becomes \xNN and
+    every backslash of the name itself is doubled. The Latin-1 name caf<E9>.png is `caf\xe9.png`;
+    a name typed with a backslash, `caf\xe9.png`, is `caf\\xe9.png`."""
+    if path.isascii() and "\\" not in path:
+        return path
+    try:
+        raw = path.encode("utf-8", "surrogateescape")  # the bytes on disk (os.fsdecode made it so)
+    except UnicodeEncodeError:  # a lone surrogate passed as a str: it can name no file on disk
+        raw = path.encode("utf-8", "surrogatepass")
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def file_ids(paths: list[str | None]) -> list[str | None]:
+    """The identity of each file (None for None, an in-memory image): its absolute path with every
+    symlink resolved, escaped(), so that `a.png`, `/in/a.png` and `link-to-in/a.png` are one file,
+    and two folders' `./a.png` are two. Relative paths start at the current folder. A folder is
+    resolved once for all its files; a file costs one lstat (itself a symlink or not)."""
+    real_folders: dict[str, str] = {}
+
+    def resolved(path: str) -> str:
+        folder, name = os.path.split(path)
+        if name in ("", ".", ".."):  # a folder named by itself: '/', 'a/.', 'a/..'
+            return os.path.realpath(path)
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(folder or ".")
+        full = os.path.join(real_folders[folder], name)
+        return os.path.realpath(full) if os.path.islink(full) else full
+
+    def resolved_or_absolute(path: str) -> str:
+        try:
+            return resolved(path)
+        except ValueError:  # a NUL or a lone surrogate (the Python API): no file has that name
+            return os.path.abspath(path)
+
+    return [None if path is None else escaped(resolved_or_absolute(path)) for path in paths]
+
+
 def walk(root: str, seen_dirs: set) -> list[str]:
     """Image files under root, depth-first without recursion (trees may be thousands deep).
     A folder that cannot be listed is returned itself, so that it gets an `unreadable` row;
@@ -159,7 +197,8 @@ def discover(
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
 ) -> list[str]:
-    """Sorted, de-duplicated, normalised input paths. An input named on the command line must
+    """Sorted, normalised input paths, one per file (file_ids: `inbox` and `/srv/inbox` name the
+    same files; the first spelling is kept). An input named on the command line must
     exist when the run starts (a typo is a usage error); a path in a --files-from list that
     does not exist is kept and becomes a `missing` row, since a list can be stale."""
     named = [normalise(item) for item in inputs]
@@ -180,4 +219,18 @@ def discover(
         paths = [p for p in paths if matches(p, include)]
     if exclude:
         paths = [p for p in paths if not matches(p, exclude)]
-    return sorted(set(paths))
+    return one_spelling_per_file(sorted(set(paths)))
+
+
+def one_spelling_per_file(paths: list[str]) -> list[str]:
+    """`paths` without those that name a file named earlier in the list (another spelling, a symlink)."""
+    seen: set[str] = set()
+    kept = []
+    for path, file_id in zip(paths, file_ids(paths), strict=True):
+        if file_id not in seen:
+            seen.add(file_id)
+            kept.append(path)
+    if len(kept) < len(paths):
+        log(f"note: {len(paths) - len(kept):,} inputs name a file that another input names too (the same "
+            "folder given twice, a symlink); each file is classified once, under its first path")
+    return kept

@@ -9,6 +9,10 @@ carriage return gets a ' in front, which spreadsheets take as "this is text". Re
 CSV labels file takes that ' off again, so the paths match their files. A cell that starts
 with ' followed by one of those characters (or another ') gets one too, so that the rule
 reverses exactly.
+
+A label names its file by identity (discover.file_ids): its path is resolved against a root
+folder (--labels-root, --extra-root, else the current folder), symlinks and all, and meets the
+result row whose file_id is the same, however either side spelt the path.
 """
 
 import os
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from mnist_batch.discover import file_ids
 from mnist_batch.errors import USAGE, UserError, log, shown
 
 DIGITS = [str(digit) for digit in range(10)]
@@ -102,3 +107,45 @@ def resolve(path: str, root: Path | None) -> str:
     else to the current folder. `..` is left to the kernel (as discover.normalise does): through
     a symlinked folder it need not mean the parent."""
     return path if root is None or os.path.isabs(path) else os.path.join(root, path)
+
+
+def read_digit_labels(path: Path, root: Path | None) -> pl.DataFrame:
+    """A labels file for report: `path` as written, its `file_id` (resolved against `root`, else
+    the current folder) and an Int8 `label`, one per file. Rows with an empty label (a review file
+    not yet filled in) are left out; a label that is not a digit, or two labels for one file
+    however spelt, are usage errors."""
+    every_row = read_labels_file(path)
+    frame = every_row.filter(pl.col("label").is_not_null())
+    if every_row.height and not frame.height:
+        log(f"note: labels file {shown(path)} has {every_row.height:,} rows but no label filled in "
+            "(a --review file gets its label column empty): fill in the label column")
+    bad = frame.filter(~pl.col("label").is_in(DIGITS)).head(1)
+    if bad.height:
+        raise UserError(f"labels file {shown(path)}: label {shown(repr(bad['label'][0]))} for {shown(bad['path'][0])} "
+                        "is not a digit 0-9")
+    ids = file_ids([resolve(name, root) for name in frame["path"]])
+    frame = frame.select("path", pl.Series("file_id", ids, pl.String), pl.col("label").cast(pl.Int8))
+    return one_label_each(frame, "file_id", f"labels file {shown(path)}", noun="file")
+
+
+def join_labels(frame: pl.LazyFrame, label_rows: pl.DataFrame, labels_file: Path) -> tuple[pl.LazyFrame, int]:
+    """Result rows with an Int8 `label` (null where none matches), and the count of labels that
+    match no row. A label meets the row of its file (file_id); a row without a file_id (an object
+    store's, or an in-memory image's) meets a label whose path is written as the row's path."""
+    by_id = label_rows.lazy().select("file_id", _label_by_id="label")
+    by_path = label_rows.lazy().select(pl.col("path").alias("_path"), _label_by_path="label").unique("_path")
+    no_id = pl.col("file_id").is_null()
+    joined = (frame.drop("label", strict=False).with_columns(_path=pl.when(no_id).then(pl.col("path")))
+              .join(by_id, on="file_id", how="left").join(by_path, on="_path", how="left")
+              .with_columns(label=pl.coalesce("_label_by_id", "_label_by_path"))
+              .drop("_path", "_label_by_id", "_label_by_path"))
+    unmatched_labels = (label_rows.lazy().join(frame.select("file_id"), on="file_id", how="anti")
+                        .join(frame.filter(no_id).select("path"), on="path", how="anti"))
+    unmatched, row_example = (f.item() for f in pl.collect_all([
+        unmatched_labels.select(pl.len()), frame.select(pl.col("path").min())]))
+    if label_rows.height and unmatched * 2 > label_rows.height:
+        label_example = unmatched_labels.select(pl.col("path").min()).collect().item()
+        log(f"{unmatched:,} of {label_rows.height:,} labels in {shown(labels_file)} match no result row. A label "
+            f"meets the row of its file, its path taken from --labels-root (else the current folder); e.g. label "
+            f"path {shown(repr(label_example))}, result path {shown(repr(row_example))}")
+    return joined, unmatched

@@ -17,23 +17,24 @@ import numpy as np
 import pyarrow as pa
 
 from mnist_batch import images, results
-from mnist_batch.discover import discover
+from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import USAGE, UserError
 from mnist_batch.files import write_folder_atomic
 from mnist_batch.options import ClassifyOptions, RayOptions, check_options
 
 STAGE_SCHEMA = pa.schema([
-    ("path", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ("path", pa.string()), ("file_id", pa.string()), ("status", pa.string()), ("error", pa.string()),
     ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
     ("digit", pa.binary()),  # the 28x28 uint8 digit's 784 bytes; empty unless status is ok
 ])
 
 
-def stage_table(chunk: images.DecodedChunk) -> pa.Table:
+def stage_table(chunk: images.DecodedChunk, ids: list[str | None]) -> pa.Table:
     """The CPU stage's output: one row per input, each OK row carrying its digit."""
     ok_digits = iter(chunk.digits)
     columns = {
         "path": chunk.paths,
+        "file_id": ids,
         "status": chunk.statuses,
         "error": [item.error for item in chunk.inputs],
         "file_size": [item.file_size for item in chunk.inputs],
@@ -56,15 +57,18 @@ def chunk_of(table: pa.Table) -> images.DecodedChunk:
 
 
 def preprocess_paths(batch: pa.Table, max_pixels: int) -> pa.Table:
-    """Local paths: read, decode and preprocess exactly as the local engine's workers do."""
-    return stage_table(images.preprocess_chunk(batch.column("path").to_pylist(), max_pixels))
+    """Local paths: read, decode and preprocess exactly as the local engine's workers do.
+    Their file_id comes with them, resolved by the driver (a worker's current folder may differ)."""
+    return stage_table(images.preprocess_chunk(batch.column("path").to_pylist(), max_pixels),
+                       batch.column("file_id").to_pylist())
 
 
 def preprocess_bytes(batch: pa.Table, max_pixels: int) -> pa.Table:
     """Files that Ray read from URIs (s3://, gs://, file://): decode and preprocess the bytes."""
     blobs = batch.column("bytes").to_pylist()
     decoded = [images.load(blob, max_pixels)._replace(file_size=len(blob)) for blob in blobs]
-    return stage_table(images.DecodedChunk.of(batch.column("path").to_pylist(), decoded))
+    return stage_table(images.DecodedChunk.of(batch.column("path").to_pylist(), decoded),
+                       [None] * len(blobs))  # an object in a store is no local file
 
 
 class Predictor:
@@ -77,7 +81,8 @@ class Predictor:
         self.min_digit_score = min_digit_score
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return results.predict_rows(chunk_of(batch), self.inference, self.min_digit_score).to_arrow()
+        return results.predict_rows(chunk_of(batch), self.inference, self.min_digit_score,
+                                    batch.column("file_id").to_pylist()).to_arrow()
 
 
 def is_uri(item: str) -> bool:
@@ -123,7 +128,8 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
     if local or opts.files_from:
         paths = discover(local, opts.files_from, opts.include, opts.exclude)
         inputs += len(paths)
-        dataset = ray.data.from_items([{"path": path} for path in paths])
+        dataset = ray.data.from_items([{"path": path, "file_id": file_id}
+                                       for path, file_id in zip(paths, file_ids(paths), strict=True)])
         stages.append(dataset.map_batches(preprocess_paths, batch_format="pyarrow", batch_size=opts.batch_size,
                                           fn_kwargs={"max_pixels": opts.max_pixels}))
     if uris:

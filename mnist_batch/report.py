@@ -103,7 +103,7 @@ def scan_result_file(file: str) -> pl.LazyFrame:
         if column_kind(schema[column]) != kind and not (kind == "float" and schema[column].is_integer()):
             raise UserError(f"{shown(file)}: column {column!r} holds {schema[column]} values, not {kind}s; "
                             "is it a result file written by classify?")
-    return results.with_current_columns(frame)
+    return results.with_current_columns(results.with_file_id(frame))
 
 
 def warn_if_newer(files: list[str]) -> None:
@@ -126,17 +126,15 @@ def scan_results(files: list[str]) -> pl.LazyFrame:
     combined = combined.with_columns(pl.lit(None, dtype).alias(column) for column, dtype in OPTIONAL_COLUMNS.items()
                                      if column not in present)
     if len(files) > 1:
-        # The same input in several files (incremental runs): the newest version of the file wins.
-        combined = combined.sort("file_mtime_ns", nulls_last=False, maintain_order=True).unique(
-            "path", keep="last", maintain_order=False)
+        combined = newest_row_per_file(combined)
     return combined
 
 
 def same_inputs_other_checkpoints(files: list[str]) -> None:
     """Two result files given to a plain report that hold the same inputs under different
     checkpoints are two runs to compare, not one run to merge: one line says so."""
-    first, second = (scan_result_file(file).select(
-        absolute_path(pl.col("path"), Path.cwd()).alias("_key"), "checkpoint_sha256") for file in files)
+    first, second = (scan_result_file(file).select("checkpoint_sha256", _key=pl.coalesce("file_id", "path"))
+                     for file in files)
     shared = (first.join(second, on="_key", how="inner")
               .filter(pl.col("checkpoint_sha256").ne_missing(pl.col("checkpoint_sha256_right"))).select(pl.len()))
     try:
@@ -149,31 +147,21 @@ def same_inputs_other_checkpoints(files: list[str]) -> None:
             f"mnist-batch report --compare {shown(files[0])} {shown(files[1])}")
 
 
-def read_labels(path: Path) -> pl.LazyFrame:
-    """path,label pairs from CSV or Parquet, paths spelled one way (see tidy_path), one label per path.
-    Rows with an empty label (a review file not yet filled in) are left out."""
-    every_row = labels.read_labels_file(path)
-    frame = every_row.filter(pl.col("label").is_not_null())
-    if every_row.height and not frame.height:
-        log(f"note: labels file {shown(path)} has {every_row.height:,} rows but no label filled in "
-            "(a --review file gets its label column empty): fill in the label column")
-    bad = frame.filter(~pl.col("label").is_in(labels.DIGITS)).head(1)
-    if bad.height:
-        raise UserError(f"labels file {shown(path)}: label {shown(repr(bad['label'][0]))} for {shown(bad['path'][0])} "
-                        "is not a digit 0-9")
-    frame = frame.with_columns(path=tidy_path(pl.col("path")), label=pl.col("label").cast(pl.Int8))
-    return labels.one_label_each(frame, "path", f"labels file {shown(path)}").lazy()
-
-
-def tidy_path(path: pl.Expr) -> pl.Expr:
-    """One spelling per path: no doubled slashes, no `./` segments (as classify writes them)."""
-    return path.str.replace_all(r"/{2,}", "/").str.replace_all(r"(^|/)(\./)+", "${1}")
-
-
-def absolute_path(path: pl.Expr, base: Path) -> pl.Expr:
-    """`path` made absolute against `base` (already absolute paths are kept)."""
-    prefix = str(base.absolute()).rstrip("/") + "/"
-    return tidy_path(pl.when(path.str.starts_with("/")).then(path).otherwise(pl.lit(prefix) + path))
+def newest_row_per_file(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows of several result files, one per file (file_id; the path where a row has none): the
+    row of the newest version of the file wins, and a later result file's row wins a tie. Two
+    files that share a relative path spelling (two folders each classified from inside) stay
+    two. Merging is said on stderr: it may be wanted (incremental runs, retries) or not."""
+    key = pl.coalesce("file_id", "path")
+    newest = rows.sort("file_mtime_ns", nulls_last=False, maintain_order=True).filter(
+        key.is_null() | key.is_last_distinct())
+    total, kept = pl.collect_all([rows.select(pl.len()), newest.select(pl.len())])
+    merged = total.item() - kept.item()
+    if merged:
+        log(f"note: {merged:,} of {total.item():,} rows are older rows of a file that a newer row also covers "
+            "(incremental runs, retries, or one file given under several spellings); each file's newest row "
+            "is counted")
+    return newest
 
 
 def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFrame, str | None, int]:
@@ -181,7 +169,8 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
     if opts.labels and opts.labels_from_dirs:
         raise UserError("--labels and --labels-from-dirs are two label sources: pick one", USAGE)
     if opts.labels:
-        joined, unmatched = join_labels(frame, read_labels(opts.labels), opts.labels, opts.labels_root)
+        label_rows = labels.read_digit_labels(opts.labels, opts.labels_root)
+        joined, unmatched = labels.join_labels(frame, label_rows, opts.labels)
         return joined, "file", unmatched
     if opts.labels_from_dirs:
         folder = pl.col("path").str.extract(r"(?:^|/)([0-9])/[^/]+$")
@@ -201,37 +190,6 @@ def attach_labels(frame: pl.LazyFrame, opts: ReportOptions) -> tuple[pl.LazyFram
             digit = text
         return frame.with_columns(label=digit.cast(pl.Int8)), "column", 0
     return frame.with_columns(label=pl.lit(None, pl.Int8)), None, 0
-
-
-def join_labels(frame: pl.LazyFrame, label_rows: pl.LazyFrame, labels_file: Path,
-                root: Path | None) -> tuple[pl.LazyFrame, int]:
-    """Rows with their label, however either side spelled its paths; and the count of unmatched labels.
-
-    A label meets its row when both paths, made absolute, are equal (results against the
-    current folder, labels against --labels-root or the current folder); failing that, when
-    both are equal as written (a results file made inside the labelled folder holds
-    `./a.png`, the labels file `a.png`)."""
-    cwd = Path.cwd()
-    label_rows = label_rows.select(_absolute=absolute_path(pl.col("path"), root or cwd), _written=pl.col("path"),
-                           _label="label")
-    rows = frame.with_columns(_absolute=absolute_path(pl.col("path"), cwd), _written=tidy_path(pl.col("path")))
-    by_absolute = label_rows.select("_absolute", _label_absolute="_label").unique("_absolute")
-    by_written = label_rows.select("_written", _label_written="_label")
-    joined = (rows.drop("label", strict=False)
-              .join(by_absolute, on="_absolute", how="left").join(by_written, on="_written", how="left")
-              .with_columns(label=pl.coalesce("_label_absolute", "_label_written"))
-              .drop("_absolute", "_written", "_label_absolute", "_label_written"))
-    unmatched_labels = (label_rows.join(rows.select("_absolute"), on="_absolute", how="anti")
-                        .join(rows.select("_written"), on="_written", how="anti"))
-    counted = pl.collect_all([label_rows.select(pl.len()), unmatched_labels.select(pl.len())])
-    total, unmatched = (f.item() for f in counted)
-    if total and unmatched * 2 > total:
-        label_example, row_example = (f.item() for f in pl.collect_all([
-            unmatched_labels.select(pl.col("_written").min()), frame.select(pl.col("path").min())]))
-        log(f"{unmatched:,} of {total:,} labels in {shown(labels_file)} match no result row. Paths are compared made "
-            f"absolute (labels against --labels-root, else the current folder) and as written; e.g. label path "
-            f"{shown(repr(label_example))}, result path {shown(repr(row_example))}")
-    return joined, unmatched
 
 
 def check_values(checks: pl.DataFrame) -> None:

@@ -17,14 +17,18 @@ import numpy as np
 import polars as pl
 
 from mnist_batch import images
+from mnist_batch.discover import escaped, file_ids
 from mnist_batch.errors import LOCKED, USAGE, UserError, log, shown
 from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic
 
-SCHEMA_VERSION = "2"  # 2 added digit_score, min_digit_score and the not_digit status
+SCHEMA_VERSION = "2"  # 2 added file_id, digit_score, min_digit_score and the not_digit status
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
 # Changing a column's name, type or meaning bumps SCHEMA_VERSION and the README's table.
 SCHEMA = {
     "path": pl.String,  # the input path as discovered, normalised; non-UTF-8 bytes as \xNN (stored_path)
+    # The file's identity, however its path was spelt: the absolute path, symlinks resolved,
+    # escaped so that no two files share one (discover.escaped); null for in-memory images.
+    "file_id": pl.String,
     "status": pl.String,  # ok, blank, not_digit, or an error kind (missing, unreadable, empty, not_image, ...)
     "error": pl.String,  # why the input was not classified; null when status is ok
     "pred": pl.Int8,  # predicted digit 0-9; null unless status is ok
@@ -57,8 +61,9 @@ def output_format(out: Path, requested: str | None) -> str:
 
 
 def stored_path(path: str) -> str:
-    """The path as the result file spells it. A name that is not valid UTF-8 (an old share's
-    caf\xe9.png) keeps its undecodable bytes as backslash escapes: caf\\xe9.png."""
+    r"""The path as the result file spells it, for people to read. A name that is not valid UTF-8
+    (an old share's caf<E9>.png) keeps its undecodable bytes as backslash escapes: caf\xe9.png,
+    as a name typed with a backslash reads. The file_id column tells the two apart."""
     if path.isascii():
         return path
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -67,18 +72,19 @@ def stored_path(path: str) -> str:
 DEFAULT_MIN_DIGIT_SCORE = 0.25  # below it a row is not_digit; the rates it gives are in docs/benchmarks.md
 
 
-def predict_rows(chunk: images.DecodedChunk, inference,
-                 min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE) -> pl.DataFrame:
+def predict_rows(chunk: images.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE,
+                 ids: list[str | None] | None = None) -> pl.DataFrame:
     """THE step from a decoded chunk to result rows, for every engine and the Python API:
-    `inference` (a model.Inference) scores the chunk's digits; rows follow."""
+    `inference` (a model.Inference) scores the chunk's digits; rows follow (`ids`: see build_rows)."""
     probs, digit_score = inference.scores(chunk.digits, chunk.ok)
-    return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256)
+    return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256, ids)
 
 
 def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,
-               checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
+               checkpoint: str, checkpoint_sha256: str, ids: list[str | None] | None = None) -> pl.DataFrame:
     """One row per input of `chunk`. `probs` is (n, 10) float32 and `digit_score` (n,) or None
-    (a network without the "not a digit" output); their rows for inputs that are not OK are ignored."""
+    (a network without the "not a digit" output); their rows for inputs that are not OK are ignored.
+    `ids`: the inputs' file_id values, when not those of chunk.paths as local files in the current folder."""
     statuses = np.array(chunk.statuses, dtype=object)
     classified = np.array(chunk.ok, dtype=bool)  # went through the network
     found_empty = statuses == images.NOT_DIGIT  # preprocessing found only printed lines: no digit at all
@@ -91,6 +97,7 @@ def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, digit_score: np.nd
               if reject else item.error for reject, value, item in zip(rejected, score, chunk.inputs, strict=True)]
     columns = {
         "path": [None if path is None else stored_path(path) for path in chunk.paths],
+        "file_id": file_ids(chunk.paths) if ids is None else ids,
         "status": statuses.tolist(),
         "error": errors,
         "pred": np.where(ok, probs.argmax(axis=1), 0).astype(np.int8),
@@ -131,17 +138,32 @@ def result_files(directory: Path) -> list[Path]:
 
 
 def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
-    """(path, size, mtime) of every input whose newest row in `directory` needs no retry:
+    """(file_id, size, mtime) of every input whose newest row in `directory` needs no retry:
     a row of a transient error (TRANSIENT) does not cover its input."""
     files = result_files(directory)
     if not files:
         return set()
     # One scan per file: files of older schema versions have other columns; these four are in all.
-    columns = ["path", "file_size", "file_mtime_ns", "status"]
-    frame = (pl.concat([pl.scan_parquet(file, glob=False).select(columns) for file in files])
-             .unique(subset="path", keep="last", maintain_order=True)
+    columns = ["file_size", "file_mtime_ns", "status"]
+    frame = (pl.concat([with_file_id(pl.scan_parquet(file, glob=False)).select("file_id", *columns) for file in files])
+             .filter(pl.col("file_id").is_not_null())
+             .unique(subset="file_id", keep="last", maintain_order=True)
              .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status").collect())
     return set(frame.iter_rows())
+
+
+def with_file_id(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """One result file's rows with a file_id: a file written before the column existed gets the
+    identity its paths most likely had, made absolute against the current folder (the cron job
+    runs where it ran before), and null where a backslash leaves the old spelling ambiguous:
+    such rows identify no file, so an incremental run classifies their files again."""
+    if "file_id" in frame.collect_schema():
+        return frame
+    base = escaped(os.path.realpath(".")).rstrip("/") + "/"
+    path = pl.col("path")
+    old_id = (pl.when(path.str.contains("\\", literal=True)).then(None)
+              .when(path.str.starts_with("/")).then(path).otherwise(pl.lit(base) + path))
+    return frame.with_columns(file_id=old_id)
 
 
 def remove_crashed_runs(directory: Path) -> None:
@@ -227,25 +249,26 @@ class RunFiles:
         self.sequence = len(existing)
         self.buffered: list[pl.DataFrame] = []
         self.buffered_rows = 0
-        self.done: set[str] = self.kept_paths() if existing else set()  # what --resume skips
-        self.dropped: set[str] = set()  # rows of the parts left out of the result (inputs no longer given)
+        self.done: set[str] = self.kept_ids() if existing else set()  # file_ids that --resume skips
+        self.dropped: set[str] = set()  # file_ids of rows left out of the result (inputs no longer given)
 
-    def kept_paths(self) -> set[str]:
-        """Inputs that already have a row in the parts; a part that is not rows of this
-        schema (a disk error, a hand-made file) is one line, not a polars error."""
+    def kept_ids(self) -> set[str]:
+        """file_id of the inputs that already have a row in the parts; a part that is not rows of
+        this schema (a disk error, a hand-made file, a part of an older version) is one line, not a
+        polars error."""
         try:
             parts = self.scan_parts()
             if parts.collect_schema() != pl.Schema(SCHEMA):
                 raise ValueError("not rows of this version's result schema")
-            return set(parts.select("path").collect()["path"])
+            return set(parts.select("file_id").collect()["file_id"])
         except (pl.exceptions.PolarsError, OSError, ValueError) as error:
             raise UserError(f"cannot resume: the rows kept in {self.parts} are unreadable "
                             f"({str(error).splitlines()[0]}); rerun without --resume to start afresh") from None
 
-    def keep_only(self, paths: set[str]) -> int:
-        """--resume with other inputs: the result holds only rows of `paths` (stored spelling),
+    def keep_only(self, ids: set[str]) -> int:
+        """--resume with other inputs: the result holds only rows of the files `ids` (file_id),
         as an uninterrupted run of the current command would. Returns how many rows go."""
-        self.dropped = self.done - paths
+        self.dropped = self.done - ids
         self.done -= self.dropped
         return len(self.dropped)
 
@@ -275,7 +298,7 @@ class RunFiles:
         self.flush()
         frame = self.scan_parts()
         if self.dropped:
-            frame = frame.filter(~pl.col("path").is_in(list(self.dropped)))
+            frame = frame.filter(~pl.col("file_id").is_in(list(self.dropped)))
         frame = frame.sort("path")
 
         def sink(file) -> None:

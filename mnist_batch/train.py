@@ -8,7 +8,6 @@ measures the gain), so that the network learns their writers without forgetting 
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mnist_batch import augment, data, images, labels, plots, synthetic
+from mnist_batch.discover import file_ids
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import (
@@ -146,7 +146,7 @@ def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) 
         good = labelled.filter(is_digit)
         paths = [labels.resolve(path, opts.extra_root) for path in good["path"]]
         frames.append(pl.DataFrame({"file": [index] * good.height, "path": paths, "label": good["label"],
-                                    "image": [os.path.realpath(path) for path in paths]},  # however it is spelt
+                                    "image": file_ids(paths)},  # the file, however it is spelt
                                    schema=EXTRA_ROWS))
         sources.append({"file": Path(file).name, "sha256": file_sha256(Path(file)), "rows": frame.height,
                         "used": 0, "skipped": labelled.height - good.height, "duplicates": 0,

@@ -23,7 +23,7 @@ from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 # The contract, spelled out independently of the code that writes it.
 PINNED_SCHEMA = {
-    "path": pl.String, "status": pl.String, "error": pl.String, "pred": pl.Int8,
+    "path": pl.String, "file_id": pl.String, "status": pl.String, "error": pl.String, "pred": pl.Int8,
     "confidence": pl.Float32, **{f"prob_{d}": pl.Float32 for d in range(10)},
     "digit_score": pl.Float32, "min_digit_score": pl.Float32,
     "file_size": pl.Int64, "file_mtime_ns": pl.Int64, "checkpoint": pl.String,

@@ -35,7 +35,7 @@ def test_ray_gives_the_same_rows_as_the_local_engine(cli, ray_cluster, mixed_fol
     got = pl.scan_parquet(out / "*.parquet").collect().sort("path")
     assert got.height == expected.height == 305
     assert dict(got.schema) == dict(expected.schema)
-    for column in ("path", "status", "error", "pred", "file_size", "file_mtime_ns", "checkpoint_sha256"):
+    for column in ("path", "file_id", "status", "error", "pred", "file_size", "file_mtime_ns", "checkpoint_sha256"):
         assert got[column].to_list() == expected[column].to_list(), column
     probs = [f"prob_{d}" for d in range(10)]
     ok = expected["status"] == "ok"
@@ -57,6 +57,7 @@ def test_ray_reads_uris_as_bytes(cli, ray_cluster, mixed_folder, tmp_path):
     assert cli("classify", mixed_folder / "1", "--out", local, "--quiet").exit_code == 0
     expected = pl.read_parquet(local)
     assert got.height == expected.height > 0
+    assert got["file_id"].null_count() == got.height  # an object in a store is no local file
     by_name = dict(zip(got["path"].str.extract(r"([^/]+)$"), got["pred"], strict=True))
     assert by_name == dict(zip(expected["path"].str.extract(r"([^/]+)$"), expected["pred"], strict=True))
 

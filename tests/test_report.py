@@ -376,7 +376,7 @@ def test_identical_duplicate_labels_are_dropped_with_a_note(cli, labelled, resul
     rows = pl.read_csv(labelled / "labels.csv")
     pl.concat([rows, rows.head(20)]).write_csv(doubled)
     result = cli("report", *args, "--labels", doubled, "--json")
-    assert result.exit_code == 0 and "20 paths more than once" in result.stderr
+    assert result.exit_code == 0 and "20 files more than once" in result.stderr
     assert json.loads(result.stdout)["labels"] == once
 
 
@@ -386,7 +386,7 @@ def test_conflicting_duplicate_labels_are_a_usage_error_listing_them(cli, labell
     changed = rows.head(5).with_columns(label=(pl.col("label") + 1) % 10)
     pl.concat([rows, changed]).write_csv(conflicting)
     result = cli("report", result_file, "--labels", conflicting, "--labels-root", labelled / "images")
-    assert result.exit_code == 2 and "5 paths different labels" in result.stderr
+    assert result.exit_code == 2 and "5 files different labels" in result.stderr
     assert sorted(changed["path"])[0] in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
