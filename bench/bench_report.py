@@ -30,18 +30,21 @@ def generate(path: Path, rows: int, chunk: int = 1_000_000) -> None:
         ok = status == "ok"
         frame = pl.DataFrame({
             "path": [f"scans/{d}/{start + i:09d}.png" for i, d in enumerate(label)],
+            "file_id": [f"/data/scans/{d}/{start + i:09d}.png" for i, d in enumerate(label)],
             "status": status,
             "error": [None if good else "cannot decode image" for good in ok],
             "pred": np.where(ok, probs.argmax(1), 0).astype(np.int8),
             "confidence": probs.max(1),
             **{c: probs[:, i] for i, c in enumerate(PROB_COLUMNS)},
+            "digit_score": rng.uniform(0.9, 1.0, n).astype(np.float32),
+            "min_digit_score": np.full(n, 0.25, np.float32),
             "file_size": rng.integers(200, 400, n),
             "file_mtime_ns": np.full(n, 1_790_000_000_000_000_000),
             "checkpoint": ["lenet.safetensors"] * n,
             "checkpoint_sha256": ["0" * 64] * n,
         }, schema=SCHEMA).with_columns(
             [pl.when(pl.Series(ok)).then(pl.col(c)).otherwise(None).alias(c)
-             for c in ("pred", "confidence", *PROB_COLUMNS)])
+             for c in ("pred", "confidence", *PROB_COLUMNS, "digit_score")])
         part = path.with_name(f".{path.stem}-{start}.parquet")
         frame.write_parquet(part)
         parts.append(part)
