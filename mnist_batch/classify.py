@@ -39,15 +39,15 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
     started = time.perf_counter() if started is None else started
     check_options(opts)
     fmt = results.output_format(Path(opts.out or "predictions.parquet"), opts.format)
-    with results.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
-        check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
-        # Named under the lock: after every result file there, whatever the clock says
-        out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
-        try:
+    try:
+        with results.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
+            check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
+            # Named under the lock: after every result file there, whatever the clock says
+            out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
             return classify_locked(opts, out, fmt, started)
-        except KeyboardInterrupt:  # before its parts existed: while listing the inputs
-            raise UserError("interrupted before any input was classified; nothing was kept: "
-                            "rerun the command to start again", INTERRUPTED) from None
+    except KeyboardInterrupt:  # before the run had parts: while locking, listing the inputs
+        raise UserError("interrupted before any input was classified; nothing was kept: "
+                        "rerun the command to start again", INTERRUPTED) from None
 
 
 def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) -> results.ClassifySummary:

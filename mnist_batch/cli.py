@@ -65,7 +65,7 @@ def run_job(ctx: typer.Context, job, *args):
     """Call a job; user errors and crashes become one line on stderr (--debug: traceback)."""
     debug = (ctx.obj or {}).get("debug", False)
     # kill, systemd's stop and timeout send SIGTERM: clean up as after Ctrl-C (classify keeps its parts)
-    handlers = catch_stop_signals()
+    replaced = catch_stop_signals()
     try:
         return job(*args)
     except UserError as error:
@@ -79,7 +79,7 @@ def run_job(ctx: typer.Context, job, *args):
             raise
         fail(f"{type(error).__name__}: {error} (rerun with --debug for the traceback)")
     finally:
-        restore_stop_signals(handlers)
+        restore_stop_signals(replaced)
 
 
 def version_callback(value: bool):

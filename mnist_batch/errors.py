@@ -68,21 +68,22 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 interrupt_pending = False  # a stop signal's KeyboardInterrupt fell into a finalizer, which drops it
 
 
-def catch_stop_signals() -> dict:
-    """Install stop_signal and unraisable for a job; returns the handlers they replace."""
+def catch_stop_signals() -> tuple:
+    """Install stop_signal and unraisable for a job; returns what they replace."""
     global interrupt_pending
     interrupt_pending = False
+    replaced = {number: signal.signal(number, stop_signal) for number in STOP_SIGNALS}, sys.unraisablehook
     sys.unraisablehook = unraisable
-    return {number: signal.signal(number, stop_signal) for number in STOP_SIGNALS}
+    return replaced
 
 
-def restore_stop_signals(handlers: dict) -> None:
+def restore_stop_signals(replaced: tuple) -> None:
     """The caller's handlers again (a test, a program calling the CLI in-process), unless the job
     was stopped: its process is about to exit, and a second Ctrl-C must not print a traceback."""
+    handlers, sys.unraisablehook = replaced
     if signal.getsignal(signal.SIGINT) is stop_signal:
         for number, handler in handlers.items():
             signal.signal(number, handler)
-    sys.unraisablehook = sys.__unraisablehook__
 
 
 def stop_signal(signum, frame):

@@ -468,6 +468,39 @@ def test_ctrl_c_soon_after_the_start_keeps_the_first_rows_and_says_how_many(tmp_
     assert rows(out).height == 3000 and rows(out)["path"].n_unique() == 3000
 
 
+@pytest.mark.timeout(240)
+def test_a_stop_signal_that_falls_into_a_finalizer_still_stops_the_run_without_exception_ignored(tmp_path, mnist_test):
+    """Python runs a signal handler wherever the main thread is, a finalizer included (a worker
+    pool's, during garbage collection), and prints "Exception ignored ... KeyboardInterrupt" for
+    the exception it raises there. Made certain here: a finalizer that signals and runs on."""
+    write_pngs(tmp_path / "digits", mnist_test.images[:300], mnist_test.labels[:300])
+    out = tmp_path / "preds.parquet"
+    script = f"""
+import os, signal, sys
+from mnist_batch import cli, results
+
+class SignalsInItsFinalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside the finalizer
+            pass
+
+add = results.RunFiles.add
+def add_then_collect(self, rows):
+    add(self, rows)
+    SignalsInItsFinalizer()  # dropped at once: its finalizer runs now
+results.RunFiles.add = add_then_collect
+sys.argv = ["mnist-batch", "classify", {str(tmp_path / "digits")!r}, "--out", {str(out)!r}, "--quiet",
+            "--workers", "1", "--batch-size", "16"]
+cli.main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("mnist-batch: error: interrupted; ") and "rows of 300 inputs are kept in" in line
+    assert not out.exists() and not (tmp_path / ".preds.parquet.lock").exists()
+
+
 # issue 19, item 15: a full disk is one line naming it and the output; --resume finishes the run
 
 
