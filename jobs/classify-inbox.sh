@@ -4,7 +4,13 @@
 # Settings come from the environment, or from a file named by MNIST_BATCH_CONFIG
 # (shell assignments, e.g. jobs/classify-inbox.conf.example):
 #   INBOX        folder the scanner drops images into (required)
-#   RESULTS      folder of result files, one predictions-<UTC time>.parquet per run (required)
+#   RESULTS      folder of result files, one predictions-<UTC time>.parquet per run (required); each
+#                gets its report in RESULTS/reports. A file there that cannot be read as a result
+#                file is renamed to NAME.bad (with a log line and a warning), so that it stops no run.
+#   REPORT_FORMATS  what each report is made of, words among (default: json html review):
+#                json    reports/<name>.json, the figures (report --json-out)
+#                html    reports/<name>.html, one page with plots and a gallery (report --html)
+#                review  reports/<name>.review.csv, the rows for a person to look at (report --review)
 #   LOG          log file (default: $RESULTS/classify-inbox.log)
 #   LOCK         lock file (default: $RESULTS/.classify-inbox.lock)
 #   MNIST_BATCH  the command (default: this checkout's .venv/bin/mnist-batch, else mnist-batch on PATH)
@@ -21,7 +27,9 @@
 #
 # Exit codes: 0 done (or nothing new); 3 done, but some inputs could not be classified
 # (their rows say why); 75 another run (of this job, or a classify into RESULTS) holds the
-# lock, nothing done; 1 failure, and the results folder is left as it was; 143 stopped by a signal.
+# lock, nothing done; 1 failure: classify failed and the results folder is left as it was, or a
+# report failed and its result file is kept without it (the next run makes the missing report);
+# 143 stopped by a signal.
 # Cron mails whatever this prints: a quiet run prints nothing.
 set -uo pipefail
 
@@ -106,11 +114,18 @@ options CLASSIFY_ARGS
 classify_args=(${words[@]+"${words[@]}"})
 options REPORT_ARGS
 report_args=(${words[@]+"${words[@]}"})
+read -ra formats <<<"${REPORT_FORMATS-json html review}"
+for format in ${formats[@]+"${formats[@]}"}; do
+    case $format in json | html | review) ;; *) fail "REPORT_FORMATS: unknown format '$format'; use json, html or review" ;; esac
+done
 [ -d "$INBOX" ] || fail "INBOX $INBOX is not a folder: check the setting or mount"
 
 # A stop (kill, systemd, a shutdown) is logged; the next run removes what was left half done.
 trap 'fail "stopped by a signal; the next run redoes what this one did not finish" 143' TERM INT HUP
 log "start: $INBOX -> $RESULTS"
+# set_aside: how many result files classify has renamed to NAME.bad (unreadable) so far
+set_aside() { local count=0 file; for file in "$RESULTS"/predictions-*.parquet.bad; do [ -e "$file" ] && count=$((count + 1)); done; echo "$count"; }
+bad_before=$(set_aside)
 "$MNIST_BATCH" classify "$INBOX" --out-dir "$RESULTS" --incremental --quiet ${classify_args[@]+"${classify_args[@]}"} 2>&1 | log_lines
 status=${PIPESTATUS[0]}
 [ "$status" -eq 75 ] && busy "another classify run is writing to $RESULTS"
@@ -121,18 +136,37 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then
     fi
     fail "classify exited with $status" 1
 fi
+if [ "$(set_aside)" -gt "$bad_before" ]; then
+    say "a result file in $RESULTS could not be read and was renamed to *.bad; its inputs were classified again (see $LOG)"
+fi
 
-# A report for every result file without one: this run's, and one a killed run did not get to.
+# A report for every result file without one (this run's, one a killed run or a failed report
+# did not get to), made of the REPORT_FORMATS files it lacks.
 made=0
+unreported=()
 for result in "$RESULTS"/predictions-*.parquet; do
     [ -e "$result" ] || continue
-    report="$RESULTS/reports/$(basename "$result" .parquet).json"
-    [ -e "$report" ] && continue
-    "$MNIST_BATCH" report "$result" --json-out "$report" ${report_args[@]+"${report_args[@]}"} 2>&1 | log_lines
-    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "report on $result failed" 1
-    log "done: $result, report $report"
-    made=1
+    name=$RESULTS/reports/$(basename "$result" .parquet)
+    outputs=() files=()
+    for format in ${formats[@]+"${formats[@]}"}; do
+        case $format in
+            json) report=$name.json option=--json-out ;;
+            html) report=$name.html option=--html ;;
+            review) report=$name.review.csv option=--review ;;
+        esac
+        [ -e "$report" ] || { outputs+=("$option" "$report"); files+=("$report"); }
+    done
+    [ "${#outputs[@]}" -gt 0 ] || continue
+    "$MNIST_BATCH" report "$result" "${outputs[@]}" ${report_args[@]+"${report_args[@]}"} 2>&1 | log_lines
+    if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+        log "done: $result, report ${files[*]}"
+        made=1
+    else
+        log "report on $result failed: the result file is kept without its report; the next run makes it"
+        unreported+=("$result")
+    fi
 done
+[ "${#unreported[@]}" -eq 0 ] || fail "report on ${unreported[0]} failed$([ "${#unreported[@]}" -gt 1 ] && echo " (and on $((${#unreported[@]} - 1)) more)"); the result file is kept without its report, and the next run makes the missing report" 1
 [ "$made" -eq 1 ] || log "done: nothing new"
 if [ "$status" -eq 3 ]; then
     say "some inputs could not be classified; see the status column of the newest result file and $LOG"

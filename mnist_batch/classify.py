@@ -24,7 +24,7 @@ import polars as pl
 
 from mnist_batch import images, results
 from mnist_batch.discover import discover, file_ids
-from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, shown
+from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, raise_if_interrupted, shown
 from mnist_batch.options import ClassifyOptions, check_options
 
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
@@ -38,11 +38,16 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
     """Run the whole job; `started` is when the command began (perf_counter), for its wall time."""
     started = time.perf_counter() if started is None else started
     check_options(opts)
-    out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
-    fmt = results.output_format(out, opts.format)
-    with results.OutputLock(opts.out_dir or out, folder=opts.out_dir is not None):
-        check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
-        return classify_locked(opts, out, fmt, started)
+    fmt = results.output_format(Path(opts.out or "predictions.parquet"), opts.format)
+    try:
+        with results.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
+            check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
+            # Named under the lock: after every result file there, whatever the clock says
+            out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
+            return classify_locked(opts, out, fmt, started)
+    except KeyboardInterrupt:  # before the run had parts: while locking, listing the inputs
+        raise UserError("interrupted before any input was classified; nothing was kept: "
+                        "rerun the command to start again", INTERRUPTED) from None
 
 
 def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) -> results.ClassifySummary:
@@ -71,14 +76,25 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
     workers = opts.workers or cpu_count()
     try:
         inference, pipeline_rate = classify_paths(todo, run, opts, workers)
+        raise_if_interrupted()
+        counts = run.finish()
     except KeyboardInterrupt:
-        raise UserError(f"interrupted; the rows written so far are kept in {shown(run.parts)}: "
-                        "rerun the same command with --resume to continue", INTERRUPTED) from None
-    counts = run.finish()
+        raise interrupted(run, len(paths)) from None
     return results.ClassifySummary.of(
         counts, out=str(out), format=fmt, inputs=len(paths), classified_now=len(todo),
         seconds=time.perf_counter() - started, pipeline_images_per_second=pipeline_rate, workers=workers,
         device=str(inference.device), checkpoint=str(inference.checkpoint))
+
+
+def interrupted(run: results.RunFiles, inputs: int) -> UserError:
+    """Ctrl-C or SIGTERM: keep the rows classified so far and say exactly what was kept."""
+    run.flush()  # the rows not yet in a part (later signals are ignored: errors.stop_signal)
+    run.discard_if_empty()
+    if not run.kept_rows:
+        return UserError(f"interrupted before any of the {inputs:,} inputs was classified; nothing was kept: "
+                         "rerun the command to start again", INTERRUPTED)
+    return UserError(f"interrupted; {run.kept_rows:,} rows of {inputs:,} inputs are kept in {shown(run.parts)}: "
+                     "rerun the same command with --resume to classify the rest", INTERRUPTED)
 
 
 def check_not_an_input(out: Path, paths: list[str]) -> None:
@@ -135,7 +151,11 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
         bar.set_description_str("classifying")
         errors_shown = failed = untimed = 0
         rate_start = time.perf_counter()
-        for chunk in pool.chunks(while_waiting=bar.refresh):
+        def while_waiting() -> None:
+            raise_if_interrupted()
+            bar.refresh()
+
+        for chunk in pool.chunks(while_waiting=while_waiting):
             run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
             for path, item in zip(chunk.paths, chunk.inputs, strict=True):
                 if images.is_failed(item.status):
@@ -149,6 +169,7 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
                         log(f"{shown(results.stored_path(path))}: its modification time is outside the years "
                             "1677-2262 that file_mtime_ns holds; stored as null")
             bar.update(len(chunk.paths))
+            raise_if_interrupted()
         pool.close()
     except BaseException:
         pool.close(cancel=True)

@@ -10,7 +10,6 @@ STARTED = time.perf_counter()  # the command's wall time counts from here: summa
 
 import json  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
@@ -18,7 +17,14 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
-from mnist_batch.errors import FAILURE, INTERRUPTED, UserError, shown  # noqa: E402
+from mnist_batch.errors import (  # noqa: E402
+    FAILURE,
+    INTERRUPTED,
+    UserError,
+    catch_stop_signals,
+    restore_stop_signals,
+    shown,
+)
 from mnist_batch.stats import MIN_MEASURED  # noqa: E402
 
 EXIT_CODES = """Exit codes: 0 success; 1 failure (bad data, bad checkpoint, internal error);
@@ -56,15 +62,11 @@ def fail(message: str, code: int = FAILURE):
     raise typer.Exit(code)
 
 
-def interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_job(ctx: typer.Context, job, *args):
     """Call a job; user errors and crashes become one line on stderr (--debug: traceback)."""
     debug = (ctx.obj or {}).get("debug", False)
     # kill, systemd's stop and timeout send SIGTERM: clean up as after Ctrl-C (classify keeps its parts)
-    signal.signal(signal.SIGTERM, interrupt)
+    replaced = catch_stop_signals()
     try:
         return job(*args)
     except UserError as error:
@@ -77,6 +79,8 @@ def run_job(ctx: typer.Context, job, *args):
         if debug:
             raise
         fail(f"{type(error).__name__}: {error} (rerun with --debug for the traceback)")
+    finally:
+        restore_stop_signals(replaced)
 
 
 def version_callback(value: bool):

@@ -1,6 +1,7 @@
 """Errors the CLI turns into one line on stderr and a documented exit code; log lines."""
 
 import re
+import signal
 import sys
 
 # Exit codes, documented in --help and the README.
@@ -60,3 +61,55 @@ def log(message: str) -> None:
         tqdm.tqdm.write(line, file=sys.stderr)  # above a progress bar, which is redrawn below it
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+# Ctrl-C (SIGINT) and kill, timeout or systemd's stop (SIGTERM) stop a job as KeyboardInterrupt.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+interrupt_pending = False  # a stop signal's KeyboardInterrupt fell into a finalizer, which drops it
+
+
+def catch_stop_signals() -> tuple:
+    """Install stop_signal and unraisable for a job; returns what they replace."""
+    global interrupt_pending
+    interrupt_pending = False
+    replaced = {number: signal.signal(number, stop_signal) for number in STOP_SIGNALS}, sys.unraisablehook
+    sys.unraisablehook = unraisable
+    return replaced
+
+
+def restore_stop_signals(replaced: tuple) -> None:
+    """The caller's handlers again (a test, a program calling the CLI in-process), unless the job
+    was stopped: its process is about to exit, and a second Ctrl-C must not print a traceback."""
+    handlers, sys.unraisablehook = replaced
+    if signal.getsignal(signal.SIGINT) is stop_signal:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def stop_signal(signum, frame):
+    """The handler of STOP_SIGNALS while a job runs: the first one stops it; later ones are ignored,
+    so that no second Ctrl-C cuts short the cleanup (keeping the rows, removing the lock)."""
+    ignore_stop_signals()
+    raise KeyboardInterrupt
+
+
+def ignore_stop_signals() -> None:
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+
+
+def unraisable(hook):
+    """sys.unraisablehook: a stop signal that arrived while a finalizer ran (garbage collection of
+    a worker pool, say) would be printed as "Exception ignored ... KeyboardInterrupt" and lost:
+    it is kept instead, and the job stops at its next raise_if_interrupted()."""
+    global interrupt_pending
+    if issubclass(hook.exc_type, KeyboardInterrupt):
+        interrupt_pending = True
+        return
+    sys.__unraisablehook__(hook)
+
+
+def raise_if_interrupted() -> None:
+    if interrupt_pending:
+        ignore_stop_signals()
+        raise KeyboardInterrupt

@@ -10,7 +10,9 @@ an unguessable name), through its open descriptor, and renamed onto the output: 
 replaces a link put at the output's name, it never writes the file the link points to.
 """
 
+import errno
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -137,6 +139,44 @@ def open_lock_file(path: Path) -> int:
         kind = "has other names (hard links)" if stat.S_ISREG(info.st_mode) else "is not a plain file"
         raise UserError(f"refusing to use the lock file {shown(path)}: it {kind}; remove it and run again")
     return fd
+
+
+NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+           errno.EFBIG: "the file size limit (ulimit -f) is reached"}
+LOW_SPACE = 1 << 20  # bytes free below which a failed write is put down to a full disk
+
+
+def write_failure(error: BaseException, folder: Path) -> str:
+    """Why writing into `folder` failed, for a one-line message. polars wraps a failed write in
+    its own errors, "(os error 28)" at best and "Invalid thrift: transport error" at worst, so a
+    disk with (almost) no space left is named as the reason whatever the error says."""
+    code = getattr(error, "errno", None)
+    if code is None and (found := re.search(r"\(os error (\d+)\)", str(error))):
+        code = int(found.group(1))
+    mount = mount_point(folder)
+    try:
+        info = os.statvfs(mount)
+        free = info.f_bavail * info.f_frsize
+    except OSError:
+        free = None
+    if code in NO_ROOM or (free is not None and free < LOW_SPACE):
+        reason = NO_ROOM.get(code, NO_ROOM[errno.ENOSPC])
+        space = "" if free is None else f", {free // 1024:,} KiB free"
+        return f"{reason}: the file system at {shown(mount)}{space}"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def mount_point(folder: Path) -> Path:
+    """The mount point of the file system holding `folder` (or its nearest existing parent)."""
+    path = Path(os.path.abspath(folder))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
 
 
 def remove_temporaries(path: Path) -> None:

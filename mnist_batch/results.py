@@ -8,9 +8,10 @@ finished run merges them, sorted by path, into a temporary file that is renamed 
 import fcntl
 import os
 import shutil
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import polars as pl
 from mnist_batch import images
 from mnist_batch.discover import escaped, file_ids
 from mnist_batch.errors import LOCKED, USAGE, UserError, log, shown
-from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic
+from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic, write_failure
 
 SCHEMA_VERSION = "2"  # 2 added file_id, digit_score, min_digit_score and the not_digit status
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
@@ -122,10 +123,26 @@ def empty_rows() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 
 
+STAMP = "%Y%m%dT%H%M%S%fZ"  # predictions-<STAMP>.parquet: sorts as it runs
+
+
 def new_output_path(directory: Path) -> Path:
-    """A new result file named by the UTC time: unique, and sorted names are in run order."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return Path(directory) / f"predictions-{stamp}.parquet"
+    """A new result file named by the UTC time, and never before the newest result file there:
+    incremental runs take the last row of each input in name order, so a clock that went back
+    (an NTP step, a wrong hardware clock) must not put a new run's rows behind an older run's."""
+    now = datetime.now(timezone.utc)
+    stamps = []
+    for file in result_files(directory):
+        try:
+            stamps.append(datetime.strptime(file.name[len("predictions-"):-len(".parquet")], STAMP))
+        except ValueError:  # a name not made by this function
+            pass
+    newest = max(stamps, default=None)
+    if newest is not None and now.replace(tzinfo=None) <= newest:
+        log(f"the clock ({now:%Y-%m-%d %H:%M:%S} UTC) is behind the newest result file in {shown(directory)} "
+            f"({newest:%Y-%m-%d %H:%M:%S}): this run's file is named just after it, so that its rows count as newer")
+        now = newest + timedelta(microseconds=1)
+    return Path(directory) / f"predictions-{now.strftime(STAMP)}.parquet"
 
 
 # Errors of the moment rather than of the file's content: an incremental run tries them again.
@@ -139,16 +156,32 @@ def result_files(directory: Path) -> list[Path]:
 
 def covered_inputs(directory: Path) -> set[tuple[str, int, int]]:
     """(file_id, size, mtime) of every input whose newest row in `directory` needs no retry:
-    a row of a transient error (TRANSIENT) does not cover its input."""
-    files = result_files(directory)
-    if not files:
+    a row of a transient error (TRANSIENT) does not cover its input. A file there that is not
+    a result file is set aside (set_aside): else it would stop every later run."""
+    frames = []
+    # One read per file: files of older schema versions have other columns; these four are in all.
+    columns = {name: SCHEMA[name] for name in ("path", "file_size", "file_mtime_ns", "status")}
+    for file in result_files(directory):
+        try:
+            frame = with_file_id(pl.scan_parquet(file, glob=False)).select("file_id", *columns).collect()
+        except pl.exceptions.PolarsError as error:
+            if "os error" in str(error):  # cannot be read now (permissions, I/O): the file may be fine
+                raise UserError(f"cannot read the result file {shown(file)} ({first_line(error)}): "
+                                "check it and its folder") from None
+            set_aside(file, first_line(error))
+            continue
+        except OSError as error:
+            raise UserError(f"cannot read the result file {shown(file)} ({error.strerror}): "
+                            "check it and its folder") from None
+        if frame.drop("file_id").schema != pl.Schema(columns):
+            set_aside(file, "its columns are not those of a result file")
+            continue
+        frames.append(frame.drop("path"))
+    if not frames:
         return set()
-    # One scan per file: files of older schema versions have other columns; these four are in all.
-    columns = ["file_size", "file_mtime_ns", "status"]
-    frame = (pl.concat([with_file_id(pl.scan_parquet(file, glob=False)).select("file_id", *columns) for file in files])
-             .filter(pl.col("file_id").is_not_null())
+    frame = (pl.concat(frames).filter(pl.col("file_id").is_not_null())
              .unique(subset="file_id", keep="last", maintain_order=True)
-             .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status").collect())
+             .filter(~pl.col("status").is_in(list(TRANSIENT))).drop("status"))
     return set(frame.iter_rows())
 
 
@@ -164,6 +197,23 @@ def with_file_id(frame: pl.LazyFrame) -> pl.LazyFrame:
     old_id = (pl.when(path.str.contains("\\", literal=True)).then(None)
               .when(path.str.starts_with("/")).then(path).otherwise(pl.lit(base) + path))
     return frame.with_columns(file_id=old_id)
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def set_aside(file: Path, reason: str) -> None:
+    """Rename a file named like a result file that cannot be read as one to NAME.bad: kept for a
+    person to look at, and out of the way of every later incremental run and report."""
+    bad = file.with_name(f"{file.name}.bad")
+    try:
+        os.replace(file, bad)  # replaces whatever has that name, never writes through it
+    except OSError as error:
+        raise UserError(f"{shown(file)} is not a readable result file ({shown(reason)}), and renaming it to "
+                        f"{shown(bad.name)} failed ({error.strerror}): move it out of the folder") from None
+    log(f"{shown(file)} is not a readable result file ({shown(reason)}): renamed it to {shown(bad.name)}, "
+        "so that it stops no later run; the inputs it covered are classified again")
 
 
 def remove_crashed_runs(directory: Path) -> None:
@@ -204,8 +254,12 @@ class OutputLock:
             if self.is_current():
                 break
             os.close(self.fd)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:  # Ctrl-C here: the `with` that releases the lock has not begun
+            self.release()
+            raise
 
     def is_current(self) -> bool:
         try:
@@ -242,14 +296,18 @@ class RunFiles:
         remove_temporaries(self.out)  # a merge cut short by a crash
         existing = self.part_files()
         if existing and not resume:
-            log(f"removing {len(existing)} part files of an unfinished earlier run in {self.parts} "
+            log(f"removing {len(existing)} part files of an unfinished earlier run in {shown(self.parts)} "
                 "(use --resume to continue it instead)")
             shutil.rmtree(self.parts)
             existing = []
+        if resume and not existing:
+            log(f"--resume: no rows of an earlier run are kept in {shown(self.parts)}: classifying every input")
         self.sequence = len(existing)
         self.buffered: list[pl.DataFrame] = []
         self.buffered_rows = 0
+        self.next_flush = 0.0  # the first rows are written at once: an early stop keeps them
         self.done: set[str] = self.kept_ids() if existing else set()  # file_ids that --resume skips
+        self.kept_rows = len(self.done)  # rows in the part files
         self.dropped: set[str] = set()  # file_ids of rows left out of the result (inputs no longer given)
 
     def kept_ids(self) -> set[str]:
@@ -262,7 +320,7 @@ class RunFiles:
                 raise ValueError("not rows of this version's result schema")
             return set(parts.select("file_id").collect()["file_id"])
         except (pl.exceptions.PolarsError, OSError, ValueError) as error:
-            raise UserError(f"cannot resume: the rows kept in {self.parts} are unreadable "
+            raise UserError(f"cannot resume: the rows kept in {shown(self.parts)} are unreadable "
                             f"({str(error).splitlines()[0]}); rerun without --resume to start afresh") from None
 
     def keep_only(self, ids: set[str]) -> int:
@@ -282,16 +340,30 @@ class RunFiles:
     def add(self, rows: pl.DataFrame) -> None:
         self.buffered.append(rows)
         self.buffered_rows += rows.height
-        if self.buffered_rows >= self.part_rows:
+        if self.buffered_rows >= self.part_rows or time.monotonic() >= self.next_flush:
             self.flush()
 
     def flush(self) -> None:
+        """Write the buffered rows as the next part file."""
         if not self.buffered:
             return
         frame = pl.concat(self.buffered)
-        write_atomic(self.parts / f"part-{self.sequence:06d}.parquet", frame.write_parquet, own_folder=True)
+        try:
+            write_atomic(self.parts / f"part-{self.sequence:06d}.parquet", frame.write_parquet, own_folder=True)
+        except (OSError, pl.exceptions.PolarsError) as error:
+            kept = (f"the {self.kept_rows:,} rows written before are kept there: rerun the same command with "
+                    "--resume to continue" if self.kept_rows else "no rows were kept: rerun the command")
+            raise UserError(f"cannot write the rows of {shown(self.out)} into {shown(self.parts)}: "
+                            f"{write_failure(error, self.parts)}; {kept}") from None
         self.sequence += 1
+        self.kept_rows += frame.height
         self.buffered, self.buffered_rows = [], 0
+        self.next_flush = time.monotonic() + PART_SECONDS
+
+    def discard_if_empty(self) -> None:
+        """Remove the parts folder when it holds no part: nothing for --resume to find."""
+        if not self.part_files():
+            shutil.rmtree(self.parts, ignore_errors=True)
 
     def finish(self) -> Counter:
         """Merge the parts into `out` atomically, remove them; the file's rows by status."""
@@ -308,9 +380,17 @@ class RunFiles:
                 frame.sink_csv(file)  # raw values: a data contract, not a spreadsheet (README)
 
         counts = status_counts(frame)
-        write_atomic(self.out, sink)
+        try:
+            write_atomic(self.out, sink)
+        except (OSError, pl.exceptions.PolarsError) as error:
+            raise UserError(f"cannot write {shown(self.out)}: {write_failure(error, self.out.parent)}; every row "
+                            f"is kept in {shown(self.parts)}: rerun the same command with --resume to finish the run"
+                            ) from None
         shutil.rmtree(self.parts, ignore_errors=True)
         return counts
+
+
+PART_SECONDS = 10.0  # a part file at least this often: what a crash or Ctrl-C can cost
 
 
 def status_counts(frame: pl.LazyFrame) -> Counter:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from mnist_batch import images, report_html, results
 from mnist_batch.classify import DecodePool
-from tests.conftest import write_pngs, write_tiled_pngs
+from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 BIN = Path(sys.executable).parent
 MNIST_BATCH = str(BIN / "mnist-batch")
@@ -407,3 +407,145 @@ def test_error_lines_go_above_the_progress_bar(tmp_path, mnist_test, capsys):
     segments = [segment.strip() for line in stderr.split("\n") for segment in line.split("\r")]
     assert any(segment.startswith("loading the model") for segment in segments)
     assert f"mnist-batch: {tmp_path / 'in' / 'bad.png'}: not_image: not an image file Pillow can read" in segments
+
+
+# issue 19, item 14: Ctrl-C says exactly what it kept, prints no traceback, leaves no lock
+
+
+def start(command: list) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def ctrl_c(process: subprocess.Popen) -> str:
+    """What Ctrl-C in a terminal does: SIGINT to the whole process group, workers included. Returns stderr."""
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    return stderr
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_before_any_row_says_nothing_was_kept_and_resume_says_it_starts_over(tmp_path, mnist_test):
+    folder, out = tmp_path / "many", tmp_path / "preds.parquet"
+    write_tiled_pngs(folder, mnist_test, 500, 2)
+    command = interruptible_classify(folder, out)
+    process = start(command)
+    while not (tmp_path / ".preds.parquet.lock").exists() and process.poll() is None:
+        time.sleep(0.01)
+    (line,) = ctrl_c(process).splitlines()  # the model takes seconds to load: no row yet
+    assert line.startswith("mnist-batch: error: interrupted before any") and "nothing was kept" in line
+    assert "--resume" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many"]  # no lock, no parts
+
+    resumed = run(*command[1:], "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"--resume: no rows of an earlier run are kept in {results.parts_dir(out)}" in resumed.stderr
+    assert rows(out).height == 1000
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_soon_after_the_start_keeps_the_first_rows_and_says_how_many(tmp_path, mnist_test):
+    """A part holds 4,096 rows at the default batch size: 3,000 inputs would all wait for the end."""
+    folder, out = tmp_path / "many", tmp_path / "preds.parquet"
+    write_tiled_pngs(folder, mnist_test, 1000, 3)
+    command = [*interruptible_classify(folder, out)[:-2], "--batch-size", "1024"]
+    process = start(command)
+    parts = results.parts_dir(out)
+    while not list(parts.glob("part-*.parquet")) and process.poll() is None:
+        time.sleep(0.01)
+    assert process.poll() is None, "the first rows are written soon after the start, not at the end"
+    (line,) = ctrl_c(process).splitlines()
+    kept = pl.read_parquet(sorted(parts.glob("part-*.parquet"))).height
+    assert 0 < kept < 3000
+    assert line == (f"mnist-batch: error: interrupted; {kept:,} rows of 3,000 inputs are kept in {parts}: "
+                    "rerun the same command with --resume to classify the rest")
+    assert not (tmp_path / ".preds.parquet.lock").exists()
+
+    resumed = run(*command[1:], "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {kept} of 3000 inputs already have rows" in resumed.stderr
+    assert rows(out).height == 3000 and rows(out)["path"].n_unique() == 3000
+
+
+@pytest.mark.timeout(240)
+def test_a_stop_signal_that_falls_into_a_finalizer_still_stops_the_run_without_exception_ignored(tmp_path, mnist_test):
+    """Python runs a signal handler wherever the main thread is, a finalizer included (a worker
+    pool's, during garbage collection), and prints "Exception ignored ... KeyboardInterrupt" for
+    the exception it raises there. Made certain here: a finalizer that signals and runs on."""
+    write_pngs(tmp_path / "digits", mnist_test.images[:300], mnist_test.labels[:300])
+    out = tmp_path / "preds.parquet"
+    script = f"""
+import os, signal, sys
+from mnist_batch import cli, results
+
+class SignalsInItsFinalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside the finalizer
+            pass
+
+add = results.RunFiles.add
+def add_then_collect(self, rows):
+    add(self, rows)
+    SignalsInItsFinalizer()  # dropped at once: its finalizer runs now
+results.RunFiles.add = add_then_collect
+sys.argv = ["mnist-batch", "classify", {str(tmp_path / "digits")!r}, "--out", {str(out)!r}, "--quiet",
+            "--workers", "1", "--batch-size", "16"]
+cli.main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("mnist-batch: error: interrupted; ") and "rows of 300 inputs are kept in" in line
+    assert not out.exists() and not (tmp_path / ".preds.parquet.lock").exists()
+
+
+# issue 19, item 15: a full disk is one line naming it and the output; --resume finishes the run
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB file system (tmpfs) that fills up for real, for the output; mounting it needs root."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", disk], check=True)
+
+
+@pytest.mark.timeout(240)
+def test_a_full_disk_names_the_file_system_and_the_output_and_resume_finishes_the_run(tmp_path, mnist_test,
+                                                                                      small_disk):
+    paths = write_tiled_pngs(tmp_path / "many", mnist_test, 1000, 1)
+    listing = tmp_path / "all.txt"
+    listing.write_text("\n".join(map(str, paths)))
+    out, parts = small_disk / "preds.parquet", results.parts_dir(small_disk / "preds.parquet")
+    options = ("--out", out, "--quiet", "--workers", "1", "--batch-size", "16")
+
+    # full while writing parts (polars said "Invalid thrift: transport error")
+    filling = run("classify", "--files-from", listing, *options)
+    assert filling.returncode == 1
+    (line,) = filling.stderr.splitlines()
+    kept = pl.read_parquet(sorted(parts.glob("part-*.parquet")))
+    assert line.startswith(f"mnist-batch: error: cannot write the rows of {out} into {parts}: the disk is full: "
+                           f"the file system at {small_disk}, ")
+    assert line.endswith(f"the {kept.height:,} rows written before are kept there: rerun the same command with "
+                         "--resume to continue")
+
+    # full while merging: every input of this command already has its row in the parts
+    kept_listing = tmp_path / "kept.txt"
+    kept_listing.write_text("\n".join(kept["path"]))
+    merging = run("classify", "--files-from", kept_listing, "--resume", *options)
+    assert merging.returncode == 1
+    (line,) = [line for line in merging.stderr.splitlines() if "error:" in line]
+    assert line.startswith(f"mnist-batch: error: cannot write {out}: the disk is full: the file system at {small_disk}")
+    assert line.endswith(f"every row is kept in {parts}: rerun the same command with --resume to finish the run")
+    assert not out.exists()
+
+    subprocess.run(["mount", "-o", "remount,size=1m", small_disk], check=True)  # space freed
+    finished = run("classify", "--files-from", kept_listing, "--resume", *options)
+    assert finished.returncode == 0, finished.stderr
+    assert rows(out).sort("path").equals(kept.sort("path")) and not parts.exists()

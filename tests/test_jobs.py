@@ -266,3 +266,105 @@ def test_a_log_in_a_missing_folder_is_one_line_before_any_work(tmp_path, mnist_t
     assert done.stderr.splitlines() == [
         f"classify-inbox: cannot write the log {log}: its folder must exist and be writable"]
     assert not list((tmp_path / "results").glob("predictions-*"))
+
+
+# issue 19, item 12: the job never gets stuck, and says why it fails
+@pytest.mark.timeout(240)
+def test_a_garbage_result_file_is_set_aside_by_name_and_no_later_run_stops_on_it(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox / "a", mnist_test.images[:3], mnist_test.labels[:3])
+    assert run_job(inbox, results, REPORT_FORMATS="json").returncode == 0
+    garbage = results / "predictions-20000101T000000000000Z.parquet"
+    garbage.write_bytes(b"PAR1 a disk error, not a result file")
+    write_pngs(inbox / "b", mnist_test.images[3:5], mnist_test.labels[3:5])
+
+    done = run_job(inbox, results, REPORT_FORMATS="json")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"classify-inbox: a result file in {results} could not be read and was renamed to *.bad; its inputs were "
+        f"classified again (see {results}/classify-inbox.log)"]
+    assert not garbage.exists() and garbage.with_name(garbage.name + ".bad").read_bytes().startswith(b"PAR1 a disk")
+    log = (results / "classify-inbox.log").read_text()
+    assert f"{garbage} is not a readable result file" in log and f"renamed it to {garbage.name}.bad" in log
+    assert rows_in(results).height == 5
+
+    again = run_job(inbox, results, REPORT_FORMATS="json")
+    assert (again.returncode, again.stderr) == (0, "")
+    assert log_lines(results)[-1].endswith("done: nothing new")
+
+
+def log_lines(results: Path) -> list[str]:
+    return (results / "classify-inbox.log").read_text().splitlines()
+
+
+@pytest.mark.timeout(240)
+def test_a_failing_report_keeps_the_result_file_says_so_and_the_next_run_makes_the_report(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:3], mnist_test.labels[:3])
+    failed = run_job(inbox, results, REPORT_FORMATS="json", REPORT_ARGS="--no-such-option")
+    assert failed.returncode == 1
+    (result,) = results.glob("predictions-*.parquet")
+    assert failed.stderr.splitlines() == [
+        f"classify-inbox: report on {result} failed; the result file is kept without its report, and the next run "
+        f"makes the missing report (see {results}/classify-inbox.log)"]
+    assert not list((results / "reports").iterdir())
+
+    done = run_job(inbox, results, REPORT_FORMATS="json")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (results / "reports" / f"{result.stem}.json").is_file()
+    assert list(results.glob("predictions-*.parquet")) == [result]  # nothing classified twice
+
+
+@pytest.mark.timeout(240)
+def test_a_clock_that_went_back_still_names_the_new_file_after_the_newest(tmp_path, mnist_test):
+    """A file named in 2999 is what a run leaves before the clock is set back (NTP, a wrong hardware clock)."""
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:3], mnist_test.labels[:3])
+    assert run_job(inbox, results, REPORT_FORMATS="json").returncode == 0
+    (first,) = results.glob("predictions-*.parquet")
+    future = first.rename(results / "predictions-29990101T000000000000Z.parquet")
+    changed = sorted(inbox.rglob("*.png"))[0]
+    Image.fromarray(np.pad(mnist_test.images[10], 2)[2:-2, 2:-2]).save(changed)
+    os.utime(changed, ns=(time.time_ns() + 10**9,) * 2)
+
+    assert run_job(inbox, results, REPORT_FORMATS="json").returncode == 0
+    files = sorted(results.glob("predictions-*.parquet"))
+    assert len(files) == 2 and files[0] == future and files[-1].name.startswith("predictions-29990101T000000000001Z")
+    assert "is behind the newest result file" in (results / "classify-inbox.log").read_text()
+
+    again = run_job(inbox, results, REPORT_FORMATS="json")  # the changed file's newest row is the new one
+    assert again.returncode == 0 and len(list(results.glob("predictions-*.parquet"))) == 2
+    assert log_lines(results)[-1].endswith("done: nothing new")
+
+
+# issue 19, item 13: the report is made of the files the README's daily workflow uses
+@pytest.mark.timeout(240)
+def test_report_formats_default_to_json_html_and_review_and_only_missing_ones_are_made(tmp_path, mnist_test):
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    write_pngs(inbox, mnist_test.images[:3], mnist_test.labels[:3])
+    assert run_job(inbox, results, REPORT_FORMATS="json").returncode == 0
+    (result,) = results.glob("predictions-*.parquet")
+    reports = results / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == [f"{result.stem}.json"]
+    before = (reports / f"{result.stem}.json").stat().st_mtime_ns
+
+    environment = {k: v for k, v in os.environ.items() if k != "REPORT_FORMATS"}
+    done = subprocess.run(["bash", JOB], env=environment | {"INBOX": str(inbox), "RESULTS": str(results),
+                                                            "MNIST_BATCH": str(BIN / "mnist-batch")},
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr) == (0, "")
+    made = sorted(p.name for p in reports.iterdir())
+    assert made == [f"{result.stem}.{end}" for end in ("html", "json", "review.csv")]
+    assert (reports / f"{result.stem}.json").stat().st_mtime_ns == before  # made once, not again
+    assert "<html" in (reports / f"{result.stem}.html").read_text().lower()
+    assert pl.read_csv(reports / f"{result.stem}.review.csv").columns[:2] == ["path", "label"]
+
+
+@pytest.mark.timeout(60)
+def test_an_unknown_report_format_is_one_line_before_any_work(tmp_path, mnist_test):
+    write_pngs(tmp_path / "inbox", mnist_test.images[:1], mnist_test.labels[:1])
+    done = run_job(tmp_path / "inbox", tmp_path / "results", REPORT_FORMATS="json pdf")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["classify-inbox: REPORT_FORMATS: unknown format 'pdf'; use json, html or "
+                                        f"review (see {tmp_path}/results/classify-inbox.log)"]
+    assert not list((tmp_path / "results").glob("predictions-*"))
