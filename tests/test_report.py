@@ -460,8 +460,20 @@ def test_not_digit_rows_are_counted_apart_and_kept_out_of_the_accuracy(cli, form
 
 
 @pytest.mark.parametrize("labelled", [True, False], ids=["labels", "no labels"])
-def test_risk_coverage_agrees_with_a_computation_from_the_frame(cli, forms, labelled):
-    rows = folder_labels(pl.read_parquet(forms)).filter(pl.col("status") == "ok")
+def test_risk_coverage_agrees_with_a_computation_from_the_frame(cli, forms, labelled, tmp_path):
+    # Confidences spread over 0.4-1 (MNIST digits alone are nearly all above 0.99), a third of them
+    # on a wrong digit, so that every threshold cuts and the error differs between them.
+    frame = pl.read_parquet(forms)
+    rng = np.random.default_rng(3)
+    spread = pl.Series(np.where(np.arange(frame.height) % 5 == 0, 0.999, rng.uniform(0.4, 0.99, frame.height)),
+                       dtype=pl.Float32)
+    frame = frame.with_columns(confidence=pl.when(pl.col("status") == "ok").then(spread),
+                               pred=pl.when(pl.Series(rng.random(frame.height) < 0.3)).then((pl.col("pred") + 1) % 10)
+                               .otherwise(pl.col("pred")).cast(pl.Int8))
+    forms = tmp_path / "spread" / "preds.parquet"
+    forms.parent.mkdir()
+    frame.write_parquet(forms)
+    rows = folder_labels(frame).filter(pl.col("status") == "ok")
     figures = report_json(cli, forms, *(["--labels-from-dirs"] if labelled else []))
     table = figures["risk_coverage"]
     assert [row["threshold"] for row in table] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
