@@ -15,6 +15,7 @@ from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 import typer  # noqa: E402
+from typer.core import TyperCommand  # noqa: E402
 
 from mnist_batch import __version__  # noqa: E402
 from mnist_batch.errors import (  # noqa: E402
@@ -39,6 +40,32 @@ app = typer.Typer(
     add_completion=True,
     rich_markup_mode=None,
 )
+
+
+def argument_metavar(argument) -> str:
+    """`FILE|DIR...`, or `[FILE|DIR]...` when it may be left out: the same under every Typer release."""
+    name = argument.metavar or argument.name.upper()
+    shown_name = name if argument.required else f"[{name}]"
+    return shown_name + ("..." if argument.nargs != 1 else "")
+
+
+class PlainHelpCommand(TyperCommand):
+    """Help whose arguments read as their metavar alone: Typer 0.2x appends the Python type (`<list[str]>`)."""
+
+    def collect_usage_pieces(self, ctx):
+        arguments = [argument_metavar(p) for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return ([self.options_metavar] if self.options_metavar else []) + arguments
+
+    def format_options(self, ctx, formatter):
+        params = self.get_params(ctx)
+        arguments = [(argument_metavar(p), getattr(p, "help", None) or "")
+                     for p in params if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
+        options = [record for p in params if p.param_type_name == "option" and (record := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
 
 Device = typer.Option("auto", "--device", metavar="NAME", help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")
 DataDir = typer.Option(None, "--data-dir", metavar="DIR",
@@ -99,7 +126,7 @@ def main_options(
     ctx.obj = {"debug": debug}
 
 
-@app.command("train")
+@app.command("train", cls=PlainHelpCommand)
 def train_command(
     ctx: typer.Context,
     arch: Optional[str] = typer.Option(None, metavar="NAME",
@@ -142,9 +169,11 @@ def train_command(
 ):
     """Train the network on MNIST, or fine-tune one on your own digits.
 
-    Example: mnist-batch train --epochs 3 --out runs/train
+    Examples (the second fine-tunes on your own labelled digits):
 
-    Fine-tune: mnist-batch train --from lenet --extra review.csv --out runs/mine
+    \b
+      mnist-batch train --epochs 3 --out runs/train
+      mnist-batch train --from smallbn --extra review.csv --out runs/mine
     """
     from mnist_batch.train import TrainOptions
     from mnist_batch.train import train as train_job
@@ -189,7 +218,7 @@ def held_back_line(extra: dict, mnist_test: float) -> str:
     return line
 
 
-@app.command("evaluate")
+@app.command("evaluate", cls=PlainHelpCommand)
 def evaluate_command(
     ctx: typer.Context,
     checkpoint: Optional[str] = Checkpoint,
@@ -202,7 +231,10 @@ def evaluate_command(
 
     Accuracy, loss and per-class accuracy.
 
-    Example: mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
+    Example:
+
+    \b
+      mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
     """
     from mnist_batch.evaluate import EvaluateOptions, evaluate_checkpoint
 
@@ -216,7 +248,7 @@ def evaluate_command(
     typer.echo("per class: " + "  ".join(f"{d}:{a:.2%}" for d, a in enumerate(result["per_class_accuracy"])))
 
 
-@app.command("checkpoints")
+@app.command("checkpoints", cls=PlainHelpCommand)
 def checkpoints_command(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
@@ -224,7 +256,9 @@ def checkpoints_command(
     """List the bundled checkpoints: name, network, parameters, recorded accuracy.
 
     Any of these names goes where a command takes --checkpoint, e.g.
-    mnist-batch classify ./scans --out preds.parquet --checkpoint lenet
+
+    \b
+      mnist-batch classify ./scans --out preds.parquet --checkpoint lenet
     """
     from mnist_batch.model import bundled_checkpoints
 
@@ -238,7 +272,7 @@ def checkpoints_command(
                    f"{row['mnist_test_accuracy']:>10.2%}  {row['path']}")
 
 
-@app.command("classify")
+@app.command("classify", cls=PlainHelpCommand)
 def classify_command(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(None, metavar="FILE|DIR",
@@ -272,7 +306,7 @@ def classify_command(
         "is below this get status not_digit instead of a digit. 0 keeps every digit."),
     engine: str = typer.Option("local", metavar="NAME",
                                help="local, or ray to run on a Ray cluster (--out is then a directory)."),
-    address: Optional[str] = typer.Option(None, metavar="ADDRESS",
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS",
                                           help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
     actors: int = typer.Option(0, metavar="N", help="Ray predictor actors (0: one per GPU, or one)."),
     quiet: bool = Quiet,
@@ -282,11 +316,12 @@ def classify_command(
 
     Every input gets a row, failures included.
 
-    Example: mnist-batch classify ./scans --out preds.parquet
+    Examples: a folder; only what is new (for cron); on a Ray cluster.
 
-    For cron: mnist-batch classify ./inbox --out-dir results/ --incremental
-
-    On a Ray cluster: mnist-batch classify s3://bucket/scans --out results/ --engine ray
+    \b
+      mnist-batch classify ./scans --out preds.parquet
+      mnist-batch classify ./inbox --out-dir results/ --incremental
+      mnist-batch classify s3://bucket/scans --out results/ --engine ray
 
     Exit codes: 0 every input classified (or blank, or not a digit); 3 some inputs could not be
     classified (their rows say why); 1 failure; 2 usage error; 75 another run holds
@@ -316,7 +351,7 @@ def classify_command(
         raise typer.Exit(PARTIAL)
 
 
-@app.command("report")
+@app.command("report", cls=PlainHelpCommand)
 def report_command(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., metavar="FILE|GLOB",
@@ -351,9 +386,11 @@ def report_command(
 
     Accuracy needs labels: --labels FILE, --labels-from-dirs, or a label column.
 
-    Example: mnist-batch report preds.parquet --labels labels.csv --html report.html
+    Examples: one run, with labels and an HTML page; two runs compared.
 
-    Two runs: mnist-batch report --compare base.parquet tuned.parquet --labels labels.csv
+    \b
+      mnist-batch report preds.parquet --labels labels.csv --html report.html
+      mnist-batch report --compare base.parquet tuned.parquet --labels labels.csv
 
     Exit codes: 0 done; 4 accuracy below --min-accuracy; 1 failure; 2 usage error.
     """
