@@ -368,3 +368,24 @@ def test_an_unknown_report_format_is_one_line_before_any_work(tmp_path, mnist_te
     assert done.stderr.splitlines() == ["classify-inbox: REPORT_FORMATS: unknown format 'pdf'; use json, html or "
                                         f"review (see {tmp_path}/results/classify-inbox.log)"]
     assert not list((tmp_path / "results").glob("predictions-*"))
+
+
+def make_classify(inbox: Path, out: Path) -> subprocess.CompletedProcess:
+    """`make classify` with this interpreter's environment (-o: never reinstall it)."""
+    venv = BIN.parent
+    command = ["make", "-s", "-C", str(REPO), "classify", f"VENV={venv}", "-o", f"{BIN}/mnist-batch",
+               f"IN={inbox}", f"OUT={out}", "ARGS=--workers 1 --quiet"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.timeout(300)
+def test_make_classify_takes_some_bad_inputs_as_done_with_a_note_and_fails_on_real_errors(tmp_path, mnist_test):
+    inbox, out = tmp_path / "inbox", tmp_path / "preds.parquet"
+    write_pngs(inbox, mnist_test.images[:3], mnist_test.labels[:3])
+    (inbox / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    done = make_classify(inbox, out)
+    assert done.returncode == 0, done.stderr
+    assert f"some inputs could not be classified; their rows in {out} say why" in done.stdout
+    assert pl.read_parquet(out).height == 4
+    again = make_classify(inbox, out)  # --out exists without --overwrite: a usage error stays an error
+    assert again.returncode != 0 and "--overwrite" in again.stderr
