@@ -5,7 +5,7 @@ Two steps, as measured on scanned and optdigits-like sets (README, bench/bench_a
    digits, so that the network normalises their ink, stroke and size as it did MNIST's.
 2. Confident self-training, for `rounds` rounds: the set's answers with high confidence and a high
    digit score become labels, mixed into MNIST batches (with the generated non-digits, as
-   `train --from --extra` does), for a short fine-tuning at a low rate; then step 1 again.
+   `train --from --extra` does), for a short fine-tuning at a low rate.
 
 A guard against collapse: the result must keep MNIST test accuracy >= MNIST_FLOOR; else the
 BatchNorm-only result is written if it does, else nothing is. Rows that are not digits never
@@ -171,11 +171,12 @@ def adapt(opts: AdaptOptions) -> dict:
                                torch.from_numpy(labels.astype("int64")).to(device),
                                extra_per_batch, train.extra_augment(bool(base_hyper.get("augment_writers"))))
         stream = train.batches(mnist_x, mnist_y, opts.batch_size, steps, generator, None, labelled, non_digits)
-        train.fit(model, stream, 1, steps, opts.lr, test, opts.progress)
-        reestimate_batch_norm(model, statistics_set)  # training moved them towards MNIST's
-        rounds.append({"labels": len(index), "steps": steps, "mnist_test_accuracy": mnist_accuracy(model, test)})
+        # The statistics now follow the training batches, as in the base; re-estimating them on the
+        # set once more measured worse (optdigits: 98.3% against 98.4%).
+        _, metrics = train.fit(model, stream, 1, steps, opts.lr, test, opts.progress)
+        rounds.append({"labels": len(index), "steps": steps, "mnist_test_accuracy": metrics["accuracy"]})
 
-    after = mnist_accuracy(model, test)
+    after = rounds[-1]["mnist_test_accuracy"] if rounds else after_batch_norm
     kept = "self-training" if opts.rounds else "batch-norm"
     if after < MNIST_FLOOR and opts.rounds and after_batch_norm >= MNIST_FLOOR:
         log(f"self-training left MNIST test at {after:.2%}, below {MNIST_FLOOR:.1%}: "
