@@ -24,12 +24,13 @@ import torch
 from torch import nn
 
 from mnist_batch import data, discover, images, synthetic, train
-from mnist_batch.errors import USAGE, UserError, log
+from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint
 
 MNIST_FLOOR = 0.994  # an adapted network below this on MNIST test has forgotten digits: not written
 MIN_DIGITS = 50  # confident digit rows needed: fewer give noisy statistics and labels
 NON_DIGITS_SHARE = 0.2  # of each batch, for a base whose metadata does not say (as `train --non-digits 0.2`)
+BATCH_SIZE = 128  # images per fine-tuning step, as `train --from` takes them
 BN_BATCH = 512  # images per forward pass while re-estimating the statistics
 NON_DIGIT_BANK = 2_000  # at most, generated non-digits drawn once per run, augmented anew at every use
 
@@ -44,7 +45,6 @@ class AdaptOptions:
     confidence: float = 0.95  # an answer becomes a label at this confidence or above ...
     min_digit_score: float = 0.5  # ... and this digit score or above
     lr: float = 0.001
-    batch_size: int = 128
     seed: int = 1
     device: str = "auto"
     data_dir: Path | None = None
@@ -65,8 +65,6 @@ def check_options(opts: AdaptOptions) -> None:
         raise UserError(f"--min-digit-score {opts.min_digit_score}: give a score above 0 up to 1, e.g. 0.5", USAGE)
     if not opts.lr > 0:
         raise UserError(f"--lr {opts.lr}: give a learning rate above 0, e.g. 0.001", USAGE)
-    if opts.batch_size < 2:
-        raise UserError(f"--batch-size {opts.batch_size}: give 2 or more", USAGE)
 
 
 def list_sha256(paths: list[str]) -> str:
@@ -127,11 +125,11 @@ def adapt(opts: AdaptOptions) -> dict:
     inference = Inference(opts.base, opts.device)
     model, device = inference.model, inference.device
     if not batch_norms(model) or not inference.knows_non_digits:
-        raise UserError(f"--from {inference.checkpoint.name}: adapting needs a smallbn checkpoint with the "
+        raise UserError(f"--from {shown(inference.checkpoint.name)}: adapting needs a smallbn checkpoint with the "
                         "\"not a digit\" output (BatchNorm to re-estimate, and a digit score to keep non-digits "
                         "out of the labels); use --from smallbn", USAGE)
     if not paths:
-        raise UserError(f"no image files found in {', '.join(opts.inputs)}; give folders of images", USAGE)
+        raise UserError(f"no image files found in {', '.join(map(shown, opts.inputs))}; give folders of images", USAGE)
     chunk = images.preprocess_chunk(paths)
     # Only what the network takes for one digit shapes the statistics and the labels.
     _, digit_score = inference.scores(chunk.digits, [True] * len(chunk.digits))
@@ -151,11 +149,11 @@ def adapt(opts: AdaptOptions) -> dict:
     base_hyper = inference.metadata.get("hyperparameters", {})
     # Generated non-digits in the share the base was trained with, so that it keeps knowing them.
     share = base_hyper.get("non_digits") or NON_DIGITS_SHARE
-    per_batch = max(1, round(share * opts.batch_size))
-    needed = max(len(set_digits) * per_batch // opts.batch_size, (opts.steps or train.MAX_STEPS) * per_batch)
+    per_batch = max(1, round(share * BATCH_SIZE))
+    needed = max(len(set_digits) * per_batch // BATCH_SIZE, (opts.steps or train.MAX_STEPS) * per_batch)
     bank = synthetic.non_digit_bank(min(NON_DIGIT_BANK, needed), train_set.images, opts.seed)
-    non_digits = train.non_digit_source(torch.from_numpy(bank).to(device), share, opts.batch_size)
-    statistics_set = batch_norm_mix(torch.from_numpy(set_digits).to(device), non_digits, opts.batch_size, generator)
+    non_digits = train.non_digit_source(torch.from_numpy(bank).to(device), share, BATCH_SIZE)
+    statistics_set = batch_norm_mix(torch.from_numpy(set_digits).to(device), non_digits, BATCH_SIZE, generator)
     reestimate_batch_norm(model, statistics_set)
     batch_norm_only = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     after_batch_norm = mnist_accuracy(model, test)
@@ -163,14 +161,14 @@ def adapt(opts: AdaptOptions) -> dict:
     rounds = []
     mnist_x = torch.from_numpy(train_set.images.copy()).to(device)
     mnist_y = torch.from_numpy(train_set.labels.astype("int64")).to(device)
-    extra_per_batch = max(1, round(train.TrainOptions.extra_share * opts.batch_size))
+    extra_per_batch = max(1, round(train.TrainOptions.extra_share * BATCH_SIZE))
     for _ in range(opts.rounds):
         index, labels = confident_labels(inference, chunk.digits, opts)
         steps = opts.steps or train.fine_tune_steps(len(index), extra_per_batch)
         labelled = train.Mixed(torch.from_numpy(chunk.digits[index]).to(device),
                                torch.from_numpy(labels.astype("int64")).to(device),
                                extra_per_batch, train.extra_augment(bool(base_hyper.get("augment_writers"))))
-        stream = train.batches(mnist_x, mnist_y, opts.batch_size, steps, generator, None, labelled, non_digits)
+        stream = train.batches(mnist_x, mnist_y, BATCH_SIZE, steps, generator, None, labelled, non_digits)
         # The statistics now follow the training batches, as in the base; re-estimating them on the
         # set once more measured worse (optdigits: 98.3% against 98.4%).
         _, metrics = train.fit(model, stream, 1, steps, opts.lr, test, opts.progress)
@@ -206,7 +204,7 @@ def adapt(opts: AdaptOptions) -> dict:
             "confidence": opts.confidence,
             "min_digit_score": opts.min_digit_score,
             "lr": opts.lr,
-            "batch_size": opts.batch_size,
+            "batch_size": BATCH_SIZE,
             "seed": opts.seed,
             "mnist_test_accuracy_before": before,
             "mnist_test_accuracy_batch_norm": after_batch_norm,
