@@ -186,9 +186,12 @@ def adapt(opts: AdaptOptions) -> dict:
                         f"{MNIST_FLOOR:.1%}: the network would forget digits, so nothing was written; "
                         "try --rounds 0, fewer --steps or a lower --lr")
 
-    metadata = dict(inference.metadata)  # network, classes, temperature and training hyperparameters carry over
-    metadata |= {
+    # What the base was trained with carries over (fine-tuning reads it: its non-digit share, its
+    # augmentation); so does its confidence temperature. The rest describes this run.
+    carried = {key: inference.metadata[key] for key in ("hyperparameters", "temperature") if key in inference.metadata}
+    metadata = carried | {
         "test_accuracy": after,
+        "mnist_md5": train_set.md5 | test_set.md5,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
         "base_checkpoint": {"checkpoint": inference.name, "sha256": inference.sha256,

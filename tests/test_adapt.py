@@ -60,6 +60,8 @@ def test_an_adapted_checkpoint_records_what_it_was_adapted_on(cli, tmp_path, wri
     assert meta["base_checkpoint"] == {"checkpoint": base.name, "sha256": file_sha256(base),
                                        "test_accuracy": metadata_of(base)["test_accuracy"]}
     assert meta["test_accuracy"] == adapted["mnist_test_accuracy_after"]
+    base_meta = metadata_of(base)  # what fine-tuning and classify read of the base carries over
+    assert (meta["hyperparameters"], meta["temperature"]) == (base_meta["hyperparameters"], base_meta["temperature"])
 
     # then labelled fine-tuning on top: first adapt, then fine-tune
     labels_file = tmp_path / "labels.csv"
