@@ -9,6 +9,7 @@ measures the gain), so that the network learns their writers without forgetting 
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,6 +124,96 @@ def make_augment(opts: TrainOptions, heavy_p: float = 0.0):
     if opts.augment:
         return augment.make_augment(**AFFINE_ONLY)
     return None
+
+
+def extra_augment(writers: bool):
+    """For the user's own digits: the writer set for a network trained with it, else the affine jitter."""
+    return augment.make_augment(**({} if writers else AFFINE_ONLY))
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """Images mixed into every batch: `per_batch` of them drawn at random and augmented, with their labels."""
+
+    x: torch.Tensor  # (n, 28, 28) uint8, on the training device, as the labels are
+    y: torch.Tensor  # (n,) int64
+    per_batch: int
+    augment: Callable[[torch.Tensor], torch.Tensor]
+
+
+def non_digit_source(bank: torch.Tensor, share: float, batch_size: int) -> Mixed:
+    """Generated non-digits (synthetic.non_digit_bank) as the "not a digit" class, `share` of each batch."""
+    labels = torch.full((len(bank),), NOT_DIGIT_LABEL, dtype=torch.int64, device=bank.device)
+    return Mixed(bank, labels, max(1, round(share * batch_size)), augment.make_augment())
+
+
+def batches(train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int, steps_per_epoch: int,
+            generator: torch.Generator, augment_mnist=None, extra: Mixed | None = None,
+            non_digits: Mixed | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless training batches: MNIST in a new shuffled order each epoch (drawn at random instead when
+    the user's digits take a share of the batch), then the user's digits, then the non-digits on top."""
+    device = train_x.device
+    mnist_per_batch = batch_size - (extra.per_batch if extra is not None else 0)
+    while True:
+        order = torch.randperm(len(train_x), generator=generator).to(device)
+        for step in range(steps_per_epoch):
+            if extra is None:
+                index = order[step * batch_size : (step + 1) * batch_size]
+            else:
+                index = torch.randint(len(train_x), (mnist_per_batch,), generator=generator).to(device)
+            batch_x = train_x[index] if augment_mnist is None else augment_mnist(train_x[index])
+            parts = [(batch_x, train_y[index])]
+            for source in (extra, non_digits):
+                if source is not None:
+                    pick = torch.randint(len(source.x), (source.per_batch,), generator=generator).to(device)
+                    parts.append((source.augment(source.x[pick]), source.y[pick]))
+            yield torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def fit(model, stream: Iterator, epochs: int, steps_per_epoch: int, lr: float,
+        test: tuple[torch.Tensor, torch.Tensor], progress: bool) -> tuple[list[dict], dict]:
+    """Adam with a one-cycle schedule over `epochs` x `steps_per_epoch` batches of `stream`; per epoch,
+    train and MNIST test metrics. Returns the history and the last test metrics (the checkpoint's figures)."""
+    device = test[0].device
+    # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    history = []
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for _ in bar:
+            batch_x, batch_y = next(stream)
+            output = model(normalize(batch_x).contiguous(memory_format=torch.channels_last))
+            loss = F.nll_loss(output, batch_y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            # Accumulate on the device: no host sync per step.
+            loss_sum += loss.detach() * len(batch_y)
+            correct += (output.argmax(1) == batch_y).sum()
+            seen += len(batch_y)
+        metrics = accuracy_and_loss(model, *test)
+        history.append({
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / seen,
+            "train_accuracy": correct.item() / seen,
+            "test_loss": metrics["loss"],
+            "test_accuracy": metrics["accuracy"],
+            "lr": schedule.get_last_lr()[0],
+            "seconds": time.perf_counter() - epoch_start,
+        })
+        if progress:
+            last = history[-1]
+            tqdm.write(f"epoch {epoch}: train loss {last['train_loss']:.4f}, "
+                       f"test accuracy {last['test_accuracy']:.2%}")
+    return history, metrics
 
 
 def fine_tune_steps(extra_digits: int, extra_per_batch: int) -> int:
@@ -286,7 +377,6 @@ def train(opts: TrainOptions) -> dict:
     # Fine-tuning: each batch is MNIST drawn at random plus the user's digits, augmented
     # (they are few), for a number of steps set by how many there are.
     extra_per_batch = max(1, round(opts.extra_share * opts.batch_size)) if extra is not None else 0
-    mnist_per_batch = opts.batch_size - extra_per_batch
     if opts.dry_run:
         steps_per_epoch = DRY_RUN_BATCHES
     elif extra is not None and base is not None:  # from scratch, --extra digits join full MNIST epochs
@@ -294,74 +384,22 @@ def train(opts: TrainOptions) -> dict:
     else:
         steps_per_epoch = -(-len(train_x) // opts.batch_size)
     epochs = 1 if opts.dry_run else opts.epochs
+    non_digits = None
     if share:  # drawn and preprocessed as classify would see them; augmented in every batch
         non_digits_per_batch = max(1, round(share * opts.batch_size))
         # Drawing one costs milliseconds: a short run (fine-tuning, --dry-run) draws fewer.
         count = min(NON_DIGIT_BANK, max(MIN_BANK, 2 * epochs * steps_per_epoch * non_digits_per_batch))
         bank = torch.from_numpy(synthetic.non_digit_bank(count, train_set.images, opts.seed)).to(device)
-    # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
-    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr, fused=device.type in ("cpu", "cuda"))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=opts.lr, epochs=epochs, steps_per_epoch=steps_per_epoch
-    )
-    augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
+        non_digits = non_digit_source(bank, share, opts.batch_size)
     # The user's digits get the augmentation the network learnt to absorb: the writer set for a
     # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
     writers = opts.augment_writers or (base or {}).get("augment_writers", False)
-    augment_extra = augment.make_augment(**({} if writers else AFFINE_ONLY)) if extra is not None else None
-    augment_non_digits = augment.make_augment()
+    mixed_in = Mixed(extra_x, extra_y, extra_per_batch, extra_augment(writers)) if extra is not None else None
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
-
-    history = []
-    for epoch in range(1, epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train_x), generator=shuffle).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="batch",
-                   disable=not opts.progress, leave=False)
-        for step in bar:
-            if extra is None:
-                index = order[step * opts.batch_size : (step + 1) * opts.batch_size]
-            else:
-                index = torch.randint(len(train_x), (mnist_per_batch,), generator=shuffle).to(device)
-            batch_x, batch_y = train_x[index], train_y[index]
-            if augment_mnist is not None:
-                batch_x = augment_mnist(batch_x)
-            if extra is not None:
-                pick = torch.randint(len(extra_x), (extra_per_batch,), generator=shuffle).to(device)
-                batch_x = torch.cat([batch_x, augment_extra(extra_x[pick])])
-                batch_y = torch.cat([batch_y, extra_y[pick]])
-            if share:
-                pick = torch.randint(len(bank), (non_digits_per_batch,), generator=shuffle).to(device)
-                batch_x = torch.cat([batch_x, augment_non_digits(bank[pick])])
-                batch_y = torch.cat([batch_y, torch.full_like(pick, NOT_DIGIT_LABEL)])
-            output = model(normalize(batch_x).contiguous(memory_format=torch.channels_last))
-            loss = F.nll_loss(output, batch_y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            # Accumulate on the device: no host sync per step.
-            loss_sum += loss.detach() * len(batch_y)
-            correct += (output.argmax(1) == batch_y).sum()
-            seen += len(batch_y)
-        test = accuracy_and_loss(model, test_x, test_y)  # the last epoch's is the checkpoint's figure
-        history.append({
-            "epoch": epoch,
-            "train_loss": loss_sum.item() / seen,
-            "train_accuracy": correct.item() / seen,
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "lr": schedule.get_last_lr()[0],
-            "seconds": time.perf_counter() - epoch_start,
-        })
-        if opts.progress:
-            last = history[-1]
-            tqdm.write(f"epoch {epoch}: train loss {last['train_loss']:.4f}, "
-                       f"test accuracy {last['test_accuracy']:.2%}")
+    augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
+    stream = batches(train_x, train_y, opts.batch_size, steps_per_epoch, shuffle, augment_mnist,
+                     mixed_in, non_digits)
+    history, test = fit(model, stream, epochs, steps_per_epoch, opts.lr, (test_x, test_y), opts.progress)
 
     hyper = {k: v for k, v in asdict(opts).items()
              if k in ("batch_size", "lr", "augment", "augment_writers", "holdout", "extra_share", "calibrate")}
