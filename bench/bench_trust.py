@@ -64,7 +64,7 @@ def digit_set(classifier, paths: list[str], labels: np.ndarray) -> dict:
     pred = frame["pred"].fill_null(-1).to_numpy()
     confidence = frame["confidence"].fill_null(0).to_numpy()
     sure = ok & (confidence >= CONFIDENT)
-    return {"accuracy": float((pred == labels).mean()), "rejected": float(np.mean(frame["status"] == "not_digit")),
+    return {"accuracy": float((pred == labels).mean()), "rejected": float((frame["status"] == "not_digit").mean()),
             "confident_error": float((pred[sure] != labels[sure]).mean()) if sure.any() else 0.0,
             "confident_share": float(sure.mean()), "scores": digit_scores(frame),
             "ece": expected_calibration_error(confidence[ok], (pred == labels)[ok])}
