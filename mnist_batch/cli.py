@@ -291,9 +291,11 @@ def classify_command(
     inputs: list[str] = typer.Argument(None, metavar="FILE|DIR",
                                        help="Image files and folders (walked recursively).",
                                        show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="Result file, .parquet or .csv."),
-    out_dir: Optional[Path] = typer.Option(
-        None, "--out-dir", metavar="DIR", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE",
+                                      help="Result file, .parquet or .csv; or a URI: s3://bucket/preds.parquet."),
+    out_dir: Optional[str] = typer.Option(
+        None, "--out-dir", metavar="DIR", help="Instead of --out: write a new predictions-<UTC time>.parquet here "
+        "(a folder, or a URI prefix: s3://bucket/results/)."),
     incremental: bool = typer.Option(
         False, "--incremental", help="With --out-dir: classify only inputs no file there covers (new or changed)."),
     files_from: Optional[str] = typer.Option(
@@ -341,8 +343,9 @@ def classify_command(
     """
     from mnist_batch.errors import PARTIAL
     from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+    from mnist_batch.storage import output_location
 
-    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
+    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=output_location(out), out_dir=output_location(out_dir),
                            incremental=incremental, files_from=files_from,
                            include=tuple(include), exclude=tuple(exclude), format=fmt,
                            checkpoint=checkpoint, device=device, workers=workers,
