@@ -6,15 +6,18 @@ import io
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 from PIL import Image
 
-from tests.conftest import write_pngs
+from mnist_batch import results, storage
+from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -109,6 +112,35 @@ def test_s3_in_and_out_gives_the_rows_of_a_local_run(cli, store, scans, tmp_path
 
     again = cli("classify", f"s3://{bucket}/scans/", "--out", f"s3://{bucket}/out/preds.parquet", "--quiet")
     assert again.exit_code == 2 and "pass --overwrite" in again.stderr
+
+
+def test_resume_after_a_kill_uploads_every_row_once(store, mnist_test, tmp_path):
+    fs, bucket = store
+    folder, out = tmp_path / "many", f"s3://{bucket}/preds.parquet"
+    write_tiled_pngs(folder, mnist_test, 100, 3)
+    command = [str(part) for part in interruptible_classify(folder, out)]
+    parts = results.parts_dir(storage.cache_folder(out) / "preds.parquet")  # where the README says they are
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not list(parts.glob("part-*.parquet")) and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not fs.exists(f"{bucket}/preds.parquet")  # nothing half-written in the store
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming: " in resumed.stderr and "of 300 inputs already have rows" in resumed.stderr
+    fs.invalidate_cache()
+    got = pl.read_parquet(io.BytesIO(fs.cat_file(f"{bucket}/preds.parquet")))
+    assert got.height == 300 and got["file_id"].n_unique() == 300
+    assert not parts.exists() and not (parts.parent / "preds.parquet").exists()  # nothing left behind
+
+
+def test_file_uris_are_local_paths(cli, scans, tmp_path):
+    out = tmp_path / "preds.parquet"
+    result = cli("classify", f"file://{scans}", "--out", f"file://{out}", "--quiet")
+    assert result.exit_code == 3, result.stderr
+    assert pl.read_parquet(out).height == 13
 
 
 def test_incremental_over_a_bucket_that_grows(cli, store, mnist_test):
