@@ -324,6 +324,9 @@ def classify_command(
     address: Optional[str] = typer.Option(None, metavar="ADDRESS",
                                           help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
     actors: int = typer.Option(0, metavar="N", help="Ray predictor actors (0: one per GPU, or one)."),
+    shared_out: bool = typer.Option(
+        False, "--shared-out", help="With --engine ray on several nodes: the local --out is on a file system "
+        "every node mounts (NFS); else give an s3:// URI."),
     quiet: bool = Quiet,
     json_out: bool = typer.Option(False, "--json", help="Print the run's summary as JSON on stdout."),
 ):
@@ -352,7 +355,8 @@ def classify_command(
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
                            max_pixels=max_pixels, min_digit_score=min_digit_score,
                            progress=progress_wanted(quiet))
-    summary = run_job(ctx, run_engine, engine, opts, RayOptions(address=address, actors=actors), STARTED)
+    ray_opts = RayOptions(address=address, actors=actors, shared_out=shared_out)
+    summary = run_job(ctx, run_engine, engine, opts, ray_opts, STARTED)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     elif summary.out is None:

@@ -26,7 +26,7 @@ from mnist_batch.discover import is_image_name, matches
 from mnist_batch.errors import USAGE, UserError, shown
 from mnist_batch.files import write_atomic
 
-SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "hdfs"})
 URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # One short try per request: an unreachable endpoint is reported in seconds, not after minutes of retries.
 S3_OPTIONS = {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 3}}}

@@ -214,3 +214,49 @@ def test_a_store_that_cannot_be_used_is_one_line(s3_server, scans, tmp_path, pro
     assert result.stderr.count("\n") == 1 and "s3://some-bucket/preds.parquet" in result.stderr
     assert ("AWS_ENDPOINT_URL" if problem == "unreachable endpoint" else "AWS_ACCESS_KEY_ID") in result.stderr
     assert SECRET not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster(s3_server):
+    """A Ray cluster of two nodes on this machine (head and one worker, a CPU each), its workers
+    started with the S3 settings in their environment, as a real cluster's are."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_ray_on_two_nodes_reads_and_writes_the_store(cli, store, scans, tmp_path, two_node_cluster):
+    fs, bucket = store
+    upload_folder(fs, scans, f"{bucket}/scans")
+    local = tmp_path / "local.parquet"
+    assert cli("classify", f"s3://{bucket}/scans/", "--out", local, "--quiet").exit_code == 3
+
+    refused = cli("classify", f"s3://{bucket}/scans/", "--out", tmp_path / "ray-out", "--engine", "ray", "--quiet")
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert "2 nodes" in refused.stderr and "s3://" in refused.stderr and "--shared-out" in refused.stderr
+
+    out = f"s3://{bucket}/ray-out/"
+    result = cli("classify", f"s3://{bucket}/scans/", "--out", out, "--engine", "ray", "--quiet",
+                 "--batch-size", "4")
+    assert result.exit_code == 3, result.stderr
+    fs.invalidate_cache()
+    assert fs.exists(f"{bucket}/ray-out/_SUCCESS")
+    assert not [key for key in fs.find(bucket) if ".tmp-" in key]  # the temporary prefix is gone
+    got = pl.concat([pl.read_parquet(io.BytesIO(fs.cat_file(key))) for key in fs.glob(f"{bucket}/ray-out/*.parquet")])
+    got = got.sort("path")
+    expected = pl.read_parquet(local)
+    assert got.height == expected.height == 13 and got["file_id"].n_unique() == 13
+    for column in ("path", "file_id", *COMPARED, "file_mtime_ns"):
+        assert got[column].to_list() == expected[column].to_list(), column
+
+    figures = json.loads(cli("report", out, "--json").stdout)
+    assert figures["rows"] == 13 and figures["status"]["errors"] == {"not_image": 1}
