@@ -138,6 +138,7 @@ def mirror_results(prefix: str, folder: Path) -> None:
     (new or changed ones only, by size), and local copies of files gone from the store removed:
     incremental runs then read them as a local --out-dir's."""
     fs, path = filesystem(prefix)
+    fs.invalidate_cache(path)  # the files another machine added since this process last listed
     try:
         listed = fs.ls(path, detail=True) if fs.exists(path) else []
     except Exception as error:
@@ -215,6 +216,7 @@ def list_objects(uri: str, include: tuple[str, ...] = (), exclude: tuple[str, ..
     starting with '.') and passing --include/--exclude. URI -> (size, mtime_ns)."""
     check_bucket(uri)  # a wrong bucket or missing credentials: said as such, not as "no such prefix"
     fs, path = filesystem(uri)
+    fs.invalidate_cache(path)  # a long-lived process (the Python API) must not see an old listing
     scheme = uri.split("://", 1)[0]
     try:
         found = fs.find(path, detail=True)
