@@ -20,6 +20,7 @@ from PIL import Image
 
 from mnist_batch import images, results
 from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+from mnist_batch.storage import output_location
 
 PATH = (str, os.PathLike)
 # classify_files' keyword options (ClassifyOptions' fields, less those it sets itself), each with
@@ -140,7 +141,7 @@ def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", 
             continue
         check_type("classify_files", name, value, types, expected, nullable)
         if types is PATH and value is not None:
-            options[name] = Path(value) if name in ("out", "out_dir") else os.fspath(value)
+            options[name] = output_location(os.fspath(value)) if name in ("out", "out_dir") else os.fspath(value)
     opts = ClassifyOptions(inputs=input_names(inputs), progress=progress, **options)
     return run_engine(engine, opts, RayOptions(address=address, actors=actors), started)
 

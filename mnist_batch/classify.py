@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, results
+from mnist_batch import images, results, storage
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, raise_if_interrupted, shown
 from mnist_batch.options import ClassifyOptions, check_options
@@ -39,22 +39,66 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
     started = time.perf_counter() if started is None else started
     check_options(opts)
     fmt = results.output_format(Path(opts.out or "predictions.parquet"), opts.format)
+    remote = opts.out_dir or opts.out if storage.is_uri(opts.out_dir or opts.out) else None
+    if remote:  # the run's files live in a local folder; the finished file is uploaded (storage)
+        local_dir = storage.cache_folder(remote)
+        opts = replace(opts, out=local_dir / os.path.basename(opts.out.rstrip("/")) if opts.out else None,
+                       out_dir=local_dir if opts.out_dir else None)
     try:
+        # An object store has no lock: this one keeps out only other runs on this machine (README).
         with results.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
-            check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
+            if remote:
+                check_local_cache(opts, remote)
+            else:
+                check_options(opts)  # again under the lock: a run that held it may have written --out meanwhile
+            if remote and opts.out_dir:
+                storage.mirror_results(remote, opts.out_dir)
             # Named under the lock: after every result file there, whatever the clock says
             out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
-            return classify_locked(opts, out, fmt, started)
+            return classify_locked(opts, out, fmt, started, remote)
     except KeyboardInterrupt:  # before the run had parts: while locking, listing the inputs
         raise UserError("interrupted before any input was classified; nothing was kept: "
                         "rerun the command to start again", INTERRUPTED) from None
 
 
-def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) -> results.ClassifySummary:
-    paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
+def check_local_cache(opts: ClassifyOptions, remote: str) -> None:
+    """An output URI's local folder: no merged file may be left there from a run whose upload failed
+    unless --resume or --overwrite says what to do with it."""
+    if opts.out is not None and Path(opts.out).exists() and not (opts.overwrite or opts.resume):
+        raise UserError(f"{shown(opts.out)} holds the result of an earlier run for {shown(remote)} that was not "
+                        "uploaded: rerun with --resume to upload it, or --overwrite to start afresh", USAGE)
+
+
+def publisher(out: Path, remote: str | None, folder_output: bool):
+    """What RunFiles.finish does with the merged file: nothing for a local output; for an output
+    URI, upload it (one put: whole or not at all). An --out's local copy then goes; an --out-dir's
+    stays, as the mirror later incremental runs read."""
+    if remote is None:
+        return None
+    target = storage.join(remote, out.name) if folder_output else remote
+
+    def publish(local: Path) -> None:
+        try:
+            storage.upload(local, target)
+        except UserError as error:
+            rerun = "a later incremental run classifies them again" if folder_output else \
+                "rerun the same command with --resume to upload them"
+            raise UserError(f"{error}; the rows are kept in {shown(results.parts_dir(local))}: {rerun}") from None
+        if not folder_output:
+            local.unlink()
+
+    return publish
+
+
+def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
+                    remote: str | None = None) -> results.ClassifySummary:
+    objects: dict = {}  # (size, mtime_ns) of the object-store inputs, as listed
+    paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude, objects)
     check_not_an_input(out, paths)
     if opts.incremental:
-        paths = new_or_changed(paths, opts.out_dir)
+        paths = new_or_changed(paths, opts.out_dir, objects, remote or opts.out_dir)
+        if remote:
+            storage.set_aside_in_store(remote, opts.out_dir)
         if not paths:
             return results.ClassifySummary.of(
                 Counter(), out=None, format=None, inputs=0, classified_now=0,
@@ -64,7 +108,8 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
         log(f"no image files found in {', '.join(map(shown, opts.inputs)) or shown(opts.files_from)}; "
             "writing an empty result")
 
-    run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
+    run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size,
+                           publish=publisher(out, remote, opts.out_dir is not None))
     ids = file_ids(paths)  # a row is kept or redone by its file, however the path is spelt
     if run.done:
         opts = same_checkpoint(opts, run)
@@ -80,8 +125,9 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
         counts = run.finish()
     except KeyboardInterrupt:
         raise interrupted(run, len(paths)) from None
+    shown_out = storage.join(remote, out.name) if remote and opts.out_dir else remote or str(out)
     return results.ClassifySummary.of(
-        counts, out=str(out), format=fmt, inputs=len(paths), classified_now=len(todo),
+        counts, out=shown_out, format=fmt, inputs=len(paths), classified_now=len(todo),
         seconds=time.perf_counter() - started, pipeline_images_per_second=pipeline_rate, workers=workers,
         device=str(inference.device), checkpoint=str(inference.checkpoint))
 
@@ -106,14 +152,15 @@ def check_not_an_input(out: Path, paths: list[str]) -> None:
             raise UserError(f"--out {shown(out)} is one of the inputs; give another file name", USAGE)
 
 
-def new_or_changed(paths: list[str], out_dir: Path) -> list[str]:
-    """Incremental mode: the inputs that no result file in out_dir covers yet."""
+def new_or_changed(paths: list[str], out_dir: Path, objects: dict, named: str | Path) -> list[str]:
+    """Incremental mode: the inputs that no result file in out_dir covers yet (`objects`: the
+    listed size and mtime of object-store inputs; `named`: the --out-dir as the user gave it)."""
     results.remove_crashed_runs(out_dir)  # safe: this run holds out_dir's lock
     covered = results.covered_inputs(out_dir)
     new = [path for path, file_id in zip(paths, file_ids(paths), strict=True)
-           if file_key(path, file_id) not in covered]
+           if (((file_id, *objects[path]) if path in objects else file_key(path, file_id)) not in covered)]
     log(f"incremental: {len(new)} new, changed or to retry of {len(paths)} inputs; "
-        f"the rest already have rows in {shown(out_dir)}")
+        f"the rest already have rows in {shown(named)}")
     return new
 
 
@@ -142,7 +189,8 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     Returns the loaded model and the steady-state rate (first batch through the model to the last)."""
     # Small runs still get every worker busy; large runs use whole batches.
     chunk_size = max(16, min(opts.batch_size, -(-len(paths) // (workers * CHUNKS_PER_WORKER)) if paths else 16))
-    pool = DecodePool(paths, workers, chunk_size, opts.max_pixels)  # forks now, before torch loads
+    decode = storage.preprocess_chunk if any(map(storage.is_uri, paths)) else images.preprocess_chunk
+    pool = DecodePool(paths, workers, chunk_size, opts.max_pixels, decode)  # forks now, before torch loads
     from tqdm import tqdm
 
     bar = tqdm(total=len(paths), unit="img", disable=not opts.progress, smoothing=0.1, desc="loading the model")

@@ -328,9 +328,11 @@ def classify_command(
     inputs: list[str] = typer.Argument(None, metavar="FILE|DIR",
                                        help="Image files and folders (walked recursively).",
                                        show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE", help="Result file, .parquet or .csv."),
-    out_dir: Optional[Path] = typer.Option(
-        None, "--out-dir", metavar="DIR", help="Instead of --out: write a new predictions-<UTC time>.parquet here."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE",
+                                      help="Result file, .parquet or .csv; or a URI: s3://bucket/preds.parquet."),
+    out_dir: Optional[str] = typer.Option(
+        None, "--out-dir", metavar="DIR", help="Instead of --out: write a new predictions-<UTC time>.parquet here "
+        "(a folder, or a URI prefix: s3://bucket/results/)."),
     incremental: bool = typer.Option(
         False, "--incremental", help="With --out-dir: classify only inputs no file there covers (new or changed)."),
     files_from: Optional[str] = typer.Option(
@@ -359,6 +361,9 @@ def classify_command(
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS",
                                           help="Ray cluster address (default: $RAY_ADDRESS, else a local one)."),
     actors: int = typer.Option(0, metavar="N", help="Ray predictor actors (0: one per GPU, or one)."),
+    shared_out: bool = typer.Option(
+        False, "--shared-out", help="With --engine ray on several nodes: the local --out is on a file system "
+        "every node mounts (NFS); else give an s3:// URI."),
     quiet: bool = Quiet,
     json_out: bool = typer.Option(False, "--json", help="Print the run's summary as JSON on stdout."),
 ):
@@ -379,15 +384,17 @@ def classify_command(
     """
     from mnist_batch.errors import PARTIAL
     from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+    from mnist_batch.storage import output_location
 
-    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
+    opts = ClassifyOptions(inputs=tuple(inputs or ()), out=output_location(out), out_dir=output_location(out_dir),
                            incremental=incremental, files_from=files_from,
                            include=tuple(include), exclude=tuple(exclude), format=fmt,
                            checkpoint=checkpoint, device=device, workers=workers,
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
                            max_pixels=max_pixels, min_digit_score=min_digit_score,
                            progress=progress_wanted(quiet))
-    summary = run_job(ctx, run_engine, engine, opts, RayOptions(address=address, actors=actors), STARTED)
+    ray_opts = RayOptions(address=address, actors=actors, shared_out=shared_out)
+    summary = run_job(ctx, run_engine, engine, opts, ray_opts, STARTED)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     elif summary.out is None:

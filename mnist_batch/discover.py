@@ -148,7 +148,11 @@ def file_ids(paths: list[str | None]) -> list[str | None]:
         except ValueError:  # a NUL or a lone surrogate (the Python API): no file has that name
             return os.path.abspath(path)
 
-    return [None if path is None else escaped(resolved_or_absolute(path)) for path in paths]
+    from mnist_batch.storage import is_uri
+
+    # An object's identity is its URI: it has no folder to resolve.
+    return [None if path is None else path if is_uri(path) else escaped(resolved_or_absolute(path))
+            for path in paths]
 
 
 def walk(root: str, seen_dirs: set) -> list[str]:
@@ -196,17 +200,28 @@ def discover(
     files_from: str | None = None,
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
+    objects: dict | None = None,
 ) -> list[str]:
     """Sorted, normalised input paths, one per file (file_ids: `inbox` and `/srv/inbox` name the
     same files; the first spelling is kept). An input named on the command line must
     exist when the run starts (a typo is a usage error); a path in a --files-from list that
-    does not exist is kept and becomes a `missing` row, since a list can be stale."""
-    named = [normalise(item) for item in inputs]
+    does not exist is kept and becomes a `missing` row, since a list can be stale.
+    Object-store URIs (s3://bucket/prefix/) are listed like folders (storage.list_objects);
+    `objects`, when given, receives each object's (size, mtime_ns) from the listing."""
+    from mnist_batch import storage
+
+    uris = [item for item in inputs if storage.is_uri(item)]
+    listed: dict = {}
+    for uri in uris:
+        listed.update(storage.list_objects(uri, include, exclude))
+    if objects is not None:
+        objects.update(listed)
+    named = [normalise(storage.local_path(item)) for item in inputs if not storage.is_uri(item)]
     absent = [item for item in named if not os.path.lexists(item)]
     if absent:
         raise UserError(f"{shown(absent[0])}: no such file or folder; check the spelling", USAGE)
     named += read_list(files_from) if files_from else []
-    if not named:
+    if not named and not uris:
         raise UserError("no inputs: give image files or folders, or --files-from LIST", USAGE)
     seen_dirs: set = set()
     paths = []
@@ -219,7 +234,7 @@ def discover(
         paths = [p for p in paths if matches(p, include)]
     if exclude:
         paths = [p for p in paths if not matches(p, exclude)]
-    return one_spelling_per_file(sorted(set(paths)))
+    return one_spelling_per_file(sorted(set(paths) | set(listed)))
 
 
 def one_spelling_per_file(paths: list[str]) -> list[str]:

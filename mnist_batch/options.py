@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mnist_batch.errors import USAGE, UserError
 from mnist_batch.images import DEFAULT_MAX_PIXELS
+from mnist_batch.storage import is_uri
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -16,8 +17,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 @dataclass(frozen=True)
 class ClassifyOptions:
     inputs: tuple[str, ...]
-    out: Path | None = None
-    out_dir: Path | None = None  # instead of out: a new time-named Parquet file in this folder
+    out: Path | str | None = None  # a str only for an object-store URI (storage.output_location)
+    out_dir: Path | str | None = None  # instead of out: a new time-named Parquet file in this folder (or prefix)
     incremental: bool = False  # with out_dir: skip inputs that a result file there already covers
     files_from: str | None = None
     include: tuple[str, ...] = ()
@@ -38,6 +39,7 @@ class ClassifyOptions:
 class RayOptions:
     address: str | None = None  # Ray cluster address (else $RAY_ADDRESS, else a local cluster)
     actors: int = 0  # predictor actors (0: one per GPU, or one)
+    shared_out: bool = False  # a local --out is on a file system every node mounts (NFS)
 
 
 def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
@@ -61,11 +63,25 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError(f"--min-digit-score {opts.min_digit_score}: give a score between 0 and 1", USAGE)
     if opts.device not in DEVICES:
         raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
+    if is_uri(opts.out_dir) or is_uri(opts.out):
+        check_store_output(opts)
+        return
     if opts.out_dir is not None and Path(opts.out_dir).exists() and not Path(opts.out_dir).is_dir():
         raise UserError(f"--out-dir {opts.out_dir} is a file; give a folder (it is created when missing)", USAGE)
     if opts.out is not None and Path(opts.out).is_dir() and not folder_output:
         raise UserError(f"--out {opts.out} is a folder; give a file name ending in .parquet or .csv", USAGE)
     if opts.out is not None and Path(opts.out).exists() and not opts.overwrite:
+        hint = "nothing to resume; " if opts.resume else ""
+        raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)
+
+
+def check_store_output(opts: ClassifyOptions) -> None:
+    """An output URI: its bucket must answer (one line naming the URI before any work), and an
+    existing --out object is replaced only with --overwrite."""
+    from mnist_batch import storage
+
+    storage.check_bucket(opts.out_dir or opts.out)
+    if opts.out is not None and not opts.overwrite and storage.exists(opts.out):
         hint = "nothing to resume; " if opts.resume else ""
         raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)
 

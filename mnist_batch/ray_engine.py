@@ -1,9 +1,10 @@
 """classify on a Ray cluster (Ray Data's batch-inference shape), with the same stages as
 the local engine:
 
-    paths, or bytes read from URIs -> CPU tasks: images.preprocess_chunk / images.load
+    paths and object URIs, listed as the local engine does -> CPU tasks: storage.preprocess_chunk
     -> actor pool, the checkpoint loaded once per actor: model.Inference + results.build_rows
-    -> Parquet parts in a directory (written to a temporary one, then renamed)
+    -> Parquet parts in a directory (written to a temporary one, then renamed; on an object
+       store copied into place, then marked complete by a _SUCCESS object)
 
 Nothing here preprocesses, predicts or builds rows itself, so a file gives the same row
 here as in the local engine.
@@ -14,12 +15,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
-from mnist_batch import images, results
+from mnist_batch import images, results, storage
 from mnist_batch.discover import discover, file_ids
-from mnist_batch.errors import USAGE, UserError
-from mnist_batch.files import write_folder_atomic
+from mnist_batch.errors import USAGE, UserError, shown
+from mnist_batch.files import temporary_name, write_folder_atomic
 from mnist_batch.options import ClassifyOptions, RayOptions, check_options
 
 STAGE_SCHEMA = pa.schema([
@@ -57,18 +59,10 @@ def chunk_of(table: pa.Table) -> images.DecodedChunk:
 
 
 def preprocess_paths(batch: pa.Table, max_pixels: int) -> pa.Table:
-    """Local paths: read, decode and preprocess exactly as the local engine's workers do.
+    """Local paths and object URIs: read, decode and preprocess exactly as the local engine's workers do.
     Their file_id comes with them, resolved by the driver (a worker's current folder may differ)."""
-    return stage_table(images.preprocess_chunk(batch.column("path").to_pylist(), max_pixels),
+    return stage_table(storage.preprocess_chunk(batch.column("path").to_pylist(), max_pixels),
                        batch.column("file_id").to_pylist())
-
-
-def preprocess_bytes(batch: pa.Table, max_pixels: int) -> pa.Table:
-    """Files that Ray read from URIs (s3://, gs://, file://): decode and preprocess the bytes."""
-    blobs = batch.column("bytes").to_pylist()
-    decoded = [images.load(blob, max_pixels)._replace(file_size=len(blob)) for blob in blobs]
-    return stage_table(images.DecodedChunk.of(batch.column("path").to_pylist(), decoded),
-                       [None] * len(blobs))  # an object in a store is no local file
 
 
 class Predictor:
@@ -85,10 +79,6 @@ class Predictor:
                                     batch.column("file_id").to_pylist()).to_arrow()
 
 
-def is_uri(item: str) -> bool:
-    return "://" in item
-
-
 def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
                  started: float | None = None) -> results.ClassifySummary:
     """Run classify as a Ray Data job; --out is a directory of Parquet parts."""
@@ -97,8 +87,10 @@ def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
         raise UserError("--engine ray writes a directory of Parquet parts: give --out DIR "
                         "(no --out-dir, --resume or --format csv)", USAGE)
     check_options(opts, folder_output=True)
-    out = Path(opts.out)
-    with results.OutputLock(out):  # one run per output, as with the local engine
+    out = opts.out if storage.is_uri(opts.out) else Path(opts.out)
+    # An object store has no lock: a URI's keeps out only other runs on this machine (README).
+    lock = storage.cache_folder(out) / "ray-output" if storage.is_uri(out) else out
+    with results.OutputLock(lock):  # one run per output, as with the local engine
         check_options(opts, folder_output=True)  # again under the lock: the holder may have written --out
         return run_pipeline(opts, ray_opts, out, started)
 
@@ -121,24 +113,12 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
     context.enable_progress_bars = opts.progress
     logging.getLogger("ray.data").setLevel(logging.INFO if opts.progress else logging.ERROR)
 
-    uris = [item for item in opts.inputs if is_uri(item)]
-    local = [item for item in opts.inputs if not is_uri(item)]
-    stages = []
-    inputs = 0
-    if local or opts.files_from:
-        paths = discover(local, opts.files_from, opts.include, opts.exclude)
-        inputs += len(paths)
-        dataset = ray.data.from_items([{"path": path, "file_id": file_id}
-                                       for path, file_id in zip(paths, file_ids(paths), strict=True)])
-        stages.append(dataset.map_batches(preprocess_paths, batch_format="pyarrow", batch_size=opts.batch_size,
-                                          fn_kwargs={"max_pixels": opts.max_pixels}))
-    if uris:
-        dataset = ray.data.read_binary_files(uris, include_paths=True)
-        stages.append(dataset.map_batches(preprocess_bytes, batch_format="pyarrow", batch_size=opts.batch_size,
-                                          fn_kwargs={"max_pixels": opts.max_pixels}))
-    if not stages:
-        raise UserError("no inputs: give image files, folders or URIs, or --files-from LIST", USAGE)
-    prepared = stages[0].union(*stages[1:]) if len(stages) > 1 else stages[0]
+    check_output_reaches_every_node(out, ray_opts, ray.nodes())
+    paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude)
+    dataset = ray.data.from_items([{"path": path, "file_id": file_id}
+                                   for path, file_id in zip(paths, file_ids(paths), strict=True)])
+    prepared = dataset.map_batches(preprocess_paths, batch_format="pyarrow", batch_size=opts.batch_size,
+                                   fn_kwargs={"max_pixels": opts.max_pixels})
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = ray_opts.actors or max(1, gpus)
@@ -149,12 +129,58 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
         batch_size=opts.batch_size, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5,
         num_gpus=1 if gpus else 0)
     pipeline_start = time.perf_counter()
-    write_folder_atomic(out, lambda tmp: predicted.write_parquet(str(tmp.resolve())))
+    if storage.is_uri(out):
+        write_to_store(predicted, out, opts.overwrite)
+        written = pl.scan_parquet(storage.result_objects(out), glob=False)
+    else:
+        write_folder_atomic(out, lambda tmp: predicted.write_parquet(str(tmp.resolve())))
+        written = results.scan(out)
     pipeline_seconds = time.perf_counter() - pipeline_start
 
-    counts = results.status_counts(results.scan(out))
+    counts = results.status_counts(written)
     rows = sum(counts.values())
     return results.ClassifySummary.of(
-        counts, out=str(out), format="parquet", inputs=inputs if not uris else rows, classified_now=rows,
+        counts, out=str(out), format="parquet", inputs=len(paths), classified_now=rows,
         seconds=time.perf_counter() - started, pipeline_images_per_second=rows / pipeline_seconds,
         workers=0, device=f"ray, {actors} actor(s)", checkpoint=str(checkpoint))
+
+
+def check_output_reaches_every_node(out: str | Path, ray_opts: RayOptions, nodes: list[dict]) -> None:
+    """Each node writes its own parts: to a local path they would land on each node's own disk,
+    and the head would see only its share. Refused on a cluster of several nodes, unless the user
+    says the path is on a file system every node mounts."""
+    alive = sum(1 for node in nodes if node.get("Alive"))
+    if alive > 1 and not storage.is_uri(out) and not ray_opts.shared_out:
+        raise UserError(f"--out {shown(out)}: this Ray cluster has {alive} nodes, and each would write its parts "
+                        "to its own disk; give an object-store URI (s3://bucket/results/), or add --shared-out "
+                        "if the path is on a file system every node mounts (NFS)", USAGE)
+
+
+def write_to_store(dataset, uri: str, overwrite: bool) -> None:
+    """The parts under a hidden temporary prefix beside `uri` (`.NAME.tmp-*`: no reader of `uri`
+    sees them), then copied into `uri`, then an empty `_SUCCESS` object marks the folder complete,
+    and the temporary prefix goes. An object store cannot rename a folder: while the copies run,
+    `uri` is incomplete, and `_SUCCESS` is what says that it no longer is (README)."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = storage.filesystem(uri)
+    parent, name = path.rstrip("/").rsplit("/", 1)
+    tmp = f"{parent}/{temporary_name(name)}"
+    try:
+        # Through the same fsspec filesystem, so credentials and endpoint come from the same places.
+        dataset.write_parquet(tmp, filesystem=PyFileSystem(FSSpecHandler(fs)))
+        parts = sorted(fs.find(tmp))
+        if overwrite and fs.exists(path):
+            fs.rm(path, recursive=True)
+        for part in parts:
+            fs.copy(part, f"{path.rstrip('/')}/{part.rsplit('/', 1)[1]}")
+        fs.pipe_file(f"{path.rstrip('/')}/_SUCCESS", b"")
+    except UserError:
+        raise
+    except Exception as error:  # each store's client raises its own types
+        raise storage.store_error(uri, error) from None
+    finally:
+        try:
+            fs.rm(tmp, recursive=True)
+        except Exception:  # nothing was written there, or it is gone already
+            pass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, labels, results
+from mnist_batch import images, labels, results, storage
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic, write_text_atomic
 from mnist_batch.stats import wilson_interval
@@ -55,6 +55,9 @@ def expand(inputs: tuple[str, ...]) -> list[str]:
     """Files and globs -> sorted existing files; a pattern that matches nothing is an error."""
     files = []
     for item in inputs:
+        if storage.is_uri(item):  # read by polars, with the store's settings from the environment
+            files.extend(storage.result_objects(item))
+            continue
         if os.path.isdir(item):  # a directory of Parquet parts, as the Ray engine writes
             item = os.path.join(glob.escape(item), "*.parquet")
         # A file that exists is taken as named, even if its name holds [ ] * or ?

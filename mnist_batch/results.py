@@ -287,9 +287,10 @@ class RunFiles:
     beside `out`, each complete or absent; finish() merges them, sorted by path, and
     renames the merge onto `out`. A crash leaves `out` as it was and the parts for --resume."""
 
-    def __init__(self, out: Path, fmt: str, resume: bool = False, part_rows: int = 4096):
+    def __init__(self, out: Path, fmt: str, resume: bool = False, part_rows: int = 4096, publish=None):
         # part_rows: rows per part file, what a crash can cost and what --resume skips
-        self.out, self.fmt, self.part_rows = Path(out), fmt, part_rows
+        # publish(out): called on the merged file before the parts go (the upload of an output URI)
+        self.out, self.fmt, self.part_rows, self.publish = Path(out), fmt, part_rows, publish
         self.parts = parts_dir(self.out)
         if self.parts.is_symlink():  # rows would go where the link points, and --resume would read them there
             raise planted_link(self.parts, "folder")
@@ -386,6 +387,8 @@ class RunFiles:
             raise UserError(f"cannot write {shown(self.out)}: {write_failure(error, self.out.parent)}; every row "
                             f"is kept in {shown(self.parts)}: rerun the same command with --resume to finish the run"
                             ) from None
+        if self.publish is not None:
+            self.publish(self.out)
         shutil.rmtree(self.parts, ignore_errors=True)
         return counts
 
