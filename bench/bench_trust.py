@@ -25,7 +25,7 @@ from mnist_batch.model import bundled_checkpoints  # noqa: E402
 from mnist_batch.results import DEFAULT_MIN_DIGIT_SCORE  # noqa: E402
 
 CONFIDENT = 0.9
-THRESHOLDS = (0.1, 0.25, DEFAULT_MIN_DIGIT_SCORE, 0.75)
+THRESHOLDS = sorted({0.1, DEFAULT_MIN_DIGIT_SCORE, 0.5, 0.75})
 
 
 def labelled_files(folder: Path) -> tuple[list[str], np.ndarray]:
