@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, results
+from mnist_batch import records, results
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, raise_if_interrupted, shown
 from mnist_batch.options import ClassifyOptions, check_options
@@ -158,7 +158,7 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
         for chunk in pool.chunks(while_waiting=while_waiting):
             run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
             for path, item in zip(chunk.paths, chunk.inputs, strict=True):
-                if images.is_failed(item.status):
+                if records.is_failed(item.status):
                     failed += 1
                     if errors_shown < MAX_SHOWN_ERRORS:
                         log(f"{shown(results.stored_path(path))}: {item.status}: {item.error}")
@@ -196,7 +196,7 @@ class DecodePool:
     `crashed` row. Every path comes out exactly once, in one chunk or another."""
 
     def __init__(self, paths: list[str], workers: int, chunk_size: int, max_pixels: int,
-                 decode=images.preprocess_chunk):
+                 decode=records.preprocess_chunk):
         self.paths, self.workers, self.max_pixels, self.decode = paths, workers, max_pixels, decode
         self.chunk_size = self.largest_chunk = chunk_size
         self.submitted = 0  # paths[:submitted] have gone to the workers
@@ -244,7 +244,8 @@ class DecodePool:
             except BrokenProcessPool:
                 crashed = self.restart()
                 if crashed:
-                    yield images.DecodedChunk.of(crashed, [images.failed(path, "crashed", CRASHED) for path in crashed])
+                    yield records.DecodedChunk.of(crashed, [records.failed(path, "crashed", CRASHED)
+                                                            for path in crashed])
                 continue
             self.in_flight.popleft()
             if len(paths) == self.chunk_size and seconds > 0:
@@ -281,7 +282,7 @@ class DecodePool:
 CRASHED = "the worker process died while decoding this file, twice (a decoder crash or out of memory)"
 
 
-def timed(decode, paths: list[str], max_pixels: int) -> tuple[images.DecodedChunk, float]:
+def timed(decode, paths: list[str], max_pixels: int) -> tuple[records.DecodedChunk, float]:
     """Worker task: a chunk decoded, and the seconds it took."""
     began = time.perf_counter()
     chunk = decode(paths, max_pixels)
@@ -306,7 +307,7 @@ def file_key(path: str, file_id: str) -> tuple | None:
         info = os.stat(path)
     except OSError:
         return None
-    return file_id, info.st_size, images.mtime_ns(info)
+    return file_id, info.st_size, records.mtime_ns(info)
 
 
 def init_worker(parent: int) -> None:

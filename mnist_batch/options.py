@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_batch.errors import USAGE, UserError
-from mnist_batch.images import DEFAULT_MAX_PIXELS
+from mnist_batch.reading import DEFAULT_MAX_PIXELS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

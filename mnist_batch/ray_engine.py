@@ -1,7 +1,7 @@
 """classify on a Ray cluster (Ray Data's batch-inference shape), with the same stages as
 the local engine:
 
-    paths, or bytes read from URIs -> CPU tasks: images.preprocess_chunk / images.load
+    paths, or bytes read from URIs -> CPU tasks: records.preprocess_chunk / records.load
     -> actor pool, the checkpoint loaded once per actor: model.Inference + results.build_rows
     -> Parquet parts in a directory (written to a temporary one, then renamed)
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from mnist_batch import images, results
+from mnist_batch import records, results
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import USAGE, UserError
 from mnist_batch.files import write_folder_atomic
@@ -29,7 +29,7 @@ STAGE_SCHEMA = pa.schema([
 ])
 
 
-def stage_table(chunk: images.DecodedChunk, ids: list[str | None]) -> pa.Table:
+def stage_table(chunk: records.DecodedChunk, ids: list[str | None]) -> pa.Table:
     """The CPU stage's output: one row per input, each OK row carrying its digit."""
     ok_digits = iter(chunk.digits)
     columns = {
@@ -39,35 +39,35 @@ def stage_table(chunk: images.DecodedChunk, ids: list[str | None]) -> pa.Table:
         "error": [item.error for item in chunk.inputs],
         "file_size": [item.file_size for item in chunk.inputs],
         "file_mtime_ns": [item.file_mtime_ns for item in chunk.inputs],
-        "digit": [next(ok_digits).tobytes() if item.status == images.OK else b"" for item in chunk.inputs],
+        "digit": [next(ok_digits).tobytes() if item.status == records.OK else b"" for item in chunk.inputs],
     }
     return pa.Table.from_pydict(columns, schema=STAGE_SCHEMA)
 
 
-def chunk_of(table: pa.Table) -> images.DecodedChunk:
+def chunk_of(table: pa.Table) -> records.DecodedChunk:
     """A stage table back into the record the stages take."""
     statuses = table.column("status").to_pylist()
-    inputs = [images.Decoded(status, error, None, size, mtime) for status, error, size, mtime in zip(
+    inputs = [records.Decoded(status, error, None, size, mtime) for status, error, size, mtime in zip(
         statuses, table.column("error").to_pylist(), table.column("file_size").to_pylist(),
         table.column("file_mtime_ns").to_pylist(), strict=True)]
     cells = [cell for cell, status in zip(table.column("digit").to_pylist(), statuses, strict=True)
-             if status == images.OK]
+             if status == records.OK]
     digits = np.frombuffer(b"".join(cells), np.uint8).reshape(-1, 28, 28)
-    return images.DecodedChunk(table.column("path").to_pylist(), inputs, digits)
+    return records.DecodedChunk(table.column("path").to_pylist(), inputs, digits)
 
 
 def preprocess_paths(batch: pa.Table, max_pixels: int) -> pa.Table:
     """Local paths: read, decode and preprocess exactly as the local engine's workers do.
     Their file_id comes with them, resolved by the driver (a worker's current folder may differ)."""
-    return stage_table(images.preprocess_chunk(batch.column("path").to_pylist(), max_pixels),
+    return stage_table(records.preprocess_chunk(batch.column("path").to_pylist(), max_pixels),
                        batch.column("file_id").to_pylist())
 
 
 def preprocess_bytes(batch: pa.Table, max_pixels: int) -> pa.Table:
     """Files that Ray read from URIs (s3://, gs://, file://): decode and preprocess the bytes."""
     blobs = batch.column("bytes").to_pylist()
-    decoded = [images.load(blob, max_pixels)._replace(file_size=len(blob)) for blob in blobs]
-    return stage_table(images.DecodedChunk.of(batch.column("path").to_pylist(), decoded),
+    decoded = [records.load(blob, max_pixels)._replace(file_size=len(blob)) for blob in blobs]
+    return stage_table(records.DecodedChunk.of(batch.column("path").to_pylist(), decoded),
                        [None] * len(blobs))  # an object in a store is no local file
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mnist_batch import images
+from mnist_batch import records
 from mnist_batch.discover import escaped, file_ids
 from mnist_batch.errors import LOCKED, USAGE, UserError, log, shown
 from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic, write_failure
@@ -73,7 +73,7 @@ def stored_path(path: str) -> str:
 DEFAULT_MIN_DIGIT_SCORE = 0.25  # below it a row is not_digit; the rates it gives are in docs/benchmarks.md
 
 
-def predict_rows(chunk: images.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE,
+def predict_rows(chunk: records.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE,
                  ids: list[str | None] | None = None) -> pl.DataFrame:
     """THE step from a decoded chunk to result rows, for every engine and the Python API:
     `inference` (a model.Inference) scores the chunk's digits; rows follow (`ids`: see build_rows)."""
@@ -81,18 +81,18 @@ def predict_rows(chunk: images.DecodedChunk, inference, min_digit_score: float =
     return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256, ids)
 
 
-def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,
+def build_rows(chunk: records.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,
                checkpoint: str, checkpoint_sha256: str, ids: list[str | None] | None = None) -> pl.DataFrame:
     """One row per input of `chunk`. `probs` is (n, 10) float32 and `digit_score` (n,) or None
     (a network without the "not a digit" output); their rows for inputs that are not OK are ignored.
     `ids`: the inputs' file_id values, when not those of chunk.paths as local files in the current folder."""
     statuses = np.array(chunk.statuses, dtype=object)
     classified = np.array(chunk.ok, dtype=bool)  # went through the network
-    found_empty = statuses == images.NOT_DIGIT  # preprocessing found only printed lines: no digit at all
+    found_empty = statuses == records.NOT_DIGIT  # preprocessing found only printed lines: no digit at all
     scored = found_empty | (classified if digit_score is not None else False)
     score = np.where(found_empty, 0.0, 0.0 if digit_score is None else digit_score).astype(np.float32)
     rejected = classified & scored & (score < min_digit_score)
-    statuses[rejected] = images.NOT_DIGIT
+    statuses[rejected] = records.NOT_DIGIT
     ok = classified & ~rejected
     errors = [f"digit score {value:.3f} is below the minimum {min_digit_score:g}: not one handwritten digit"
               if reject else item.error for reject, value, item in zip(rejected, score, chunk.inputs, strict=True)]
@@ -422,9 +422,9 @@ class ClassifySummary:
     @classmethod
     def of(cls, counts: Counter, **fields) -> "ClassifySummary":
         seconds, now = fields["seconds"], fields["classified_now"]
-        return cls(rows=sum(counts.values()), ok=counts[images.OK], blank=counts[images.BLANK],
-                   not_digit=counts[images.NOT_DIGIT],
-                   failed=sum(n for status, n in counts.items() if images.is_failed(status)),
+        return cls(rows=sum(counts.values()), ok=counts[records.OK], blank=counts[records.BLANK],
+                   not_digit=counts[records.NOT_DIGIT],
+                   failed=sum(n for status, n in counts.items() if records.is_failed(status)),
                    statuses=dict(sorted(counts.items())),
                    images_per_second=now / seconds if seconds > 0 else 0.0, **fields)
 

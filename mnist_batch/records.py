@@ -1,0 +1,129 @@
+"""What each input became: its status, and the chunks of records the engines pass on.
+
+A status is OK, BLANK, NOT_DIGIT or an error kind (reading.ImageProblem's); load*() turn a
+file, bytes or an in-memory image into a Decoded record and never raise for bad input;
+preprocess_chunk is the workers' task. Nothing imports torch.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from mnist_batch.digitize import NotADigit, preprocess
+from mnist_batch.reading import DEFAULT_MAX_PIXELS, ImageProblem, decode, image_from_array, prepare, read_file
+
+OK, BLANK = "ok", "blank"  # every other status but NOT_DIGIT is an error kind: the input failed
+NOT_DIGIT = "not_digit"  # read fine, but not one handwritten digit (an empty form field, a letter, a tick)
+
+
+def is_failed(status: str) -> bool:
+    """The one definition of a failed input: neither classified, blank, nor found not to be a digit."""
+    return status not in (OK, BLANK, NOT_DIGIT)
+
+
+class Decoded(NamedTuple):
+    """One input after reading, decoding and preprocessing."""
+
+    status: str  # OK, BLANK or an error kind
+    error: str | None = None  # why it was not classified
+    digit: np.ndarray | None = None  # 28x28 uint8 when status is OK
+    file_size: int | None = None
+    file_mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class DecodedChunk:
+    """Inputs decoded together: one record each, in order, and the digits of the OK ones
+    stacked into one array (cheap to send between processes)."""
+
+    paths: list[str | None]  # None for in-memory images
+    inputs: list[Decoded]  # their `digit` fields are dropped: the digits are in `digits`
+    digits: np.ndarray  # (number of OK inputs, 28, 28) uint8
+
+    @classmethod
+    def of(cls, paths: list[str | None], decoded: list[Decoded]) -> "DecodedChunk":
+        digits = [item.digit for item in decoded if item.digit is not None]
+        return cls(paths, [item._replace(digit=None) for item in decoded], stack_digits(digits))
+
+    @property
+    def statuses(self) -> list[str]:
+        return [item.status for item in self.inputs]
+
+    @property
+    def ok(self) -> list[bool]:
+        """Which inputs were classified: their digits are `digits`, in order."""
+        return [item.status == OK for item in self.inputs]
+
+
+def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
+    return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
+
+
+def digit_of(gray: Image.Image) -> Decoded:
+    try:
+        digit = preprocess(gray)
+    except NotADigit as problem:
+        return Decoded(NOT_DIGIT, str(problem))
+    if digit is None:
+        return Decoded(BLANK, "no ink found: the image is blank or has too little contrast")
+    return Decoded(OK, digit=digit)
+
+
+def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Image file bytes -> Decoded. Never raises for bad input."""
+    try:
+        return digit_of(decode(data, max_pixels))
+    except ImageProblem as problem:
+        return Decoded(problem.status, str(problem))
+
+
+def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """An image file -> Decoded, with the file's size and modification time. Never raises."""
+    try:
+        data, info = read_file(path)
+    except ImageProblem as problem:
+        return failed(path, problem.status, str(problem))
+    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=mtime_ns(info))
+
+
+def failed(path: str, status: str, error: str) -> Decoded:
+    """The record of a file that was not classified, with its size and mtime when it can be stat'ed."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return Decoded(status, error)
+    return Decoded(status, error, None, info.st_size, mtime_ns(info))
+
+
+INT64_END = 1 << 63
+
+
+def mtime_ns(info: os.stat_result) -> int | None:
+    """The file's modification time as the file_mtime_ns column holds it (Int64 nanoseconds: the
+    years 1677 to 2262), or None for a time outside them (a clock gone wild, a forged date)."""
+    return info.st_mtime_ns if -INT64_END <= info.st_mtime_ns < INT64_END else None
+
+
+def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """An in-memory image (PIL image or numpy array, any size and mode) -> Decoded."""
+    try:
+        if isinstance(image, np.ndarray):
+            image = image_from_array(image)
+        if not isinstance(image, Image.Image):
+            raise ImageProblem("unsupported", f"{type(image).__name__} is not a path, PIL image or numpy array")
+        if 0 in image.size:  # as an array of no pixels is
+            raise ImageProblem("unsupported", f"a {image.width}x{image.height} image has no pixels")
+        try:
+            return digit_of(prepare(image, max_pixels))
+        except (OSError, ValueError, TypeError) as error:
+            raise ImageProblem("corrupt", f"cannot convert image: {error}") from None
+    except ImageProblem as problem:
+        return Decoded(problem.status, str(problem))
+
+
+def preprocess_chunk(paths: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedChunk:
+    """Worker task: image files -> one DecodedChunk."""
+    return DecodedChunk.of(paths, [load_path(path, max_pixels) for path in paths])
