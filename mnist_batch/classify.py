@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from mnist_batch import records, results
@@ -65,14 +66,15 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float) 
             "writing an empty result")
 
     run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size)
-    ids = file_ids(paths)  # a row is kept or redone by its file, however the path is spelt
+    todo = paths
     if run.done:
         opts = same_checkpoint(opts, run)
+        ids = file_ids(paths)  # a row is kept or redone by its file, however the path is spelt
         dropped = run.keep_only(set(ids))
         if dropped:
             log(f"resuming: dropping {dropped} rows of inputs that are no longer among this command's inputs")
         log(f"resuming: {len(run.done)} of {len(paths)} inputs already have rows")
-    todo = [path for path, file_id in zip(paths, ids, strict=True) if file_id not in run.done]
+        todo = [path for path, file_id in zip(paths, ids, strict=True) if file_id not in run.done]
     workers = opts.workers or cpu_count()
     try:
         inference, pipeline_rate = classify_paths(todo, run, opts, workers)
@@ -157,17 +159,17 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
 
         for chunk in pool.chunks(while_waiting=while_waiting):
             run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
-            for path, item in zip(chunk.paths, chunk.inputs, strict=True):
-                if records.is_failed(item.status):
-                    failed += 1
-                    if errors_shown < MAX_SHOWN_ERRORS:
-                        log(f"{shown(results.stored_path(path))}: {item.status}: {item.error}")
-                        errors_shown += 1
-                if item.file_mtime_ns is None and item.file_size is not None:  # stat'ed, but its time does not fit
-                    untimed += 1
-                    if untimed <= MAX_SHOWN_ERRORS:
-                        log(f"{shown(results.stored_path(path))}: its modification time is outside the years "
-                            "1677-2262 that file_mtime_ns holds; stored as null")
+            # Only the few inputs worth a line are visited one by one.
+            for i in np.flatnonzero(chunk.failed)[: MAX_SHOWN_ERRORS - errors_shown].tolist():
+                log(f"{shown(results.stored_path(chunk.paths[i]))}: {records.STATUSES[chunk.statuses[i]]}: "
+                    f"{chunk.errors[i]}")
+                errors_shown += 1
+            failed += int(np.count_nonzero(chunk.failed))
+            untimed_here = np.flatnonzero(chunk.sized & ~chunk.timed)  # stat'ed, but its time does not fit
+            for i in untimed_here[: max(MAX_SHOWN_ERRORS - untimed, 0)].tolist():
+                log(f"{shown(results.stored_path(chunk.paths[i]))}: its modification time is outside the years "
+                    "1677-2262 that file_mtime_ns holds; stored as null")
+            untimed += len(untimed_here)
             bar.update(len(chunk.paths))
             raise_if_interrupted()
         pool.close()

@@ -13,10 +13,16 @@ import numpy as np
 from PIL import Image
 
 from mnist_batch.digitize import NotADigit, preprocess
+from mnist_batch.discover import file_ids
 from mnist_batch.reading import DEFAULT_MAX_PIXELS, ImageProblem, decode, image_from_array, prepare, read_file
 
 OK, BLANK = "ok", "blank"  # every other status but NOT_DIGIT is an error kind: the input failed
 NOT_DIGIT = "not_digit"  # read fine, but not one handwritten digit (an empty form field, a letter, a tick)
+# Every status, in the order of their codes in DecodedChunk.statuses: the error kinds come last.
+STATUSES = (OK, BLANK, NOT_DIGIT, "missing", "unreadable", "empty", "unsupported", "too_large", "not_image",
+            "corrupt", "truncated", "crashed")
+STATUS_CODES = {status: code for code, status in enumerate(STATUSES)}
+OK_CODE, NOT_DIGIT_CODE, FIRST_ERROR_CODE = STATUS_CODES[OK], STATUS_CODES[NOT_DIGIT], STATUS_CODES["missing"]
 
 
 def is_failed(status: str) -> bool:
@@ -36,26 +42,48 @@ class Decoded(NamedTuple):
 
 @dataclass(frozen=True)
 class DecodedChunk:
-    """Inputs decoded together: one record each, in order, and the digits of the OK ones
-    stacked into one array (cheap to send between processes)."""
+    """Inputs decoded together, as arrays aligned with `paths`: cheap to send between processes,
+    and rows are built from them without a Python object per input. The digits of the OK inputs
+    are stacked in their order: `ok` says which rows they belong to."""
 
     paths: list[str | None]  # None for in-memory images
-    inputs: list[Decoded]  # their `digit` fields are dropped: the digits are in `digits`
+    ids: list[str | None]  # file_id of each input (discover.file_ids); None where it is no local file
+    statuses: np.ndarray  # (n,) uint8 codes into STATUSES
+    errors: dict[int, str]  # input index -> why it was not classified, for the inputs that are not OK
+    sizes: np.ndarray  # (n,) int64 file sizes in bytes, valid where `sized`
+    sized: np.ndarray  # (n,) bool
+    mtimes: np.ndarray  # (n,) int64 modification times in ns, valid where `timed`
+    timed: np.ndarray  # (n,) bool
     digits: np.ndarray  # (number of OK inputs, 28, 28) uint8
 
     @classmethod
-    def of(cls, paths: list[str | None], decoded: list[Decoded]) -> "DecodedChunk":
-        digits = [item.digit for item in decoded if item.digit is not None]
-        return cls(paths, [item._replace(digit=None) for item in decoded], stack_digits(digits))
+    def of(cls, paths: list[str | None], decoded: list[Decoded], ids: list[str | None] | None = None) -> "DecodedChunk":
+        """`ids`: the inputs' file_id values when not those of `paths` as local files (see discover.file_ids)."""
+        sizes = [item.file_size for item in decoded]
+        mtimes = [item.file_mtime_ns for item in decoded]
+        return cls(
+            paths, file_ids(paths) if ids is None else ids,
+            np.array([STATUS_CODES[item.status] for item in decoded], np.uint8).reshape(-1),
+            {i: item.error for i, item in enumerate(decoded) if item.status != OK},
+            np.array([size or 0 for size in sizes], np.int64).reshape(-1),
+            np.array([size is not None for size in sizes], bool).reshape(-1),
+            np.array([mtime or 0 for mtime in mtimes], np.int64).reshape(-1),
+            np.array([mtime is not None for mtime in mtimes], bool).reshape(-1),
+            stack_digits([item.digit for item in decoded if item.digit is not None]))
 
     @property
-    def statuses(self) -> list[str]:
-        return [item.status for item in self.inputs]
-
-    @property
-    def ok(self) -> list[bool]:
+    def ok(self) -> np.ndarray:
         """Which inputs were classified: their digits are `digits`, in order."""
-        return [item.status == OK for item in self.inputs]
+        return self.statuses == OK_CODE
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Which inputs failed (is_failed)."""
+        return self.statuses >= FIRST_ERROR_CODE
+
+    def outcomes(self) -> list[tuple[str, str | None]]:
+        """(status, error) of each input, for callers that go through inputs one by one."""
+        return [(STATUSES[code], self.errors.get(i)) for i, code in enumerate(self.statuses.tolist())]
 
 
 def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
@@ -124,6 +152,8 @@ def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
         return Decoded(problem.status, str(problem))
 
 
-def preprocess_chunk(paths: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedChunk:
-    """Worker task: image files -> one DecodedChunk."""
-    return DecodedChunk.of(paths, [load_path(path, max_pixels) for path in paths])
+def preprocess_chunk(paths: list[str], max_pixels: int = DEFAULT_MAX_PIXELS,
+                     ids: list[str | None] | None = None) -> DecodedChunk:
+    """Worker task: image files -> one DecodedChunk. The files' identities are resolved here
+    too, off the main process (`ids`: already resolved elsewhere, see DecodedChunk.of)."""
+    return DecodedChunk.of(paths, [load_path(path, max_pixels) for path in paths], ids)

@@ -249,12 +249,12 @@ def load_extra(opts: TrainOptions, max_pixels: int = reading.DEFAULT_MAX_PIXELS)
     named = f"labels file{'s' if len(opts.extra) > 1 else ''} {', '.join(map(shown, opts.extra))}"
     rows = labels.one_label_each(rows, "image", named, noun="image")
     chunk = records.preprocess_chunk(rows["path"].to_list(), max_pixels)
-    for (index, path), item in zip(rows.select("file", "path").iter_rows(), chunk.inputs, strict=True):
-        if item.status == records.OK:
+    for (index, path), (status, error) in zip(rows.select("file", "path").iter_rows(), chunk.outcomes(), strict=True):
+        if status == records.OK:
             sources[index]["used"] += 1
         else:
             sources[index]["skipped"] += 1
-            problems.append(f"{shown(opts.extra[index])}: {shown(path)}: {item.status}: {item.error}")
+            problems.append(f"{shown(opts.extra[index])}: {shown(path)}: {status}: {error}")
     for problem in problems[:MAX_LISTED_PROBLEMS]:
         log(f"skipped {problem}")
     if len(problems) > MAX_LISTED_PROBLEMS:

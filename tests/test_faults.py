@@ -144,7 +144,8 @@ def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_tes
     pool = DecodePool(paths, workers=2, chunk_size=8, max_pixels=reading.DEFAULT_MAX_PIXELS, decode=die_on_poison)
     chunks = list(pool.chunks())
     pool.close()
-    statuses = {path: item.status for chunk in chunks for path, item in zip(chunk.paths, chunk.inputs, strict=True)}
+    statuses = {path: status for chunk in chunks
+                for path, (status, _) in zip(chunk.paths, chunk.outcomes(), strict=True)}
     assert sum(len(chunk.paths) for chunk in chunks) == 40 and set(statuses) == set(paths)
     assert statuses.pop(paths[17]) == "crashed"
     assert set(statuses.values()) == {"ok"}

@@ -188,7 +188,7 @@ def test_a_chunks_ok_mask_lines_up_with_its_digits(folder, tmp_path, mnist_test)
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
     paths = [str(tmp_path / "broken.png"), str(sorted(folder.rglob("*.png"))[0]), str(tmp_path / "blank.png")]
     chunk = mnist_batch.records.preprocess_chunk(paths)
-    assert chunk.ok == [False, True, False] and len(chunk.digits) == sum(chunk.ok) == 1
+    assert chunk.ok.tolist() == [False, True, False] and len(chunk.digits) == sum(chunk.ok) == 1
 
 
 @pytest.mark.timeout(60)
