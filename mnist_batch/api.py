@@ -19,7 +19,8 @@ import polars as pl
 from PIL import Image
 
 from mnist_batch import reading, records, results
-from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+from mnist_batch.engines import run_engine
+from mnist_batch.options import ClassifyOptions, RayOptions
 
 PATH = (str, os.PathLike)
 # classify_files' keyword options (ClassifyOptions' fields, less those it sets itself), each with

@@ -339,8 +339,9 @@ def classify_command(
     classified (their rows say why); 1 failure; 2 usage error; 75 another run holds
     the output's lock.
     """
+    from mnist_batch.engines import run_engine
     from mnist_batch.errors import PARTIAL
-    from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+    from mnist_batch.options import ClassifyOptions, RayOptions
 
     opts = ClassifyOptions(inputs=tuple(inputs or ()), out=out, out_dir=out_dir,
                            incremental=incremental, files_from=files_from,
