@@ -9,7 +9,7 @@ Importing the package is light: torch and polars load on first use.
 
 __version__ = "0.1.0"
 __all__ = ["Classifier", "ClassifySummary", "UserError", "classify_files"]
-SUBMODULES = ("api", "data", "images", "labels", "model", "report", "results")
+SUBMODULES = ("api", "data", "digitize", "labels", "model", "reading", "records", "report", "results")
 
 
 def __getattr__(name: str):

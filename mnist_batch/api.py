@@ -18,8 +18,9 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from mnist_batch import images, results
-from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+from mnist_batch import reading, records, results
+from mnist_batch.engines import run_engine
+from mnist_batch.options import ClassifyOptions, RayOptions
 from mnist_batch.storage import output_location
 
 PATH = (str, os.PathLike)
@@ -53,7 +54,7 @@ class Classifier:
     size and mode, and returns rows of the result schema (path is null for in-memory items)."""
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto",
-                 batch_size: int = 1024, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 batch_size: int = 1024, max_pixels: int = reading.DEFAULT_MAX_PIXELS,
                  min_digit_score: float = results.DEFAULT_MIN_DIGIT_SCORE):
         from mnist_batch.model import Inference
 
@@ -81,15 +82,15 @@ class Classifier:
     def predict_one(self, item) -> tuple[int, float]:
         """(digit, confidence) of one image; ValueError naming the status when it cannot be classified."""
         row = self.predict([item]).row(0, named=True)
-        if row["status"] != images.OK:
+        if row["status"] != records.OK:
             raise ValueError(f"not classified: {row['status']}: {row['error']}")
         return row["pred"], row["confidence"]
 
     def predict_chunk(self, items: list) -> pl.DataFrame:
         paths = [str(item) if isinstance(item, str | Path) else None for item in items]
-        decoded = [images.load_path(path, self.max_pixels) if path is not None
-                   else images.load_image(item, self.max_pixels) for path, item in zip(paths, items, strict=True)]
-        chunk = images.DecodedChunk.of(paths, decoded)
+        decoded = [records.load_path(path, self.max_pixels) if path is not None
+                   else records.load_image(item, self.max_pixels) for path, item in zip(paths, items, strict=True)]
+        chunk = records.DecodedChunk.of(paths, decoded)
         return results.predict_rows(chunk, self.inference, self.min_digit_score)
 
 

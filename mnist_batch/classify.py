@@ -20,9 +20,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from mnist_batch import images, results, storage
+from mnist_batch import records, results, storage
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, raise_if_interrupted, shown
 from mnist_batch.options import ClassifyOptions, check_options
@@ -110,14 +111,15 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
 
     run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size,
                            publish=publisher(out, remote, opts.out_dir is not None))
-    ids = file_ids(paths)  # a row is kept or redone by its file, however the path is spelt
+    todo = paths
     if run.done:
         opts = same_checkpoint(opts, run)
+        ids = file_ids(paths)  # a row is kept or redone by its file, however the path is spelt
         dropped = run.keep_only(set(ids))
         if dropped:
             log(f"resuming: dropping {dropped} rows of inputs that are no longer among this command's inputs")
         log(f"resuming: {len(run.done)} of {len(paths)} inputs already have rows")
-    todo = [path for path, file_id in zip(paths, ids, strict=True) if file_id not in run.done]
+        todo = [path for path, file_id in zip(paths, ids, strict=True) if file_id not in run.done]
     workers = opts.workers or cpu_count()
     try:
         inference, pipeline_rate = classify_paths(todo, run, opts, workers)
@@ -189,7 +191,7 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
     Returns the loaded model and the steady-state rate (first batch through the model to the last)."""
     # Small runs still get every worker busy; large runs use whole batches.
     chunk_size = max(16, min(opts.batch_size, -(-len(paths) // (workers * CHUNKS_PER_WORKER)) if paths else 16))
-    decode = storage.preprocess_chunk if any(map(storage.is_uri, paths)) else images.preprocess_chunk
+    decode = storage.preprocess_chunk if any(map(storage.is_uri, paths)) else records.preprocess_chunk
     pool = DecodePool(paths, workers, chunk_size, opts.max_pixels, decode)  # forks now, before torch loads
     from tqdm import tqdm
 
@@ -205,17 +207,17 @@ def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOption
 
         for chunk in pool.chunks(while_waiting=while_waiting):
             run.add(results.predict_rows(chunk, inference, opts.min_digit_score))
-            for path, item in zip(chunk.paths, chunk.inputs, strict=True):
-                if images.is_failed(item.status):
-                    failed += 1
-                    if errors_shown < MAX_SHOWN_ERRORS:
-                        log(f"{shown(results.stored_path(path))}: {item.status}: {item.error}")
-                        errors_shown += 1
-                if item.file_mtime_ns is None and item.file_size is not None:  # stat'ed, but its time does not fit
-                    untimed += 1
-                    if untimed <= MAX_SHOWN_ERRORS:
-                        log(f"{shown(results.stored_path(path))}: its modification time is outside the years "
-                            "1677-2262 that file_mtime_ns holds; stored as null")
+            # Only the few inputs worth a line are visited one by one.
+            for i in np.flatnonzero(chunk.failed)[: MAX_SHOWN_ERRORS - errors_shown].tolist():
+                log(f"{shown(results.stored_path(chunk.paths[i]))}: {records.STATUSES[chunk.statuses[i]]}: "
+                    f"{chunk.errors[i]}")
+                errors_shown += 1
+            failed += int(np.count_nonzero(chunk.failed))
+            untimed_here = np.flatnonzero(chunk.sized & ~chunk.timed)  # stat'ed, but its time does not fit
+            for i in untimed_here[: max(MAX_SHOWN_ERRORS - untimed, 0)].tolist():
+                log(f"{shown(results.stored_path(chunk.paths[i]))}: its modification time is outside the years "
+                    "1677-2262 that file_mtime_ns holds; stored as null")
+            untimed += len(untimed_here)
             bar.update(len(chunk.paths))
             raise_if_interrupted()
         pool.close()
@@ -244,7 +246,7 @@ class DecodePool:
     `crashed` row. Every path comes out exactly once, in one chunk or another."""
 
     def __init__(self, paths: list[str], workers: int, chunk_size: int, max_pixels: int,
-                 decode=images.preprocess_chunk):
+                 decode=records.preprocess_chunk):
         self.paths, self.workers, self.max_pixels, self.decode = paths, workers, max_pixels, decode
         self.chunk_size = self.largest_chunk = chunk_size
         self.submitted = 0  # paths[:submitted] have gone to the workers
@@ -292,7 +294,8 @@ class DecodePool:
             except BrokenProcessPool:
                 crashed = self.restart()
                 if crashed:
-                    yield images.DecodedChunk.of(crashed, [images.failed(path, "crashed", CRASHED) for path in crashed])
+                    yield records.DecodedChunk.of(crashed, [records.failed(path, "crashed", CRASHED)
+                                                            for path in crashed])
                 continue
             self.in_flight.popleft()
             if len(paths) == self.chunk_size and seconds > 0:
@@ -329,7 +332,7 @@ class DecodePool:
 CRASHED = "the worker process died while decoding this file, twice (a decoder crash or out of memory)"
 
 
-def timed(decode, paths: list[str], max_pixels: int) -> tuple[images.DecodedChunk, float]:
+def timed(decode, paths: list[str], max_pixels: int) -> tuple[records.DecodedChunk, float]:
     """Worker task: a chunk decoded, and the seconds it took."""
     began = time.perf_counter()
     chunk = decode(paths, max_pixels)
@@ -354,7 +357,7 @@ def file_key(path: str, file_id: str) -> tuple | None:
         info = os.stat(path)
     except OSError:
         return None
-    return file_id, info.st_size, images.mtime_ns(info)
+    return file_id, info.st_size, records.mtime_ns(info)
 
 
 def init_worker(parent: int) -> None:

@@ -382,8 +382,9 @@ def classify_command(
     classified (their rows say why); 1 failure; 2 usage error; 75 another run holds
     the output's lock.
     """
+    from mnist_batch.engines import run_engine
     from mnist_batch.errors import PARTIAL
-    from mnist_batch.options import ClassifyOptions, RayOptions, run_engine
+    from mnist_batch.options import ClassifyOptions, RayOptions
     from mnist_batch.storage import output_location
 
     opts = ClassifyOptions(inputs=tuple(inputs or ()), out=output_location(out), out_dir=output_location(out_dir),

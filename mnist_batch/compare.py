@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, report, results
+from mnist_batch import records, report, results
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
 from mnist_batch.stats import wilson_interval
@@ -26,12 +26,12 @@ SIDE_COLUMNS = ("path", "status", "pred", "confidence", "digit_score", "min_digi
 
 def outcome(side: str) -> pl.Expr:
     """What a run said about an input: its digit when classified, else its status (blank, not_digit, an error)."""
-    return (pl.when(pl.col(f"status_{side}") == images.OK).then(pl.col(f"pred_{side}").cast(pl.String))
+    return (pl.when(pl.col(f"status_{side}") == records.OK).then(pl.col(f"pred_{side}").cast(pl.String))
             .otherwise(pl.col(f"status_{side}")))
 
 
 def right(side: str) -> pl.Expr:
-    return (pl.col(f"status_{side}") == images.OK) & (pl.col(f"pred_{side}") == pl.col("label"))
+    return (pl.col(f"status_{side}") == records.OK) & (pl.col(f"pred_{side}") == pl.col("label"))
 
 
 def side_frame(files: list[str], side: str, opts: report.ReportOptions) -> tuple[pl.LazyFrame, str | None]:
@@ -80,9 +80,9 @@ def compare(opts: report.ReportOptions) -> dict:
     queries = [
         a.select(pl.len()), b.select(pl.len()), both.select(pl.len()),
         both.select(**{f"{name}_{side}": expr(side) for side in SIDES for name, expr in (
-            ("evaluated", lambda s: (labelled & (pl.col(f"status_{s}") == images.OK)).sum()),
+            ("evaluated", lambda s: (labelled & (pl.col(f"status_{s}") == records.OK)).sum()),
             ("correct", lambda s: right(s).sum()),
-            ("not_classified", lambda s: (labelled & (pl.col(f"status_{s}") != images.OK)).sum()))},
+            ("not_classified", lambda s: (labelled & (pl.col(f"status_{s}") != records.OK)).sum()))},
                     labelled=labelled.sum()),
         disagree.select(disagree=pl.len(), labelled=labelled.sum(), only_a=right("a").sum(),
                         only_b=right("b").sum()),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_batch.errors import USAGE, UserError
-from mnist_batch.images import DEFAULT_MAX_PIXELS
+from mnist_batch.reading import DEFAULT_MAX_PIXELS
 from mnist_batch.storage import is_uri
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -85,19 +85,3 @@ def check_store_output(opts: ClassifyOptions) -> None:
         hint = "nothing to resume; " if opts.resume else ""
         raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)
 
-
-ENGINES = ("local", "ray")
-
-
-def run_engine(engine: str, opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(), started: float | None = None):
-    """Run classify on the named engine (the CLI's --engine, classify_files' engine=); returns
-    its ClassifySummary. The engines are imported here, when one is asked for."""
-    if engine == "ray":
-        from mnist_batch.ray_engine import classify_ray
-
-        return classify_ray(opts, ray_opts, started)
-    if engine == "local":
-        from mnist_batch.classify import classify
-
-        return classify(opts, started)
-    raise UserError(f"unknown --engine {engine!r}; use {' or '.join(ENGINES)}", USAGE)

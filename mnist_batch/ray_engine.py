@@ -18,51 +18,63 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from mnist_batch import images, results, storage
+from mnist_batch import records, results, storage
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import USAGE, UserError, shown
 from mnist_batch.files import temporary_name, write_folder_atomic
 from mnist_batch.options import ClassifyOptions, RayOptions, check_options
 
 STAGE_SCHEMA = pa.schema([
-    ("path", pa.string()), ("file_id", pa.string()), ("status", pa.string()), ("error", pa.string()),
-    ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
+    ("path", pa.string()), ("file_id", pa.string()),
+    ("status", pa.uint8()),  # records.STATUSES code
+    ("error", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
     ("digit", pa.binary()),  # the 28x28 uint8 digit's 784 bytes; empty unless status is ok
 ])
+DIGIT_BYTES = 28 * 28
 
 
-def stage_table(chunk: images.DecodedChunk, ids: list[str | None]) -> pa.Table:
+def stage_table(chunk: records.DecodedChunk) -> pa.Table:
     """The CPU stage's output: one row per input, each OK row carrying its digit."""
-    ok_digits = iter(chunk.digits)
-    columns = {
-        "path": chunk.paths,
-        "file_id": ids,
-        "status": chunk.statuses,
-        "error": [item.error for item in chunk.inputs],
-        "file_size": [item.file_size for item in chunk.inputs],
-        "file_mtime_ns": [item.file_mtime_ns for item in chunk.inputs],
-        "digit": [next(ok_digits).tobytes() if item.status == images.OK else b"" for item in chunk.inputs],
-    }
-    return pa.Table.from_pydict(columns, schema=STAGE_SCHEMA)
+    n = len(chunk.paths)
+    errors = [None] * n
+    for i, error in chunk.errors.items():
+        errors[i] = error
+    # The OK rows' digits, in order, are the column's bytes: only the offsets are per row.
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(chunk.ok * DIGIT_BYTES, out=offsets[1:])
+    digits = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
+                                                    pa.py_buffer(np.ascontiguousarray(chunk.digits))])
+    columns = [chunk.paths, chunk.ids, chunk.statuses, errors, pa.array(chunk.sizes, mask=~chunk.sized),
+               pa.array(chunk.mtimes, mask=~chunk.timed), digits]
+    return pa.Table.from_arrays([pa.array(column, field.type) if not isinstance(column, pa.Array) else column
+                                 for column, field in zip(columns, STAGE_SCHEMA, strict=True)], schema=STAGE_SCHEMA)
 
 
-def chunk_of(table: pa.Table) -> images.DecodedChunk:
-    """A stage table back into the record the stages take."""
-    statuses = table.column("status").to_pylist()
-    inputs = [images.Decoded(status, error, None, size, mtime) for status, error, size, mtime in zip(
-        statuses, table.column("error").to_pylist(), table.column("file_size").to_pylist(),
-        table.column("file_mtime_ns").to_pylist(), strict=True)]
-    cells = [cell for cell, status in zip(table.column("digit").to_pylist(), statuses, strict=True)
-             if status == images.OK]
-    digits = np.frombuffer(b"".join(cells), np.uint8).reshape(-1, 28, 28)
-    return images.DecodedChunk(table.column("path").to_pylist(), inputs, digits)
+def chunk_of(table: pa.Table) -> records.DecodedChunk:
+    """A stage table back into the chunk the stages take."""
+    error = table.column("error")
+    failed = np.flatnonzero(error.is_valid().to_numpy(zero_copy_only=False))
+    digit = table.column("digit").combine_chunks()
+    offsets = np.frombuffer(digit.buffers()[1], np.int32)[digit.offset : digit.offset + len(digit) + 1]
+    data = np.frombuffer(digit.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+
+    def valid(name: str) -> tuple[np.ndarray, np.ndarray]:
+        column = table.column(name)
+        return (column.fill_null(0).to_numpy().astype(np.int64, copy=False),
+                column.is_valid().to_numpy(zero_copy_only=False))
+
+    return records.DecodedChunk(
+        table.column("path").to_pylist(), table.column("file_id").to_pylist(),
+        table.column("status").to_numpy().astype(np.uint8, copy=False),
+        dict(zip(failed.tolist(), error.drop_null().to_pylist(), strict=True)),
+        *valid("file_size"), *valid("file_mtime_ns"), data.reshape(-1, 28, 28))
 
 
 def preprocess_paths(batch: pa.Table, max_pixels: int) -> pa.Table:
     """Local paths and object URIs: read, decode and preprocess exactly as the local engine's workers do.
     Their file_id comes with them, resolved by the driver (a worker's current folder may differ)."""
-    return stage_table(storage.preprocess_chunk(batch.column("path").to_pylist(), max_pixels),
-                       batch.column("file_id").to_pylist())
+    return stage_table(storage.preprocess_chunk(batch.column("path").to_pylist(), max_pixels,
+                                                batch.column("file_id").to_pylist()))
 
 
 class Predictor:
@@ -75,8 +87,7 @@ class Predictor:
         self.min_digit_score = min_digit_score
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return results.predict_rows(chunk_of(batch), self.inference, self.min_digit_score,
-                                    batch.column("file_id").to_pylist()).to_arrow()
+        return results.predict_rows(chunk_of(batch), self.inference, self.min_digit_score).to_arrow()
 
 
 def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import images, labels, results, storage
+from mnist_batch import labels, records, results, storage
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_atomic, write_text_atomic
 from mnist_batch.stats import wilson_interval
@@ -28,7 +28,7 @@ FAILED_SHOWN = 100  # failed and blank inputs listed in the HTML page; the rest 
 RISK_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 QUANTILES = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "median": 0.5, "p75": 0.75, "p95": 0.95}
 MISCLASSIFIED = pl.col("label").is_not_null() & (pl.col("pred") != pl.col("label"))
-FAILED = ~pl.col("status").is_in([images.OK, images.BLANK, images.NOT_DIGIT])  # as images.is_failed
+FAILED = ~pl.col("status").is_in([records.OK, records.BLANK, records.NOT_DIGIT])  # as records.is_failed
 
 
 def unsure(threshold: float) -> pl.Expr:
@@ -208,8 +208,8 @@ VALUE_RULES = {"status": "statuses (null)", "pred": "digits 0-9",
 
 
 def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold: float) -> dict:
-    ok = pl.col("status") == images.OK
-    rejected = pl.col("status") == images.NOT_DIGIT
+    ok = pl.col("status") == records.OK
+    rejected = pl.col("status") == records.NOT_DIGIT
     has_label = pl.col("label").is_not_null()
     classified = frame.filter(ok)
     labelled = classified.filter(has_label)
@@ -267,21 +267,21 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
 
     statuses = dict(zip(by_status["status"], by_status["n"], strict=True))
     rows = sum(statuses.values())
-    errors = {k: v for k, v in sorted(statuses.items()) if images.is_failed(k)}
+    errors = {k: v for k, v in sorted(statuses.items()) if records.is_failed(k)}
     conf = confidence.row(0, named=True)
     coverage = coverage.row(0, named=True)
     summary = {
         "shape": REPORT_SHAPE,
         "rows": rows,
-        "status": {"ok": statuses.get(images.OK, 0), "blank": statuses.get(images.BLANK, 0),
-                   "not_digit": statuses.get(images.NOT_DIGIT, 0), "failed": sum(errors.values()), "errors": errors},
+        "status": {"ok": statuses.get(records.OK, 0), "blank": statuses.get(records.BLANK, 0),
+                   "not_digit": statuses.get(records.NOT_DIGIT, 0), "failed": sum(errors.values()), "errors": errors},
         "predicted": {str(d): int(dict(zip(by_pred["pred"], by_pred["n"], strict=True)).get(d, 0)) for d in range(10)},
         "confidence": {k: conf[k] for k in ("min", *QUANTILES, "max", "mean")},
         "review_threshold": threshold,
         "below_threshold": int(conf["low"] or 0),
         # the thresholds the rows were classified with; empty for results of schema version 1
         "min_digit_score": [round(score, 6) for score in min_scores.item()],
-        "risk_coverage": [risk_coverage_row(t, statuses.get(images.OK, 0), coverage[f"kept_{i}"],
+        "risk_coverage": [risk_coverage_row(t, statuses.get(records.OK, 0), coverage[f"kept_{i}"],
                                             coverage[f"labelled_{i}"], coverage[f"correct_{i}"])
                           for i, t in enumerate(RISK_THRESHOLDS)],
         "checkpoints": [
@@ -360,9 +360,9 @@ def review_rows(frame: pl.LazyFrame, threshold: float, labelled: bool) -> pl.Laz
     misclassified, blank and failed rows by path.
     `label` is left empty for the person to fill in (train --extra reads path,label back);
     a label that was given is kept beside it as `given_label`."""
-    reason = (pl.when(pl.col("status") == images.NOT_DIGIT).then(pl.lit("not_digit"))
-              .when(pl.col("status") == images.BLANK).then(pl.lit("blank"))
-              .when(pl.col("status") != images.OK).then(pl.lit("failed"))
+    reason = (pl.when(pl.col("status") == records.NOT_DIGIT).then(pl.lit("not_digit"))
+              .when(pl.col("status") == records.BLANK).then(pl.lit("blank"))
+              .when(pl.col("status") != records.OK).then(pl.lit("failed"))
               .when(MISCLASSIFIED).then(pl.lit("misclassified"))
               .when(unsure(threshold)).then(pl.lit("low_confidence")))
     within_reason = (pl.when(pl.col("review_reason") == "not_digit").then(-pl.col("digit_score"))
@@ -433,8 +433,8 @@ def report(opts: ReportOptions) -> dict:
         from mnist_batch import report_html
 
         failed = frame.filter(FAILED).select("path", "status", "error").sort("path").head(FAILED_SHOWN)
-        blank = frame.filter(pl.col("status") == images.BLANK).select("path").sort("path").head(FAILED_SHOWN)
-        flagged = frame.filter((pl.col("status") == images.OK) & (
+        blank = frame.filter(pl.col("status") == records.BLANK).select("path").sort("path").head(FAILED_SHOWN)
+        flagged = frame.filter((pl.col("status") == records.OK) & (
             MISCLASSIFIED | unsure(opts.review_threshold))).select(pl.len())
         gallery, rejected, failed, blank, flagged = pl.collect_all([
             gallery_rows(frame, opts.gallery), rejected_rows(frame, opts.gallery), failed, blank, flagged])
@@ -453,5 +453,5 @@ def gallery_rows(frame: pl.LazyFrame, count: int) -> pl.LazyFrame:
 def rejected_rows(frame: pl.LazyFrame, count: int) -> pl.LazyFrame:
     """Rows rejected as not a digit, the highest digit score first (the likeliest digits among
     them): what the HTML's rejected gallery shows."""
-    return (frame.filter(pl.col("status") == images.NOT_DIGIT)
+    return (frame.filter(pl.col("status") == records.NOT_DIGIT)
             .sort("digit_score", "path", descending=[True, False], nulls_last=True).head(count))

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageOps
 
-from mnist_batch import __version__, images, plots
+from mnist_batch import __version__, plots, reading, records
 
 THUMBNAIL = 96
 PROB_COLUMNS = [f"prob_{digit}" for digit in range(10)]
@@ -60,8 +60,8 @@ def input_images(path: str) -> tuple[str | None, str | None]:
     """The source image shrunk, and the 28x28 image the model saw (the same guarded read and
     preprocessing as classify); None for either when the file cannot be read or decoded any more."""
     try:
-        data, _ = images.read_file(path)
-    except images.ImageProblem:
+        data, _ = reading.read_file(path)
+    except reading.ImageProblem:
         return None, None
     try:  # the report must not fail because a source file changed since
         with Image.open(io.BytesIO(data)) as image:
@@ -70,7 +70,7 @@ def input_images(path: str) -> tuple[str | None, str | None]:
             thumbnail = png_uri(source.convert("RGB"))
     except Exception:
         thumbnail = None
-    digit = images.load(data).digit
+    digit = records.load(data).digit
     return thumbnail, png_uri(Image.fromarray(digit)) if digit is not None else None
 
 
@@ -302,7 +302,7 @@ def page(title: str, parts: list[str]) -> str:
 
 
 def outcome(row: dict, side: str) -> str:
-    if row[f"status_{side}"] != images.OK:
+    if row[f"status_{side}"] != records.OK:
         return row[f"status_{side}"]
     return f"{row[f'pred_{side}']} ({row[f'confidence_{side}']:.1%})"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mnist_batch import images
-from mnist_batch.discover import escaped, file_ids
+from mnist_batch import records
+from mnist_batch.discover import escaped
 from mnist_batch.errors import LOCKED, USAGE, UserError, log, shown
 from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic, write_failure
 
@@ -73,50 +73,62 @@ def stored_path(path: str) -> str:
 DEFAULT_MIN_DIGIT_SCORE = 0.25  # below it a row is not_digit; the rates it gives are in docs/benchmarks.md
 
 
-def predict_rows(chunk: images.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE,
-                 ids: list[str | None] | None = None) -> pl.DataFrame:
+def predict_rows(chunk: records.DecodedChunk, inference, min_digit_score: float = DEFAULT_MIN_DIGIT_SCORE
+                 ) -> pl.DataFrame:
     """THE step from a decoded chunk to result rows, for every engine and the Python API:
-    `inference` (a model.Inference) scores the chunk's digits; rows follow (`ids`: see build_rows)."""
+    `inference` (a model.Inference) scores the chunk's digits; rows follow."""
     probs, digit_score = inference.scores(chunk.digits, chunk.ok)
-    return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256, ids)
+    return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256)
 
 
-def build_rows(chunk: images.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,
-               checkpoint: str, checkpoint_sha256: str, ids: list[str | None] | None = None) -> pl.DataFrame:
-    """One row per input of `chunk`. `probs` is (n, 10) float32 and `digit_score` (n,) or None
-    (a network without the "not a digit" output); their rows for inputs that are not OK are ignored.
-    `ids`: the inputs' file_id values, when not those of chunk.paths as local files in the current folder."""
-    statuses = np.array(chunk.statuses, dtype=object)
-    classified = np.array(chunk.ok, dtype=bool)  # went through the network
-    found_empty = statuses == images.NOT_DIGIT  # preprocessing found only printed lines: no digit at all
+def build_rows(chunk: records.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,
+               checkpoint: str, checkpoint_sha256: str) -> pl.DataFrame:
+    """One row per input of `chunk`, built from its arrays (no Python per row: the main process
+    builds every row of a run). `probs` is (n, 10) float32 and `digit_score` (n,) or None (a
+    network without the "not a digit" output); their rows for inputs that are not OK are ignored."""
+    n = len(chunk.paths)
+    classified = chunk.ok  # went through the network
+    found_empty = chunk.statuses == records.NOT_DIGIT_CODE  # preprocessing found only printed lines: no digit
     scored = found_empty | (classified if digit_score is not None else False)
     score = np.where(found_empty, 0.0, 0.0 if digit_score is None else digit_score).astype(np.float32)
     rejected = classified & scored & (score < min_digit_score)
-    statuses[rejected] = images.NOT_DIGIT
     ok = classified & ~rejected
-    errors = [f"digit score {value:.3f} is below the minimum {min_digit_score:g}: not one handwritten digit"
-              if reject else item.error for reject, value, item in zip(rejected, score, chunk.inputs, strict=True)]
+    statuses = np.where(rejected, records.NOT_DIGIT_CODE, chunk.statuses)
+    errors = pl.Series("error", [None] * n, pl.String)
+    errors.scatter(np.fromiter(chunk.errors, np.int64, len(chunk.errors)), list(chunk.errors.values()))
+    below = np.flatnonzero(rejected)  # few: a message each
+    errors.scatter(below, [f"digit score {value:.3f} is below the minimum {min_digit_score:g}: "
+                           "not one handwritten digit" for value in score[below].tolist()])
     columns = {
-        "path": [None if path is None else stored_path(path) for path in chunk.paths],
-        "file_id": file_ids(chunk.paths) if ids is None else ids,
-        "status": statuses.tolist(),
+        "path": stored_paths(chunk.paths),
+        "file_id": chunk.ids,
+        "status": STATUS_NAMES.gather(statuses),
         "error": errors,
         "pred": np.where(ok, probs.argmax(axis=1), 0).astype(np.int8),
         "confidence": probs.max(axis=1).astype(np.float32),
         **{column: probs[:, digit].astype(np.float32) for digit, column in enumerate(PROB_COLUMNS)},
         "digit_score": score,
-        "min_digit_score": np.full(len(ok), min_digit_score, np.float32),
-        "file_size": [item.file_size for item in chunk.inputs],
-        "file_mtime_ns": [item.file_mtime_ns for item in chunk.inputs],
-        "checkpoint": [checkpoint] * len(statuses),
-        "checkpoint_sha256": [checkpoint_sha256] * len(statuses),
+        "min_digit_score": np.full(n, min_digit_score, np.float32),
+        "file_size": chunk.sizes,
+        "file_mtime_ns": chunk.mtimes,
+        "checkpoint": pl.repeat(checkpoint, n, dtype=pl.String, eager=True),
+        "checkpoint_sha256": pl.repeat(checkpoint_sha256, n, dtype=pl.String, eager=True),
     }
     frame = pl.DataFrame(columns, schema=SCHEMA)
-    only_ok = ["pred", "confidence", *PROB_COLUMNS]
-    return frame.with_columns(
-        *(pl.when(pl.Series(ok)).then(pl.col(column)).otherwise(None).alias(column) for column in only_ok),
-        pl.when(pl.Series(scored)).then(pl.col("digit_score")).otherwise(None).alias("digit_score"),
-    )
+    only_where = {"digit_score": scored, "file_size": chunk.sized, "file_mtime_ns": chunk.timed,
+                  **dict.fromkeys(["pred", "confidence", *PROB_COLUMNS], ok)}
+    return frame.with_columns(pl.when(pl.Series(mask)).then(pl.col(column)).otherwise(None)
+                              .alias(column) for column, mask in only_where.items())
+
+
+STATUS_NAMES = pl.Series("status", records.STATUSES, pl.String)  # STATUS_NAMES.gather(codes): the status column
+
+
+def stored_paths(paths: list[str | None]) -> list[str | None]:
+    """stored_path of each path; a chunk of plain ASCII local paths (the usual one) as it is."""
+    if None not in paths and "".join(paths).isascii():
+        return paths
+    return [None if path is None else stored_path(path) for path in paths]
 
 
 def empty_rows() -> pl.DataFrame:
@@ -425,9 +437,9 @@ class ClassifySummary:
     @classmethod
     def of(cls, counts: Counter, **fields) -> "ClassifySummary":
         seconds, now = fields["seconds"], fields["classified_now"]
-        return cls(rows=sum(counts.values()), ok=counts[images.OK], blank=counts[images.BLANK],
-                   not_digit=counts[images.NOT_DIGIT],
-                   failed=sum(n for status, n in counts.items() if images.is_failed(status)),
+        return cls(rows=sum(counts.values()), ok=counts[records.OK], blank=counts[records.BLANK],
+                   not_digit=counts[records.NOT_DIGIT],
+                   failed=sum(n for status, n in counts.items() if records.is_failed(status)),
                    statuses=dict(sorted(counts.items())),
                    images_per_second=now / seconds if seconds > 0 else 0.0, **fields)
 

@@ -11,7 +11,7 @@ all (a multipart upload too appears only once complete). There is no lock on an 
 two machines writing the same output URI at once are not stopped (README).
 
 Inputs: a prefix is listed like a folder (hidden names skipped, image extensions only), each
-object is read into memory and decoded by images.load; its identity (file_id) is its URI, and
+object is read into memory and decoded by records.load; its identity (file_id) is its URI, and
 its size and LastModified stand for a file's size and mtime.
 """
 
@@ -21,7 +21,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from mnist_batch import images
+from mnist_batch import reading, records
 from mnist_batch.discover import is_image_name, matches
 from mnist_batch.errors import USAGE, UserError, shown
 from mnist_batch.files import write_atomic
@@ -245,25 +245,26 @@ def list_objects(uri: str, include: tuple[str, ...] = (), exclude: tuple[str, ..
     return objects
 
 
-def load_object(uri: str, max_pixels: int) -> images.Decoded:
+def load_object(uri: str, max_pixels: int) -> records.Decoded:
     """One object -> Decoded with its size and last-modified time; never raises for a bad object."""
     try:
         fs, path = filesystem(uri)
         info = fs.info(path)
         size, mtime = info.get("size"), object_mtime_ns(info)
-        if size is not None and size > images.MAX_FILE_BYTES:
-            return images.Decoded("too_large", f"object is over {images.MAX_FILE_BYTES >> 20} MiB", None, size, mtime)
+        if size is not None and size > reading.MAX_FILE_BYTES:
+            return records.Decoded("too_large", f"object is over {reading.MAX_FILE_BYTES >> 20} MiB", None, size, mtime)
         if not size:
-            return images.Decoded("empty", "object is empty (0 bytes)", None, size, mtime)
+            return records.Decoded("empty", "object is empty (0 bytes)", None, size, mtime)
         data = fs.cat_file(path)
     except FileNotFoundError:
-        return images.Decoded("missing", "object not found (deleted during the run?)")
+        return records.Decoded("missing", "object not found (deleted during the run?)")
     except Exception as error:  # each store's client raises its own types
-        return images.Decoded("unreadable", f"cannot read the object: {store_problem(error)}")
-    return images.load(data, max_pixels)._replace(file_size=len(data), file_mtime_ns=mtime)
+        return records.Decoded("unreadable", f"cannot read the object: {store_problem(error)}")
+    return records.load(data, max_pixels)._replace(file_size=len(data), file_mtime_ns=mtime)
 
 
-def preprocess_chunk(paths: list[str], max_pixels: int = images.DEFAULT_MAX_PIXELS) -> images.DecodedChunk:
-    """Worker task: local files and objects -> one DecodedChunk."""
-    return images.DecodedChunk.of(paths, [load_object(path, max_pixels) if is_uri(path)
-                                          else images.load_path(path, max_pixels) for path in paths])
+def preprocess_chunk(paths: list[str], max_pixels: int = reading.DEFAULT_MAX_PIXELS,
+                     ids: list[str | None] | None = None) -> records.DecodedChunk:
+    """Worker task: local files and objects -> one DecodedChunk (`ids`: see records.DecodedChunk.of)."""
+    return records.DecodedChunk.of(paths, [load_object(path, max_pixels) if is_uri(path)
+                                           else records.load_path(path, max_pixels) for path in paths], ids)

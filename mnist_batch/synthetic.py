@@ -3,7 +3,7 @@
 `train` mixes non-digits into smallbn's batches as an 11th class ("not a digit"); the tests and
 benches draw form fields and held-out non-digits (other fonts, other seeds) to measure against.
 Every image is dark ink on light paper, as a scan is, and goes through the same preprocessing
-as a user's file (images.preprocess), so the network learns what classify will show it.
+as a user's file (digitize.preprocess), so the network learns what classify will show it.
 """
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from mnist_batch import images
+from mnist_batch import records
 
 # Letters that no writer's digit resembles closely (no O, I, l, Z, S, B, G, b, g, q, T, ...).
 LETTERS = "ACEFHKMNPRUVWXYacdefhkmnprtuvwxy"
@@ -124,10 +124,10 @@ def non_digit_bank(count: int, mnist: np.ndarray, seed: int, fonts: tuple[str, .
     rng = np.random.default_rng(seed)
     bank = []
     for i in range(count):
-        decoded = images.digit_of(non_digit(rng, KINDS[i % len(KINDS)], mnist, fonts))
-        if decoded.status == images.OK:
+        decoded = records.digit_of(non_digit(rng, KINDS[i % len(KINDS)], mnist, fonts))
+        if decoded.status == records.OK:
             bank.append(decoded.digit)
-    return images.stack_digits(bank)
+    return records.stack_digits(bank)
 
 
 def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_width: int, frame: str,

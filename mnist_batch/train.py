@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from mnist_batch import augment, data, images, labels, plots, synthetic
+from mnist_batch import augment, data, labels, plots, reading, records, synthetic
 from mnist_batch.discover import file_ids
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
@@ -222,7 +222,7 @@ def fine_tune_steps(extra_digits: int, extra_per_batch: int) -> int:
     return int(np.clip(math.ceil(REPEATS * extra_digits / extra_per_batch), MIN_STEPS, MAX_STEPS))
 
 
-def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> ExtraDigits:
+def load_extra(opts: TrainOptions, max_pixels: int = reading.DEFAULT_MAX_PIXELS) -> ExtraDigits:
     """Read each labels file, decode and preprocess its images; list bad rows and skip them.
     An image is used once however often, and however spelt, the files name it; different labels
     for one image are a usage error, as in `report --labels`. The held-back share is drawn from
@@ -248,13 +248,13 @@ def load_extra(opts: TrainOptions, max_pixels: int = images.DEFAULT_MAX_PIXELS) 
         sources[index]["duplicates"] = count
     named = f"labels file{'s' if len(opts.extra) > 1 else ''} {', '.join(map(shown, opts.extra))}"
     rows = labels.one_label_each(rows, "image", named, noun="image")
-    chunk = images.preprocess_chunk(rows["path"].to_list(), max_pixels)
-    for (index, path), item in zip(rows.select("file", "path").iter_rows(), chunk.inputs, strict=True):
-        if item.status == images.OK:
+    chunk = records.preprocess_chunk(rows["path"].to_list(), max_pixels)
+    for (index, path), (status, error) in zip(rows.select("file", "path").iter_rows(), chunk.outcomes(), strict=True):
+        if status == records.OK:
             sources[index]["used"] += 1
         else:
             sources[index]["skipped"] += 1
-            problems.append(f"{shown(opts.extra[index])}: {shown(path)}: {item.status}: {item.error}")
+            problems.append(f"{shown(opts.extra[index])}: {shown(path)}: {status}: {error}")
     for problem in problems[:MAX_LISTED_PROBLEMS]:
         log(f"skipped {problem}")
     if len(problems) > MAX_LISTED_PROBLEMS:

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mnist_batch import images, results
+from mnist_batch import digitize, records, results
 from mnist_batch.model import DEFAULT_CHECKPOINT, load_checkpoint, normalize
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
@@ -150,14 +150,14 @@ def test_mnist_pngs_round_trip_to_the_model_predictions(cli, mnist_test, tmp_pat
 def test_preprocessing_maps_scans_to_mnist_form(mnist_test):
     rng = np.random.default_rng(0)
     digit = mnist_test.images[0]
-    assert np.array_equal(images.preprocess(Image.fromarray(digit)), digit)  # MNIST form: unchanged
+    assert np.array_equal(digitize.preprocess(Image.fromarray(digit)), digit)  # MNIST form: unchanged
     model, _ = load_checkpoint(DEFAULT_CHECKPOINT)
     variants = []
     for i in range(40):
         scan = scan_like(mnist_test.images[i], int(rng.integers(100, 400)), rng)
         buffer = io.BytesIO()
         scan.save(buffer, "JPEG" if i % 2 else "PNG", quality=85)
-        status, _, digit28, *_ = images.load(buffer.getvalue())
+        status, _, digit28, *_ = records.load(buffer.getvalue())
         assert status == "ok" and digit28.shape == (28, 28) and digit28.dtype == np.uint8
         variants.append(digit28)
     with torch.inference_mode():
@@ -170,7 +170,7 @@ def test_alpha_exif_and_blank_images(mnist_test):
     ink = Image.fromarray(digit)
     rgba = Image.new("RGBA", (28, 28), (0, 0, 0, 0))  # transparent background, black ink
     rgba.putalpha(ink)
-    status, _, from_alpha, *_ = images.load(encode(rgba, "PNG"))
+    status, _, from_alpha, *_ = records.load(encode(rgba, "PNG"))
     assert status == "ok" and np.corrcoef(from_alpha.ravel(), digit.ravel())[0, 1] > 0.9
 
     rotated = Image.fromarray(255 - digit).resize((112, 112)).rotate(90, expand=True)
@@ -178,12 +178,12 @@ def test_alpha_exif_and_blank_images(mnist_test):
     exif[0x0112] = 6  # Orientation: rotate 90 CW to display
     buffer = io.BytesIO()
     rotated.save(buffer, "JPEG", exif=exif, quality=95)
-    status, _, upright, *_ = images.load(buffer.getvalue())
-    straight = images.load(encode(Image.fromarray(255 - digit).resize((112, 112)), "PNG")).digit
+    status, _, upright, *_ = records.load(buffer.getvalue())
+    straight = records.load(encode(Image.fromarray(255 - digit).resize((112, 112)), "PNG")).digit
     assert status == "ok" and np.abs(upright.astype(int) - straight.astype(int)).mean() < 20
 
     for blank in (Image.new("L", (300, 200), 240), Image.new("RGB", (28, 28), "white")):
-        assert images.load(encode(blank, "PNG")).status == "blank"
+        assert records.load(encode(blank, "PNG")).status == "blank"
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from mnist_batch import images, report_html, results
+from mnist_batch import reading, records, report_html, results
 from mnist_batch.classify import DecodePool
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
@@ -77,9 +77,9 @@ def test_special_file_named_like_an_image_is_an_unsupported_row(cli, tmp_path, m
 def test_read_file_stops_at_the_cap_when_st_size_says_zero(monkeypatch):
     maps = "/proc/self/maps"  # a regular file whose st_size is 0, with kilobytes in it
     assert os.stat(maps).st_size == 0
-    monkeypatch.setattr(images, "MAX_FILE_BYTES", 512)
-    with pytest.raises(images.ImageProblem) as problem:
-        images.read_file(maps)
+    monkeypatch.setattr(reading, "MAX_FILE_BYTES", 512)
+    with pytest.raises(reading.ImageProblem) as problem:
+        reading.read_file(maps)
     assert problem.value.status == "too_large"
 
 
@@ -130,21 +130,22 @@ def test_worker_killed_mid_run_is_replaced_and_every_input_gets_one_row(tmp_path
     assert frame.height == 600 and frame["path"].n_unique() == 600 and set(frame["status"]) == {"ok"}
 
 
-def die_on_poison(paths: list[str], max_pixels: int) -> images.DecodedChunk:
+def die_on_poison(paths: list[str], max_pixels: int) -> records.DecodedChunk:
     """A decoder that crashes its process on one file, as a segfaulting codec would."""
     if any("poison" in path for path in paths):
         os.kill(os.getpid(), signal.SIGKILL)
-    return images.preprocess_chunk(paths, max_pixels)
+    return records.preprocess_chunk(paths, max_pixels)
 
 
 @pytest.mark.timeout(120)
 def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_test):
     paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i])) for i in range(40)]
     paths[17] = str(png(tmp_path / "poison.png", mnist_test.images[17]))
-    pool = DecodePool(paths, workers=2, chunk_size=8, max_pixels=images.DEFAULT_MAX_PIXELS, decode=die_on_poison)
+    pool = DecodePool(paths, workers=2, chunk_size=8, max_pixels=reading.DEFAULT_MAX_PIXELS, decode=die_on_poison)
     chunks = list(pool.chunks())
     pool.close()
-    statuses = {path: item.status for chunk in chunks for path, item in zip(chunk.paths, chunk.inputs, strict=True)}
+    statuses = {path: status for chunk in chunks
+                for path, (status, _) in zip(chunk.paths, chunk.outcomes(), strict=True)}
     assert sum(len(chunk.paths) for chunk in chunks) == 40 and set(statuses) == set(paths)
     assert statuses.pop(paths[17]) == "crashed"
     assert set(statuses.values()) == {"ok"}

@@ -9,7 +9,7 @@ import polars as pl
 from conftest import run_cli
 from PIL import Image
 
-from mnist_batch import images, synthetic
+from mnist_batch import digitize, records, synthetic
 
 FIELDS = 60
 
@@ -62,11 +62,11 @@ def test_plain_digits_lose_nothing_to_line_removal(tmp_path, mnist_test):
     digits = mnist_test.images[:200]
     for i, digit in enumerate(digits):
         Image.fromarray(digit).save(folder / f"{i:03d}.png")
-        assert np.array_equal(images.load_path(str(folder / f"{i:03d}.png")).digit, digit)
+        assert np.array_equal(records.load_path(str(folder / f"{i:03d}.png")).digit, digit)
     taken = 0
     for digit in digits:
         scan = np.asarray(Image.fromarray(255 - digit).resize((84, 84), Image.BICUBIC), np.float32)
-        taken += images.remove_form_lines(255 - scan)[1]
+        taken += digitize.remove_form_lines(255 - scan)[1]
     assert taken <= 2
     rows = classify(folder, tmp_path / "plain.csv")
     assert (rows["pred"].to_numpy() == mnist_test.labels[:200]).mean() >= 0.98

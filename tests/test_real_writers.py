@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from mnist_batch import images
+from mnist_batch import digitize
 from mnist_batch.model import WEIGHTS, file_sha256
 
 
@@ -260,7 +260,7 @@ def test_writer_augmentation_keeps_shape_type_and_range(images):
 def test_fine_pen_strokes_are_widened_to_mnists_width(pen, widened):
     """An L drawn with a pen `pen` pixels wide in a 200-pixel box: fine pens come out of the
     20x20 fit with about MNIST's stroke width (2.2-3.5 px); broad ones are left as they are."""
-    from mnist_batch.images import stroke_width, thicken_thin_strokes
+    from mnist_batch.digitize import stroke_width, thicken_thin_strokes
 
     crop = np.zeros((200, 120), np.float32)
     crop[:, :pen] = 255
@@ -280,8 +280,8 @@ def test_dust_specks_away_from_the_digit_do_not_change_it(mnist_test, specks):
         dusty = page.copy()
         for y, x in specks:
             dusty[y : y + 4, x : x + 4] = 40
-        clean_digit = images.preprocess(Image.fromarray(page))
-        assert np.array_equal(images.preprocess(Image.fromarray(dusty)), clean_digit), index
+        clean_digit = digitize.preprocess(Image.fromarray(page))
+        assert np.array_equal(digitize.preprocess(Image.fromarray(dusty)), clean_digit), index
 
 
 @pytest.mark.parametrize("side, margin, line", [(84, 0, 2), (84, 6, 1), (200, 10, 4), (24, 2, 1)])

@@ -45,7 +45,7 @@ def test_files_from_splits_a_nul_separated_list(cli, tmp_path, mnist_test):
 
 def test_submodules_are_reachable_after_a_plain_import(tmp_path):
     """The README's `mnist_batch.results.scan("preds.csv")` after only `import mnist_batch`."""
-    code = "import mnist_batch; print(mnist_batch.results.scan.__name__, mnist_batch.images.OK)"
+    code = "import mnist_batch; print(mnist_batch.results.scan.__name__, mnist_batch.records.OK)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["scan", "ok"]
@@ -187,8 +187,8 @@ def test_a_chunks_ok_mask_lines_up_with_its_digits(folder, tmp_path, mnist_test)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
     paths = [str(tmp_path / "broken.png"), str(sorted(folder.rglob("*.png"))[0]), str(tmp_path / "blank.png")]
-    chunk = mnist_batch.images.preprocess_chunk(paths)
-    assert chunk.ok == [False, True, False] and len(chunk.digits) == sum(chunk.ok) == 1
+    chunk = mnist_batch.records.preprocess_chunk(paths)
+    assert chunk.ok.tolist() == [False, True, False] and len(chunk.digits) == sum(chunk.ok) == 1
 
 
 @pytest.mark.timeout(60)

@@ -1,5 +1,8 @@
 """The stage functions one rule at a time, on real files the tests write."""
 
+import ast
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -64,3 +67,22 @@ def test_output_format_refuses(tmp_path, name, requested):
 ])
 def test_wilson_interval(correct, total, low, high):
     assert wilson_interval(correct, total) == pytest.approx([low, high], abs=1e-5)
+
+
+def imported_modules(module: str) -> set[str]:
+    """The mnist_batch modules that `module`'s source imports, at the top or inside functions."""
+    source = (Path(__file__).parent.parent / "mnist_batch" / f"{module}.py").read_text()
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnist_batch"):
+            names |= {node.module} if node.module != "mnist_batch" else {f"mnist_batch.{a.name}" for a in node.names}
+    return names
+
+
+def test_imports_point_one_way_from_the_dispatcher_to_the_engines_to_options():
+    assert {"mnist_batch.classify", "mnist_batch.ray_engine"} <= imported_modules("engines")
+    assert "mnist_batch.options" in imported_modules("classify") & imported_modules("ray_engine")
+    assert not imported_modules("options") & {"mnist_batch.classify", "mnist_batch.ray_engine", "mnist_batch.engines"}
+    for engine in ("classify", "ray_engine"):
+        assert "mnist_batch.engines" not in imported_modules(engine)
+    assert "mnist_batch.engines" in imported_modules("cli") & imported_modules("api")

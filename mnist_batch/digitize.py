@@ -1,30 +1,21 @@
-"""Decode any image Pillow reads and turn it into a 28x28 MNIST-style digit.
+"""The digit algorithm: a grey image -> a 28x28 MNIST-style digit.
 
 MNIST digits are white ink on black, fitted into a 20x20 box (aspect kept, anti-aliased)
 and centred by centre of mass in 28x28. Scans are dark ink on light paper, any size,
 off-centre, RGB, with alpha, EXIF rotation or JPEG noise. preprocess() maps both to the
 same form; an image already in MNIST form (28x28, dark background) passes through unchanged.
+On the way it finds the paper and the ink (polarity), drops specks and printed form lines,
+and widens hair-thin strokes.
 
-Everything here works on plain values (bytes, arrays) so that worker processes and
-distributed batch maps can call it; nothing imports torch.
+Everything here works on plain arrays so that worker processes and distributed batch maps
+can call it; nothing imports torch.
 """
 
-import errno
-import io
-import os
-import stat
-import warnings
-from dataclasses import dataclass
-from typing import NamedTuple
-
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from mnist_batch.errors import shown
+from mnist_batch.reading import WORK_SIDE
 
-DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images before decoding (decompression bombs)
-MAX_FILE_BYTES = 512 * 1024 * 1024  # no digit scan is this big; never read one into memory
-WORK_SIDE = 112  # larger images are reduced to about this before cropping: fast, and it averages paper noise
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
@@ -57,144 +48,14 @@ TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
-# Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-
-OK, BLANK = "ok", "blank"  # every other status but NOT_DIGIT is an error kind: the input failed
-NOT_DIGIT = "not_digit"  # read fine, but not one handwritten digit (an empty form field, a letter, a tick)
-
-
-def is_failed(status: str) -> bool:
-    """The one definition of a failed input: neither classified, blank, nor found not to be a digit."""
-    return status not in (OK, BLANK, NOT_DIGIT)
-
 # The 108 edge pixels of a 28x28 image, as one index: the MNIST-form check runs per image.
 MNIST_BORDER = np.zeros((28, 28), bool)
 MNIST_BORDER[[0, -1], :] = MNIST_BORDER[:, [0, -1]] = True
 LEVELS = np.arange(256, dtype=np.float64)  # the grey levels, for histogram sums
 
 
-class ImageProblem(Exception):
-    """An input that cannot be classified: `status` is the error kind, the message says why."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def read_file(path: str) -> tuple[bytes, os.stat_result]:
-    """The file's bytes and stat, or an ImageProblem naming what went wrong with it.
-
-    The one guarded read for every image file the package opens: links are followed, anything
-    but a regular file (FIFO, device, socket, folder) is `unsupported`, and at most
-    MAX_FILE_BYTES + 1 bytes are read, whatever st_size says. The file is opened without
-    blocking (a FIFO would wait for a writer) and its type is checked on the open descriptor,
-    so swapping the file between a check and the open changes nothing."""
-    try:
-        fd = os.open(path, OPEN_FLAGS)
-    except OSError as error:
-        raise open_problem(path, error) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageProblem("unsupported", f"is a {file_kind(info.st_mode)}, not an image file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise ImageProblem("too_large", f"file is over {MAX_FILE_BYTES >> 20} MiB")
-        blocks, size = [], 0
-        # st_size + 1 reads a file in one call (the next one sees the end); files that say 0 go in blocks.
-        want = info.st_size + 1 if info.st_size else 1 << 16
-        while block := os.read(fd, min(want, MAX_FILE_BYTES + 1 - size)):
-            blocks.append(block)
-            size += len(block)
-            if size > MAX_FILE_BYTES:
-                raise ImageProblem("too_large", f"file is over {MAX_FILE_BYTES >> 20} MiB")
-    except OSError as error:
-        raise ImageProblem("unreadable", f"cannot read: {error.strerror or error}") from None
-    finally:
-        os.close(fd)
-    if not size:
-        raise ImageProblem("empty", "file is empty (0 bytes)")
-    return b"".join(blocks), info
-
-
-OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO (named pipe)", stat.S_IFCHR: "character device",
-              stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
-
-
-def file_kind(mode: int) -> str:
-    return FILE_KINDS.get(stat.S_IFMT(mode), "special file")
-
-
-def open_problem(path: str, error: OSError) -> ImageProblem:
-    if isinstance(error, FileNotFoundError):
-        if os.path.islink(path):
-            return ImageProblem("missing", f"broken symlink: its target {shown(os.readlink(path))} does not exist")
-        return ImageProblem("missing", "file not found (moved or deleted during the run?)")
-    try:  # a socket cannot be opened at all (ENXIO): what it is, not the error, says what to do
-        mode = os.stat(path).st_mode
-    except OSError:
-        mode = stat.S_IFREG
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return ImageProblem("unsupported", f"is a {file_kind(mode)}, not an image file")
-    if isinstance(error, PermissionError):
-        if os.path.isdir(path):
-            return ImageProblem("unreadable", "cannot list this folder: permission denied; its files were skipped")
-        return ImageProblem("unreadable", "permission denied: make the file readable")
-    if error.errno == errno.ELOOP:
-        return ImageProblem("unreadable", "symlink loop: the link leads back to itself")
-    return ImageProblem("unreadable", f"cannot read: {error.strerror or error}")
-
-
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Pillow image in mode L, upright, alpha flattened over white; large JPEGs decoded reduced."""
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageProblem("not_image", "not an image file Pillow can read") from None
-    except Image.DecompressionBombError:
-        raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
-    except Exception as error:  # Pillow's plugins raise many types for a broken header
-        raise ImageProblem("corrupt", f"broken image header: {error}") from None
-    return prepare(image, max_pixels)
-
-
-def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """An opened image -> mode L, upright, alpha over white; checks the pixel cap first."""
-    width, height = image.size
-    if not width or not height:
-        raise ImageProblem("corrupt", f"a {width}x{height} image has no pixels")
-    if width * height > max_pixels:
-        raise ImageProblem("too_large", f"{width}x{height} pixels is over the {max_pixels:,} pixel cap")
-    if image.format == "JPEG" and min(width, height) > 2 * WORK_SIDE:
-        # libjpeg decodes straight to a 1/2..1/8 scale and to grey: many times faster.
-        image.draft("L", (width * WORK_SIDE // min(width, height),) * 2)
-    try:
-        if image.format == "TIFF" or "exif" in image.info:
-            image = ImageOps.exif_transpose(image)
-        image.load()
-        return to_gray(image)
-    except Image.DecompressionBombError:
-        raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        message = str(error)
-        kind = "truncated" if "truncated" in message or "incomplete" in message else "corrupt"
-        raise ImageProblem(kind, f"cannot decode image: {message}") from None
-
-
-def to_gray(image: Image.Image) -> Image.Image:
-    if image.mode == "L":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float32)
-        values = np.where(np.isfinite(values), values, 0.0)  # an "F" image may hold NaN: no ink
-        top = values.max()
-        scaled = values * (255.0 / top) if top > 0 else values
-        return Image.fromarray(scaled.clip(0, 255).astype(np.uint8))
-    return image.convert("L")
+class NotADigit(Exception):
+    """An image that holds only printed lines (an empty form field, an underline): no digit."""
 
 
 def otsu_threshold(counts: np.ndarray) -> int:
@@ -509,7 +370,7 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
 
 def preprocess(gray: Image.Image) -> np.ndarray | None:
     """28x28 uint8 MNIST-style digit (white on black), or None when the image is blank;
-    ImageProblem(NOT_DIGIT) when it holds only printed lines."""
+    NotADigit when it holds only printed lines."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.mean() < 128:
@@ -538,7 +399,7 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         ink = drop_specks(ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * field):
-        raise ImageProblem(NOT_DIGIT, "only printed lines (an empty form field or an underline): no digit")
+        raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
     # Fit into 20x20 keeping the aspect ratio, anti-aliased, as MNIST was made.
@@ -559,127 +420,3 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
     out = np.zeros((28, 28), np.uint8)
     out[top_y : top_y + digit.shape[0], left_x : left_x + digit.shape[1]] = digit.round().clip(0, 255)
     return out
-
-
-class Decoded(NamedTuple):
-    """One input after reading, decoding and preprocessing."""
-
-    status: str  # OK, BLANK or an error kind
-    error: str | None = None  # why it was not classified
-    digit: np.ndarray | None = None  # 28x28 uint8 when status is OK
-    file_size: int | None = None
-    file_mtime_ns: int | None = None
-
-
-@dataclass(frozen=True)
-class DecodedChunk:
-    """Inputs decoded together: one record each, in order, and the digits of the OK ones
-    stacked into one array (cheap to send between processes)."""
-
-    paths: list[str | None]  # None for in-memory images
-    inputs: list[Decoded]  # their `digit` fields are dropped: the digits are in `digits`
-    digits: np.ndarray  # (number of OK inputs, 28, 28) uint8
-
-    @classmethod
-    def of(cls, paths: list[str | None], decoded: list[Decoded]) -> "DecodedChunk":
-        digits = [item.digit for item in decoded if item.digit is not None]
-        return cls(paths, [item._replace(digit=None) for item in decoded], stack_digits(digits))
-
-    @property
-    def statuses(self) -> list[str]:
-        return [item.status for item in self.inputs]
-
-    @property
-    def ok(self) -> list[bool]:
-        """Which inputs were classified: their digits are `digits`, in order."""
-        return [item.status == OK for item in self.inputs]
-
-
-def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
-    return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
-
-
-def digit_of(gray: Image.Image) -> Decoded:
-    try:
-        digit = preprocess(gray)
-    except ImageProblem as problem:
-        return Decoded(problem.status, str(problem))
-    if digit is None:
-        return Decoded(BLANK, "no ink found: the image is blank or has too little contrast")
-    return Decoded(OK, digit=digit)
-
-
-def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Image file bytes -> Decoded. Never raises for bad input."""
-    try:
-        return digit_of(decode(data, max_pixels))
-    except ImageProblem as problem:
-        return Decoded(problem.status, str(problem))
-
-
-def load_path(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """An image file -> Decoded, with the file's size and modification time. Never raises."""
-    try:
-        data, info = read_file(path)
-    except ImageProblem as problem:
-        return failed(path, problem.status, str(problem))
-    return load(data, max_pixels)._replace(file_size=info.st_size, file_mtime_ns=mtime_ns(info))
-
-
-def failed(path: str, status: str, error: str) -> Decoded:
-    """The record of a file that was not classified, with its size and mtime when it can be stat'ed."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return Decoded(status, error)
-    return Decoded(status, error, None, info.st_size, mtime_ns(info))
-
-
-INT64_END = 1 << 63
-
-
-def mtime_ns(info: os.stat_result) -> int | None:
-    """The file's modification time as the file_mtime_ns column holds it (Int64 nanoseconds: the
-    years 1677 to 2262), or None for a time outside them (a clock gone wild, a forged date)."""
-    return info.st_mtime_ns if -INT64_END <= info.st_mtime_ns < INT64_END else None
-
-
-def load_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """An in-memory image (PIL image or numpy array, any size and mode) -> Decoded."""
-    try:
-        if isinstance(image, np.ndarray):
-            image = image_from_array(image)
-        if not isinstance(image, Image.Image):
-            raise ImageProblem("unsupported", f"{type(image).__name__} is not a path, PIL image or numpy array")
-        if 0 in image.size:  # as an array of no pixels is
-            raise ImageProblem("unsupported", f"a {image.width}x{image.height} image has no pixels")
-        try:
-            return digit_of(prepare(image, max_pixels))
-        except (OSError, ValueError, TypeError) as error:
-            raise ImageProblem("corrupt", f"cannot convert image: {error}") from None
-    except ImageProblem as problem:
-        return Decoded(problem.status, str(problem))
-
-
-def image_from_array(array: np.ndarray) -> Image.Image:
-    """2-D grey, or height x width x 1/3/4 channels; floats in 0-1 are scaled to 0-255."""
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
-        raise ImageProblem("unsupported", f"array of shape {array.shape} is not an image (H x W, or H x W x 1/3/4)")
-    if array.dtype.kind not in "buif":  # complex, strings, objects: no pixel values
-        raise ImageProblem("unsupported", f"array of dtype {array.dtype} is not an image (give numbers or booleans)")
-    if array.dtype.kind == "f":
-        array = np.where(np.isfinite(array), array, 0.0)  # NaN and infinities: no ink
-        array = (array * (255.0 if array.max() <= 1.0 else 1.0)).clip(0, 255).astype(np.uint8)
-    elif array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype != np.uint8:
-        top = int(array.max())
-        array = (array.astype(np.float64) * (255.0 / top if top > 255 else 1.0)).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(array))
-
-
-def preprocess_chunk(paths: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedChunk:
-    """Worker task: image files -> one DecodedChunk."""
-    return DecodedChunk.of(paths, [load_path(path, max_pixels) for path in paths])

@@ -1,0 +1,165 @@
+"""Reading an input: the guarded file read, decoding with Pillow, and conversion to grey.
+
+Every image file the package opens is read here (read_file), and every decoder's failure
+becomes an ImageProblem whose status names the error kind. Nothing imports torch.
+"""
+
+import errno
+import io
+import os
+import stat
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mnist_batch.errors import shown
+
+DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images before decoding (decompression bombs)
+MAX_FILE_BYTES = 512 * 1024 * 1024  # no digit scan is this big; never read one into memory
+WORK_SIDE = 112  # larger images are reduced to about this before cropping: fast, and it averages paper noise
+
+# Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+class ImageProblem(Exception):
+    """An input that cannot be classified: `status` is the error kind, the message says why."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def read_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The file's bytes and stat, or an ImageProblem naming what went wrong with it.
+
+    The one guarded read for every image file the package opens: links are followed, anything
+    but a regular file (FIFO, device, socket, folder) is `unsupported`, and at most
+    MAX_FILE_BYTES + 1 bytes are read, whatever st_size says. The file is opened without
+    blocking (a FIFO would wait for a writer) and its type is checked on the open descriptor,
+    so swapping the file between a check and the open changes nothing."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as error:
+        raise open_problem(path, error) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageProblem("unsupported", f"is a {file_kind(info.st_mode)}, not an image file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageProblem("too_large", f"file is over {MAX_FILE_BYTES >> 20} MiB")
+        blocks, size = [], 0
+        # st_size + 1 reads a file in one call (the next one sees the end); files that say 0 go in blocks.
+        want = info.st_size + 1 if info.st_size else 1 << 16
+        while block := os.read(fd, min(want, MAX_FILE_BYTES + 1 - size)):
+            blocks.append(block)
+            size += len(block)
+            if size > MAX_FILE_BYTES:
+                raise ImageProblem("too_large", f"file is over {MAX_FILE_BYTES >> 20} MiB")
+    except OSError as error:
+        raise ImageProblem("unreadable", f"cannot read: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    if not size:
+        raise ImageProblem("empty", "file is empty (0 bytes)")
+    return b"".join(blocks), info
+
+
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO (named pipe)", stat.S_IFCHR: "character device",
+              stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
+
+
+def file_kind(mode: int) -> str:
+    return FILE_KINDS.get(stat.S_IFMT(mode), "special file")
+
+
+def open_problem(path: str, error: OSError) -> ImageProblem:
+    if isinstance(error, FileNotFoundError):
+        if os.path.islink(path):
+            return ImageProblem("missing", f"broken symlink: its target {shown(os.readlink(path))} does not exist")
+        return ImageProblem("missing", "file not found (moved or deleted during the run?)")
+    try:  # a socket cannot be opened at all (ENXIO): what it is, not the error, says what to do
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFREG
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return ImageProblem("unsupported", f"is a {file_kind(mode)}, not an image file")
+    if isinstance(error, PermissionError):
+        if os.path.isdir(path):
+            return ImageProblem("unreadable", "cannot list this folder: permission denied; its files were skipped")
+        return ImageProblem("unreadable", "permission denied: make the file readable")
+    if error.errno == errno.ELOOP:
+        return ImageProblem("unreadable", "symlink loop: the link leads back to itself")
+    return ImageProblem("unreadable", f"cannot read: {error.strerror or error}")
+
+
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Pillow image in mode L, upright, alpha flattened over white; large JPEGs decoded reduced."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageProblem("not_image", "not an image file Pillow can read") from None
+    except Image.DecompressionBombError:
+        raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
+    except Exception as error:  # Pillow's plugins raise many types for a broken header
+        raise ImageProblem("corrupt", f"broken image header: {error}") from None
+    return prepare(image, max_pixels)
+
+
+def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An opened image -> mode L, upright, alpha over white; checks the pixel cap first."""
+    width, height = image.size
+    if not width or not height:
+        raise ImageProblem("corrupt", f"a {width}x{height} image has no pixels")
+    if width * height > max_pixels:
+        raise ImageProblem("too_large", f"{width}x{height} pixels is over the {max_pixels:,} pixel cap")
+    if image.format == "JPEG" and min(width, height) > 2 * WORK_SIDE:
+        # libjpeg decodes straight to a 1/2..1/8 scale and to grey: many times faster.
+        image.draft("L", (width * WORK_SIDE // min(width, height),) * 2)
+    try:
+        if image.format == "TIFF" or "exif" in image.info:
+            image = ImageOps.exif_transpose(image)
+        image.load()
+        return to_gray(image)
+    except Image.DecompressionBombError:
+        raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        message = str(error)
+        kind = "truncated" if "truncated" in message or "incomplete" in message else "corrupt"
+        raise ImageProblem(kind, f"cannot decode image: {message}") from None
+
+
+def to_gray(image: Image.Image) -> Image.Image:
+    if image.mode == "L":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        values = np.where(np.isfinite(values), values, 0.0)  # an "F" image may hold NaN: no ink
+        top = values.max()
+        scaled = values * (255.0 / top) if top > 0 else values
+        return Image.fromarray(scaled.clip(0, 255).astype(np.uint8))
+    return image.convert("L")
+
+
+def image_from_array(array: np.ndarray) -> Image.Image:
+    """2-D grey, or height x width x 1/3/4 channels; floats in 0-1 are scaled to 0-255."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise ImageProblem("unsupported", f"array of shape {array.shape} is not an image (H x W, or H x W x 1/3/4)")
+    if array.dtype.kind not in "buif":  # complex, strings, objects: no pixel values
+        raise ImageProblem("unsupported", f"array of dtype {array.dtype} is not an image (give numbers or booleans)")
+    if array.dtype.kind == "f":
+        array = np.where(np.isfinite(array), array, 0.0)  # NaN and infinities: no ink
+        array = (array * (255.0 if array.max() <= 1.0 else 1.0)).clip(0, 255).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        top = int(array.max())
+        array = (array.astype(np.float64) * (255.0 / top if top > 255 else 1.0)).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
