@@ -1,5 +1,7 @@
-"""Local engine vs Ray engine (a local Ray cluster started by the command) on the 20,000
-MNIST PNGs; prints both times. Run: python bench/bench_ray.py"""
+"""Local engine vs Ray engine on the 20,000 MNIST PNGs: a local Ray cluster started by the
+command, and clusters started beforehand with one node (both cores) and with two simulated
+nodes (a core each, ray.cluster_utils), reached with --address. Prints each whole command's
+time and rate. Run: python bench/bench_ray.py"""
 
 import shutil
 import sys
@@ -10,17 +12,41 @@ from bench_classify import summary_rate  # noqa: E402
 from common import BIN, OUT, machine, run_measured, write_mnist_pngs  # noqa: E402
 
 
+def classify_ray(folder: Path, *options) -> dict:
+    shutil.rmtree(OUT / "ray-results", ignore_errors=True)
+    return run_measured([BIN / "mnist-batch", "classify", folder, "--out", OUT / "ray-results", "--engine", "ray",
+                         "--quiet", *options])
+
+
+def on_cluster(folder: Path, nodes: int) -> dict:
+    """The Ray engine on a cluster of `nodes` simulated nodes sharing this machine's cores; the
+    output folder is on this machine, which every simulated node shares (--shared-out)."""
+    from ray.cluster_utils import Cluster
+
+    cores = 2
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cores // nodes})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=cores // nodes)
+    cluster.wait_for_nodes()
+    try:
+        return classify_ray(folder, "--address", cluster.address, "--shared-out")
+    finally:
+        cluster.shutdown()
+
+
 def main():
     folder = write_mnist_pngs(OUT / "mnist20k", 20_000)
     local = run_measured([BIN / "mnist-batch", "classify", folder, "--out", OUT / "local.parquet", "--overwrite",
                           "--quiet"])
-    shutil.rmtree(OUT / "ray-results", ignore_errors=True)
-    ray = run_measured([BIN / "mnist-batch", "classify", folder, "--out", OUT / "ray-results", "--engine", "ray",
-                        "--quiet"])
+    started_by_command = classify_ray(folder)
     print(f"20,000 MNIST PNGs, {machine()}")
     print(f"  local engine: {local['seconds']:.1f} s whole command ({summary_rate(local['stdout']):,.0f} images/s)")
-    print(f"  Ray engine, local cluster started by the command: {ray['seconds']:.1f} s whole command "
-          f"({summary_rate(ray['stdout']):,.0f} images/s including cluster start)")
+    print(f"  Ray engine, local cluster started by the command: {started_by_command['seconds']:.1f} s whole command "
+          f"({summary_rate(started_by_command['stdout']):,.0f} images/s including cluster start)")
+    for nodes in (1, 2):
+        ray = on_cluster(folder, nodes)
+        print(f"  Ray engine, running cluster of {nodes} node(s), {2 // nodes} core(s) each: {ray['seconds']:.1f} s "
+              f"whole command ({summary_rate(ray['stdout']):,.0f} images/s)")
 
 
 if __name__ == "__main__":
