@@ -45,6 +45,8 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
         local_dir = storage.cache_folder(remote)
         opts = replace(opts, out=local_dir / os.path.basename(opts.out.rstrip("/")) if opts.out else None,
                        out_dir=local_dir if opts.out_dir else None)
+    else:  # resolved once: a symlinked folder swapped mid-run must not split the run's files
+        opts = replace(opts, out=pinned(opts.out, parent=True), out_dir=pinned(opts.out_dir))
     try:
         # An object store has no lock: this one keeps out only other runs on this machine (README).
         with results.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
@@ -143,6 +145,19 @@ def interrupted(run: results.RunFiles, inputs: int) -> UserError:
                          "rerun the command to start again", INTERRUPTED)
     return UserError(f"interrupted; {run.kept_rows:,} rows of {inputs:,} inputs are kept in {shown(run.parts)}: "
                      "rerun the same command with --resume to classify the rest", INTERRUPTED)
+
+
+def pinned(path: Path | None, parent: bool = False) -> Path | None:
+    """`path` with the symlinks of its folders (of the folder itself, or with `parent`, of the
+    folder it lies in) resolved now, so that the lock, the parts and the result all land in the
+    folder the run started with; a path without such links stays as the user spelt it."""
+    if path is None:
+        return None
+    folder = Path(path).parent if parent else Path(path)
+    real = os.path.realpath(folder)
+    if real == os.path.abspath(folder):
+        return path
+    return Path(real) / Path(path).name if parent else Path(real)
 
 
 def check_not_an_input(out: Path, paths: list[str]) -> None:

@@ -166,6 +166,30 @@ def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path, mnist_te
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
 
 
+@pytest.mark.timeout(180)
+def test_an_out_dir_link_swapped_mid_run_loses_no_row(tmp_path, mnist_test):
+    """`ln -sfn B cur` while a run writes into cur (= A): the run's lock, parts and result file all
+    stay in A, the folder it started with, and every input has its row there."""
+    folder, first, second, current = tmp_path / "in", tmp_path / "A", tmp_path / "B", tmp_path / "cur"
+    paths = write_tiled_pngs(folder, mnist_test, 64, 10)
+    first.mkdir()
+    second.mkdir()
+    current.symlink_to(first)
+    process = subprocess.Popen([MNIST_BATCH, "classify", folder, "--out-dir", current, "--quiet", "--workers", "1",
+                                "--batch-size", "16"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(first.glob(".predictions-*.parts/part-000000.parquet")):
+        assert process.poll() is None and time.time() < deadline, "no part file appeared in A"
+        time.sleep(0.01)
+    (tmp_path / "next").symlink_to(second)
+    os.replace(tmp_path / "next", current)  # what ln -sfn B cur does
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    (result,) = results.result_files(first)
+    assert pl.read_parquet(result)["path"].n_unique() == len(paths)
+    assert not list(second.iterdir())
+
+
 # 4-6: names and folders
 
 
