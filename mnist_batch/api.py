@@ -21,7 +21,7 @@ from PIL import Image
 from mnist_batch import reading, records, results
 from mnist_batch.engines import run_engine
 from mnist_batch.options import ClassifyOptions, RayOptions
-from mnist_batch.storage import output_location
+from mnist_batch.storage import on_the_driver, output_location
 
 PATH = (str, os.PathLike)
 # classify_files' keyword options (ClassifyOptions' fields, less those it sets itself), each with
@@ -132,6 +132,7 @@ def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", 
     check_type("classify_files", "address", address, (str,), "a Ray address", nullable=True)
     check_type("classify_files", "actors", actors, (int,), "an int")
     check_type("classify_files", "progress", progress, (bool,), "True or False")
+    raw_out = options.get("out")
     for name, value in options.items():
         types, expected, nullable = OPTION_TYPES[name]
         if name in ("include", "exclude"):  # one glob, or several
@@ -143,8 +144,9 @@ def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", 
         check_type("classify_files", name, value, types, expected, nullable)
         if types is PATH and value is not None:
             options[name] = output_location(os.fspath(value)) if name in ("out", "out_dir") else os.fspath(value)
+    driver_out = on_the_driver(raw_out)
     opts = ClassifyOptions(inputs=input_names(inputs), progress=progress, **options)
-    return run_engine(engine, opts, RayOptions(address=address, actors=actors), started)
+    return run_engine(engine, opts, RayOptions(address=address, actors=actors, driver_out=driver_out), started)
 
 
 def input_names(inputs) -> tuple[str, ...]:

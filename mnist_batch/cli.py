@@ -385,7 +385,7 @@ def classify_command(
     from mnist_batch.engines import run_engine
     from mnist_batch.errors import PARTIAL
     from mnist_batch.options import ClassifyOptions, RayOptions
-    from mnist_batch.storage import output_location
+    from mnist_batch.storage import on_the_driver, output_location
 
     opts = ClassifyOptions(inputs=tuple(inputs or ()), out=output_location(out), out_dir=output_location(out_dir),
                            incremental=incremental, files_from=files_from,
@@ -394,7 +394,7 @@ def classify_command(
                            batch_size=batch_size, overwrite=overwrite, resume=resume,
                            max_pixels=max_pixels, min_digit_score=min_digit_score,
                            progress=progress_wanted(quiet))
-    ray_opts = RayOptions(address=address, actors=actors, shared_out=shared_out)
+    ray_opts = RayOptions(address=address, actors=actors, shared_out=shared_out, driver_out=on_the_driver(out))
     summary = run_job(ctx, run_engine, engine, opts, ray_opts, STARTED)
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))

@@ -40,6 +40,7 @@ class RayOptions:
     address: str | None = None  # Ray cluster address (else $RAY_ADDRESS, else a local cluster)
     actors: int = 0  # predictor actors (0: one per GPU, or one)
     shared_out: bool = False  # a local --out is on a file system every node mounts (NFS)
+    driver_out: bool = False  # --out local://PATH: every part is written on the driver's node
 
 
 def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:

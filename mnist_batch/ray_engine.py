@@ -144,7 +144,9 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
         write_to_store(predicted, out, opts.overwrite)
         written = pl.scan_parquet(storage.result_objects(out), glob=False)
     else:
-        write_folder_atomic(out, lambda tmp: predicted.write_parquet(str(tmp.resolve())))
+        # local://: Ray Data runs the writes on the driver's node, so the parts land on its disk.
+        scheme = "local://" if ray_opts.driver_out else ""
+        write_folder_atomic(out, lambda tmp: predicted.write_parquet(scheme + str(tmp.resolve())))
         written = results.scan(out)
     pipeline_seconds = time.perf_counter() - pipeline_start
 
@@ -161,10 +163,11 @@ def check_output_reaches_every_node(out: str | Path, ray_opts: RayOptions, nodes
     and the head would see only its share. Refused on a cluster of several nodes, unless the user
     says the path is on a file system every node mounts."""
     alive = sum(1 for node in nodes if node.get("Alive"))
-    if alive > 1 and not storage.is_uri(out) and not ray_opts.shared_out:
+    if alive > 1 and not storage.is_uri(out) and not (ray_opts.shared_out or ray_opts.driver_out):
         raise UserError(f"--out {shown(out)}: this Ray cluster has {alive} nodes, and each would write its parts "
-                        "to its own disk; give an object-store URI (s3://bucket/results/), or add --shared-out "
-                        "if the path is on a file system every node mounts (NFS)", USAGE)
+                        f"to its own disk; give an object-store URI (s3://bucket/results/), local://{shown(out)} to "
+                        "write every part on this node, or add --shared-out if the path is on a file system every "
+                        "node mounts (NFS)", USAGE)
 
 
 def write_to_store(dataset, uri: str, overwrite: bool) -> None:

@@ -39,8 +39,16 @@ def is_uri(text: object) -> bool:
 
 
 def local_path(text: str) -> str:
-    """file:///data/x.parquet -> /data/x.parquet; anything else unchanged."""
-    return text[len("file://"):] if text.lower().startswith("file://") else text
+    """file:///data/x.parquet and local:///data/x.parquet -> /data/x.parquet; anything else unchanged."""
+    for scheme in ("file://", "local://"):
+        if text.lower().startswith(scheme):
+            return text[len(scheme):]
+    return text
+
+
+def on_the_driver(text: str | os.PathLike | None) -> bool:
+    """local://PATH: Ray Data's way of saying "this path, on the node the job was started from"."""
+    return text is not None and os.fspath(text).lower().startswith("local://")
 
 
 def output_location(text: str | os.PathLike | None) -> str | Path | None:

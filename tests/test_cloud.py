@@ -260,3 +260,18 @@ def test_ray_on_two_nodes_reads_and_writes_the_store(cli, store, scans, tmp_path
 
     figures = json.loads(cli("report", out, "--json").stdout)
     assert figures["rows"] == 13 and figures["status"]["errors"] == {"not_image": 1}
+
+
+def test_ray_on_two_nodes_writes_local_uris_on_the_driver(cli, scans, tmp_path, two_node_cluster):
+    """--out local://PATH on several nodes: every part is written on the driver's node, so the
+    folder holds every row (no --shared-out needed)."""
+    local = tmp_path / "local.parquet"
+    assert cli("classify", scans, "--out", local, "--quiet").exit_code == 3
+    out = tmp_path / "ray-out"
+    result = cli("classify", scans, "--out", f"local://{out}", "--engine", "ray", "--quiet", "--batch-size", "4")
+    assert result.exit_code == 3, result.stderr
+    got = pl.read_parquet(out).sort("path")
+    expected = pl.read_parquet(local)
+    assert got.height == expected.height == 13
+    for column in ("path", "file_id", *COMPARED):
+        assert got[column].to_list() == expected[column].to_list(), column
