@@ -44,6 +44,7 @@ LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where 
 # px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
 # frame's lines would; a field this small holds no readable digit inside its lines.
 SMALLEST_FIELD = 24
+TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
@@ -318,15 +319,19 @@ def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
 
 
 def comb_ticks(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """Which pieces (by label) are thin strokes wholly beside the largest piece (the digit), as a
-    comb field's end ticks are; the digit's own strokes overlap its columns."""
+    """Which pieces (by label) lie wholly beside the largest piece (the digit), as a comb field's
+    end ticks do (with a stub of the base line at their foot, an L): thin ones, or ones under half
+    the digit's size. The digit's own strokes overlap its columns."""
     from scipy import ndimage
 
     boxes = ndimage.find_objects(labels)
-    digit = boxes[int(np.argmax(areas[1:]))][1]
+    largest = int(np.argmax(areas[1:]))
+    digit = boxes[largest][1]
     ticks = [(cols.stop <= digit.start or cols.start >= digit.stop)
-             and min(rows.stop - rows.start, cols.stop - cols.start)
-             <= TICK_SHAPE * max(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in boxes]
+             and (min(rows.stop - rows.start, cols.stop - cols.start)
+                  <= TICK_SHAPE * max(rows.stop - rows.start, cols.stop - cols.start)
+                  or areas[label] < TICK_SHARE * areas[largest + 1])
+             for label, (rows, cols) in enumerate(boxes, start=1)]
     return np.array([False, *ticks])
 
 
