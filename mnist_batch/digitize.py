@@ -213,6 +213,11 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
     return ys[first : last + 1][keep], np.broadcast_to(columns, keep.shape)[keep]
 
 
+def extent(ink: np.ndarray) -> int:
+    """The longer side of the ink's bounding box."""
+    return max(np.ptp(np.flatnonzero(ink.any(axis=1))), np.ptp(np.flatnonzero(ink.any(axis=0)))) + 1
+
+
 def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
     any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
@@ -397,13 +402,12 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
-    ink = drop_specks(ink)
-    field = max(np.ptp(np.flatnonzero(ink.any(axis=1))), np.ptp(np.flatnonzero(ink.any(axis=0)))) + 1
-    ink, had_lines = remove_form_lines(ink)
+    field = drop_specks(ink)
+    ink, had_lines = remove_form_lines(field)
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * field):
+    if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * extent(field)):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 

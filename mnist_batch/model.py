@@ -241,8 +241,7 @@ class Inference:
         (n,) digit score (None for a network without the "not a digit" output); zeros elsewhere."""
         log_probs = predict_log_probs(self.model, digits, self.device)
         probs, digit_score = split_scores(log_probs, self.temperature)
-        full_score = None if not self.knows_non_digits else spread(digit_score, ok)
-        return spread(probs, ok), full_score
+        return spread(probs, ok), None if digit_score is None else spread(digit_score, ok)
 
 
 def bundled_checkpoints() -> list[dict]:
@@ -278,17 +277,14 @@ def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device
         return model(inputs).float().cpu()
 
 
-def split_scores(log_probs: torch.Tensor, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def split_scores(log_probs: torch.Tensor, temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
     """(n, 10) digit probabilities, softmax over the digits' logits divided by the calibrated
-    temperature; and the (n,) digit score, 1 - P(not a digit), untempered (ones for a 10-class network)."""
-    digits = torch.softmax(log_probs[:, :10] / temperature, dim=1)
-    score = 1.0 - log_probs[:, 10].exp() if log_probs.shape[1] > 10 else torch.ones(len(log_probs))
-    return digits.numpy(), score.numpy()
-
-
-def predict(model: nn.Module, digits: np.ndarray, device: torch.device) -> np.ndarray:
-    """(n, 28, 28) uint8 digits -> (n, 10) float32 digit probabilities (untempered)."""
-    return split_scores(predict_log_probs(model, digits, device))[0]
+    temperature; and the (n,) digit score, 1 - P(not a digit), untempered (None for a network
+    without the "not a digit" output)."""
+    digits = torch.softmax(log_probs[:, :10] / temperature, dim=1).numpy()
+    if log_probs.shape[1] == len(CLASSES):
+        return digits, None
+    return digits, (1.0 - log_probs[:, len(CLASSES)].exp()).numpy()
 
 
 def spread(values: np.ndarray, ok: list[bool]) -> np.ndarray:

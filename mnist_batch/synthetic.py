@@ -142,8 +142,7 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
     draw = ImageDraw.Draw(page)
     fill = int(rng.uniform(0, 80))
     a, b = margin, margin + box - 1
-    if frame in ("box", "open", "comb", "underline"):
-        draw.line([(a, b), (b, b)], fill=fill, width=line_width)  # the base line every kind has
+    draw.line([(a, b), (b, b)], fill=fill, width=line_width)  # the base line every kind has
     if frame in ("box", "open"):
         draw.line([(a, a), (a, b)], fill=fill, width=line_width)
         draw.line([(b, a), (b, b)], fill=fill, width=line_width)
