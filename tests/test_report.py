@@ -188,12 +188,7 @@ def test_mixed_parquet_and_csv_with_globs(cli, labelled, result_file, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_html_page_opens_in_headless_chromium_with_its_images(cli, labelled, result_file, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        message = "Debian's chromium is not installed (.ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    chromium = chromium_or_skip()
     page_file = tmp_path / "report.html"
     result = cli("report", result_file, "--labels", labelled / "labels.csv", "--labels-root", labelled / "images",
                  "--html", page_file)
