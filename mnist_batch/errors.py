@@ -1,5 +1,6 @@
 """Errors the CLI turns into one line on stderr and a documented exit code; log lines."""
 
+import os
 import re
 import signal
 import sys
@@ -66,12 +67,14 @@ def log(message: str) -> None:
 # Ctrl-C (SIGINT) and kill, timeout or systemd's stop (SIGTERM) stop a job as KeyboardInterrupt.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 interrupt_pending = False  # a stop signal's KeyboardInterrupt fell into a finalizer, which drops it
+job_pid = None  # the process whose job stop_signal stops (a forked worker inherits the handler)
 
 
 def catch_stop_signals() -> tuple:
     """Install stop_signal and unraisable for a job; returns what they replace."""
-    global interrupt_pending
+    global interrupt_pending, job_pid
     interrupt_pending = False
+    job_pid = os.getpid()
     replaced = {number: signal.signal(number, stop_signal) for number in STOP_SIGNALS}, sys.unraisablehook
     sys.unraisablehook = unraisable
     return replaced
@@ -89,6 +92,12 @@ def restore_stop_signals(replaced: tuple) -> None:
 def stop_signal(signum, frame):
     """The handler of STOP_SIGNALS while a job runs: the first one stops it; later ones are ignored,
     so that no second Ctrl-C cuts short the cleanup (keeping the rows, removing the lock)."""
+    if os.getpid() != job_pid:
+        # A worker forked a moment ago, before it set its own handlers: it leaves Ctrl-C to the
+        # main process and dies quietly on SIGTERM, instead of printing a KeyboardInterrupt.
+        if signum == signal.SIGTERM:
+            os._exit(128 + signum)
+        return
     ignore_stop_signals()
     raise KeyboardInterrupt
 

@@ -526,6 +526,31 @@ cli.main()
     assert not out.exists() and not (tmp_path / ".preds.parquet.lock").exists()
 
 
+def test_a_worker_signalled_before_it_sets_its_own_handlers_prints_nothing():
+    """A forked worker runs the main process's handler until init_worker replaces it: Ctrl-C in
+    that moment printed a KeyboardInterrupt traceback from the worker. Made certain here: the
+    child is signalled before it sets any handler of its own."""
+    script = """
+import os, signal, time
+from mnist_batch import errors
+
+errors.catch_stop_signals()
+child = os.fork()
+if child == 0:
+    os.kill(os.getpid(), signal.SIGINT)  # the handler inherited from the main process runs here
+    time.sleep(0.2)
+    print("the worker runs on", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+print("worker exit", os.waitstatus_to_exitcode(status))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.splitlines() == ["the worker runs on", f"worker exit {128 + signal.SIGTERM}"]
+
+
 # issue 19, item 15: a full disk is one line naming it and the output; --resume finishes the run
 
 
