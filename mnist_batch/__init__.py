@@ -18,7 +18,7 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     if name == "ClassifySummary":
-        from mnist_batch.results import ClassifySummary
+        from mnist_batch.run_files import ClassifySummary
 
         return ClassifySummary
     if name == "UserError":

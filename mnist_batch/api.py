@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from mnist_batch import reading, records, results
+from mnist_batch import reading, records, results, run_files
 from mnist_batch.engines import run_engine
 from mnist_batch.options import ClassifyOptions, RayOptions
 from mnist_batch.storage import on_the_driver, output_location
@@ -117,7 +117,7 @@ def is_one_image(items) -> bool:
 
 
 def classify_files(inputs: Iterable[str | Path] = (), *, engine: str = "local", address: str | None = None,
-                   actors: int = 0, progress: bool = False, **options) -> results.ClassifySummary:
+                   actors: int = 0, progress: bool = False, **options) -> run_files.ClassifySummary:
     """`mnist-batch classify` from Python: `inputs` are files and folders (one str or Path is
     one input), and the CLI's options are keyword arguments
     (out=, out_dir=, incremental=, files_from=, include=, exclude=, format=, checkpoint=, device=,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mnist_batch import records, results, storage
+from mnist_batch import records, results, run_files, storage
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, raise_if_interrupted, shown
 from mnist_batch.options import ClassifyOptions, check_options
@@ -35,11 +35,11 @@ WAIT_SECONDS = 0.5  # the progress bar is redrawn at least this often; slow imag
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
-def classify(opts: ClassifyOptions, started: float | None = None) -> results.ClassifySummary:
+def classify(opts: ClassifyOptions, started: float | None = None) -> run_files.ClassifySummary:
     """Run the whole job; `started` is when the command began (perf_counter), for its wall time."""
     started = time.perf_counter() if started is None else started
     check_options(opts)
-    fmt = results.output_format(Path(opts.out or "predictions.parquet"), opts.format)
+    fmt = run_files.output_format(Path(opts.out or "predictions.parquet"), opts.format)
     remote = opts.out_dir or opts.out if storage.is_uri(opts.out_dir or opts.out) else None
     if remote:  # the run's files live in a local folder; the finished file is uploaded (storage)
         local_dir = storage.cache_folder(remote)
@@ -49,7 +49,7 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
         opts = replace(opts, out=pinned(opts.out, parent=True), out_dir=pinned(opts.out_dir))
     try:
         # An object store has no lock: this one keeps out only other runs on this machine (README).
-        with results.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
+        with run_files.OutputLock(opts.out_dir or opts.out, folder=opts.out_dir is not None):
             if remote:
                 check_local_cache(opts, remote)
             else:
@@ -57,7 +57,7 @@ def classify(opts: ClassifyOptions, started: float | None = None) -> results.Cla
             if remote and opts.out_dir:
                 storage.mirror_results(remote, opts.out_dir)
             # Named under the lock: after every result file there, whatever the clock says
-            out = results.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
+            out = run_files.new_output_path(opts.out_dir) if opts.out_dir else Path(opts.out)
             return classify_locked(opts, out, fmt, started, remote)
     except KeyboardInterrupt:  # before the run had parts: while locking, listing the inputs
         raise UserError("interrupted before any input was classified; nothing was kept: "
@@ -86,7 +86,7 @@ def publisher(out: Path, remote: str | None, folder_output: bool):
         except UserError as error:
             rerun = "a later incremental run classifies them again" if folder_output else \
                 "rerun the same command with --resume to upload them"
-            raise UserError(f"{error}; the rows are kept in {shown(results.parts_dir(local))}: {rerun}") from None
+            raise UserError(f"{error}; the rows are kept in {shown(run_files.parts_dir(local))}: {rerun}") from None
         if not folder_output:
             local.unlink()
 
@@ -94,7 +94,7 @@ def publisher(out: Path, remote: str | None, folder_output: bool):
 
 
 def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
-                    remote: str | None = None) -> results.ClassifySummary:
+                    remote: str | None = None) -> run_files.ClassifySummary:
     objects: dict = {}  # (size, mtime_ns) of the object-store inputs, as listed
     paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude, objects)
     check_not_an_input(out, paths)
@@ -103,7 +103,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
         if remote:
             storage.set_aside_in_store(remote, opts.out_dir)
         if not paths:
-            return results.ClassifySummary.of(
+            return run_files.ClassifySummary.of(
                 Counter(), out=None, format=None, inputs=0, classified_now=0,
                 seconds=time.perf_counter() - started, pipeline_images_per_second=0.0, workers=0,
                 device="", checkpoint=None)
@@ -111,7 +111,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
         log(f"no image files found in {', '.join(map(shown, opts.inputs)) or shown(opts.files_from)}; "
             "writing an empty result")
 
-    run = results.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size,
+    run = run_files.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size,
                            publish=publisher(out, remote, opts.out_dir is not None))
     todo = paths
     if run.done:
@@ -130,13 +130,13 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
     except KeyboardInterrupt:
         raise interrupted(run, len(paths)) from None
     shown_out = storage.join(remote, out.name) if remote and opts.out_dir else remote or str(out)
-    return results.ClassifySummary.of(
+    return run_files.ClassifySummary.of(
         counts, out=shown_out, format=fmt, inputs=len(paths), classified_now=len(todo),
         seconds=time.perf_counter() - started, pipeline_images_per_second=pipeline_rate, workers=workers,
         device=str(inference.device), checkpoint=str(inference.checkpoint))
 
 
-def interrupted(run: results.RunFiles, inputs: int) -> UserError:
+def interrupted(run: run_files.RunFiles, inputs: int) -> UserError:
     """Ctrl-C or SIGTERM: keep the rows classified so far and say exactly what was kept."""
     run.flush()  # the rows not yet in a part (later signals are ignored: errors.stop_signal)
     run.discard_if_empty()
@@ -172,8 +172,8 @@ def check_not_an_input(out: Path, paths: list[str]) -> None:
 def new_or_changed(paths: list[str], out_dir: Path, objects: dict, named: str | Path) -> list[str]:
     """Incremental mode: the inputs that no result file in out_dir covers yet (`objects`: the
     listed size and mtime of object-store inputs; `named`: the --out-dir as the user gave it)."""
-    results.remove_crashed_runs(out_dir)  # safe: this run holds out_dir's lock
-    covered = results.covered_inputs(out_dir)
+    run_files.remove_crashed_runs(out_dir)  # safe: this run holds out_dir's lock
+    covered = run_files.covered_inputs(out_dir)
     new = [path for path, file_id in zip(paths, file_ids(paths), strict=True)
            if (((file_id, *objects[path]) if path in objects else file_key(path, file_id)) not in covered)]
     log(f"incremental: {len(new)} new, changed or to retry of {len(paths)} inputs; "
@@ -181,7 +181,7 @@ def new_or_changed(paths: list[str], out_dir: Path, objects: dict, named: str | 
     return new
 
 
-def same_checkpoint(opts: ClassifyOptions, run: results.RunFiles) -> ClassifyOptions:
+def same_checkpoint(opts: ClassifyOptions, run: run_files.RunFiles) -> ClassifyOptions:
     """--resume goes on with the checkpoint its rows were made with (by SHA-256: one file, one
     model's rows), or stops before any work. Returns the options with the checkpoint resolved.
     Only a resume imports torch before the workers fork: it needs the checkpoint's name resolved."""
@@ -201,7 +201,7 @@ def same_checkpoint(opts: ClassifyOptions, run: results.RunFiles) -> ClassifyOpt
     return replace(opts, checkpoint=str(checkpoint))
 
 
-def classify_paths(paths: list[str], run: results.RunFiles, opts: ClassifyOptions, workers: int):
+def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOptions, workers: int):
     """Decode in worker processes, predict in this one, add the rows to `run`.
     Returns the loaded model and the steady-state rate (first batch through the model to the last)."""
     # Small runs still get every worker busy; large runs use whole batches.

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from mnist_batch import records, results, storage
+from mnist_batch import records, results, run_files, storage
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import USAGE, UserError, shown
 from mnist_batch.files import temporary_name, write_folder_atomic
@@ -91,7 +91,7 @@ class Predictor:
 
 
 def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
-                 started: float | None = None) -> results.ClassifySummary:
+                 started: float | None = None) -> run_files.ClassifySummary:
     """Run classify as a Ray Data job; --out is a directory of Parquet parts."""
     started = time.perf_counter() if started is None else started
     if opts.out_dir is not None or opts.resume or opts.format not in (None, "parquet"):
@@ -101,12 +101,12 @@ def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
     out = opts.out if storage.is_uri(opts.out) else Path(opts.out)
     # An object store has no lock: a URI's keeps out only other runs on this machine (README).
     lock = storage.cache_folder(out) / "ray-output" if storage.is_uri(out) else out
-    with results.OutputLock(lock):  # one run per output, as with the local engine
+    with run_files.OutputLock(lock):  # one run per output, as with the local engine
         check_options(opts, folder_output=True)  # again under the lock: the holder may have written --out
         return run_pipeline(opts, ray_opts, out, started)
 
 
-def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started: float) -> results.ClassifySummary:
+def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started: float) -> run_files.ClassifySummary:
     import ray
 
     from mnist_batch.model import checkpoint_not_found, resolve_checkpoint
@@ -152,7 +152,7 @@ def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started
 
     counts = results.status_counts(written)
     rows = sum(counts.values())
-    return results.ClassifySummary.of(
+    return run_files.ClassifySummary.of(
         counts, out=str(out), format="parquet", inputs=len(paths), classified_now=rows,
         seconds=time.perf_counter() - started, pipeline_images_per_second=rows / pipeline_seconds,
         workers=0, device=f"ray, {actors} actor(s)", checkpoint=str(checkpoint))

@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import mnist_batch
-from mnist_batch import results
+from mnist_batch import results, run_files
 from mnist_batch.model import DEFAULT_CHECKPOINT, WEIGHTS, file_sha256
 from tests.conftest import write_pngs
 from tests.test_faults import classify, crashed_run, png, rows
@@ -58,7 +58,7 @@ def test_resume_with_another_checkpoint_is_refused_and_the_parts_are_kept(cli, t
     result = classify(cli, folder, "--out", out, "--resume", "--checkpoint", "lenet")
     line = one_line(result, 2, "lenet.safetensors", "smallbn.safetensors", "--resume")
     assert "--checkpoint" in line
-    assert not out.exists() and list(results.parts_dir(out).glob("part-*.parquet"))
+    assert not out.exists() and list(run_files.parts_dir(out).glob("part-*.parquet"))
     # the same weights under another name are the same checkpoint: the run resumes
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(DEFAULT_CHECKPOINT.read_bytes())

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mnist_batch import digitize, records, results
+from mnist_batch import digitize, records, results, run_files
 from mnist_batch.model import DEFAULT_CHECKPOINT, load_checkpoint, normalize
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
@@ -234,7 +234,7 @@ def test_killed_run_leaves_no_output_and_resume_completes_it(tmp_path, mnist_tes
     out = tmp_path / "preds.parquet"
     command = interruptible_classify(folder, out)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    parts = results.parts_dir(out)
+    parts = run_files.parts_dir(out)
     deadline = time.time() + 240
     while not list(parts.glob("part-*.parquet")) and time.time() < deadline:
         time.sleep(0.05)
@@ -309,7 +309,7 @@ def test_resume_summary_describes_the_whole_file(cli, inbox, tmp_path):
     out = tmp_path / "r.parquet"
     first = cli("classify", inbox / "bad", "--out", tmp_path / "bad.parquet", "--quiet")
     assert first.exit_code == 3
-    parts = results.parts_dir(out)
+    parts = run_files.parts_dir(out)
     parts.mkdir()
     pl.read_parquet(tmp_path / "bad.parquet").filter(pl.col("status") == "not_image").write_parquet(
         parts / "part-000000.parquet")

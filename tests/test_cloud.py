@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mnist_batch import results, storage
+from mnist_batch import run_files, storage
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 pytest.importorskip("s3fs")
@@ -119,7 +119,7 @@ def test_resume_after_a_kill_uploads_every_row_once(store, mnist_test, tmp_path)
     folder, out = tmp_path / "many", f"s3://{bucket}/preds.parquet"
     write_tiled_pngs(folder, mnist_test, 100, 3)
     command = [str(part) for part in interruptible_classify(folder, out)]
-    parts = results.parts_dir(storage.cache_folder(out) / "preds.parquet")  # where the README says they are
+    parts = run_files.parts_dir(storage.cache_folder(out) / "preds.parquet")  # where the README says they are
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not list(parts.glob("part-*.parquet")) and process.poll() is None:
         time.sleep(0.01)

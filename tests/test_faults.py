@@ -14,7 +14,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from mnist_batch import reading, records, report_html, results
+from mnist_batch import reading, records, report_html, results, run_files
 from mnist_batch.classify import DecodePool
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
@@ -46,8 +46,8 @@ def crashed_run(cli, inputs: list, out: Path) -> None:
     """What a run killed after its first part file leaves: those rows in the parts, no --out."""
     finished = out.parent / f"finished-{out.name}"
     classify(cli, *inputs, "--out", finished)
-    results.parts_dir(out).mkdir()
-    os.replace(finished, results.parts_dir(out) / "part-000000.parquet")
+    run_files.parts_dir(out).mkdir()
+    os.replace(finished, run_files.parts_dir(out) / "part-000000.parquet")
 
 
 # 1-2: special files named like images
@@ -158,7 +158,7 @@ def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path, mnist_te
     out = tmp_path / "o.parquet"
     process = start_classify(folder, out, "--workers", "2", "--batch-size", "32")
     workers = workers_of(process, 2)
-    wait_for(results.parts_dir(out) / "part-000000.parquet", process)  # mid-run: the workers are busy
+    wait_for(run_files.parts_dir(out) / "part-000000.parquet", process)  # mid-run: the workers are busy
     process.kill()
     _, stderr = process.communicate(timeout=30)
     _, alive = psutil.wait_procs(workers, timeout=10)
@@ -185,7 +185,7 @@ def test_an_out_dir_link_swapped_mid_run_loses_no_row(tmp_path, mnist_test):
     os.replace(tmp_path / "next", current)  # what ln -sfn B cur does
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
-    (result,) = results.result_files(first)
+    (result,) = run_files.result_files(first)
     assert pl.read_parquet(result)["path"].n_unique() == len(paths)
     assert not list(second.iterdir())
 
@@ -465,7 +465,7 @@ def test_ctrl_c_before_any_row_says_nothing_was_kept_and_resume_says_it_starts_o
 
     resumed = run(*command[1:], "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert f"--resume: no rows of an earlier run are kept in {results.parts_dir(out)}" in resumed.stderr
+    assert f"--resume: no rows of an earlier run are kept in {run_files.parts_dir(out)}" in resumed.stderr
     assert rows(out).height == 1000
 
 
@@ -476,7 +476,7 @@ def test_ctrl_c_soon_after_the_start_keeps_the_first_rows_and_says_how_many(tmp_
     write_tiled_pngs(folder, mnist_test, 1000, 3)
     command = [*interruptible_classify(folder, out)[:-2], "--batch-size", "1024"]
     process = start(command)
-    parts = results.parts_dir(out)
+    parts = run_files.parts_dir(out)
     while not list(parts.glob("part-*.parquet")) and process.poll() is None:
         time.sleep(0.01)
     assert process.poll() is None, "the first rows are written soon after the start, not at the end"
@@ -510,11 +510,11 @@ class SignalsInItsFinalizer:
         for _ in range(100_000):  # the handler runs here, inside the finalizer
             pass
 
-add = results.RunFiles.add
+add = run_files.RunFiles.add
 def add_then_collect(self, rows):
     add(self, rows)
     SignalsInItsFinalizer()  # dropped at once: its finalizer runs now
-results.RunFiles.add = add_then_collect
+run_files.RunFiles.add = add_then_collect
 sys.argv = ["mnist-batch", "classify", {str(tmp_path / "digits")!r}, "--out", {str(out)!r}, "--quiet",
             "--workers", "1", "--batch-size", "16"]
 cli.main()
@@ -572,7 +572,7 @@ def test_a_full_disk_names_the_file_system_and_the_output_and_resume_finishes_th
     paths = write_tiled_pngs(tmp_path / "many", mnist_test, 1000, 1)
     listing = tmp_path / "all.txt"
     listing.write_text("\n".join(map(str, paths)))
-    out, parts = small_disk / "preds.parquet", results.parts_dir(small_disk / "preds.parquet")
+    out, parts = small_disk / "preds.parquet", run_files.parts_dir(small_disk / "preds.parquet")
     options = ("--out", out, "--quiet", "--workers", "1", "--batch-size", "16")
 
     # full while writing parts (polars said "Invalid thrift: transport error")

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mnist_batch import results
+from mnist_batch import results, run_files
 from tests.conftest import write_pngs
 
 
@@ -43,7 +43,7 @@ def test_one_inbox_spelt_several_ways_is_classified_once_by_incremental_runs(cli
     for spelling in SPELLINGS[1:]:
         again = classify(cli, spelling.format(tmp=tmp_path), "--out-dir", "res", "--incremental")
         assert "nothing new" in again.stdout, spelling
-    (files,) = [results.result_files(tmp_path / "res")]
+    (files,) = [run_files.result_files(tmp_path / "res")]
     assert len(files) == 1
     frame = results.scan(files[0]).collect()
     assert frame["file_id"].to_list() == sorted(str(path) for path in inbox.rglob("*.png"))
@@ -89,7 +89,7 @@ def test_an_undecodable_name_and_one_typed_with_a_backslash_are_two_files(cli, t
     os.utime(typed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     second = classify(cli, folder, "--out-dir", tmp_path / "res", "--incremental")
     assert "1 rows" in second.stdout, second.stdout
-    both = pl.concat([results.scan(file).collect() for file in results.result_files(tmp_path / "res")])
+    both = pl.concat([results.scan(file).collect() for file in run_files.result_files(tmp_path / "res")])
     assert both["path"].to_list() == [f"{folder}/caf\\xe9.png"] * 2  # people read one spelling...
     assert sorted(both["file_id"]) == [f"{folder}/caf\\\\xe9.png", f"{folder}/caf\\xe9.png"]  # ...files differ
     assert "nothing new" in classify(cli, folder, "--out-dir", tmp_path / "res", "--incremental").stdout
@@ -99,8 +99,8 @@ def test_an_undecodable_name_and_one_typed_with_a_backslash_are_two_files(cli, t
 def test_resume_knows_kept_rows_under_another_spelling(cli, inbox, tmp_path):
     finished = tmp_path / "first.parquet"
     classify(cli, "inbox/0", "--out", finished)  # what a run killed after its first part keeps
-    results.parts_dir(tmp_path / "o.parquet").mkdir()
-    os.replace(finished, results.parts_dir(tmp_path / "o.parquet") / "part-000000.parquet")
+    run_files.parts_dir(tmp_path / "o.parquet").mkdir()
+    os.replace(finished, run_files.parts_dir(tmp_path / "o.parquet") / "part-000000.parquet")
     result = classify(cli, tmp_path / "link", "--out", "o.parquet", "--resume")
     assert "1 of 5 inputs already have rows" in result.stderr and "dropping" not in result.stderr
     assert pl.read_parquet("o.parquet").height == 5
@@ -138,7 +138,7 @@ def test_labels_name_files_by_identity_and_conflicts_under_two_spellings_are_ref
 @pytest.mark.timeout(120)
 def test_result_files_without_file_id_stay_readable_and_cover_their_inputs(cli, inbox, tmp_path):
     classify(cli, "inbox", "--out-dir", "res", "--incremental")
-    (written,) = results.result_files(tmp_path / "res")
+    (written,) = run_files.result_files(tmp_path / "res")
     # as schema version 1 wrote it: relative paths, no file_id, digit_score or min_digit_score
     pl.read_parquet(written).drop("file_id", "digit_score", "min_digit_score").write_parquet(written)
     assert "nothing new" in classify(cli, "link", "--out-dir", "res", "--incremental").stdout

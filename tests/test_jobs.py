@@ -175,7 +175,7 @@ def test_failure_log_line_names_the_exit_code_once(tmp_path, mnist_test):
 
 
 def test_job_exits_75_while_a_manual_classify_writes_to_results(tmp_path, mnist_test):
-    from mnist_batch.results import OutputLock
+    from mnist_batch.run_files import OutputLock
 
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     write_pngs(inbox, mnist_test.images[:5], mnist_test.labels[:5])

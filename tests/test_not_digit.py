@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mnist_batch import results, synthetic
+from mnist_batch import results, run_files, synthetic
 from tests.conftest import write_pngs
 
 
@@ -84,13 +84,13 @@ def test_an_out_dir_of_schema_1_files_stays_usable(cli, tmp_path, mnist_test):
     folder, out_dir = tmp_path / "in", tmp_path / "results"
     write_pngs(folder, mnist_test.images[:6], mnist_test.labels[:6])
     assert cli("classify", folder, "--out-dir", out_dir, "--quiet").exit_code == 0
-    [first] = results.result_files(out_dir)
+    [first] = run_files.result_files(out_dir)
     old = pl.read_parquet(first).drop("digit_score", "min_digit_score")
     old.write_parquet(first, metadata={results.VERSION_KEY: "1"})
     Image.fromarray(mnist_test.images[6]).save(folder / "7" / "new.png")
     result = cli("classify", folder, "--out-dir", out_dir, "--incremental", "--quiet")
     assert result.exit_code == 0, result.stderr
-    newest = pl.read_parquet(results.result_files(out_dir)[-1])
+    newest = pl.read_parquet(run_files.result_files(out_dir)[-1])
     assert newest["path"].to_list() == [str(folder / "7" / "new.png")]
     scanned = results.scan(first).collect()
     assert scanned["digit_score"].null_count() == scanned.height

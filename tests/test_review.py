@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import mnist_batch
-from mnist_batch import results
+from mnist_batch import run_files
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 
@@ -264,7 +264,7 @@ def test_sigterm_keeps_the_parts_says_so_and_resume_gives_the_uninterrupted_file
     out = tmp_path / "preds.parquet"
     command = interruptible_classify(folder, out)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parts = results.parts_dir(out)
+    parts = run_files.parts_dir(out)
     while not list(parts.glob("part-*.parquet")) and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)

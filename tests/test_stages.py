@@ -8,7 +8,7 @@ from PIL import Image
 
 from mnist_batch.discover import discover
 from mnist_batch.errors import UserError
-from mnist_batch.results import output_format
+from mnist_batch.run_files import output_format
 from mnist_batch.stats import wilson_interval
 
 
