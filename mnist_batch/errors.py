@@ -68,6 +68,7 @@ def log(message: str) -> None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 interrupt_pending = False  # a stop signal's KeyboardInterrupt fell into a finalizer, which drops it
 job_pid = None  # the process whose job stop_signal stops (a forked worker inherits the handler)
+stops_deferred = False  # a stop signal now is kept for resume_stop_signals(), not raised
 
 
 def catch_stop_signals() -> tuple:
@@ -99,7 +100,29 @@ def stop_signal(signum, frame):
             os._exit(128 + signum)
         return
     ignore_stop_signals()
+    if stops_deferred:
+        global interrupt_pending
+        interrupt_pending = True
+        return
     raise KeyboardInterrupt
+
+
+def defer_stop_signals() -> None:
+    """Keep a stop signal from here to resume_stop_signals(), for a step that a KeyboardInterrupt
+    in its middle would leave half done (a lock file taken but not yet owned by a `with`)."""
+    global stops_deferred
+    stops_deferred = True
+
+
+def end_deferral() -> None:
+    global stops_deferred
+    stops_deferred = False
+
+
+def resume_stop_signals() -> None:
+    """End defer_stop_signals(): a stop signal that came meanwhile is raised now."""
+    end_deferral()
+    raise_if_interrupted()
 
 
 def ignore_stop_signals() -> None:

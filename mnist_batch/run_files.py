@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mnist_batch import records
+from mnist_batch import errors, records
 from mnist_batch.errors import LOCKED, USAGE, UserError, log, shown
 from mnist_batch.files import open_lock_file, planted_link, remove_temporaries, write_atomic, write_failure
 from mnist_batch.results import SCHEMA, SCHEMA_VERSION, VERSION_KEY, empty_rows, status_counts, with_file_id
@@ -137,6 +137,15 @@ class OutputLock:
         `.mnist-batch.lock` inside it; a file's lock is `.NAME.lock` beside it."""
         output = Path(output)
         self.path = output / ".mnist-batch.lock" if folder else output.parent / f".{output.name}.lock"
+        # A stop signal now would leave the lock file behind: it waits for __enter__, which releases.
+        errors.defer_stop_signals()
+        try:
+            self.take(output)
+        except BaseException:
+            errors.end_deferral()
+            raise
+
+    def take(self, output: Path) -> None:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +167,7 @@ class OutputLock:
         try:
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-        except BaseException:  # Ctrl-C here: the `with` that releases the lock has not begun
+        except BaseException:
             self.release()
             raise
 
@@ -173,6 +182,11 @@ class OutputLock:
         os.close(self.fd)
 
     def __enter__(self) -> "OutputLock":
+        try:
+            errors.resume_stop_signals()  # raises the stop signal that came while the lock was taken
+        except KeyboardInterrupt:
+            self.release()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -502,7 +502,7 @@ def test_a_stop_signal_that_falls_into_a_finalizer_still_stops_the_run_without_e
     out = tmp_path / "preds.parquet"
     script = f"""
 import os, signal, sys
-from mnist_batch import cli, results
+from mnist_batch import cli, run_files
 
 class SignalsInItsFinalizer:
     def __del__(self):
@@ -549,6 +549,30 @@ print("worker exit", os.waitstatus_to_exitcode(status))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == ["the worker runs on", f"worker exit {128 + signal.SIGTERM}"]
+
+
+def test_a_stop_signal_while_the_output_lock_is_taken_leaves_no_lock_file(tmp_path):
+    """Ctrl-C between creating the lock file and the `with` that removes it left the file behind.
+    Made certain here: the signal comes while flock runs."""
+    script = f"""
+import fcntl, os, signal
+from mnist_batch import errors, run_files
+
+errors.catch_stop_signals()
+flock = fcntl.flock
+def signalled_flock(fd, operation):
+    os.kill(os.getpid(), signal.SIGINT)
+    flock(fd, operation)
+fcntl.flock = signalled_flock
+try:
+    with run_files.OutputLock({str(tmp_path / "preds.parquet")!r}):
+        print("the with body ran")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["interrupted"], done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 # issue 19, item 15: a full disk is one line naming it and the output; --resume finishes the run
