@@ -25,7 +25,7 @@ from torch import nn
 
 from mnist_batch import data, discover, records, synthetic, train
 from mnist_batch.errors import USAGE, UserError, log, shown
-from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint
+from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint, scores
 
 MNIST_FLOOR = 0.994  # an adapted network below this on MNIST test has forgotten digits: not written
 MIN_DIGITS = 50  # confident digit rows needed: fewer give noisy statistics and labels
@@ -104,9 +104,15 @@ def reestimate_batch_norm(model: nn.Module, images: torch.Tensor) -> None:
     model.eval()
 
 
+def model_scores(inference: Inference, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores by the network as adapting has changed it so far (inference.scores runs the copy
+    made for prediction when the checkpoint was loaded)."""
+    return scores(inference.model, digits, inference.device, inference.temperature)
+
+
 def confident_labels(inference: Inference, digits: np.ndarray, opts: AdaptOptions) -> tuple[np.ndarray, np.ndarray]:
     """(index, label) of the digits the network reads with --confidence and --min-digit-score or more."""
-    probs, digit_score = inference.scores(digits, [True] * len(digits))
+    probs, digit_score = model_scores(inference, digits)
     chosen = (probs.max(axis=1) >= opts.confidence) & (digit_score >= opts.min_digit_score)
     return np.flatnonzero(chosen), probs.argmax(axis=1)[chosen]
 
@@ -132,7 +138,7 @@ def adapt(opts: AdaptOptions) -> dict:
         raise UserError(f"no image files found in {', '.join(map(shown, opts.inputs))}; give folders of images", USAGE)
     chunk = records.preprocess_chunk(paths)
     # Only what the network takes for one digit shapes the statistics and the labels.
-    _, digit_score = inference.scores(chunk.digits, [True] * len(chunk.digits))
+    _, digit_score = model_scores(inference, chunk.digits)
     set_digits = chunk.digits[digit_score >= opts.min_digit_score]
     confident, _ = confident_labels(inference, chunk.digits, opts)
     if len(confident) < MIN_DIGITS:

@@ -1,6 +1,8 @@
 """The network, device choice, and checkpoints (safetensors + metadata, no pickle)."""
 
+import copy
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -232,6 +234,7 @@ class Inference:
         self.device = pick_device(device)
         model, self.metadata = load_checkpoint(self.checkpoint, self.device)
         self.model = model.to(memory_format=torch.channels_last)  # about twice as fast on the CPU
+        self.predictor = folded(self.model)  # what scores() runs; self.model stays trainable (adapt)
         self.name, self.sha256 = self.checkpoint.name, file_sha256(self.checkpoint)
         self.temperature = float(self.metadata.get("temperature", 1.0))
         self.knows_non_digits = len(self.metadata.get("classes", CLASSES)) > len(CLASSES)
@@ -239,9 +242,23 @@ class Inference:
     def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
         """For n inputs, the OK ones' digits given in order: (n, 10) digit probabilities and the
         (n,) digit score (None for a network without the "not a digit" output); zeros elsewhere."""
-        log_probs = predict_log_probs(self.model, digits, self.device)
-        probs, digit_score = split_scores(log_probs, self.temperature)
+        probs, digit_score = scores(self.predictor, digits, self.device, self.temperature)
         return spread(probs, ok), None if digit_score is None else spread(digit_score, ok)
+
+
+def folded(model: nn.Module) -> nn.Module:
+    """A copy of `model` for prediction only: each BatchNorm folded into the convolution or linear
+    layer before it. The same outputs within 1e-6, one pass over memory less per layer."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    for sequence in [module for module in model.modules() if isinstance(module, nn.Sequential)]:
+        for index, (layer, norm) in enumerate(itertools.pairwise(list(sequence))):
+            if isinstance(norm, nn.BatchNorm2d) and isinstance(layer, nn.Conv2d):
+                sequence[index], sequence[index + 1] = fuse_conv_bn_eval(layer, norm), nn.Identity()
+            elif isinstance(norm, nn.BatchNorm1d) and isinstance(layer, nn.Linear):
+                sequence[index], sequence[index + 1] = fuse_linear_bn_eval(layer, norm), nn.Identity()
+    return model
 
 
 def bundled_checkpoints() -> list[dict]:
@@ -264,6 +281,15 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def scores(model: nn.Module, digits: np.ndarray, device: torch.device, temperature: float = 1.0
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, 10) digit probabilities and the (n,) digit score of n (28, 28) uint8 digits (split_scores)."""
+    return split_scores(predict_log_probs(model, digits, device), temperature)
+
+
+CPU_BATCH = 128  # images per forward pass on the CPU: activations that stay in the caches (smallbn 2x faster than 1024)
+
+
 def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device) -> torch.Tensor:
     """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities, on the CPU."""
     classes = len(class_names(model))
@@ -272,9 +298,11 @@ def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device
     batch = torch.from_numpy(digits)
     if device.type == "cuda":
         batch = batch.pin_memory().to(device, non_blocking=True)  # overlaps the copy with compute
+    step = CPU_BATCH if device.type == "cpu" else len(batch)
     with torch.inference_mode():
-        inputs = normalize(batch.to(device)).contiguous(memory_format=torch.channels_last)
-        return model(inputs).float().cpu()
+        return torch.cat([model(normalize(batch[start : start + step].to(device))
+                                .contiguous(memory_format=torch.channels_last)).float().cpu()
+                          for start in range(0, len(batch), step)])
 
 
 def split_scores(log_probs: torch.Tensor, temperature: float) -> tuple[np.ndarray, np.ndarray | None]:

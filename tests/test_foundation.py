@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mnist_batch.model import WEIGHTS, LeNet
+from mnist_batch.model import WEIGHTS, Inference, LeNet, normalize, split_scores
 
 LENET = WEIGHTS / "lenet.safetensors"
 
@@ -58,6 +58,24 @@ def test_bundled_checkpoints_score_their_targets_and_match_their_metadata(cli, m
     assert report["accuracy"] >= target
     assert report["accuracy"] == pytest.approx(report["recorded_test_accuracy"], abs=1e-4)
     assert len(report["per_class_accuracy"]) == 10
+
+
+@pytest.mark.parametrize("name", ["lenet", "smallbn"])
+def test_prediction_with_batch_norm_folded_and_small_cpu_batches_gives_the_trained_networks_scores(name, mnist_test):
+    """Inference runs a copy with each BatchNorm folded into its layer, 128 images at a time on
+    the CPU: the rows must be those of the network as trained and saved, within 1e-5."""
+    inference = Inference(name, "cpu")
+    digits = mnist_test.images[:3000].copy()
+    probs, digit_score = inference.scores(digits, [True] * len(digits))
+    with torch.inference_mode():
+        log_probs = inference.model(normalize(torch.from_numpy(digits.copy())))
+    expected, expected_score = split_scores(log_probs, inference.temperature)
+    assert abs(probs - expected).max() < 1e-5
+    assert (digit_score is None) == (name == "lenet")
+    if digit_score is not None:
+        assert abs(digit_score - expected_score).max() < 1e-5
+    if name == "smallbn":
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inference.predictor.modules())
 
 
 def one_line_error(result, *words):
