@@ -41,7 +41,7 @@ def default_recipe(device: str, runs: int) -> None:
         measured, _, metrics = timed_train(out, "--device", device)
         fit = sum(epoch["seconds"] for epoch in metrics["history"])
         evaluated = json.loads(subprocess.run(
-            [BIN / "mnist-batch", "evaluate", "--checkpoint", out / f"{metrics['checkpoint'].split('/')[-1]}",
+            [BIN / "mnist-batch", "evaluate", "--checkpoint", metrics["checkpoint"],
              "--device", device, "--json"], capture_output=True, text=True, check=True).stdout)
         same = (evaluated["accuracy"], evaluated["loss"]) == (metrics["test_accuracy"], metrics["test_loss"])
         print(f"  run {run + 1}: {measured['seconds']:.1f} s wall, {metrics['seconds']:.1f} s in train "

@@ -137,9 +137,10 @@ def train_command(
                                              help="Images per optimiser step: 256 on the CPU, 512 on CUDA "
                                              f"({FINE_TUNE_BATCH} by default with --from)."),
     lr: Optional[float] = typer.Option(None, metavar="RATE", show_default=False,
-                                       help="Peak learning rate of the one-cycle schedule (Adam): 0.015 with "
-                                       f"batches of 256, 0.02 on CUDA ({FINE_TUNE_LR} by default with --from)."),
-    seed: int = typer.Option(1, metavar="N", help="Random seed; the same seed on the CPU gives the same weights."),
+                                       help="Peak learning rate of the one-cycle schedule (Adam): 0.015 on "
+                                       f"the CPU, 0.02 on CUDA ({FINE_TUNE_LR} by default with --from)."),
+    seed: int = typer.Option(1, metavar="N",
+                             help="Random seed; the same seed and --threads on the CPU give the same weights."),
     device: str = Device,
     data_dir: Optional[Path] = DataDir,
     download: bool = Download,
