@@ -3,6 +3,9 @@
     python bench/bench_train.py [--device cuda] [--runs 3]
         the default recipe: wall time of the whole command, the training's own seconds, test
         accuracy, and whether `evaluate` of the written checkpoint gives the recorded figures
+    python bench/bench_train.py --step-cost
+        the training loop's CPU cost per step at 8 images a batch, one thread: the dispatch and
+        Python work that a GPU pays as launch overhead, whatever the arithmetic
     python bench/bench_train.py --busy [--runs 2]
         one epoch on the CPU, quiet and with two spinning processes, threads chosen by train
         (new) against --threads set to every core (the old default), interleaved
@@ -79,11 +82,41 @@ def busy_machine(runs: int) -> None:
                 spinner.wait()
 
 
+def step_cost(steps: int = 300) -> None:
+    import time
+
+    import torch
+
+    from mnist_batch import data, train
+    from mnist_batch.model import build
+
+    torch.set_num_threads(1)
+    mnist, test = data.load("train"), data.load("t10k")
+    images, labels = torch.from_numpy(mnist.images.copy()), torch.from_numpy(mnist.labels.astype("int64"))
+    few_tests = torch.from_numpy(test.images[:8].copy()), torch.from_numpy(test.labels[:8].astype("int64"))
+    costs = []
+    for _ in range(3):
+        torch.manual_seed(1)
+        model = build("lenet").to(memory_format=torch.channels_last)
+        stream = train.batches(images, labels, 8, steps, torch.Generator().manual_seed(1))
+        started = time.process_time()
+        train.fit(model, stream, 1, steps, 0.015, few_tests, progress=False)
+        costs.append((time.process_time() - started) / steps * 1e6)
+    print(f"training loop, 8 images a batch, one thread: {', '.join(f'{c:,.0f}' for c in costs)} us CPU per step "
+          f"({machine()}, 1-min load {os.getloadavg()[0]:.1f})")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--busy", action="store_true")
+    parser.add_argument("--step-cost", action="store_true")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    busy_machine(args.runs) if args.busy else default_recipe(args.device, args.runs)
+    if args.step_cost:
+        step_cost()
+    elif args.busy:
+        busy_machine(args.runs)
+    else:
+        default_recipe(args.device, args.runs)
