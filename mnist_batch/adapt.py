@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnist_batch import data, discover, records, synthetic, train
+from mnist_batch import cores, data, discover, records, synthetic, train
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint, scores
 
@@ -124,8 +124,7 @@ def mnist_accuracy(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor]) ->
 def adapt(opts: AdaptOptions) -> dict:
     started = time.perf_counter()
     check_options(opts)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    cores.use_threads(opts.threads)
     torch.manual_seed(opts.seed)
     paths = discover.discover(list(opts.inputs))
     inference = Inference(opts.base, opts.device)

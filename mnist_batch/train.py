@@ -20,13 +20,14 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from mnist_batch import augment, data, labels, plots, reading, records, synthetic
+from mnist_batch import augment, cores, data, labels, plots, reading, records, synthetic
 from mnist_batch.discover import file_ids
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import (
     accuracy_and_loss,
     architecture_of,
+    as_saved,
     build,
     class_names,
     file_sha256,
@@ -39,6 +40,8 @@ from mnist_batch.model import (
 from mnist_batch.stats import MIN_MEASURED, overlap, wilson_interval
 
 DRY_RUN_BATCHES = 10
+CPU_RECIPE = (256, 0.015)  # batch size, peak learning rate
+CUDA_RECIPE = (512, 0.02)
 CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to fit the temperature
 NON_DIGIT_BANK, MIN_BANK = 12_000, 800  # generated non-digits drawn once per run, then augmented in every batch
 NOT_DIGIT_LABEL = 10
@@ -54,8 +57,8 @@ EXTRA_ROWS = {"file": pl.Int64, "path": pl.String, "label": pl.String, "image": 
 class TrainOptions:
     arch: str | None = None  # None: lenet, or the --from checkpoint's network
     epochs: int = 4
-    batch_size: int = 256
-    lr: float = 0.015
+    batch_size: int | None = None  # None: the device's default (recipe)
+    lr: float | None = None
     seed: int = 1
     device: str = "auto"
     data_dir: Path | None = None
@@ -64,7 +67,7 @@ class TrainOptions:
     augment: bool = False  # affine jitter
     augment_writers: bool = False  # affine + elastic + stroke width + blur
     dry_run: bool = False
-    threads: int = 0  # 0: torch's default (all cores)
+    threads: int = 0  # 0: one per core that other processes leave free
     progress: bool = True
     base: str | None = None  # --from: a checkpoint (path or bundled name) to start from
     extra: tuple[Path, ...] = ()  # labels files of the user's own digits
@@ -92,9 +95,9 @@ def check_options(opts: TrainOptions) -> None:
 
     if opts.epochs < 1:
         raise UserError(f"--epochs {opts.epochs}: give 1 or more", USAGE)
-    if not opts.lr > 0:
+    if opts.lr is not None and not opts.lr > 0:
         raise UserError(f"--lr {opts.lr}: give a learning rate above 0, e.g. 0.015", USAGE)
-    if opts.batch_size < 1:
+    if opts.batch_size is not None and opts.batch_size < 1:
         raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
     if opts.device not in DEVICES:
         raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
@@ -153,6 +156,13 @@ def batches(train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int, steps
     """Endless training batches: MNIST in a new shuffled order each epoch (drawn at random instead when
     the user's digits take a share of the batch), then the user's digits, then the non-digits on top."""
     device = train_x.device
+    draws = generator
+    if device.type == "cuda":  # a copy of host-drawn indices each step would wait for the GPU
+        draws = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+
+    def pick(high: int, count: int) -> torch.Tensor:
+        return torch.randint(high, (count,), generator=draws, device=draws.device).to(device)
+
     mnist_per_batch = batch_size - (extra.per_batch if extra is not None else 0)
     while True:
         order = torch.randperm(len(train_x), generator=generator).to(device)
@@ -160,20 +170,24 @@ def batches(train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int, steps
             if extra is None:
                 index = order[step * batch_size : (step + 1) * batch_size]
             else:
-                index = torch.randint(len(train_x), (mnist_per_batch,), generator=generator).to(device)
+                index = pick(len(train_x), mnist_per_batch)
             batch_x = train_x[index] if augment_mnist is None else augment_mnist(train_x[index])
             parts = [(batch_x, train_y[index])]
             for source in (extra, non_digits):
                 if source is not None:
-                    pick = torch.randint(len(source.x), (source.per_batch,), generator=generator).to(device)
-                    parts.append((source.augment(source.x[pick]), source.y[pick]))
-            yield torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+                    chosen = pick(len(source.x), source.per_batch)
+                    parts.append((source.augment(source.x[chosen]), source.y[chosen]))
+            if len(parts) == 1:
+                yield parts[0]
+            else:
+                yield torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
 
 def fit(model, stream: Iterator, epochs: int, steps_per_epoch: int, lr: float,
         test: tuple[torch.Tensor, torch.Tensor], progress: bool) -> tuple[list[dict], dict]:
     """Adam with a one-cycle schedule over `epochs` x `steps_per_epoch` batches of `stream`; per epoch,
-    train and MNIST test metrics. Returns the history and the last test metrics (the checkpoint's figures)."""
+    train and MNIST test metrics, measured on the network as saved (as `evaluate` would load it). Returns
+    the history and the last test metrics: the checkpoint's figures, those `evaluate` gives for it."""
     device = test[0].device
     # The fused kernel saves a little per step; it exists for the CPU and CUDA only.
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
@@ -199,7 +213,7 @@ def fit(model, stream: Iterator, epochs: int, steps_per_epoch: int, lr: float,
             loss_sum += loss.detach() * len(batch_y)
             correct += (output.argmax(1) == batch_y).sum()
             seen += len(batch_y)
-        metrics = accuracy_and_loss(model, *test)
+        metrics = accuracy_and_loss(as_saved(model, device), *test)
         history.append({
             "epoch": epoch,
             "train_loss": loss_sum.item() / seen,
@@ -345,69 +359,104 @@ def holdout_gain(digits: int, before: float | None, after: float | None) -> dict
     return intervals | {"gain_measured": measured}
 
 
-def train(opts: TrainOptions) -> dict:
-    started = time.perf_counter()
-    check_options(opts)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    torch.manual_seed(opts.seed)
-    device = pick_device(opts.device)
-    train_set = data.load("train", opts.data_dir, opts.download)
-    test_set = data.load("t10k", opts.data_dir)
-    extra = load_extra(opts) if opts.extra else None
+@dataclass(frozen=True)
+class OnDevice:
+    """MNIST, held whole on the training device (47 MB of uint8, batched by index), and the user's digits."""
 
-    # The whole training set lives on the device: 47 MB of uint8, batched by index.
-    train_x = torch.from_numpy(train_set.images.copy()).to(device)
-    train_y = torch.from_numpy(train_set.labels.astype("int64")).to(device)
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test: tuple[torch.Tensor, torch.Tensor]
+    calibration: tuple[torch.Tensor, torch.Tensor] | None  # --calibrate: held back, never trained on
+    extra: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def to_device(opts: TrainOptions, train_set: data.Split, test_set: data.Split, extra: ExtraDigits | None,
+              device: torch.device) -> OnDevice:
+    def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(images.copy()).to(device), torch.from_numpy(labels.astype("int64")).to(device)
+
+    train_x, train_y = tensors(train_set.images, train_set.labels)
+    calibration = None
     if opts.calibrate:  # a held-back slice, never trained on, to fit the confidence temperature
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(opts.seed)).to(device)
         calibration = train_x[order[:CALIBRATION_IMAGES]], train_y[order[:CALIBRATION_IMAGES]]
         train_x, train_y = train_x[order[CALIBRATION_IMAGES:]], train_y[order[CALIBRATION_IMAGES:]]
-    test_x = torch.from_numpy(test_set.images.copy()).to(device)
-    test_y = torch.from_numpy(test_set.labels.astype("int64")).to(device)
-    if extra is not None:
-        extra_x = torch.from_numpy(extra.train_x).to(device)
-        extra_y = torch.from_numpy(extra.train_y).to(device)
+    return OnDevice(train_x, train_y, tensors(test_set.images, test_set.labels), calibration,
+                    None if extra is None else tensors(extra.train_x, extra.train_y))
+
+
+def recipe(opts: TrainOptions, device: torch.device) -> tuple[int, float]:
+    """Batch size and peak learning rate: as given, else the device's default. On a GPU a step of
+    LeNet costs the kernel launches, not the arithmetic: larger batches mean fewer of them."""
+    batch_size, lr = CUDA_RECIPE if device.type == "cuda" else CPU_RECIPE
+    return opts.batch_size or batch_size, opts.lr or lr
+
+
+@dataclass(frozen=True)
+class Plan:
+    stream: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    epochs: int
+    steps_per_epoch: int
+    writers: bool  # the user's digits get the writer augmentation
+
+
+def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits | None, base: dict | None,
+         share: float, mnist_images: np.ndarray) -> Plan:
+    """The batches: MNIST epochs, or, fine-tuning, MNIST drawn at random plus the user's digits,
+    augmented (they are few), for a number of steps set by how many there are; + non-digits."""
+    extra_per_batch = max(1, round(opts.extra_share * batch_size)) if extra is not None else 0
+    if opts.dry_run:
+        steps_per_epoch = DRY_RUN_BATCHES
+    elif extra is not None and base is not None:  # from scratch, --extra digits join full MNIST epochs
+        steps_per_epoch = fine_tune_steps(len(extra.train_y), extra_per_batch)
+    else:
+        steps_per_epoch = -(-len(on.train_x) // batch_size)
+    epochs = 1 if opts.dry_run else opts.epochs
+    non_digits = None
+    if share:  # drawn and preprocessed as classify would see them; augmented in every batch
+        non_digits_per_batch = max(1, round(share * batch_size))
+        # Drawing one costs milliseconds: a short run (fine-tuning, --dry-run) draws fewer.
+        count = min(NON_DIGIT_BANK, max(MIN_BANK, 2 * epochs * steps_per_epoch * non_digits_per_batch))
+        bank = torch.from_numpy(synthetic.non_digit_bank(count, mnist_images, opts.seed)).to(on.train_x.device)
+        non_digits = non_digit_source(bank, share, batch_size)
+    # The user's digits get the augmentation the network learnt to absorb: the writer set for a
+    # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
+    writers = opts.augment_writers or (base or {}).get("augment_writers", False)
+    mixed_in = Mixed(*on.extra, extra_per_batch, extra_augment(writers)) if extra is not None else None
+    shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
+    augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
+    stream = batches(on.train_x, on.train_y, batch_size, steps_per_epoch, shuffle, augment_mnist, mixed_in, non_digits)
+    return Plan(stream, epochs, steps_per_epoch, writers)
+
+
+def train(opts: TrainOptions) -> dict:
+    started = time.perf_counter()
+    check_options(opts)
+    threads = cores.use_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    device = pick_device(opts.device)
+    batch_size, lr = recipe(opts, device)
+    train_set = data.load("train", opts.data_dir, opts.download)
+    test_set = data.load("t10k", opts.data_dir)
+    extra = load_extra(opts) if opts.extra else None
+    on = to_device(opts, train_set, test_set, extra, device)
 
     model, base = starting_model(opts, device)
     share = non_digit_share(opts, base)
     # channels_last makes the small convolutions about 10% faster on the CPU.
     model = model.to(device, memory_format=torch.channels_last)
     holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
-    # Fine-tuning: each batch is MNIST drawn at random plus the user's digits, augmented
-    # (they are few), for a number of steps set by how many there are.
-    extra_per_batch = max(1, round(opts.extra_share * opts.batch_size)) if extra is not None else 0
-    if opts.dry_run:
-        steps_per_epoch = DRY_RUN_BATCHES
-    elif extra is not None and base is not None:  # from scratch, --extra digits join full MNIST epochs
-        steps_per_epoch = fine_tune_steps(len(extra.train_y), extra_per_batch)
-    else:
-        steps_per_epoch = -(-len(train_x) // opts.batch_size)
-    epochs = 1 if opts.dry_run else opts.epochs
-    non_digits = None
-    if share:  # drawn and preprocessed as classify would see them; augmented in every batch
-        non_digits_per_batch = max(1, round(share * opts.batch_size))
-        # Drawing one costs milliseconds: a short run (fine-tuning, --dry-run) draws fewer.
-        count = min(NON_DIGIT_BANK, max(MIN_BANK, 2 * epochs * steps_per_epoch * non_digits_per_batch))
-        bank = torch.from_numpy(synthetic.non_digit_bank(count, train_set.images, opts.seed)).to(device)
-        non_digits = non_digit_source(bank, share, opts.batch_size)
-    # The user's digits get the augmentation the network learnt to absorb: the writer set for a
-    # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
-    writers = opts.augment_writers or (base or {}).get("augment_writers", False)
-    mixed_in = Mixed(extra_x, extra_y, extra_per_batch, extra_augment(writers)) if extra is not None else None
-    shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
-    augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
-    stream = batches(train_x, train_y, opts.batch_size, steps_per_epoch, shuffle, augment_mnist,
-                     mixed_in, non_digits)
-    history, test = fit(model, stream, epochs, steps_per_epoch, opts.lr, (test_x, test_y), opts.progress)
+    planned = plan(opts, batch_size, on, extra, base, share, train_set.images)
+    history, test = fit(model, planned.stream, planned.epochs, planned.steps_per_epoch, lr, on.test, opts.progress)
 
-    hyper = {k: v for k, v in asdict(opts).items()
-             if k in ("batch_size", "lr", "augment", "augment_writers", "holdout", "extra_share", "calibrate")}
-    hyper["non_digits"] = share
+    hyper = {k: v for k, v in asdict(opts).items() if k in ("augment", "augment_writers", "holdout", "extra_share",
+                                                              "calibrate")}
+    hyper |= {"batch_size": batch_size, "lr": lr, "non_digits": share}
     if extra is not None:
-        hyper |= {"steps_per_epoch": steps_per_epoch, "extra_augment": "writers" if writers else "affine"}
+        hyper |= {"steps_per_epoch": planned.steps_per_epoch,
+                  "extra_augment": "writers" if planned.writers else "affine"}
     metadata = {
-        "epochs": epochs,
+        "epochs": planned.epochs,
         "hyperparameters": hyper | {"optimizer": "adam", "schedule": "one-cycle"},
         "seed": opts.seed,
         "dry_run": opts.dry_run,
@@ -417,37 +466,40 @@ def train(opts: TrainOptions) -> dict:
         "torch_version": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    metadata |= after_training(opts, model, base, extra, on, holdout_before)
+    out = Path(opts.out)
+    # A tuned network is told apart from its base by its file name alone: the result
+    # files' checkpoint column holds the name (adapt writes NETWORK-adapted likewise).
+    checkpoint = out / f"{architecture_of(model)}{'-tuned' if base is not None else ''}.safetensors"
+    save_checkpoint(model, checkpoint, metadata)
+    summary = metadata | {"checkpoint": str(checkpoint), "per_class_accuracy": test["per_class_accuracy"],
+                          "history": history, "seconds": time.perf_counter() - started, "device": str(device),
+                          "threads": threads}
+    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    plots.training_curves(history, out)
+    return summary
+
+
+def after_training(opts: TrainOptions, model, base: dict | None, extra: ExtraDigits | None, on: OnDevice,
+                   holdout_before: float | None) -> dict:
+    """The checkpoint's metadata beyond the MNIST figures: the confidence temperature, the base, the user's digits."""
+    metadata = {}
     if base is not None and base.get("temperature") and not opts.calibrate:
         metadata["temperature"] = base["temperature"]  # fine-tuning keeps the base's calibration
     if opts.calibrate:  # on the held-back digits, clean and with the writer augmentation
-        calib_x, calib_y = calibration
+        calib_x, calib_y = on.calibration
+        device = calib_x.device
         writers_x = augment.make_augment(generator=torch.Generator(device=device).manual_seed(opts.seed))(calib_x)
         metadata["temperature"] = fit_temperature(model, torch.cat([calib_x, writers_x]), torch.cat([calib_y, calib_y]))
     if base is not None:
         metadata["base_checkpoint"] = base
     if extra is not None:
+        holdout_after = holdout_accuracy(model, extra, on.test[0].device)
         metadata["extra"] = {
             "labels_files": extra.sources,
             "train_digits": len(extra.train_y),
             "holdout_digits": len(extra.holdout_y),
             "holdout_accuracy_before": holdout_before,
-            "holdout_accuracy_after": holdout_accuracy(model, extra, device),
-        }
-        metadata["extra"] |= holdout_gain(len(extra.holdout_y), holdout_before,
-                                          metadata["extra"]["holdout_accuracy_after"])
-    out = Path(opts.out)
-    # A tuned network is told apart from its base by its file name alone: the result
-    # files' checkpoint column holds the name (adapt writes NETWORK-adapted likewise).
-    suffix = "-tuned" if base is not None else ""
-    checkpoint = out / f"{architecture_of(model)}{suffix}.safetensors"
-    save_checkpoint(model, checkpoint, metadata)
-    summary = metadata | {
-        "checkpoint": str(checkpoint),
-        "per_class_accuracy": test["per_class_accuracy"],
-        "history": history,
-        "seconds": time.perf_counter() - started,
-        "device": str(device),
-    }
-    write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    plots.training_curves(history, out)
-    return summary
+            "holdout_accuracy_after": holdout_after,
+        } | holdout_gain(len(extra.holdout_y), holdout_before, holdout_after)
+    return metadata

@@ -153,7 +153,8 @@ def test_dry_run_trains_end_to_end_on_real_mnist(cli, tmp_path, mnist_dir):
 def test_same_seed_gives_same_weights_on_cpu(cli, tmp_path, mnist_dir):
     def weights(seed, name):
         out = tmp_path / name
-        args = ("train", "--dry-run", "--device", "cpu", "--seed", seed, "--data-dir", mnist_dir, "--out", out)
+        args = ("train", "--dry-run", "--device", "cpu", "--threads", "1", "--seed", seed, "--data-dir", mnist_dir,
+                "--out", out)  # the threads are chosen by the load otherwise, and they change the sums' order
         assert cli(*args).exit_code == 0
         return load_file(out / "lenet.safetensors")
 
@@ -167,3 +168,44 @@ def test_unavailable_device_is_a_user_error(cli, mnist_dir, tmp_path):
         pytest.skip("this machine has CUDA")  # CI has none, so CI always runs this
     one_line_error(cli("train", "--device", "cuda", "--dry-run", "--data-dir", mnist_dir, "--out", tmp_path),
                    "cuda", "not available")
+
+
+@pytest.mark.parametrize("arch", ["lenet", "smallbn"])
+def test_the_recorded_figures_are_exactly_what_evaluate_gives_for_the_written_checkpoint(cli, tmp_path, mnist_dir,
+                                                                                        arch):
+    out = tmp_path / arch
+    trained = cli("train", "--arch", arch, "--augment-writers", "--dry-run", "--device", "cpu",
+                  "--data-dir", mnist_dir, "--out", out)
+    assert trained.exit_code == 0, trained.stderr
+    recorded = json.loads((out / "metrics.json").read_text())
+    evaluated = json.loads(cli("evaluate", "--checkpoint", out / f"{arch}.safetensors", "--device", "cpu",
+                               "--data-dir", mnist_dir, "--json").stdout)
+    assert evaluated["recorded_test_accuracy"] == recorded["test_accuracy"] == evaluated["accuracy"]
+    assert (recorded["test_loss"], recorded["per_class_accuracy"]) == (evaluated["loss"],
+                                                                         evaluated["per_class_accuracy"])
+    assert recorded["history"][-1]["test_accuracy"] == evaluated["accuracy"]
+
+
+@pytest.mark.parametrize("ready, requested, threads", [("1/150", 0, 2), ("2/150", 0, 1), ("3/150", 0, 1),
+                                                       ("9/150", 0, 1), ("9/150", 2, 2)])
+def test_train_takes_one_thread_per_core_that_other_processes_leave_free(tmp_path, ready, requested, threads):
+    from mnist_batch.cores import threads_for
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text(f"2.00 1.50 1.00 {ready} 4242\n")  # the tasks ready to run count this process
+    assert threads_for(requested, 2, loadavg) == threads
+
+
+def test_train_records_the_threads_it_used(cli, tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    assert cli("train", "--dry-run", "--threads", "1", "--device", "cpu", "--data-dir", mnist_dir,
+               "--out", out).exit_code == 0
+    assert json.loads((out / "metrics.json").read_text())["threads"] == 1
+
+
+def test_a_gpu_trains_with_larger_batches_unless_told_otherwise():
+    from mnist_batch.train import TrainOptions, recipe
+
+    assert recipe(TrainOptions(), torch.device("cpu")) == (256, 0.015)  # the CPU recipe as before
+    assert recipe(TrainOptions(), torch.device("cuda")) == (512, 0.02)
+    assert recipe(TrainOptions(batch_size=64, lr=0.001), torch.device("cuda")) == (64, 0.001)
