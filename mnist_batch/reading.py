@@ -12,6 +12,7 @@ import errno
 import io
 import os
 import stat
+import struct
 import warnings
 import zlib
 
@@ -109,8 +110,9 @@ def open_problem(path: str, error: OSError) -> ImageProblem:
     return ImageProblem("unreadable", f"cannot read: {error.strerror or error}")
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Pillow image in mode L, upright, alpha flattened over white; large JPEGs decoded reduced."""
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The grey pixels (Pillow's mode L) of an image file, upright, alpha flattened over white;
+    large JPEGs decoded reduced."""
     fast = fast_decode(data, max_pixels)
     if fast is not None:
         return fast
@@ -122,7 +124,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
     except Exception as error:  # Pillow's plugins raise many types for a broken header
         raise ImageProblem("corrupt", f"broken image header: {error}") from None
-    return prepare(image, max_pixels)
+    return np.asarray(prepare(image, max_pixels))
 
 
 def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -156,7 +158,7 @@ PNG_FORMATS = {0: "L", 2: "RGB", 3: "RGB", 4: "RGBA", 6: "RGBA"}
 PALETTE = 3
 
 
-def fast_decode(data: bytes, max_pixels: int) -> Image.Image | None:
+def fast_decode(data: bytes, max_pixels: int) -> np.ndarray | None:
     """As decode() gives it, for a PNG or JPEG the fast decoders read exactly as Pillow does; None
     for any other file, and for one they decline or fail on: Pillow reads it and names its fault."""
     try:
@@ -175,7 +177,7 @@ def within_cap(width: int, height: int, max_pixels: int) -> bool:
     return 0 < width * height <= min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
 
 
-def fast_png(data: bytes, max_pixels: int) -> Image.Image | None:
+def fast_png(data: bytes, max_pixels: int) -> np.ndarray | None:
     if data[12:16] != b"IHDR":
         return None
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -186,7 +188,8 @@ def fast_png(data: bytes, max_pixels: int) -> Image.Image | None:
     # EXIF (an eXIf chunk or an "exif" text) may turn the image: Pillow turns it.
     if chunks is None or b"eXIf" in chunks or b"exif" in chunks or (colour == PALETTE and b"tRNS" in chunks):
         return None
-    return to_gray(Image.fromarray(pyspng.load(data, PNG_FORMATS[colour])))
+    pixels = pyspng.load(data, PNG_FORMATS[colour])
+    return pixels if pixels.ndim == 2 else np.asarray(to_gray(Image.fromarray(pixels)))
 
 
 # pyspng ignores the CRCs and the zlib checksum, and decodes damaged files that Pillow refuses, so
@@ -194,6 +197,7 @@ def fast_png(data: bytes, max_pixels: int) -> Image.Image | None:
 # where Pillow's cost is its fixed cost per file: larger PNGs go to Pillow.
 FAST_PNG_PIXELS = 64 * 64
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+CHUNK_HEAD, CHUNK_CRC = struct.Struct(">I4s"), struct.Struct(">I")
 
 
 def intact_png_chunks(data: bytes) -> set[bytes] | None:
@@ -202,11 +206,11 @@ def intact_png_chunks(data: bytes) -> set[bytes] | None:
     inflates with its zlib checksum right."""
     view, kinds, image_data, at = memoryview(data), set(), [], 8
     while at + 12 <= len(data):
-        end = at + 8 + int.from_bytes(view[at : at + 4], "big")
-        if end + 4 > len(data) or zlib.crc32(view[at + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
+        length, kind = CHUNK_HEAD.unpack_from(data, at)
+        end = at + 8 + length
+        if end + 4 > len(data) or zlib.crc32(view[at + 4 : end]) != CHUNK_CRC.unpack_from(data, end)[0]:
             return None
-        kind = bytes(view[at + 4 : at + 8])
-        kinds.add(b"exif" if kind in TEXT_CHUNKS and bytes(view[at + 8 : at + 13]) == b"exif\0" else kind)
+        kinds.add(b"exif" if kind in TEXT_CHUNKS and data[at + 8 : at + 13] == b"exif\0" else kind)
         if kind == b"IDAT":
             image_data.append(view[at + 8 : end])
         if kind == b"IEND":
@@ -216,7 +220,7 @@ def intact_png_chunks(data: bytes) -> set[bytes] | None:
     return None
 
 
-def fast_jpeg(data: bytes, max_pixels: int) -> Image.Image | None:
+def fast_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
     height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
     # CMYK and YCCK (Adobe's inverted inks), EXIF that may turn the image, and MPF (Pillow reads the
     # file as MPO, without draft): Pillow.
@@ -227,10 +231,10 @@ def fast_jpeg(data: bytes, max_pixels: int) -> Image.Image | None:
         scale = jpeg_draft_scale(width, height)
         size = (-(-height // scale), -(-width // scale))
         pixels = simplejpeg.decode_jpeg(data, "GRAY", min_height=size[0], min_width=size[1], min_factor=scale)
-        return Image.fromarray(pixels[:, :, 0]) if pixels.shape[:2] == size else None
+        return pixels[:, :, 0] if pixels.shape[:2] == size else None
     if colour == "Gray":
-        return Image.fromarray(simplejpeg.decode_jpeg(data, "GRAY")[:, :, 0])
-    return Image.fromarray(simplejpeg.decode_jpeg(data, "RGB")).convert("L")
+        return simplejpeg.decode_jpeg(data, "GRAY")[:, :, 0]
+    return np.asarray(Image.fromarray(simplejpeg.decode_jpeg(data, "RGB")).convert("L"))
 
 
 def draft_side(width: int, height: int) -> int:
