@@ -224,8 +224,7 @@ def fast_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
     height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
     # CMYK and YCCK (Adobe's inverted inks), EXIF that may turn the image, and MPF (Pillow reads the
     # file as MPO, without draft): Pillow.
-    if (not within_cap(width, height, max_pixels) or colour not in ("Gray", "YCbCr") or b"Exif\0\0" in data
-            or b"MPF\0" in data):
+    if not within_cap(width, height, max_pixels) or colour not in ("Gray", "YCbCr") or exif_or_mpf(data):
         return None
     if min(width, height) > 2 * WORK_SIDE:  # as prepare() drafts it: grey (the Y channel), reduced
         scale = jpeg_draft_scale(width, height)
@@ -235,6 +234,25 @@ def fast_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
     if colour == "Gray":
         return simplejpeg.decode_jpeg(data, "GRAY")[:, :, 0]
     return np.asarray(Image.fromarray(simplejpeg.decode_jpeg(data, "RGB")).convert("L"))
+
+
+def exif_or_mpf(data: bytes) -> bool:
+    """Whether a JPEG's segments before its image data hold EXIF or MPF; True for segments that do
+    not read as expected (Pillow reads the file). A walk over the segments, not a search of the
+    whole file: a page scan is a megabyte."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xDA:  # start of scan: the image data follows
+            return False
+        if marker == 0xFF:  # a fill byte
+            at += 1
+            continue
+        if (marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\0\0") or (
+                marker == 0xE2 and data[at + 4 : at + 8] == b"MPF\0"):
+            return True
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return True
 
 
 def draft_side(width: int, height: int) -> int:

@@ -81,6 +81,7 @@ def pillow_files(digit: np.ndarray) -> dict[str, bytes]:
             "png with EXIF": encoded(small, "PNG", exif=turned),
             "jpg CMYK": encoded(page.convert("CMYK"), "JPEG"), "jpg with EXIF orientation": encoded(page, "JPEG",
                                                                                                     exif=turned),
+            "jpg MPO (two pictures)": encoded(page, "MPO", save_all=True, append_images=[small]),
             "gif": encoded(small, "GIF"), "bmp": encoded(small, "BMP")}
 
 
