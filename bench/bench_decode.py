@@ -8,8 +8,9 @@ interleaved, CPU time (time.process_time), median of the rounds.
 accuracy: the digits each path gives for MNIST test (as PNG, and as colour JPEG) and for the
 scan-like set of bench_classify.py's accuracy section, how many are identical, and the bundled
 checkpoint's accuracy on each.
+draft: accuracy and rate of JPEG draft rules (how far large JPEGs are reduced while decoded).
 
-    python bench/bench_decode.py [rates] [accuracy] [--count N]
+    python bench/bench_decode.py [rates] [accuracy] [draft] [--count N]
 """
 
 import io
@@ -141,11 +142,57 @@ def accuracy(count: int) -> None:
               f", fast path {(scores[1] == labels).mean():.2%}")
 
 
+def predictions(inference, items: list[bytes]) -> np.ndarray:
+    from mnist_batch.model import predict_log_probs
+
+    digits, ok = digits_of(items)
+    return np.where(ok, predict_log_probs(inference.model, digits, inference.device)[:, :10].argmax(1).numpy(), -1)
+
+
+# (shorter side at least, largest DCT scale) of the JPEG draft; None: decoded at full size.
+DRAFT_RULES = ((112, 2), (112, 4), (112, 8), (80, 2), (56, 2), None)
+
+
+def draft(count: int) -> None:
+    """JPEG draft rules: large JPEGs are decoded at a reduced scale so that their shorter side
+    stays at least reading.WORK_SIDE (112: what preprocessing reduces a large image to anyway), at
+    most 1/reading.MAX_DRAFT_SCALE (2). Accuracy and decode + digit rate with other rules."""
+    from mnist_batch.model import Inference
+
+    inference = Inference(None, "cpu")
+    test, rng = mnist_test(), np.random.default_rng(1)
+    scan_jpegs, labels = [], []
+    for i in range(count):
+        data, kind = scan_like(test.images[i % 10_000], rng)
+        if kind == "jpg":
+            scan_jpegs.append(data)
+            labels.append(test.labels[i % 10_000])
+    pages = [page(test.images[i], int(rng.integers(1200, 2400)), rng) for i in range(count // 12)]
+    sets = {f"scan-like JPEGs (100-400 px), {len(scan_jpegs):,}": (scan_jpegs, np.array(labels)),
+            f"page JPEGs (1,200-2,400 px, the digit a quarter of the width), {len(pages):,}":
+                (pages, test.labels[: len(pages)])}
+    print(f"JPEG draft rules: accuracy of {inference.name}, decode + digit per CPU-second; {machine()}")
+    chosen = reading.WORK_SIDE, reading.MAX_DRAFT_SCALE
+    for name, (items, truth) in sets.items():
+        print(f"  {name}")
+        for rule in DRAFT_RULES:
+            reading.WORK_SIDE, reading.MAX_DRAFT_SCALE = rule or (10**9, 1)
+            started = time.process_time()
+            predicted = predictions(inference, items)
+            seconds = time.process_time() - started
+            label = f"shorter side >= {rule[0]}, at most 1/{rule[1]}" if rule else "full size"
+            print(f"    {label}{' (chosen)' if rule == chosen else ''}: accuracy {(predicted == truth).mean():.2%}, "
+                  f"{len(items) / seconds:,.0f}/s")
+        reading.WORK_SIDE, reading.MAX_DRAFT_SCALE = chosen
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     count = int(args[args.index("--count") + 1]) if "--count" in args else 10_000
-    sections = [a for a in args if a in ("rates", "accuracy")] or ["rates", "accuracy"]
+    sections = [a for a in args if a in ("rates", "accuracy", "draft")] or ["rates", "accuracy", "draft"]
     if "rates" in sections:
         rates()
     if "accuracy" in sections:
         accuracy(count)
+    if "draft" in sections:
+        draft(count)

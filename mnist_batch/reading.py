@@ -33,6 +33,9 @@ except ImportError:
 DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images before decoding (decompression bombs)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # no digit scan is this big; never read one into memory
 WORK_SIDE = 112  # larger images are reduced to about this before cropping: fast, and it averages paper noise
+# Large JPEGs are decoded at 1/2 size, no less (libjpeg's DCT scaling): at 1/4 and 1/8, page scans
+# lost about a point of accuracy (`python bench/bench_decode.py draft`).
+MAX_DRAFT_SCALE = 2
 
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -135,8 +138,8 @@ def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
     if width * height > max_pixels:
         raise ImageProblem("too_large", f"{width}x{height} pixels is over the {max_pixels:,} pixel cap")
     if image.format == "JPEG" and min(width, height) > 2 * WORK_SIDE:
-        # libjpeg decodes straight to a 1/2..1/8 scale and to grey: many times faster.
-        image.draft("L", (draft_side(width, height),) * 2)
+        # libjpeg decodes straight to half size and to grey: several times faster.
+        image.draft("L", draft_size(width, height))
     try:
         if image.format == "TIFF" or "exif" in image.info:
             image = ImageOps.exif_transpose(image)
@@ -255,15 +258,17 @@ def exif_or_mpf(data: bytes) -> bool:
     return True
 
 
-def draft_side(width: int, height: int) -> int:
-    """The size prepare() asks JPEG's draft() for, in both directions."""
-    return width * WORK_SIDE // min(width, height)
+def draft_size(width: int, height: int) -> tuple[int, int]:
+    """The size prepare() asks JPEG's draft() for: the shorter side stays at least WORK_SIDE, and
+    the scale at most 1/MAX_DRAFT_SCALE."""
+    side = width * WORK_SIDE // min(width, height)
+    return max(side, width // MAX_DRAFT_SCALE), max(side, height // MAX_DRAFT_SCALE)
 
 
 def jpeg_draft_scale(width: int, height: int) -> int:
-    """The DCT scale (1, 2, 4 or 8) that Pillow's JPEG draft() picks for that size."""
-    side = draft_side(width, height)
-    fits = min(width // side, height // side)
+    """The DCT scale (1, 2, 4 or 8) that Pillow's JPEG draft() picks for draft_size()."""
+    wanted = draft_size(width, height)
+    fits = min(width // wanted[0], height // wanted[1])
     return next(scale for scale in (8, 4, 2, 1) if fits >= scale or scale == 1)
 
 
