@@ -79,7 +79,7 @@ def rate_sets() -> dict[str, list[bytes]]:
                                                   "JPEG", quality=85) for data in scans(300, "jpg")],
         "scan-like JPEG 100-400 px, 500": scans(500, "jpg"),
         "scan-like PNG 100-400 px (read by Pillow either way), 300": scans(300, "png"),
-        "JPEG page 1,200-2,400 px (drafted to 1/4-1/8), 40": [page(test.images[i], 1200 + 30 * i, rng)
+        "JPEG page 1,200-2,400 px (drafted to 1/2), 40": [page(test.images[i], 1200 + 30 * i, rng)
                                                              for i in range(40)],
     }
 
