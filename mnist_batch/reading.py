@@ -199,6 +199,7 @@ def fast_png(data: bytes, max_pixels: int) -> np.ndarray | None:
 # both are checked here first. Inflating twice costs more than pyspng saves on all but small images,
 # where Pillow's cost is its fixed cost per file: larger PNGs go to Pillow.
 FAST_PNG_PIXELS = 64 * 64
+MAX_INFLATED = 5 * FAST_PNG_PIXELS + 1024  # bytes: more than such an image holds, Adam7 filter bytes included
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 CHUNK_HEAD, CHUNK_CRC = struct.Struct(">I4s"), struct.Struct(">I")
 
@@ -217,8 +218,11 @@ def intact_png_chunks(data: bytes) -> set[bytes] | None:
         if kind == b"IDAT":
             image_data.append(view[at + 8 : end])
         if kind == b"IEND":
-            zlib.decompress(b"".join(image_data))  # zlib.error when the stream or its checksum is broken
-            return kinds
+            # Inflated only as far as a small image goes: a stream that inflates further (a zip
+            # bomb behind a small header) goes to Pillow, which inflates only what the image needs.
+            inflating = zlib.decompressobj()
+            inflating.decompress(b"".join(image_data), MAX_INFLATED)  # zlib.error: stream or checksum broken
+            return kinds if inflating.eof else None
         at = end + 4
     return None
 

@@ -163,6 +163,14 @@ def test_the_pixel_cap_holds_before_any_fast_decoding(monkeypatch, pillow_only):
     assert records.load(bombs["capped png"], 700).error == "28x28 pixels is over the 700 pixel cap"
 
 
+def test_a_small_png_whose_data_inflates_far_beyond_its_size_is_left_to_pillow(pillow_only):
+    """A zip bomb behind a 28x28 header: the fast path does not inflate it all, Pillow reads it."""
+    bomb = grey_png(28, 28, zlib.compress(bytes(50_000_000), 9))
+    assert reading.fast_decode(bomb, reading.DEFAULT_MAX_PIXELS) is None
+    loaded, before = records.load(bomb), pillow_only(records.load, bomb)
+    assert (loaded.status, loaded.error) == (before.status, before.error)
+
+
 def test_classify_gives_the_same_rows_with_and_without_the_fast_decoders(cli, mnist_test, pillow_only, tmp_path):
     folder = tmp_path / "inputs"
     folder.mkdir()
