@@ -378,9 +378,9 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).max(-1)
 
 
-def preprocess(gray: Image.Image) -> np.ndarray | None:
-    """28x28 uint8 MNIST-style digit (white on black), or None when the image is blank;
-    NotADigit when it holds only printed lines."""
+def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
+    """A grey image (2-D uint8 array, or Pillow mode L) -> 28x28 uint8 MNIST-style digit (white
+    on black), or None when the image is blank; NotADigit when it holds only printed lines."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.mean() < 128:
@@ -388,7 +388,8 @@ def preprocess(gray: Image.Image) -> np.ndarray | None:
         return pixels if pixels.max() >= BLANK_PEAK else None
     if max(height, width) > 2 * WORK_SIDE:
         factor = max(height, width) // WORK_SIDE
-        pixels = np.asarray(gray.reduce(factor))  # before the polarity test: less noise, a cheaper histogram
+        # Before the polarity test: less noise, a cheaper histogram.
+        pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     light_background, threshold = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:

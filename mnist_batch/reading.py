@@ -1,23 +1,41 @@
-"""Reading an input: the guarded file read, decoding with Pillow, and conversion to grey.
+"""Reading an input: the guarded file read, decoding, and conversion to grey.
 
 Every image file the package opens is read here (read_file), and every decoder's failure
-becomes an ImageProblem whose status names the error kind. Nothing imports torch.
+becomes an ImageProblem whose status names the error kind. PNG and JPEG files go through
+pyspng and simplejpeg when the `fast` extra is installed (several times faster than Pillow,
+and the same pixels); Pillow reads every other format, and every file the fast path declines
+or fails on, so its errors and its decompression-bomb guard are the ones reported.
+Nothing imports torch.
 """
 
 import errno
 import io
 import os
 import stat
+import struct
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_batch.errors import shown
 
+try:  # the `fast` extra: without it Pillow decodes everything
+    import pyspng
+except ImportError:
+    pyspng = None
+try:
+    import simplejpeg
+except ImportError:
+    simplejpeg = None
+
 DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images before decoding (decompression bombs)
 MAX_FILE_BYTES = 512 * 1024 * 1024  # no digit scan is this big; never read one into memory
 WORK_SIDE = 112  # larger images are reduced to about this before cropping: fast, and it averages paper noise
+# Large JPEGs are decoded at 1/2 size, no less (libjpeg's DCT scaling): at 1/4 and 1/8, page scans
+# lost about a point of accuracy (`python bench/bench_decode.py draft`).
+MAX_DRAFT_SCALE = 2
 
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -95,8 +113,12 @@ def open_problem(path: str, error: OSError) -> ImageProblem:
     return ImageProblem("unreadable", f"cannot read: {error.strerror or error}")
 
 
-def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Pillow image in mode L, upright, alpha flattened over white; large JPEGs decoded reduced."""
+def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The grey pixels (Pillow's mode L) of an image file, upright, alpha flattened over white;
+    large JPEGs decoded reduced."""
+    fast = fast_decode(data, max_pixels)
+    if fast is not None:
+        return fast
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -105,7 +127,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageProblem("too_large", "image has too many pixels (decompression bomb?)") from None
     except Exception as error:  # Pillow's plugins raise many types for a broken header
         raise ImageProblem("corrupt", f"broken image header: {error}") from None
-    return prepare(image, max_pixels)
+    return np.asarray(prepare(image, max_pixels))
 
 
 def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -116,8 +138,8 @@ def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
     if width * height > max_pixels:
         raise ImageProblem("too_large", f"{width}x{height} pixels is over the {max_pixels:,} pixel cap")
     if image.format == "JPEG" and min(width, height) > 2 * WORK_SIDE:
-        # libjpeg decodes straight to a 1/2..1/8 scale and to grey: many times faster.
-        image.draft("L", (width * WORK_SIDE // min(width, height),) * 2)
+        # libjpeg decodes straight to half size and to grey: several times faster.
+        image.draft("L", draft_size(width, height))
     try:
         if image.format == "TIFF" or "exif" in image.info:
             image = ImageOps.exif_transpose(image)
@@ -129,6 +151,129 @@ def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
         message = str(error)
         kind = "truncated" if "truncated" in message or "incomplete" in message else "corrupt"
         raise ImageProblem(kind, f"cannot decode image: {message}") from None
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# pyspng's output for each PNG colour type; grey with alpha comes out as RGBA (pyspng has no LA).
+# A palette's tRNS transparency pyspng drops, and Pillow flattens over white: such files go to Pillow.
+# (Pillow's grey and RGB images ignore a tRNS colour key, as pyspng does.)
+PNG_FORMATS = {0: "L", 2: "RGB", 3: "RGB", 4: "RGBA", 6: "RGBA"}
+PALETTE = 3
+
+
+def fast_decode(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """As decode() gives it, for a PNG or JPEG the fast decoders read exactly as Pillow does; None
+    for any other file, and for one they decline or fail on: Pillow reads it and names its fault."""
+    try:
+        if pyspng is not None and data.startswith(PNG_SIGNATURE):
+            return fast_png(data, max_pixels)
+        if simplejpeg is not None and data.startswith(b"\xff\xd8"):
+            return fast_jpeg(data, max_pixels)
+    except Exception:  # a broken file: Pillow decodes it again, for the same error row as ever
+        return None
+    return None
+
+
+def within_cap(width: int, height: int, max_pixels: int) -> bool:
+    """Whether a header's size may be decoded: larger ones go to Pillow, which refuses them before
+    decoding (its own cap, when lower, included), with the messages it always gave."""
+    return 0 < width * height <= min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+
+
+def fast_png(data: bytes, max_pixels: int) -> np.ndarray | None:
+    if data[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour = data[24], data[25]
+    if not within_cap(width, height, min(max_pixels, FAST_PNG_PIXELS)) or depth == 16 or colour not in PNG_FORMATS:
+        return None  # larger images (those over the pixel cap included), 16 bits per sample
+    chunks = intact_png_chunks(data)
+    # EXIF (an eXIf chunk or an "exif" text) may turn the image: Pillow turns it.
+    if chunks is None or b"eXIf" in chunks or b"exif" in chunks or (colour == PALETTE and b"tRNS" in chunks):
+        return None
+    pixels = pyspng.load(data, PNG_FORMATS[colour])
+    return pixels if pixels.ndim == 2 else np.asarray(to_gray(Image.fromarray(pixels)))
+
+
+# pyspng ignores the CRCs and the zlib checksum, and decodes damaged files that Pillow refuses, so
+# both are checked here first. Inflating twice costs more than pyspng saves on all but small images,
+# where Pillow's cost is its fixed cost per file: larger PNGs go to Pillow.
+FAST_PNG_PIXELS = 64 * 64
+MAX_INFLATED = 5 * FAST_PNG_PIXELS + 1024  # bytes: more than such an image holds, Adam7 filter bytes included
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+CHUNK_HEAD, CHUNK_CRC = struct.Struct(">I4s"), struct.Struct(">I")
+
+
+def intact_png_chunks(data: bytes) -> set[bytes] | None:
+    """The chunk types of a PNG (and b"exif" for a text chunk of that key, which Pillow reads as
+    EXIF), or None unless every chunk up to IEND is whole and matches its CRC, and the image data
+    inflates with its zlib checksum right."""
+    view, kinds, image_data, at = memoryview(data), set(), [], 8
+    while at + 12 <= len(data):
+        length, kind = CHUNK_HEAD.unpack_from(data, at)
+        end = at + 8 + length
+        if end + 4 > len(data) or zlib.crc32(view[at + 4 : end]) != CHUNK_CRC.unpack_from(data, end)[0]:
+            return None
+        kinds.add(b"exif" if kind in TEXT_CHUNKS and data[at + 8 : at + 13] == b"exif\0" else kind)
+        if kind == b"IDAT":
+            image_data.append(view[at + 8 : end])
+        if kind == b"IEND":
+            # Inflated only as far as a small image goes: a stream that inflates further (a zip
+            # bomb behind a small header) goes to Pillow, which inflates only what the image needs.
+            inflating = zlib.decompressobj()
+            inflating.decompress(b"".join(image_data), MAX_INFLATED)  # zlib.error: stream or checksum broken
+            return kinds if inflating.eof else None
+        at = end + 4
+    return None
+
+
+def fast_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
+    height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
+    # CMYK and YCCK (Adobe's inverted inks), EXIF that may turn the image, and MPF (Pillow reads the
+    # file as MPO, without draft): Pillow.
+    if not within_cap(width, height, max_pixels) or colour not in ("Gray", "YCbCr") or exif_or_mpf(data):
+        return None
+    if min(width, height) > 2 * WORK_SIDE:  # as prepare() drafts it: grey (the Y channel), reduced
+        scale = jpeg_draft_scale(width, height)
+        size = (-(-height // scale), -(-width // scale))
+        pixels = simplejpeg.decode_jpeg(data, "GRAY", min_height=size[0], min_width=size[1], min_factor=scale)
+        return pixels[:, :, 0] if pixels.shape[:2] == size else None
+    if colour == "Gray":
+        return simplejpeg.decode_jpeg(data, "GRAY")[:, :, 0]
+    return np.asarray(Image.fromarray(simplejpeg.decode_jpeg(data, "RGB")).convert("L"))
+
+
+def exif_or_mpf(data: bytes) -> bool:
+    """Whether a JPEG's segments before its image data hold EXIF or MPF; True for segments that do
+    not read as expected (Pillow reads the file). A walk over the segments, not a search of the
+    whole file: a page scan is a megabyte."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xDA:  # start of scan: the image data follows
+            return False
+        if marker == 0xFF:  # a fill byte
+            at += 1
+            continue
+        if (marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\0\0") or (
+                marker == 0xE2 and data[at + 4 : at + 8] == b"MPF\0"):
+            return True
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return True
+
+
+def draft_size(width: int, height: int) -> tuple[int, int]:
+    """The size prepare() asks JPEG's draft() for: the shorter side stays at least WORK_SIDE, and
+    the scale at most 1/MAX_DRAFT_SCALE."""
+    side = width * WORK_SIDE // min(width, height)
+    return max(side, width // MAX_DRAFT_SCALE), max(side, height // MAX_DRAFT_SCALE)
+
+
+def jpeg_draft_scale(width: int, height: int) -> int:
+    """The DCT scale (1, 2, 4 or 8) that Pillow's JPEG draft() picks for draft_size()."""
+    wanted = draft_size(width, height)
+    fits = min(width // wanted[0], height // wanted[1])
+    return next(scale for scale in (8, 4, 2, 1) if fits >= scale or scale == 1)
 
 
 def to_gray(image: Image.Image) -> Image.Image:

@@ -90,7 +90,7 @@ def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
     return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
 
 
-def digit_of(gray: Image.Image) -> Decoded:
+def digit_of(gray: np.ndarray | Image.Image) -> Decoded:
     try:
         digit = preprocess(gray)
     except NotADigit as problem:
