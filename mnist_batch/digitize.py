@@ -35,10 +35,14 @@ LINE_PASSES = 3  # searches for lines, each on what the last one left
 LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
 LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
 LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line
-# A printed line is at most this many px (of that reduced box), or this share of its height, thick.
-LINE_THICKNESS, LINE_THICK_SHARE = 3, 0.1
+# A printed line is at most this many px (of that reduced box), or this share of its height, or
+# this share of its own length, thick (a 4 px rule under a small field is still a line).
+LINE_THICKNESS, LINE_THICK_SHARE, LINE_SLENDER = 3, 0.1, 0.1
 FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
 SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
+SIDE_GAP = 3  # px (of that reduced box)
+LONE_SIDE_DIGIT = 0.3  # the digit beside a frame's lone side is at least this share of the side tall
+FRAME_WIDTH = 0.4  # a field is at least this share of its height wide
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
 # px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
@@ -175,6 +179,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
     height, width = mask.shape
     run = np.arange(start, end)
     offsets = np.arange(-6, 8)
+    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * height, LINE_SLENDER * len(run))
 
     def around(centre, columns):
         ys = centre[None, :] + offsets[:, None]
@@ -188,7 +193,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
     _, _, inked = around(centre, run)
     inked[np.abs(offsets - 0.5) > FIT_REACH] = False
     weight = inked.sum(axis=0)
-    thin = (weight > 0) & (weight <= max(LINE_THICKNESS, LINE_THICK_SHARE * height))
+    thin = (weight > 0) & (weight <= thickest)
     if thin.sum() < max(2, 0.4 * len(run)):
         return None
     middle = centre[thin] + (inked * offsets[:, None]).sum(axis=0)[thin] / weight[thin]
@@ -204,7 +209,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         first -= 1
     while last < len(offsets) - 1 and mostly[last + 1]:
         last += 1
-    if first == 0 or last == len(offsets) - 1 or last - first + 1 > max(LINE_THICKNESS, LINE_THICK_SHARE * height):
+    if first == 0 or last == len(offsets) - 1 or last - first + 1 > thickest:
         return None  # a thick bar, or a band that does not end: not a printed line
     columns = np.arange(width)
     ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
@@ -228,8 +233,8 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if not len(rows):
         return ink, False
     box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    if max(box.shape) < SMALLEST_FIELD:
-        return ink, False
+    if max(box.shape) < SMALLEST_FIELD or box.shape[1] < FRAME_WIDTH * box.shape[0]:
+        return ink, False  # too small, or too narrow (a 1 with a foot) for a field around a digit
     factor = -(-max(box.shape) // LINE_SIDE)
     height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
     small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
@@ -255,31 +260,107 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.nda
     frame is gone, a digit's own bar and stem are not taken for a smaller frame.
 
     Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
-    frame. A horizontal one counts when it is longer than the ink inside the frame is tall, by
-    LINE_OVER_DIGIT (a digit is taller than wide, so a 7's bar or a 5's top stays). A vertical
-    one must be a frame's side: as tall as all the ink, and meeting a printed horizontal line
-    (a lone stroke is a 1, the sides of a 0 are no frame, and a 9's stem stands apart from the
-    underline below)."""
+    frame. A line counts when it frames the ink left once all are gone (see frames_the_digit). A
+    vertical one must also be a frame's side: as tall as most of the ink and meeting a printed
+    horizontal line at either end; without one, the two sides of an open frame, or one side
+    standing apart from a digit beside it (a lone stroke is a 1)."""
     height, width = field
     horizontal = [(band, length) for band, length in line_candidates(mask, width, height)
                   if on_the_outside(band[0], height)]
-    if not horizontal:
+    vertical = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height, width)
+                if on_the_outside(rows, width) and length >= SIDE_SPAN * height]
+    if not horizontal and not vertical:
         return []
     bases = [band for band, _ in horizontal]
-    sides = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height, width)
-             if on_the_outside(rows, width) and length >= SIDE_SPAN * height
-             and meets((cols, rows), bases, mask.shape)]
-    inside = mask.copy()
-    for (rows, cols), _ in horizontal + sides:
-        inside[rows, cols] = False
-    inside = drop_line_ends(inside, mask) > 0  # corners and ends of the lines are no part of the digit
-    inside_rows = np.flatnonzero(inside.any(axis=1))
-    digit_height = inside_rows[-1] - inside_rows[0] + 1 if len(inside_rows) else 0
-    printed = [band for band, length in horizontal if length >= LINE_OVER_DIGIT * digit_height]
+    inside = ink_inside(mask, bases + [band for band, _ in vertical])
+    # A lone stroke hanging from a bar, with nothing else left, is a 7's stem, not a frame's side.
+    vertical = [(band, length) for band, length in vertical if meets(band, bases, mask.shape, upper=False)
+                or both_edges([band for band, _ in vertical], field) or lone_side(band, inside, mask)]
+    inside = ink_inside(mask, bases + [band for band, _ in vertical])
+    digit_rows, digit_cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    digit_height = np.ptp(digit_rows) + 1 if len(digit_rows) else 0
+    printed = [band for band, length in horizontal
+               if frames_the_digit(length, digit_cols, digit_height) and not ends_on_the_digit(band, inside)]
+    sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)]
+    if both_edges(sides, field):  # they frame the field even where the page's edge cut their corners off
+        return printed + sides
     if printed:
-        printed += [band for band, length in sides
-                    if length >= LINE_OVER_DIGIT * digit_height and meets(band, printed, mask.shape)]
-    return printed
+        return printed + [band for band in sides if meets(band, printed, mask.shape)]
+    return [band for band in sides if lone_side(band, inside, mask)]
+
+
+def ink_inside(mask: np.ndarray, lines: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The ink once `lines` are gone, less their corners and ends (no part of the digit)."""
+    inside = mask.copy()
+    for rows, cols in lines:
+        inside[rows, cols] = False
+    return drop_line_ends(inside, mask) > 0
+
+
+def frames_the_digit(length: int, digit_along: np.ndarray, digit_height: int) -> bool:
+    """A line `length` long frames the digit (the ink left once the lines are gone, its
+    coordinates on the same axis): longer by LINE_OVER_DIGIT than the digit is tall (a digit is taller
+    than wide, so a 5's top stays) and than it extends along the line, as a field's lines are; a
+    digit's own stroke (a wide 7's bar) is no longer than the rest of the digit is wide."""
+    digit_along = np.ptp(digit_along) + 1 if len(digit_along) else 0
+    return length >= LINE_OVER_DIGIT * max(digit_height, digit_along)
+
+
+def ends_on_the_digit(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -> bool:
+    """Whether the digit (the largest piece of ink left) goes on from an end of a horizontal line: a
+    7's bar turns into its stem, a 2's top into its curve; a field's line ends free, at a side (itself
+    a line) or at a comb's tick."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(inside, structure=np.ones((3, 3)))
+    if count == 0:
+        return False
+    digit = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    rows, cols = band
+    ends = (cols <= cols.min() + LINE_MEET) | (cols >= cols.max() - LINE_MEET)
+    near = np.zeros(inside.shape, bool)
+    near[rows[ends], cols[ends]] = True
+    return bool((grown(near, LINE_MEET) & digit).any())
+
+
+def both_edges(sides: list[tuple[np.ndarray, np.ndarray]], field: tuple[int, int]) -> bool:
+    """Sides near the left and the right edge of a field at least FRAME_WIDTH as wide as tall: an open
+    frame's, or a box's (a narrow field is a 1, whose stroke's two edges are no frame)."""
+    height, width = field
+    near = OUTER_SHARE * width
+    return (width >= FRAME_WIDTH * height and any(cols.max() <= near for _, cols in sides)
+            and any(cols.min() >= width - 1 - near for _, cols in sides))
+
+
+def grown(mask: np.ndarray, steps: int) -> np.ndarray:
+    """`mask` grown by `steps` pixels in the four directions."""
+    for _ in range(steps):
+        padded = np.pad(mask, 1)
+        mask = padded[1:-1, 1:-1] | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    return mask
+
+
+def lone_side(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether a vertical line is one side of a frame beside a digit: the digit (the largest piece of
+    ink left once the lines are gone) and the line were apart in the ink, by SIDE_GAP at least (a fine
+    pen's stroke may be broken where a 4's bar meets its stem), and the line reaches past
+    the digit at both ends, as a field's side does; not a digit's own stem (a 1's, a 4's, a 9's)."""
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(inside, structure=np.ones((3, 3)))
+    if count == 0:
+        return False
+    digit = pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    digit_rows = np.flatnonzero(digit.any(axis=1))
+    rows = band[0]
+    if not rows.min() < digit_rows[0] <= digit_rows[-1] < rows.max():
+        return False
+    if np.ptp(digit_rows) + 1 < LONE_SIDE_DIGIT * (np.ptp(rows) + 1):
+        return False
+    line = np.zeros(mask.shape, bool)
+    line[band] = True
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    return not np.isin(labels[digit], labels[band]).any() and not (grown(line, SIDE_GAP) & digit).any()
 
 
 def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
@@ -288,9 +369,9 @@ def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
     return coordinates.min() <= near or coordinates.max() >= extent - 1 - near
 
 
-def meets(band: tuple, others: list[tuple], shape: tuple[int, int]) -> bool:
-    """Whether a side's lower end lies on one of `others`: a frame's side (or a comb's tick) stands
-    on its base line; a 7's stem hangs from its bar."""
+def meets(band: tuple, others: list[tuple], shape: tuple[int, int], upper: bool = True) -> bool:
+    """Whether a side's upper or lower end lies on one of `others`: a frame's side (or a comb's tick)
+    stands on its base line or (`upper`) hangs from its top line."""
     from scipy import ndimage
 
     near = np.zeros(shape, bool)
@@ -298,8 +379,8 @@ def meets(band: tuple, others: list[tuple], shape: tuple[int, int]) -> bool:
         near[rows, cols] = True
     near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
     rows, cols = band
-    lower_end = rows >= rows.max() - LINE_MEET
-    return bool(near[rows[lower_end], cols[lower_end]].any())
+    ends = (rows >= rows.max() - LINE_MEET) | (upper & (rows <= rows.min() + LINE_MEET))
+    return bool(near[rows[ends], cols[ends]].any())
 
 
 def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
