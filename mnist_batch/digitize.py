@@ -38,6 +38,7 @@ LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a st
 # A printed line is at most this many px (of that reduced box), or this share of its height, or
 # this share of its own length, thick (a 4 px rule under a small field is still a line).
 LINE_THICKNESS, LINE_THICK_SHARE, LINE_SLENDER = 3, 0.1, 0.1
+LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, holds the line's steps
 FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
 SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
 SIDE_GAP = 3  # px (of that reduced box)
@@ -211,6 +212,10 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         last += 1
     if first == 0 or last == len(offsets) - 1 or last - first + 1 > thickest:
         return None  # a thick bar, or a band that does not end: not a printed line
+    # A thin line that steps by a row (turned, then reduced) half fills the row beside its band.
+    partly = inked.mean(axis=1) >= LINE_STEP_SHARE
+    first -= int(first > 1 and partly[first - 1])
+    last += int(last < len(offsets) - 2 and partly[last + 1])
     columns = np.arange(width)
     ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
     crossed = inked[max(first - 2, 0)] & inked[min(last + 2, len(offsets) - 1)]
@@ -275,7 +280,8 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.nda
     inside = ink_inside(mask, bases + [band for band, _ in vertical])
     # A lone stroke hanging from a bar, with nothing else left, is a 7's stem, not a frame's side.
     vertical = [(band, length) for band, length in vertical if meets(band, bases, mask.shape, upper=False)
-                or both_edges([band for band, _ in vertical], field) or lone_side(band, inside, mask)]
+                or both_edges([band for band, _ in vertical], field) or lone_side(band, inside, mask)
+                or hangs_beside_the_digit(band, bases, inside, mask)]
     inside = ink_inside(mask, bases + [band for band, _ in vertical])
     digit_rows, digit_cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
     digit_height = np.ptp(digit_rows) + 1 if len(digit_rows) else 0
@@ -310,12 +316,9 @@ def ends_on_the_digit(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -
     """Whether the digit (the largest piece of ink left) goes on from an end of a horizontal line: a
     7's bar turns into its stem, a 2's top into its curve; a field's line ends free, at a side (itself
     a line) or at a comb's tick."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(inside, structure=np.ones((3, 3)))
-    if count == 0:
+    digit = largest_piece(inside)
+    if digit is None:
         return False
-    digit = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
     rows, cols = band
     ends = (cols <= cols.min() + LINE_MEET) | (cols >= cols.max() - LINE_MEET)
     near = np.zeros(inside.shape, bool)
@@ -341,16 +344,13 @@ def grown(mask: np.ndarray, steps: int) -> np.ndarray:
 
 
 def lone_side(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether a vertical line is one side of a frame beside a digit: the digit (the largest piece of
-    ink left once the lines are gone) and the line were apart in the ink, by SIDE_GAP at least (a fine
-    pen's stroke may be broken where a 4's bar meets its stem), and the line reaches past
-    the digit at both ends, as a field's side does; not a digit's own stem (a 1's, a 4's, a 9's)."""
-    from scipy import ndimage
-
-    pieces, count = ndimage.label(inside, structure=np.ones((3, 3)))
-    if count == 0:
+    """Whether a vertical line is one side of a frame beside a digit (the largest piece of ink left
+    once the lines are gone): apart from it in the ink, by SIDE_GAP at least (a fine pen's stroke may
+    be broken where a 4's bar meets its stem), and reaching past it at both ends, as a field's side
+    does; not a digit's own stem (a 1's, a 4's, a 9's)."""
+    digit = largest_piece(inside)
+    if digit is None:
         return False
-    digit = pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
     digit_rows = np.flatnonzero(digit.any(axis=1))
     rows = band[0]
     if not rows.min() < digit_rows[0] <= digit_rows[-1] < rows.max():
@@ -359,8 +359,35 @@ def lone_side(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray, mask: np.
         return False
     line = np.zeros(mask.shape, bool)
     line[band] = True
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
-    return not np.isin(labels[digit], labels[band]).any() and not (grown(line, SIDE_GAP) & digit).any()
+    return apart(band, digit, mask) and not (grown(line, SIDE_GAP) & digit).any()
+
+
+def hangs_beside_the_digit(band: tuple[np.ndarray, np.ndarray], bases: list[tuple], inside: np.ndarray,
+                           mask: np.ndarray) -> bool:
+    """Whether a vertical line hangs from a horizontal one with a digit beside it, apart from it once
+    that line is gone (a digit may touch a frame's top line); a 7's stem hangs from its bar alone."""
+    digit = largest_piece(inside)
+    if digit is None or not meets(band, bases, mask.shape):
+        return False
+    without_bases = mask.copy()
+    for rows, cols in bases:
+        without_bases[rows, cols] = False
+    return apart(band, digit, without_bases)
+
+
+def largest_piece(ink: np.ndarray) -> np.ndarray | None:
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    return None if count == 0 else pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+
+
+def apart(band: tuple[np.ndarray, np.ndarray], digit: np.ndarray, ink: np.ndarray) -> bool:
+    """Whether the line and the digit are separate pieces of `ink`."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(ink, structure=np.ones((3, 3)))
+    return not np.isin(labels[digit], labels[band]).any()
 
 
 def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
