@@ -39,6 +39,7 @@ LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a st
 # this share of its own length, thick (a 4 px rule under a small field is still a line).
 LINE_THICKNESS, LINE_THICK_SHARE, LINE_SLENDER = 3, 0.1, 0.1
 LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, holds the line's steps
+LINE_FIT_SHARE = 0.4  # of a line's run: the columns where it is thin, that its tilt is fitted to
 FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
 SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
 SIDE_GAP = 3  # px (of that reduced box)
@@ -195,7 +196,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
     inked[np.abs(offsets - 0.5) > FIT_REACH] = False
     weight = inked.sum(axis=0)
     thin = (weight > 0) & (weight <= thickest)
-    if thin.sum() < max(2, 0.4 * len(run)):
+    if thin.sum() < max(2, LINE_FIT_SHARE * len(run)):
         return None
     middle = centre[thin] + (inked * offsets[:, None]).sum(axis=0)[thin] / weight[thin]
     slope, intercept = np.polyfit(run[thin], middle, 1)
@@ -244,6 +245,8 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
     small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
     small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
+    if not thin_enough_for_lines(small):
+        return ink, False
     lines = np.zeros_like(small)
     for _ in range(LINE_PASSES):  # a line hidden by a longer one, or by the digit, shows once they are gone
         bands = printed_lines(small & ~lines, small.shape)
@@ -257,6 +260,32 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     cleaned = ink.copy()
     cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
     return drop_line_ends(cleaned, mask), True
+
+
+def thin_enough_for_lines(mask: np.ndarray) -> bool:
+    """A cheap test before the search (most images hold no form): a printed line near the top or the
+    bottom of the ink crosses the columns it runs along as a run of ink no thicker than a line, in
+    LINE_FIT_SHARE of the shortest line's length at least (line_band fits a line to such columns); a
+    digit's broad strokes cross them as longer runs. For horizontal lines, then vertical ones."""
+    height, width = mask.shape
+    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * max(height, width), LINE_SLENDER * max(height, width))
+    for crossed in (mask, mask.T):
+        across, along = crossed.shape
+        # line_candidates' reach from the edge, plus the rows a line at the steepest tilt spans
+        reach = OUTER_SHARE * across + np.abs(LINE_SHEARS).max() * along + 2
+        starts, ends = ink_runs(crossed.T)  # the runs of ink down each column
+        thin = ends[1] - starts[1] <= thickest
+        needed = LINE_FIT_SHARE * max(LINE_SPAN * along, 8)
+        for near_edge in (starts[1] <= reach, ends[1] >= across - reach):
+            if len(np.unique(starts[0][thin & near_edge])) >= needed:
+                return True
+    return False
+
+
+def ink_runs(rows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(row, start) and (row, end, exclusive) of every run of True in each row, in the same order."""
+    edges = np.diff(np.pad(rows, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    return np.nonzero(edges == 1), np.nonzero(edges == -1)
 
 
 def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
