@@ -35,9 +35,8 @@ LINE_PASSES = 3  # searches for lines, each on what the last one left
 LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
 LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
 LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line
-# A printed line is at most this many px (of that reduced box), or this share of its height, or
-# this share of its own length, thick (a 4 px rule under a small field is still a line).
-LINE_THICKNESS, LINE_THICK_SHARE, LINE_SLENDER = 3, 0.1, 0.1
+# A printed line is at most this many px (of that reduced box), or this share of its height, thick.
+LINE_THICKNESS, LINE_THICK_SHARE = 3, 0.1
 LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, holds the line's steps
 LINE_FIT_SHARE = 0.4  # of a line's run: the columns where it is thin, that its tilt is fitted to
 FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
@@ -181,7 +180,7 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
     height, width = mask.shape
     run = np.arange(start, end)
     offsets = np.arange(-6, 8)
-    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * height, LINE_SLENDER * len(run))
+    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * height)
 
     def around(centre, columns):
         ys = centre[None, :] + offsets[:, None]
@@ -213,10 +212,10 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         last += 1
     if first == 0 or last == len(offsets) - 1 or last - first + 1 > thickest:
         return None  # a thick bar, or a band that does not end: not a printed line
-    # A thin line that steps by a row (turned, then reduced) half fills the row beside its band.
-    partly = inked.mean(axis=1) >= LINE_STEP_SHARE
-    first -= int(first > 1 and partly[first - 1])
-    last += int(last < len(offsets) - 2 and partly[last + 1])
+    if first == last:  # a one-row line that steps by a row (turned, then reduced) half fills the next row
+        partly = inked.mean(axis=1) >= LINE_STEP_SHARE
+        first -= int(first > 1 and partly[first - 1])
+        last += int(last < len(offsets) - 2 and partly[last + 1])
     columns = np.arange(width)
     ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
     crossed = inked[max(first - 2, 0)] & inked[min(last + 2, len(offsets) - 1)]
@@ -247,9 +246,12 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
     if not thin_enough_for_lines(small):
         return ink, False
+    # Which sides of the ink's box lie on the image's edge (top, bottom, left, right): a frame's
+    # line there may have been cut by it.
+    page_edges = (rows[0] == 0, rows[-1] == ink.shape[0] - 1, cols[0] == 0, cols[-1] == ink.shape[1] - 1)
     lines = np.zeros_like(small)
     for _ in range(LINE_PASSES):  # a line hidden by a longer one, or by the digit, shows once they are gone
-        bands = printed_lines(small & ~lines, small.shape)
+        bands = printed_lines(small & ~lines, small.shape, page_edges)
         for band in bands:
             lines[band] = True
         if not bands:
@@ -268,7 +270,7 @@ def thin_enough_for_lines(mask: np.ndarray) -> bool:
     LINE_FIT_SHARE of the shortest line's length at least (line_band fits a line to such columns); a
     digit's broad strokes cross them as longer runs. For horizontal lines, then vertical ones."""
     height, width = mask.shape
-    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * max(height, width), LINE_SLENDER * max(height, width))
+    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * max(height, width))
     for crossed in (mask, mask.T):
         across, along = crossed.shape
         # line_candidates' reach from the edge, plus the rows a line at the steepest tilt spans
@@ -288,7 +290,8 @@ def ink_runs(rows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.
     return np.nonzero(edges == 1), np.nonzero(edges == -1)
 
 
-def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+def printed_lines(mask: np.ndarray, field: tuple[int, int],
+                  page_edges: tuple[bool, bool, bool, bool] = (False,) * 4) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (rows, cols) pixels of each printed line in `mask`, whose ink first filled `field`
     (height, width): lengths and edges are measured against the whole field, so that once its
     frame is gone, a digit's own bar and stem are not taken for a smaller frame.
@@ -299,10 +302,13 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.nda
     horizontal line at either end; without one, the two sides of an open frame, or one side
     standing apart from a digit beside it (a lone stroke is a 1)."""
     height, width = field
-    horizontal = [(band, length) for band, length in line_candidates(mask, width, height)
+    horizontal = [(band, cut_by_the_page(band, length, field, page_edges[:2]))
+                  for band, length in line_candidates(mask, width, height)
                   if on_the_outside(band[0], height)]
-    vertical = [((cols, rows), length) for (rows, cols), length in line_candidates(mask.T, height, width)
-                if on_the_outside(rows, width) and length >= SIDE_SPAN * height]
+    vertical = [((cols, rows), cut_by_the_page((rows, cols), length, (width, height), page_edges[2:]))
+                for (rows, cols), length in line_candidates(mask.T, height, width)]
+    vertical = [(band, length) for band, length in vertical if on_the_outside(band[1], width)
+                and length >= SIDE_SPAN * height]
     if not horizontal and not vertical:
         return []
     bases = [band for band, _ in horizontal]
@@ -322,6 +328,20 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int]) -> list[tuple[np.nda
     if printed:
         return printed + [band for band in sides if meets(band, printed, mask.shape)]
     return [band for band in sides if lone_side(band, inside, mask)]
+
+
+def cut_by_the_page(band: tuple[np.ndarray, np.ndarray], length: int, field: tuple[int, int],
+                    page_edges: tuple[bool, bool]) -> int:
+    """A horizontal line's length, or the field's width where the page's edge has cut the line: a
+    frame drawn on the edge, once turned, lies half off the page, so that what is left of the line
+    runs along the ink's first (last) row, on the image's edge (`page_edges`: first, last), to a
+    corner of the ink's box. A digit's strokes on a page keep clear of its edges."""
+    rows, cols = band
+    height, width = field
+    on_the_edge = ((page_edges[0] and rows.min() <= LINE_MEET)
+                   or (page_edges[1] and rows.max() >= height - 1 - LINE_MEET))
+    to_a_corner = cols.min() <= LINE_MEET or cols.max() >= width - 1 - LINE_MEET
+    return width if on_the_edge and to_a_corner else length
 
 
 def ink_inside(mask: np.ndarray, lines: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
