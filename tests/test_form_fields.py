@@ -73,10 +73,11 @@ def test_a_tilted_box_cut_by_the_page_edge_is_removed(tmp_path, mnist_test):
 
 
 def test_a_digit_touching_its_frame_is_read_without_it(tmp_path, mnist_test):
-    """Digits written large enough to run into a box, an open frame, a comb or an underline."""
-    fields = [(mnist_test.images[100 + i], float(np.linspace(-5, 5, 16)[i]), 5 + 3 * i, 1 + i % 4,
-               synthetic.FRAMES[i % 4], True) for i in range(16)]
-    assert read_as_unboxed(tmp_path, fields) >= 15 / 16
+    """Digits written large enough to run into a box, an open frame, a comb or an underline: a wide 7's
+    bar or a 2's top against the line was taken for a line of the field (measured: 22 of 24 before)."""
+    fields = [(mnist_test.images[300 + i], float(np.linspace(-5, 5, 24)[i]), 5 + (3 * i) % 60, 1 + i % 4,
+               synthetic.FRAMES[i % 4], True) for i in range(24)]
+    assert read_as_unboxed(tmp_path, fields) >= 23 / 24
 
 
 def test_open_frames_of_one_to_three_sides_are_removed(tmp_path, mnist_test):
