@@ -133,14 +133,18 @@ def non_digit_bank(count: int, mnist: np.ndarray, seed: int, fonts: tuple[str, .
 SIDES = ("top", "bottom", "left", "right")
 
 
-def frame_sides(frame: str, rng) -> set[str]:
-    """The sides a field's frame draws: a box all four; an open frame one to three of them, any;
-    a comb and an underline the base line (a comb adds its ticks)."""
+def frame_sides(frame: str, rng, empty: bool = False) -> set[str]:
+    """The sides a field's frame draws: a box all four; an open frame one to three of them, any; a
+    comb and an underline the base line (a comb adds its ticks). An `empty` open frame is none that
+    is a digit to the eye: one side alone is a 1, a top line with one side hanging from it a 7."""
     if frame == "box":
         return set(SIDES)
-    if frame == "open":
-        return set(rng.choice(SIDES, size=int(rng.integers(1, 4)), replace=False).tolist())
-    return {"bottom"}
+    if frame != "open":
+        return {"bottom"}
+    while True:
+        sides = set(rng.choice(SIDES, size=int(rng.integers(1, 4)), replace=False).tolist())
+        if not empty or (len(sides) > 1 and sides not in ({"top", "left"}, {"top", "right"})):
+            return sides
 
 
 def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_width: int, frame: str,
@@ -157,7 +161,7 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
     fill = int(rng.uniform(0, 80))
     a, b = margin, margin + box - 1
     ends = {"top": [(a, a), (b, a)], "bottom": [(a, b), (b, b)], "left": [(a, a), (a, b)], "right": [(b, a), (b, b)]}
-    strokes = [ends[drawn] for drawn in sorted(frame_sides(frame, rng))]
+    strokes = [ends[drawn] for drawn in sorted(frame_sides(frame, rng, empty=digit is None))]
     tick = int(box * rng.uniform(0.15, 0.3))  # drawn either way, so that a field and its twin without lines match
     if frame == "comb":
         strokes += [[(a, b - tick), (a, b)], [(b, b - tick), (b, b)]]
