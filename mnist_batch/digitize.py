@@ -41,7 +41,7 @@ LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, 
 LINE_FIT_SHARE = 0.4  # of a line's run: the columns where it is thin, that its tilt is fitted to
 FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
 SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
-SIDE_GAP = 3  # px (of that reduced box)
+SIDE_GAP = 3  # px (of that reduced box): a frame's lone side keeps at least this far from the digit
 LONE_SIDE_DIGIT = 0.2  # the digit beside a frame's lone side is at least this share of the side tall
 FRAME_WIDTH = 0.4  # a field is at least this share of its height wide
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
@@ -291,13 +291,14 @@ def ink_runs(rows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.
 
 
 def printed_lines(mask: np.ndarray, field: tuple[int, int],
-                  page_edges: tuple[bool, bool, bool, bool] = (False,) * 4) -> list[tuple[np.ndarray, np.ndarray]]:
+                  page_edges: tuple[bool, bool, bool, bool]) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (rows, cols) pixels of each printed line in `mask`, whose ink first filled `field`
     (height, width): lengths and edges are measured against the whole field, so that once its
     frame is gone, a digit's own bar and stem are not taken for a smaller frame.
 
     Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
-    frame. A line counts when it frames the ink left once all are gone (see frames_the_digit). A
+    frame. `page_edges`: which sides of the field (top, bottom, left, right) lie on the image's edge.
+    A line counts when it frames the ink left once all are gone (see frames_the_digit). A
     vertical one must also be a frame's side: as tall as most of the ink and meeting a printed
     horizontal line at either end; without one, the two sides of an open frame, or one side
     standing apart from a digit beside it (a lone stroke is a 1)."""
@@ -425,6 +426,7 @@ def hangs_beside_the_digit(band: tuple[np.ndarray, np.ndarray], bases: list[tupl
 
 
 def largest_piece(ink: np.ndarray) -> np.ndarray | None:
+    """The largest connected piece of `ink` (the digit, once the lines are gone), or None."""
     from scipy import ndimage
 
     pieces, count = ndimage.label(ink, structure=np.ones((3, 3)))
