@@ -130,28 +130,43 @@ def non_digit_bank(count: int, mnist: np.ndarray, seed: int, fonts: tuple[str, .
     return records.stack_digits(bank)
 
 
+SIDES = ("top", "bottom", "left", "right")
+
+
+def frame_sides(frame: str, rng, empty: bool = False) -> set[str]:
+    """The sides a field's frame draws: a box all four; an open frame one to three of them, any; a
+    comb and an underline the base line (a comb adds its ticks). An `empty` open frame is none that
+    is a digit to the eye: one side alone is a 1, a top line with one side hanging from it a 7."""
+    if frame == "box":
+        return set(SIDES)
+    if frame != "open":
+        return {"bottom"}
+    while True:
+        sides = set(rng.choice(SIDES, size=int(rng.integers(1, 4)), replace=False).tolist())
+        if not empty or (len(sides) > 1 and sides not in ({"top", "left"}, {"top", "right"})):
+            return sides
+
+
 def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_width: int, frame: str,
-               touching: bool = False) -> Image.Image:
+               touching: bool = False, lines: bool = True) -> Image.Image:
     """A 28x28 MNIST digit (or None: an empty field) written into a printed form field on a page:
-    `frame` is box, open (no top line), comb (a base line with ticks) or underline; the page is
-    turned by `tilt` degrees; `margin` px of paper lie between the frame and the page's edge.
-    `touching`: the digit is written large enough to run into the frame."""
+    `frame` is box, open (one to three sides of a box), comb (a base line with ticks) or underline;
+    the page is turned by `tilt` degrees; `margin` px of paper lie between the frame and the page's
+    edge (at 0 the turned frame is cut by it). `touching`: the digit is written large enough to run
+    into the frame. `lines=False` draws the same field, digit and page without its printed lines."""
     box = int(rng.integers(60, 140))
     side = box + 2 * margin
     page = paper((side, side), rng)
     draw = ImageDraw.Draw(page)
     fill = int(rng.uniform(0, 80))
     a, b = margin, margin + box - 1
-    draw.line([(a, b), (b, b)], fill=fill, width=line_width)  # the base line every kind has
-    if frame in ("box", "open"):
-        draw.line([(a, a), (a, b)], fill=fill, width=line_width)
-        draw.line([(b, a), (b, b)], fill=fill, width=line_width)
-    if frame == "box":
-        draw.line([(a, a), (b, a)], fill=fill, width=line_width)
+    ends = {"top": [(a, a), (b, a)], "bottom": [(a, b), (b, b)], "left": [(a, a), (a, b)], "right": [(b, a), (b, b)]}
+    strokes = [ends[drawn] for drawn in sorted(frame_sides(frame, rng, empty=digit is None))]
+    tick = int(box * rng.uniform(0.15, 0.3))  # drawn either way, so that a field and its twin without lines match
     if frame == "comb":
-        tick = int(box * rng.uniform(0.15, 0.3))
-        draw.line([(a, b - tick), (a, b)], fill=fill, width=line_width)
-        draw.line([(b, b - tick), (b, b)], fill=fill, width=line_width)
+        strokes += [[(a, b - tick), (a, b)], [(b, b - tick), (b, b)]]
+    for stroke in strokes if lines else []:
+        draw.line(stroke, fill=fill, width=line_width)
     if digit is not None:
         share = rng.uniform(1.0, 1.15) if touching else rng.uniform(0.55, 0.85)
         size = int(box * share)
