@@ -53,7 +53,7 @@ classify: venv
 report: venv
 	$(BIN)/mnist-batch report $(IN) $(if $(LABELS),--labels $(LABELS)) $(ARGS)
 
-bench: bench-startup bench-train bench-classify bench-report bench-ray bench-accuracy bench-trust
+bench: bench-startup bench-train bench-classify bench-decode bench-report bench-ray bench-accuracy bench-trust bench-form_fields
 
 bench-%: venv
 	$(BIN)/python bench/bench_$*.py
