@@ -50,6 +50,7 @@ def sets() -> dict[str, Path]:
     return {
         "scan-like (10,000 MNIST test digits as ink on paper)": write_scans(OUT / "scans-acc", 10_000, seed=1),
         "optdigits (1,797, dark on white, 32x32)": write_optdigits(OUT / "optdigits"),
+        "scanned other writers (1,797 optdigits as scans, JPEG)": write_scanned_optdigits(OUT / "scanned-optdigits"),
         "optdigits box-cropped (light on dark, 16x16, ink at the edges)":
             write_optdigits(OUT / "optdigits-box", light_on_dark=True, side=16),
         "thin pen (2,000 MNIST test digits, fine strokes)": write_thin_pen(OUT / "thin-pen"),
