@@ -163,7 +163,7 @@ def scanned_optdigit(image: np.ndarray, rng) -> bytes:
 
 
 def write_scanned_optdigits(folder: Path, seed: int = 7) -> Path:
-    """optdigits' 1,797 digits (43 writers MNIST does not have) as scans (scanned_optdigit), in two
+    """optdigits' 1,797 digits (13 writers MNIST does not have) as scans (scanned_optdigit), in two
     halves: even-numbered digits in folder/adapt, odd ones in folder/held-out, each in label folders.
     Adapting on the first half and reading the second measures images never adapted on."""
     images, targets = load_optdigits()
