@@ -19,6 +19,7 @@ from common import (  # noqa: E402
     run_measured,
     write_dusty_scans,
     write_optdigits,
+    write_scanned_optdigits,
     write_scans,
     write_thin_pen,
 )
@@ -49,6 +50,7 @@ def sets() -> dict[str, Path]:
     return {
         "scan-like (10,000 MNIST test digits as ink on paper)": write_scans(OUT / "scans-acc", 10_000, seed=1),
         "optdigits (1,797, dark on white, 32x32)": write_optdigits(OUT / "optdigits"),
+        "scanned other writers (1,797 optdigits as scans, JPEG)": write_scanned_optdigits(OUT / "scanned-optdigits"),
         "optdigits box-cropped (light on dark, 16x16, ink at the edges)":
             write_optdigits(OUT / "optdigits-box", light_on_dark=True, side=16),
         "thin pen (2,000 MNIST test digits, fine strokes)": write_thin_pen(OUT / "thin-pen"),
@@ -91,35 +93,47 @@ def fine_tune_curve(checkpoint: str) -> None:
               f"MNIST test {metrics['test_accuracy']:.2%}; {seconds:.0f} s whole command")
 
 
-def adaptation_sets() -> dict[str, Path]:
-    """Sets to adapt on and measure on (the same images: adapt reads a batch, then classify reads it)."""
+def adaptation_sets() -> dict[str, tuple[Path, dict[str, Path]]]:
+    """name -> (the folder adapt reads, {what is measured: folder}). A set is measured on the images
+    adapted on (adapt reads a batch, then classify reads it) and, where it has one, on a held-out
+    half of the same writers that adapt never saw."""
+    scanned = write_scanned_optdigits(OUT / "scanned-optdigits")
+    scan_like = write_scans(OUT / "scans-adapt", 2_000, seed=3)
+    optdigits = write_optdigits(OUT / "optdigits")
     return {
+        "scanned other writers (optdigits as scans; adapted on 899, the even half)":
+            (scanned / "adapt", {"same 899": scanned / "adapt", "held-out 898": scanned / "held-out"}),
+        "optdigits (1,797, dark on white, 32x32)": (optdigits, {"same 1,797": optdigits}),
         "scan-like (2,000 MNIST test digits as ink on paper, a seed of their own)":
-            write_scans(OUT / "scans-adapt", 2_000, seed=3),
-        "optdigits (1,797, dark on white, 32x32)": write_optdigits(OUT / "optdigits"),
+            (scan_like, {"same 2,000": scan_like}),
     }
 
 
 def adaptation_gain(checkpoint: str = "smallbn") -> None:
-    """`adapt` on each set without its labels: BatchNorm statistics only (--rounds 0), then with one
-    round of confident self-training (the default); accuracy on the set before and after, MNIST test after."""
-    print(f"adapting {checkpoint} to each set without labels; accuracy on that set; {machine()}")
-    for name, folder in adaptation_sets().items():
-        paths, labels = labelled_files(folder)
-        before = scores(checkpoint, paths, labels)
-        cells = [f"{before['accuracy']:.2%} (confident error {before['confident_error']:.2%})"]
-        for rounds, kind in ((0, "BatchNorm only"), (1, "+ self-training")):
-            out = OUT / f"adapt-{folder.name}-{rounds}"
+    """`adapt` on each set without its labels: BatchNorm statistics only (--rounds 0), then with
+    confident self-training (the default); accuracy before and after, MNIST test after."""
+    print(f"adapting {checkpoint} to each set without labels; {machine()}")
+    for name, (adapt_on, measured) in adaptation_sets().items():
+        print(f"  {name}:")
+        before = {part: scores(checkpoint, *labelled_files(folder)) for part, folder in measured.items()}
+        for part, figures in before.items():
+            print(f"    {part}: before {figures['accuracy']:.2%} (confident error {figures['confident_error']:.2%})")
+        for rounds, kind in ((0, "BatchNorm only (--rounds 0)"), (None, "default")):
+            out = OUT / f"adapt-{adapt_on.parent.name}-{adapt_on.name}-{rounds}"
             started = time.perf_counter()
-            run = run_measured([BIN / "mnist-batch", "adapt", folder, "--from", checkpoint, "--out", out,
-                                "--rounds", rounds, "--quiet", "--json"])
+            run = run_measured([BIN / "mnist-batch", "adapt", adapt_on, "--from", checkpoint, "--out", out,
+                                *(("--rounds", rounds) if rounds is not None else ()), "--quiet", "--json"])
             seconds = time.perf_counter() - started
-            adapted = json.loads(run["stdout"])
-            after = scores(adapted["checkpoint"], paths, labels)
-            cells.append(f"{kind} {after['accuracy']:.2%} (confident error {after['confident_error']:.2%}; "
-                         f"MNIST test {adapted['adapted']['mnist_test_accuracy_after']:.2%}; "
-                         f"{adapted['adapted']['confident_labels']} labels; {seconds:.0f} s)")
-        print(f"  {name}: before {cells[0]}; {'; '.join(cells[1:])}")
+            adapted = json.loads(run["stdout"])["adapted"]
+            cells = []
+            for part, folder in measured.items():
+                after = scores(json.loads(run["stdout"])["checkpoint"], *labelled_files(folder))
+                gain = (after["accuracy"] - before[part]["accuracy"]) * 100
+                cells.append(f"{part} {after['accuracy']:.2%} ({gain:+.1f} points; confident error "
+                             f"{after['confident_error']:.2%})")
+            labels = "+".join(str(r["labels"]) for r in adapted["rounds"]) or "no"
+            print(f"    {kind}: {'; '.join(cells)}; MNIST test {adapted['mnist_test_accuracy_after']:.2%}; "
+                  f"{labels} labels; kept {adapted['kept']}; {seconds:.0f} s")
 
 
 # Each augmentation alone on top of the affine jitter, then all of them (augment.make_augment's arguments).

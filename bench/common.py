@@ -132,6 +132,57 @@ def write_optdigits(folder: Path, light_on_dark: bool = False, side: int = 32) -
     return write_labelled(folder, f"{side}-{light_on_dark}", files)
 
 
+RESAMPLINGS = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
+
+
+def scanned_optdigit(image: np.ndarray, rng) -> bytes:
+    """An 8x8 optdigit as a scanner would give it: upsampled to 24-47 px by a random interpolation,
+    strokes thickened or thinned, turned up to 12 degrees, blurred, pressed with uneven darkness onto
+    a larger noisy page (unevenly lit, tinted) at any offset, saved as a low-quality JPEG."""
+    from PIL import ImageFilter
+
+    side = int(rng.integers(24, 48))
+    ink = Image.fromarray((image / 16.0 * 255).clip(0, 255).astype(np.uint8))
+    ink = ink.resize((side, side), RESAMPLINGS[int(rng.integers(len(RESAMPLINGS)))])
+    stroke, kernel = int(rng.integers(-1, 2)), 3 if side < 36 else 5
+    if stroke:
+        ink = ink.filter(ImageFilter.MaxFilter(kernel) if stroke > 0 else ImageFilter.MinFilter(kernel))
+    ink = ink.rotate(float(rng.uniform(-12, 12)), Image.BICUBIC, expand=True)
+    ink = np.asarray(ink.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.5)))), np.float32) / 255
+    height, width = ink.shape
+    size = int(rng.integers(max(height, width) + 4, max(height, width) * 3))
+    paper = rng.uniform(170, 240) + rng.normal(0, rng.uniform(3, 14), (size, size))
+    paper += np.linspace(0, rng.uniform(-40, 40), size)[:, None] + np.linspace(0, rng.uniform(-40, 40), size)[None, :]
+    top, left = rng.integers(0, size - height + 1), rng.integers(0, size - width + 1)
+    paper[top : top + height, left : left + width] *= 1 - ink * rng.uniform(0.45, 0.9)
+    gray = paper.clip(0, 255).astype(np.uint8)
+    rgb = Image.fromarray((gray[..., None] * rng.uniform(0.8, 1.0, 3)).clip(0, 255).astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=int(rng.integers(30, 85)))
+    return buffer.getvalue()
+
+
+def write_scanned_optdigits(folder: Path, seed: int = 7) -> Path:
+    """optdigits' 1,797 digits (13 writers MNIST does not have) as scans (scanned_optdigit), in two
+    halves: even-numbered digits in folder/adapt, odd ones in folder/held-out, each in label folders.
+    Adapting on the first half and reading the second measures images never adapted on."""
+    images, targets = load_optdigits()
+
+    def half(parity: int):
+        def files():
+            rng = np.random.default_rng(seed)  # one stream over all digits: both halves draw it whole
+            for i, (image, target) in enumerate(zip(images, targets, strict=True)):
+                data = scanned_optdigit(image, rng)
+                if i % 2 == parity:
+                    yield target, f"{i:04d}.jpg", data
+
+        return files
+
+    write_labelled(folder / "adapt", str(seed), half(0))
+    write_labelled(folder / "held-out", str(seed), half(1))
+    return folder
+
+
 def write_thin_pen(folder: Path, count: int = 2_000) -> Path:
     """MNIST test digits as if written with a fine pen: cropped to the ink, upscaled 3x, the
     strokes thinned with a 5x5 minimum filter, dark on white. MNIST's own pens are all broad."""

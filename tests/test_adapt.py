@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from mnist_batch import adapt, synthetic
+from mnist_batch import adapt, synthetic, train
 from mnist_batch.model import WEIGHTS, file_sha256
 
 FEW_STEPS = ("--steps", "3", "--threads", "1", "--quiet")
@@ -54,7 +54,8 @@ def test_an_adapted_checkpoint_records_what_it_was_adapted_on(cli, tmp_path, wri
     assert adapted["inputs_sha256"] == hashlib.sha256("".join(f"{p}\n" for p in sorted(paths)).encode()).hexdigest()
     assert 50 <= adapted["confident_labels"] <= len(paths)
     assert (adapted["confidence"], adapted["min_digit_score"]) == (0.95, 0.5)
-    assert adapted["rounds"][0]["steps"] == 3 and adapted["kept"] == "self-training"
+    assert [done["steps"] for done in adapted["rounds"]] == [3, 3]  # two rounds by default
+    assert adapted["kept"] == "self-training" and adapted["rounds_kept"] == 2
     assert adapted["mnist_test_accuracy_after"] >= adapt.MNIST_FLOOR == 0.994
     base = WEIGHTS / "smallbn.safetensors"
     assert meta["base_checkpoint"] == {"checkpoint": base.name, "sha256": file_sha256(base),
@@ -101,6 +102,29 @@ def test_a_self_training_that_forgets_falls_back_to_the_batch_norm_statistics(cl
     adapted = metadata_of(out / "smallbn-adapted.safetensors")["adapted"]
     assert adapted["kept"] == "batch-norm" and adapted["rounds"][0]["mnist_test_accuracy"] < adapt.MNIST_FLOOR
     assert adapted["mnist_test_accuracy_after"] == adapted["mnist_test_accuracy_batch_norm"] >= adapt.MNIST_FLOOR
+
+
+def test_a_round_that_forgets_falls_back_to_the_round_before(cli, tmp_path, writers, mnist_dir, monkeypatch):
+    real_fit, rates = train.fit, []
+
+    def fit_second_round_at_a_rate_that_forgets(model, stream, epochs, steps, lr, test, progress):
+        rates.append(lr)
+        return real_fit(model, stream, epochs, steps, 5.0 if len(rates) == 2 else lr, test, progress)
+
+    monkeypatch.setattr(train, "fit", fit_second_round_at_a_rate_that_forgets)
+    out = tmp_path / "adapted"
+    result = cli("adapt", writers[0], "--out", out, "--data-dir", mnist_dir, "--rounds", "3", *FEW_STEPS)
+    assert result.exit_code == 0, result.stderr
+    assert "round 2 left MNIST test" in result.stderr and "writing round 1's network" in result.stderr
+    checkpoint = out / "smallbn-adapted.safetensors"
+    adapted = metadata_of(checkpoint)["adapted"]
+    assert len(rates) == 2 and len(adapted["rounds"]) == 2  # no third round after a round that forgot
+    first, second = adapted["rounds"]
+    assert second["mnist_test_accuracy"] < adapt.MNIST_FLOOR <= first["mnist_test_accuracy"]
+    assert adapted["kept"] == "self-training" and adapted["rounds_kept"] == 1
+    # the file holds round 1's weights, not round 2's
+    evaluated = cli("evaluate", "--checkpoint", checkpoint, "--data-dir", mnist_dir, "--device", "cpu", "--json")
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(first["mnist_test_accuracy"], abs=1e-4)
 
 
 @pytest.mark.parametrize("args, code, fragment", [
