@@ -31,6 +31,12 @@ from mnist_batch.options import ClassifyOptions, check_options
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
 PART_BATCHES = 4  # model batches per part file: 4,096 rows at the default batch size
 CHUNKS_PER_WORKER = 4  # chunks in flight per worker: enough to hide the model's turn, little memory
+# ... or more, up to this many images (50 MB of digits): the workers decode all of a small run
+# while torch loads, and the model then has the cores to itself.
+AHEAD_IMAGES = 65_536
+# Workers yield the cores to the main process: its torch import and the model come first, the
+# workers decode ahead on what is left (they wait on the model anyway once the window is full).
+WORKER_NICENESS = 5
 WAIT_SECONDS = 0.5  # the progress bar is redrawn at least this often; slow images get chunks this long
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
@@ -280,7 +286,8 @@ class DecodePool:
             if not self.in_flight:
                 self.submit([self.alone.popleft()], alone=True)
             return
-        while len(self.in_flight) < self.workers * CHUNKS_PER_WORKER:
+        while (len(self.in_flight) < self.workers * CHUNKS_PER_WORKER
+               or sum(len(paths) for paths, _, _ in self.in_flight) < AHEAD_IMAGES):
             if self.singles:
                 self.submit([self.singles.popleft()])
             elif self.submitted < len(self.paths):
@@ -359,11 +366,10 @@ def load_model(opts: ClassifyOptions):
 
     from mnist_batch.model import Inference
 
-    inference = Inference(opts.checkpoint, opts.device)
-    if inference.device.type == "cpu":
-        # The workers already keep the cores busy; more torch threads would only contend.
-        torch.set_num_threads(1)
-    return inference
+    # One torch thread, and the pieces of a batch side by side on the cores: torch's threads would
+    # spin against the workers while they decode, and would round differently on each machine.
+    torch.set_num_threads(1)
+    return Inference(opts.checkpoint, opts.device, cpu_threads=cpu_count())
 
 
 def file_key(path: str, file_id: str) -> tuple | None:
@@ -381,6 +387,7 @@ def init_worker(parent: int) -> None:
     its queue forever or printing a BrokenPipeError."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler: a worker has nothing to clean up
+    os.nice(WORKER_NICENESS)
     if sys.platform == "linux":
         import ctypes
 

@@ -1,10 +1,12 @@
 """The network, device choice, and checkpoints (safetensors + metadata, no pickle)."""
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -250,9 +252,15 @@ def checkpoint_not_found(path: Path) -> UserError:
 class Inference:
     """A checkpoint loaded once for prediction on a device, with what rows record of it."""
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto"):
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", cpu_threads: int = 1):
+        """`cpu_threads` > 1: on the CPU, pieces of a batch run side by side on that many threads.
+        With torch set to one thread (classify does so), each piece is computed as it would be
+        alone, so the rows are the same bit for bit whatever the count; torch's own threads
+        split the work inside an operation, which rounds differently."""
         self.checkpoint = resolve_checkpoint(checkpoint)
         self.device = pick_device(device)
+        use_threads = self.device.type == "cpu" and cpu_threads > 1
+        self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if use_threads else None
         self.model, self.metadata = load_checkpoint(self.checkpoint, self.device)
         self.predictor = folded(self.model)  # what scores() runs; self.model stays trainable (adapt)
         self.name, self.sha256 = self.checkpoint.name, file_sha256(self.checkpoint)
@@ -262,7 +270,7 @@ class Inference:
     def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
         """For n inputs, the OK ones' digits given in order: (n, 10) digit probabilities and the
         (n,) digit score (None for a network without the "not a digit" output); zeros elsewhere."""
-        probs, digit_score = scores(self.predictor, digits, self.device, self.temperature)
+        probs, digit_score = scores(self.predictor, digits, self.device, self.temperature, self.side_by_side)
         return spread(probs, ok), None if digit_score is None else spread(digit_score, ok)
 
 
@@ -301,28 +309,35 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def scores(model: nn.Module, digits: np.ndarray, device: torch.device, temperature: float = 1.0
-           ) -> tuple[np.ndarray, np.ndarray | None]:
+def scores(model: nn.Module, digits: np.ndarray, device: torch.device, temperature: float = 1.0,
+           side_by_side: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(n, 10) digit probabilities and the (n,) digit score of n (28, 28) uint8 digits (split_scores)."""
-    return split_scores(predict_log_probs(model, digits, device), temperature)
+    return split_scores(predict_log_probs(model, digits, device, side_by_side), temperature)
 
 
 CPU_BATCH = 128  # images per forward pass on the CPU: activations that stay in the caches (smallbn 2x faster than 1024)
 
 
-def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities, on the CPU."""
+def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device,
+                      side_by_side: ThreadPoolExecutor | None = None) -> torch.Tensor:
+    """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities, on the CPU.
+    On the CPU the digits go through in pieces of CPU_BATCH, on `side_by_side`'s threads if given."""
     classes = len(class_names(model))
     if len(digits) == 0:
         return torch.zeros((0, classes))
     batch = torch.from_numpy(digits)
-    if device.type == "cuda":
-        batch = batch.pin_memory().to(device, non_blocking=True)  # overlaps the copy with compute
-    step = CPU_BATCH if device.type == "cpu" else len(batch)
-    with torch.inference_mode():
-        return torch.cat([model(normalize(batch[start : start + step].to(device))
-                                .contiguous(memory_format=torch.channels_last)).float().cpu()
-                          for start in range(0, len(batch), step)])
+    if device.type != "cpu":
+        if device.type == "cuda":
+            batch = batch.pin_memory()  # the copy below then overlaps with compute
+        return forward(model, batch.to(device, non_blocking=True)).cpu()
+    pieces = [batch[start : start + CPU_BATCH] for start in range(0, len(batch), CPU_BATCH)]
+    run = functools.partial(forward, model)
+    return torch.cat(list(side_by_side.map(run, pieces)) if side_by_side else [run(piece) for piece in pieces])
+
+
+def forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():  # per thread: inference mode is thread-local
+        return model(normalize(images).contiguous(memory_format=torch.channels_last)).float()
 
 
 def split_scores(log_probs: torch.Tensor, temperature: float) -> tuple[np.ndarray, np.ndarray | None]:

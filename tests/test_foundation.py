@@ -78,6 +78,20 @@ def test_prediction_with_batch_norm_folded_and_small_cpu_batches_gives_the_train
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inference.predictor.modules())
 
 
+def test_pieces_of_a_batch_side_by_side_give_the_rows_bit_for_bit(mnist_test):
+    """classify runs the pieces of a batch on one thread per core, each on one torch thread:
+    a machine with more cores must not give other rows (torch's own threads round differently)."""
+    digits = mnist_test.images[:2000].copy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = Inference("smallbn", "cpu").scores(digits, [True] * len(digits))
+        side_by_side = Inference("smallbn", "cpu", cpu_threads=3).scores(digits, [True] * len(digits))
+    finally:
+        torch.set_num_threads(threads)
+    assert (alone[0] == side_by_side[0]).all() and (alone[1] == side_by_side[1]).all()
+
+
 def one_line_error(result, *words):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
