@@ -18,6 +18,7 @@ from common import (  # noqa: E402
     write_non_digits,
     write_optdigits,
     write_scans,
+    write_thick_pen,
 )
 
 import mnist_batch  # noqa: E402
@@ -107,6 +108,7 @@ def main() -> None:
         "MNIST test (2,000)": labelled_files(write_mnist_pngs(mnist_dir, 2_000)),
         "scan-like (2,000)": labelled_files(write_scans(OUT / "scans-trust", 2_000, seed=7)),
         "optdigits (1,797)": labelled_files(write_optdigits(OUT / "optdigits")),
+        "thick pen, tight crop (1,000)": labelled_files(write_thick_pen(OUT / "thick-pen")),
     }
     non_digits = write_non_digits(OUT / "non-digits", test.images[5_000:], per_kind=150)
     fields = write_form_fields(OUT / "form-fields", test.images, test.labels, per_frame=150)

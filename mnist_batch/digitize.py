@@ -87,12 +87,25 @@ def histogram_median(counts: np.ndarray, first: int = 0) -> float:
 
 
 def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
-    """(light background?, Otsu threshold). Otsu splits the pixels into a dark and a light class;
-    the paper is the class that holds most of the edge pixels. Unlike a fixed mid-grey cut this
-    survives dim scans and light ink on a grey board; unlike "ink is the minority" it survives
-    tight crops (form fields, box-normalised sets), where a 1 or a thick digit is mostly ink."""
+    """(light background?, Otsu threshold). Otsu splits the pixels into a dark and a light class.
+    A digit cropped to its ink (form fields, box-normalised sets) touches every side of the crop
+    but seldom its corners, and a thick pen's ink may hold most of the image and of its edge:
+    so the corners speak first, then the pieces each class breaks into along the edge, then the
+    share of the image and of its edge. Unlike a fixed mid-grey cut this survives dim scans and
+    light ink on a grey board."""
     threshold = otsu_threshold(counts)
     light_share = counts[threshold + 1 :].sum() / pixels.size
+    light_corners = np.count_nonzero(pixels[[0, 0, -1, -1], [0, -1, 0, -1]] > threshold)
+    # Dark corners around a light majority are left to the share: that is also a form field's
+    # frame drawn along the edge, and dark ink on light paper is the likelier reading.
+    if light_corners >= 3 or (light_corners <= 1 and light_share < PAPER_SHARE):
+        return light_corners >= 3, threshold
+    # A digit's ink is one piece; the paper it crosses at the edge falls into more (a slanted 1
+    # leaves two opposite corners, a 2 the paper either side of its top). Where one class does
+    # not reach the edge, the other surrounds it: a margin, or a frame on the edge, as above.
+    light_pieces, dark_pieces = edge_pieces(pixels > threshold), edge_pieces(pixels <= threshold)
+    if light_pieces and dark_pieces and light_pieces != dark_pieces:
+        return light_pieces > dark_pieces, threshold
     if not PAPER_SHARE > light_share > 1 - PAPER_SHARE:
         # One class is nearly all of the image: it is the paper, whatever lies on the edge (a form
         # field's frame drawn along it, turned a little, makes the edge half frame, half paper).
@@ -100,6 +113,15 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return np.count_nonzero(border > threshold) * 2 > border.size, threshold
+
+
+def edge_pieces(mask: np.ndarray) -> int:
+    """How many separate pieces of `mask` (4-connected) reach the image's edge."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return len(np.unique(edge[edge > 0]))
 
 
 def background_level(counts: np.ndarray, threshold: int, light_background: bool) -> float:

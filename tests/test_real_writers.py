@@ -227,15 +227,43 @@ def test_polarity_of_other_sources(tmp_path, mnist_test, case):
         paths.append(str(path))
     frame = mnist_batch.Classifier(device="cpu").predict(paths)
     if "thick" in case:
-        # Strokes a quarter of the digit's size look like blots: the network may say "not a digit"
-        # rather than guess, but what it does read, it reads right.
-        assert set(frame["status"]) <= {"ok", "not_digit"} and (frame["status"] == "ok").mean() >= 0.6
+        # Strokes a quarter of the digit's size: a 7 whose ink holds three corners of its crop, or a
+        # 1 that is a bar of ink, may be "not a digit" rather than a guess; what is read, is read right.
+        assert set(frame["status"]) <= {"ok", "not_digit"} and (frame["status"] == "ok").mean() >= 0.95
         ok = frame.filter(pl.col("status") == "ok")
         assert (ok["pred"].to_numpy() == mnist_test.labels[:count][frame["status"].to_numpy() == "ok"]).mean() >= 0.85
         return
     assert frame["status"].to_list() == ["ok"] * count
     accuracy = (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean()
     assert accuracy >= 0.9, accuracy
+
+
+def marker_pen(digit: np.ndarray, margin: int) -> np.ndarray:
+    """A digit in a marker pen, cropped to its ink with `margin` px: upscaled 3x, strokes widened
+    by 3 px on each side (a quarter of the digit's width), light on dark."""
+    from PIL import ImageFilter
+
+    ink = np.asarray(Image.fromarray(upscale(tight_crop(digit), 3)).filter(ImageFilter.MaxFilter(7)))
+    return np.pad(tight_crop(ink), margin)
+
+
+@pytest.mark.parametrize("dark_on_light", [True, False])
+def test_thick_pen_digits_cropped_to_their_ink_are_digits(cli, tmp_path, mnist_test, dark_on_light):
+    """A thick pen's ink holds most of a tight crop and of its edge: the paper shows only in its
+    corners and between the strokes. Read with the polarity the wrong way round, these were
+    frames of paper around blots, and a third of them came out not_digit."""
+    count = 100
+    for i in range(count):
+        ink = marker_pen(mnist_test.images[i], margin=i % 3)
+        path = tmp_path / "digits" / str(mnist_test.labels[i]) / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - ink if dark_on_light else ink).save(path)
+    result = cli("classify", tmp_path / "digits", "--out", tmp_path / "out.csv", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    rows = pl.read_csv(tmp_path / "out.csv")
+    labels = rows["path"].map_elements(lambda p: int(p.split("/")[-2]), return_dtype=pl.Int64)
+    assert (rows["status"] == "not_digit").sum() <= 2, rows["status"].value_counts()
+    assert (rows["pred"] == labels).mean() >= 0.93
 
 
 @pytest.mark.parametrize("arch, parameters", [("lenet", 60_074), ("smallbn", 98_938)])
