@@ -274,6 +274,7 @@ class DecodePool:
         self.singles: deque[str] = deque()  # files of lost chunks: one file per task
         self.alone: deque[str] = deque()  # files lost in a one-file task: run with nothing beside them
         self.in_flight: deque[tuple[list[str], Future, bool]] = deque()  # (paths, future, ran alone)
+        self.images_ahead = 0  # the paths in self.in_flight, counted as they come and go
         self.start()
 
     def start(self) -> None:
@@ -286,15 +287,15 @@ class DecodePool:
             if not self.in_flight:
                 self.submit([self.alone.popleft()], alone=True)
             return
-        while (len(self.in_flight) < self.workers * CHUNKS_PER_WORKER
-               or sum(len(paths) for paths, _, _ in self.in_flight) < AHEAD_IMAGES):
-            if self.singles:
-                self.submit([self.singles.popleft()])
-            elif self.submitted < len(self.paths):
-                self.submit(self.paths[self.submitted : self.submitted + self.chunk_size])
-                self.submitted += len(self.in_flight[-1][0])
-            else:
-                return
+        window = self.workers * CHUNKS_PER_WORKER
+        # Retried files go one per task, a window of them at a time: a file that crashes its worker
+        # again sends only the tasks beside it to run alone, not a whole read-ahead of files.
+        while self.singles and len(self.in_flight) < window:
+            self.submit([self.singles.popleft()])
+        while (not self.singles and self.submitted < len(self.paths)
+               and (len(self.in_flight) < window or self.images_ahead < AHEAD_IMAGES)):
+            self.submit(self.paths[self.submitted : self.submitted + self.chunk_size])
+            self.submitted += len(self.in_flight[-1][0])
 
     def submit(self, paths: list[str], alone: bool = False) -> None:
         try:
@@ -303,6 +304,7 @@ class DecodePool:
             future = Future()
             future.set_exception(broken)
         self.in_flight.append((paths, future, alone))
+        self.images_ahead += len(paths)
 
     def chunks(self, while_waiting=lambda: None):
         """DecodedChunks as they come; `while_waiting` is called every half second of waiting."""
@@ -320,6 +322,7 @@ class DecodePool:
                                                             for path in crashed])
                 continue
             self.in_flight.popleft()
+            self.images_ahead -= len(paths)
             if len(paths) == self.chunk_size and seconds > 0:
                 # Chunks of about WAIT_SECONDS each keep the progress bar moving on slow images.
                 self.chunk_size = max(16, min(self.largest_chunk, int(len(paths) * WAIT_SECONDS / seconds)))
@@ -343,6 +346,7 @@ class DecodePool:
             else:
                 self.singles.extend(paths)
         self.in_flight = finished
+        self.images_ahead = sum(len(paths) for paths, _, _ in finished)
         self.start()
         return crashed
 

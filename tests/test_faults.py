@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mnist_batch import reading, records, report_html, results, run_files
-from mnist_batch.classify import DecodePool
+from mnist_batch.classify import CHUNKS_PER_WORKER, DecodePool
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 BIN = Path(sys.executable).parent
@@ -149,6 +149,28 @@ def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_tes
     assert sum(len(chunk.paths) for chunk in chunks) == 40 and set(statuses) == set(paths)
     assert statuses.pop(paths[17]) == "crashed"
     assert set(statuses.values()) == {"ok"}
+
+
+@pytest.mark.timeout(120)
+def test_files_retried_after_a_crash_go_a_window_at_a_time_and_few_run_alone(tmp_path, mnist_test):
+    """The read-ahead holds a whole small run; the files of its lost chunks, retried one per task,
+    were all sent at once (and summed over on every send: a 100,000-file run never finished), so
+    that the poison file's second crash sent every one still queued to run by itself."""
+    paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i % 100])) for i in range(240)]
+    paths[5] = str(png(tmp_path / "poison.png", mnist_test.images[5]))
+    pool = DecodePool(paths, workers=2, chunk_size=8, max_pixels=reading.DEFAULT_MAX_PIXELS, decode=die_on_poison)
+    window = 2 * CHUNKS_PER_WORKER
+    chunks, most_alone, most_singles_in_flight = [], 0, 0
+    for chunk in pool.chunks():
+        chunks.append(chunk)
+        most_alone = max(most_alone, len(pool.alone))
+        singles = sum(len(paths) == 1 for paths, _, _ in pool.in_flight)
+        most_singles_in_flight = max(most_singles_in_flight, singles)
+    pool.close()
+    outcomes = [status for chunk in chunks for status, _ in chunk.outcomes()]
+    assert sorted(path for chunk in chunks for path in chunk.paths) == sorted(paths)
+    assert outcomes.count("crashed") == 1 and outcomes.count("ok") == 239
+    assert most_singles_in_flight <= window and most_alone < window
 
 
 @pytest.mark.timeout(120)
