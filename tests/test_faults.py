@@ -571,6 +571,43 @@ print("worker exit", os.waitstatus_to_exitcode(status))
     assert done.stdout.splitlines() == ["the worker runs on", f"worker exit {128 + signal.SIGTERM}"]
 
 
+@pytest.mark.timeout(120)
+def test_a_stop_signal_while_the_checkpoint_loads_is_an_interruption_not_a_broken_checkpoint(tmp_path, mnist_test):
+    """torch turns an exception raised inside its own callbacks into a ValueError: SIGTERM while
+    safetensors read the weights said "checkpoint ... is not a readable safetensors file" (exit 1).
+    Made certain here: the signal comes inside get_tensor, and is swallowed as torch does."""
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text("""
+import os, signal, safetensors
+real_open = safetensors.safe_open
+class SignalledOpen:
+    def __init__(self, *args, **kwargs):
+        self.file = real_open(*args, **kwargs)
+    def __enter__(self):
+        self.file.__enter__()
+        return self
+    def __exit__(self, *exc):
+        return self.file.__exit__(*exc)
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+    def get_tensor(self, name):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return self.file.get_tensor(name)
+        except BaseException:
+            raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
+safetensors.safe_open = SignalledOpen
+""")
+    folder = tmp_path / "in"
+    write_pngs(folder, mnist_test.images[:4], mnist_test.labels[:4])
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+    done = run("classify", folder, "--out", tmp_path / "o.parquet", "--quiet", env=environment)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.startswith("mnist-batch: error: interrupted") and "safetensors" not in done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "patches"]
+
+
 def test_a_stop_signal_while_the_output_lock_is_taken_leaves_no_lock_file(tmp_path):
     """Ctrl-C between creating the lock file and the `with` that removes it left the file behind.
     Made certain here: the signal comes while flock runs."""
