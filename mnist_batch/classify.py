@@ -262,18 +262,21 @@ class DecodePool:
     """Worker processes decoding chunks of paths, with a bounded window of chunks in flight.
 
     A worker that dies (the OOM killer, a decoder segfault, kill -9) breaks the pool at once.
-    The pool is restarted and the files of the lost chunks are decoded one per task; a file
-    whose task is lost again is decoded alone, and if its worker dies even then, it gets a
-    `crashed` row. Every path comes out exactly once, in one chunk or another."""
+    The pool is restarted and each lost chunk is retried as two halves, and so on down to one
+    file per task; a file whose one-file task is lost too is decoded alone, and if its worker
+    dies even then, it gets a `crashed` row. Every path comes out exactly once, in one chunk or
+    another."""
 
     def __init__(self, paths: list[str], workers: int, chunk_size: int, max_pixels: int,
                  decode=records.preprocess_chunk):
         self.paths, self.workers, self.max_pixels, self.decode = paths, workers, max_pixels, decode
         self.chunk_size = self.largest_chunk = chunk_size
         self.submitted = 0  # paths[:submitted] have gone to the workers
-        self.singles: deque[str] = deque()  # files of lost chunks: one file per task
+        self.retries: deque[list[str]] = deque()  # halves of lost chunks
+        self.restarts = 0
         self.alone: deque[str] = deque()  # files lost in a one-file task: run with nothing beside them
         self.in_flight: deque[tuple[list[str], Future, bool]] = deque()  # (paths, future, ran alone)
+        self.images_ahead = 0  # the paths in self.in_flight, counted as they come and go
         self.start()
 
     def start(self) -> None:
@@ -286,15 +289,15 @@ class DecodePool:
             if not self.in_flight:
                 self.submit([self.alone.popleft()], alone=True)
             return
-        while (len(self.in_flight) < self.workers * CHUNKS_PER_WORKER
-               or sum(len(paths) for paths, _, _ in self.in_flight) < AHEAD_IMAGES):
-            if self.singles:
-                self.submit([self.singles.popleft()])
-            elif self.submitted < len(self.paths):
-                self.submit(self.paths[self.submitted : self.submitted + self.chunk_size])
-                self.submitted += len(self.in_flight[-1][0])
-            else:
-                return
+        window = self.workers * CHUNKS_PER_WORKER
+        # Retries go a window at a time: a file that crashes its worker again loses only the tasks
+        # beside it, not a whole read-ahead of files (which one file per task took minutes to redo).
+        while self.retries and len(self.in_flight) < window:
+            self.submit(self.retries.popleft())
+        while (not self.retries and self.submitted < len(self.paths)
+               and (len(self.in_flight) < window or self.images_ahead < AHEAD_IMAGES)):
+            self.submit(self.paths[self.submitted : self.submitted + self.chunk_size])
+            self.submitted += len(self.in_flight[-1][0])
 
     def submit(self, paths: list[str], alone: bool = False) -> None:
         try:
@@ -303,6 +306,7 @@ class DecodePool:
             future = Future()
             future.set_exception(broken)
         self.in_flight.append((paths, future, alone))
+        self.images_ahead += len(paths)
 
     def chunks(self, while_waiting=lambda: None):
         """DecodedChunks as they come; `while_waiting` is called every half second of waiting."""
@@ -320,6 +324,7 @@ class DecodePool:
                                                             for path in crashed])
                 continue
             self.in_flight.popleft()
+            self.images_ahead -= len(paths)
             if len(paths) == self.chunk_size and seconds > 0:
                 # Chunks of about WAIT_SECONDS each keep the progress bar moving on slow images.
                 self.chunk_size = max(16, min(self.largest_chunk, int(len(paths) * WAIT_SECONDS / seconds)))
@@ -330,8 +335,10 @@ class DecodePool:
         """After a worker died: keep what finished, requeue what was lost, start fresh workers.
         Returns the files that were decoded alone when their worker died: they get `crashed` rows."""
         self.executor.shutdown(wait=True)  # a broken pool resolves every future before it stops
-        log("a decoding worker died (killed, out of memory, or a decoder crash); "
-            "restarting the workers and retrying its files one by one")
+        if not self.restarts:  # a file that kills its worker does so at every halving: said once
+            log("a decoding worker died (killed, out of memory, or a decoder crash); "
+                "restarting the workers and retrying the lost files in smaller chunks")
+        self.restarts += 1
         crashed, finished = [], deque()
         for paths, future, alone in self.in_flight:
             if future.exception() is None:
@@ -341,8 +348,10 @@ class DecodePool:
             elif len(paths) == 1:
                 self.alone.extend(paths)
             else:
-                self.singles.extend(paths)
+                half = (len(paths) + 1) // 2
+                self.retries.extend((paths[:half], paths[half:]))
         self.in_flight = finished
+        self.images_ahead = sum(len(paths) for paths, _, _ in finished)
         self.start()
         return crashed
 

@@ -100,9 +100,11 @@ def stop_signal(signum, frame):
             os._exit(128 + signum)
         return
     ignore_stop_signals()
+    global interrupt_pending
+    # Kept even when raised: an extension that turns it into another error (torch, reading a
+    # checkpoint) must not hide it; raise_if_interrupted() there raises it again.
+    interrupt_pending = True
     if stops_deferred:
-        global interrupt_pending
-        interrupt_pending = True
         return
     raise KeyboardInterrupt
 

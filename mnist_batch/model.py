@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnist_batch.errors import USAGE, UserError, log, shown
+from mnist_batch.errors import USAGE, UserError, log, raise_if_interrupted, shown
 from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
@@ -169,6 +169,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raw_meta = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as error:
+        raise_if_interrupted()  # a stop signal that torch turned into a ValueError
         raise UserError(
             f"checkpoint {path} is not a readable safetensors file ({error}); "
             "it may be truncated or of another type: retrain with `mnist-batch train`"

@@ -39,6 +39,8 @@ MAX_DRAFT_SCALE = 2
 
 # Pillow warns before refusing; our own cap decides, so its warnings would only be noise.
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+# A JPEG with a broken MPF segment is read as the plain JPEG it is; the warning names no input.
+warnings.filterwarnings("ignore", "Image appears to be a malformed MPO file")
 
 
 class ImageProblem(Exception):

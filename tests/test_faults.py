@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from mnist_batch import reading, records, report_html, results, run_files
-from mnist_batch.classify import DecodePool
+from mnist_batch.classify import CHUNKS_PER_WORKER, DecodePool
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 BIN = Path(sys.executable).parent
@@ -149,6 +149,26 @@ def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_tes
     assert sum(len(chunk.paths) for chunk in chunks) == 40 and set(statuses) == set(paths)
     assert statuses.pop(paths[17]) == "crashed"
     assert set(statuses.values()) == {"ok"}
+
+
+@pytest.mark.timeout(120)
+def test_chunks_lost_with_a_worker_are_retried_in_halves_a_window_at_a_time(tmp_path, mnist_test):
+    """The read-ahead holds a whole small run; every file of its lost chunks was retried one per task,
+    all sent at once (and summed over on every send: a 100,000-file run never finished), and the
+    poison file's second crash sent every one still queued to run by itself."""
+    paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i % 100])) for i in range(256)]
+    paths[5] = str(png(tmp_path / "poison.png", mnist_test.images[5]))
+    pool = DecodePool(paths, workers=2, chunk_size=32, max_pixels=reading.DEFAULT_MAX_PIXELS, decode=die_on_poison)
+    chunks, most_alone = [], 0
+    for chunk in pool.chunks():
+        chunks.append(chunk)
+        most_alone = max(most_alone, len(pool.alone))
+    pool.close()
+    outcomes = [status for chunk in chunks for status, _ in chunk.outcomes()]
+    assert sorted(path for chunk in chunks for path in chunk.paths) == sorted(paths)
+    assert outcomes.count("crashed") == 1 and outcomes.count("ok") == 255
+    assert most_alone < 2 * CHUNKS_PER_WORKER
+    assert len(chunks) < 64  # halves: not a task for each of the 200-odd lost files
 
 
 @pytest.mark.timeout(120)
@@ -549,6 +569,43 @@ print("worker exit", os.waitstatus_to_exitcode(status))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == ["the worker runs on", f"worker exit {128 + signal.SIGTERM}"]
+
+
+@pytest.mark.timeout(120)
+def test_a_stop_signal_while_the_checkpoint_loads_is_an_interruption_not_a_broken_checkpoint(tmp_path, mnist_test):
+    """torch turns an exception raised inside its own callbacks into a ValueError: SIGTERM while
+    safetensors read the weights said "checkpoint ... is not a readable safetensors file" (exit 1).
+    Made certain here: the signal comes inside get_tensor, and is swallowed as torch does."""
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text("""
+import os, signal, safetensors
+real_open = safetensors.safe_open
+class SignalledOpen:
+    def __init__(self, *args, **kwargs):
+        self.file = real_open(*args, **kwargs)
+    def __enter__(self):
+        self.file.__enter__()
+        return self
+    def __exit__(self, *exc):
+        return self.file.__exit__(*exc)
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+    def get_tensor(self, name):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return self.file.get_tensor(name)
+        except BaseException:
+            raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
+safetensors.safe_open = SignalledOpen
+""")
+    folder = tmp_path / "in"
+    write_pngs(folder, mnist_test.images[:4], mnist_test.labels[:4])
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+    done = run("classify", folder, "--out", tmp_path / "o.parquet", "--quiet", env=environment)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.startswith("mnist-batch: error: interrupted") and "safetensors" not in done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "patches"]
 
 
 def test_a_stop_signal_while_the_output_lock_is_taken_leaves_no_lock_file(tmp_path):

@@ -425,3 +425,21 @@ def test_a_socket_named_like_an_image_is_unsupported_and_not_retried(tmp_path, m
         assert again.returncode == 0 and "nothing new to classify" in again.stdout
     finally:
         server.close()
+
+
+def test_a_jpeg_with_a_broken_mpf_segment_prints_no_pillow_warning(tmp_path, mnist_test):
+    """Pillow warns "Image appears to be a malformed MPO file" from inside its own source: two
+    lines on stderr that name no input. The row (a digit, as the base JPEG) is what counts."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(255 - mnist_test.images[0]).save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "mpf.jpg").write_bytes(data[:2] + b"\xff\xe2\x00\x08MPF\0\0\0" + data[2:])
+    done = run("classify", folder, "--out", tmp_path / "o.csv", "--quiet")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert pl.read_csv(tmp_path / "o.csv")["status"].to_list() == ["ok"]
