@@ -17,7 +17,7 @@ from typing import Optional  # noqa: E402
 import typer  # noqa: E402
 from typer.core import TyperCommand  # noqa: E402
 
-from mnist_batch import __version__  # noqa: E402
+from mnist_batch import __version__, errors  # noqa: E402
 from mnist_batch.errors import (  # noqa: E402
     FAILURE,
     INTERRUPTED,
@@ -105,6 +105,8 @@ def run_job(ctx: typer.Context, job, *args):
     except Exception as error:
         if debug:
             raise
+        if errors.interrupt_pending:  # a stop signal that a library turned into an error of its own
+            fail("interrupted", INTERRUPTED)
         fail(f"{type(error).__name__}: {error} (rerun with --debug for the traceback)")
     finally:
         restore_stop_signals(replaced)

@@ -608,6 +608,29 @@ safetensors.safe_open = SignalledOpen
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "patches"]
 
 
+def test_a_stop_signal_that_a_library_turns_into_its_own_error_is_an_interruption(tmp_path, mnist_dir):
+    """Any command: an interrupt that a library swallows and raises as another error is exit 130
+    "interrupted", not that error. Made certain here: reading MNIST gets SIGTERM and says RuntimeError."""
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text("""
+import os, signal
+from mnist_batch import data
+real_load = data.load
+def signalled_load(*args, **kwargs):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_load(*args, **kwargs)
+    except BaseException:
+        raise RuntimeError("the library's own error")
+data.load = signalled_load
+""")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+    done = run("evaluate", "--data-dir", mnist_dir, env=environment)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "mnist-batch: error: interrupted\n"
+
+
 def test_a_stop_signal_while_the_output_lock_is_taken_leaves_no_lock_file(tmp_path):
     """Ctrl-C between creating the lock file and the `with` that removes it left the file behind.
     Made certain here: the signal comes while flock runs."""
