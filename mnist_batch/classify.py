@@ -219,6 +219,7 @@ def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOpti
     bar = tqdm(total=len(paths), unit="img", disable=not opts.progress, smoothing=0.1, desc="loading the model")
     try:
         inference = load_model(opts)  # while the workers decode the first chunks
+        raise_if_interrupted()  # Ctrl-C that fell into a finalizer while torch loaded: before any row
         bar.set_description_str("classifying")
         errors_shown = failed = untimed = 0
         rate_start = time.perf_counter()

@@ -546,6 +546,39 @@ cli.main()
     assert not out.exists() and not (tmp_path / ".preds.parquet.lock").exists()
 
 
+@pytest.mark.timeout(240)
+def test_a_stop_signal_that_falls_into_a_finalizer_while_the_model_loads_keeps_no_row(tmp_path, mnist_test):
+    """Importing torch runs many finalizers: Ctrl-C there was kept for later, and the first chunk's
+    rows were written before the run stopped. Made certain here: a finalizer that signals runs
+    while the model loads."""
+    write_pngs(tmp_path / "digits", mnist_test.images[:300], mnist_test.labels[:300])
+    out = tmp_path / "preds.parquet"
+    script = f"""
+import os, signal, sys
+from mnist_batch import classify, cli
+
+class SignalsInItsFinalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside the finalizer
+            pass
+
+load_model = classify.load_model
+def load_model_then_collect(opts):
+    inference = load_model(opts)
+    SignalsInItsFinalizer()  # dropped at once: its finalizer runs now
+    return inference
+classify.load_model = load_model_then_collect
+sys.argv = ["mnist-batch", "classify", {str(tmp_path / "digits")!r}, "--out", {str(out)!r}, "--quiet"]
+cli.main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("mnist-batch: error: interrupted before any of the 300 inputs was classified")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["digits"]
+
+
 def test_a_worker_signalled_before_it_sets_its_own_handlers_prints_nothing():
     """A forked worker runs the main process's handler until init_worker replaces it: Ctrl-C in
     that moment printed a KeyboardInterrupt traceback from the worker. Made certain here: the
