@@ -66,7 +66,9 @@ def log(message: str) -> None:
 
 # Ctrl-C (SIGINT) and kill, timeout or systemd's stop (SIGTERM) stop a job as KeyboardInterrupt.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-interrupt_pending = False  # a stop signal's KeyboardInterrupt fell into a finalizer, which drops it
+# A stop signal came: kept because its KeyboardInterrupt may be lost (a finalizer drops it, a
+# library turns it into its own error) or held back (defer_stop_signals); raise_if_interrupted() raises it.
+interrupt_pending = False
 job_pid = None  # the process whose job stop_signal stops (a forked worker inherits the handler)
 stops_deferred = False  # a stop signal now is kept for resume_stop_signals(), not raised
 

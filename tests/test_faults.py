@@ -513,6 +513,19 @@ def test_ctrl_c_soon_after_the_start_keeps_the_first_rows_and_says_how_many(tmp_
     assert rows(out).height == 3000 and rows(out)["path"].n_unique() == 3000
 
 
+# The start of a script that makes a stop signal fall into a finalizer: an object of this class,
+# dropped at once, signals in its finalizer and runs on, so the handler runs inside it.
+FINALIZER_THAT_SIGNALS = """
+import os, signal
+
+class SignalsInItsFinalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside the finalizer
+            pass
+"""
+
+
 @pytest.mark.timeout(240)
 def test_a_stop_signal_that_falls_into_a_finalizer_still_stops_the_run_without_exception_ignored(tmp_path, mnist_test):
     """Python runs a signal handler wherever the main thread is, a finalizer included (a worker
@@ -520,15 +533,9 @@ def test_a_stop_signal_that_falls_into_a_finalizer_still_stops_the_run_without_e
     the exception it raises there. Made certain here: a finalizer that signals and runs on."""
     write_pngs(tmp_path / "digits", mnist_test.images[:300], mnist_test.labels[:300])
     out = tmp_path / "preds.parquet"
-    script = f"""
-import os, signal, sys
+    script = FINALIZER_THAT_SIGNALS + f"""
+import sys
 from mnist_batch import cli, run_files
-
-class SignalsInItsFinalizer:
-    def __del__(self):
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(100_000):  # the handler runs here, inside the finalizer
-            pass
 
 add = run_files.RunFiles.add
 def add_then_collect(self, rows):
@@ -553,15 +560,9 @@ def test_a_stop_signal_that_falls_into_a_finalizer_while_the_model_loads_keeps_n
     while the model loads."""
     write_pngs(tmp_path / "digits", mnist_test.images[:300], mnist_test.labels[:300])
     out = tmp_path / "preds.parquet"
-    script = f"""
-import os, signal, sys
+    script = FINALIZER_THAT_SIGNALS + f"""
+import sys
 from mnist_batch import classify, cli
-
-class SignalsInItsFinalizer:
-    def __del__(self):
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(100_000):  # the handler runs here, inside the finalizer
-            pass
 
 load_model = classify.load_model
 def load_model_then_collect(opts):
