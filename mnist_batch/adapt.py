@@ -25,7 +25,7 @@ from torch import nn
 
 from mnist_batch import cores, data, discover, records, synthetic, train
 from mnist_batch.errors import USAGE, UserError, log, shown
-from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint, scores
+from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint, scores, state_copy
 
 MNIST_FLOOR = 0.994  # an adapted network below this on MNIST test has forgotten digits: not written
 MIN_DIGITS = 50  # confident digit rows needed: fewer give noisy statistics and labels
@@ -129,7 +129,7 @@ def self_train(inference: Inference, digits: np.ndarray, opts: AdaptOptions,
     test below MNIST_FLOOR ends the rounds, and the model goes back to the last one that held it (or to
     the BatchNorm re-estimation). Per round: labels, steps, MNIST test accuracy."""
     model, device = inference.model, inference.device
-    held = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    held = state_copy(model)
     extra_per_batch = max(1, round(train.TrainOptions.extra_share * BATCH_SIZE))
     rounds = []
     for number in range(1, opts.rounds + 1):
@@ -149,7 +149,7 @@ def self_train(inference: Inference, digits: np.ndarray, opts: AdaptOptions,
                                                   "the BatchNorm re-estimation alone"))
             model.load_state_dict(held)
             break
-        held = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        held = state_copy(model)
     return rounds
 
 

@@ -121,6 +121,11 @@ def saved_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The network's weights and statistics, copied where they are: a state to go back to."""
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
 def as_saved(model: nn.Module, device: torch.device) -> nn.Module:
     """The network as `load_checkpoint` would return it once `model` is saved: a safetensors
     round trip, then the same construction, so that figures measured on it are those that

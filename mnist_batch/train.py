@@ -36,6 +36,7 @@ from mnist_batch.model import (
     pick_device,
     resolve_checkpoint,
     save_checkpoint,
+    state_copy,
 )
 from mnist_batch.stats import MIN_MEASURED, overlap, wilson_interval
 
@@ -368,7 +369,7 @@ def hold_mnist_floor(model, base_weights: dict, test_set: tuple[torch.Tensor, to
     the largest share of the fine-tuned weights that holds the floor (0.8 held it on all three,
     keeping most of the gain). A base below the floor itself leaves the fine-tuned network as it is.
     Returns the test metrics of the network kept and what was done."""
-    tuned = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    tuned = state_copy(model)
     fine_tuned_accuracy = test["accuracy"]
     for share in FINE_TUNED_SHARES:
         if share < 1:
@@ -474,7 +475,7 @@ def train(opts: TrainOptions) -> dict:
     # channels_last makes the small convolutions about 10% faster on the CPU.
     model = model.to(device, memory_format=torch.channels_last)
     holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
-    base_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()} if base else None
+    base_weights = state_copy(model) if base else None
     planned = plan(opts, batch_size, on, extra, base, share, train_set.images)
     history, test = fit(model, planned.stream, planned.epochs, planned.steps_per_epoch, lr, on.test, opts.progress)
     floor = None
