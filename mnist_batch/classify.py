@@ -3,8 +3,9 @@
     discover paths -> decode + preprocess (worker processes) -> batches of 28x28 uint8
     -> model on the device -> softmax -> rows -> part files -> merge + atomic rename
 
-The worker pool is forked before torch is imported: the workers stay small, and they
-decode the first images while the main process is still loading torch and the model.
+The worker pool is forked first, before the walk and before torch is imported: the workers
+stay small whatever the number of inputs, and they decode the first images while the main
+process is still loading torch and the model.
 At most a few chunks are in flight, so memory stays flat whatever the number of inputs.
 A worker that dies is noticed at once and replaced (DecodePool); the run goes on.
 """
@@ -101,6 +102,17 @@ def publisher(out: Path, remote: str | None, folder_output: bool):
 
 def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
                     remote: str | None = None) -> run_files.ClassifySummary:
+    # Forked before the walk: a worker forked from a process that holds a million paths maps them
+    # all (its memory counts them, and its garbage collector copies the pages it touches).
+    pool = DecodePool(opts.workers or cpu_count(), opts.max_pixels)
+    try:
+        return classify_inputs(opts, out, fmt, started, remote, pool)
+    finally:
+        pool.close(cancel=True)  # stopped already unless the run ended early or with an error
+
+
+def classify_inputs(opts: ClassifyOptions, out: Path, fmt: str, started: float, remote: str | None,
+                    pool: "DecodePool") -> run_files.ClassifySummary:
     objects: dict = {}  # (size, mtime_ns) of the object-store inputs, as listed
     paths = discover(list(opts.inputs), opts.files_from, opts.include, opts.exclude, objects)
     check_not_an_input(out, paths)
@@ -128,9 +140,8 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
             log(f"resuming: dropping {dropped} rows of inputs that are no longer among this command's inputs")
         log(f"resuming: {len(run.done)} of {len(paths)} inputs already have rows")
         todo = [path for path, file_id in zip(paths, ids, strict=True) if file_id not in run.done]
-    workers = opts.workers or cpu_count()
     try:
-        inference, pipeline_rate = classify_paths(todo, run, opts, workers)
+        inference, pipeline_rate = classify_paths(todo, run, opts, pool)
         raise_if_interrupted()
         counts = run.finish()
     except KeyboardInterrupt:
@@ -138,7 +149,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
     shown_out = storage.join(remote, out.name) if remote and opts.out_dir else remote or str(out)
     return run_files.ClassifySummary.of(
         counts, out=shown_out, format=fmt, inputs=len(paths), classified_now=len(todo),
-        seconds=time.perf_counter() - started, pipeline_images_per_second=pipeline_rate, workers=workers,
+        seconds=time.perf_counter() - started, pipeline_images_per_second=pipeline_rate, workers=pool.workers,
         device=str(inference.device), checkpoint=str(inference.checkpoint))
 
 
@@ -189,8 +200,7 @@ def new_or_changed(paths: list[str], out_dir: Path, objects: dict, named: str | 
 
 def same_checkpoint(opts: ClassifyOptions, run: run_files.RunFiles) -> ClassifyOptions:
     """--resume goes on with the checkpoint its rows were made with (by SHA-256: one file, one
-    model's rows), or stops before any work. Returns the options with the checkpoint resolved.
-    Only a resume imports torch before the workers fork: it needs the checkpoint's name resolved."""
+    model's rows), or stops before any work. Returns the options with the checkpoint resolved."""
     from mnist_batch.model import checkpoint_not_found, file_sha256, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(opts.checkpoint)
@@ -207,13 +217,14 @@ def same_checkpoint(opts: ClassifyOptions, run: run_files.RunFiles) -> ClassifyO
     return replace(opts, checkpoint=str(checkpoint))
 
 
-def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOptions, workers: int):
-    """Decode in worker processes, predict in this one, add the rows to `run`.
+def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOptions, pool: "DecodePool"):
+    """Decode on `pool`'s workers, predict in this process, add the rows to `run`.
     Returns the loaded model and the steady-state rate (first batch through the model to the last)."""
     # Small runs still get every worker busy; large runs use whole batches.
-    chunk_size = max(16, min(opts.batch_size, -(-len(paths) // (workers * CHUNKS_PER_WORKER)) if paths else 16))
+    spread_out = -(-len(paths) // (pool.workers * CHUNKS_PER_WORKER))
+    chunk_size = max(16, min(opts.batch_size, spread_out) if paths else 16)
     decode = storage.preprocess_chunk if any(map(storage.is_uri, paths)) else records.preprocess_chunk
-    pool = DecodePool(paths, workers, chunk_size, opts.max_pixels, decode)  # forks now, before torch loads
+    pool.decode_all(paths, chunk_size, decode)  # decoding starts now, before torch loads
     from tqdm import tqdm
 
     bar = tqdm(total=len(paths), unit="img", disable=not opts.progress, smoothing=0.1, desc="loading the model")
@@ -268,10 +279,12 @@ class DecodePool:
     dies even then, it gets a `crashed` row. Every path comes out exactly once, in one chunk or
     another."""
 
-    def __init__(self, paths: list[str], workers: int, chunk_size: int, max_pixels: int,
-                 decode=records.preprocess_chunk):
-        self.paths, self.workers, self.max_pixels, self.decode = paths, workers, max_pixels, decode
-        self.chunk_size = self.largest_chunk = chunk_size
+    def __init__(self, workers: int, max_pixels: int):
+        """Forks the workers now; they wait for decode_all."""
+        self.workers, self.max_pixels = workers, max_pixels
+        self.paths: list[str] = []
+        self.decode = records.preprocess_chunk
+        self.chunk_size = self.largest_chunk = 16
         self.submitted = 0  # paths[:submitted] have gone to the workers
         self.retries: deque[list[str]] = deque()  # halves of lost chunks
         self.restarts = 0
@@ -279,6 +292,13 @@ class DecodePool:
         self.in_flight: deque[tuple[list[str], Future, bool]] = deque()  # (paths, future, ran alone)
         self.images_ahead = 0  # the paths in self.in_flight, counted as they come and go
         self.start()
+        self.executor.submit(os.getpid)  # a pool forks its workers on the first task, not before
+
+    def decode_all(self, paths: list[str], chunk_size: int, decode=records.preprocess_chunk) -> None:
+        """Start decoding `paths` in chunks of `chunk_size`; chunks() gives them back."""
+        self.paths, self.decode = paths, decode
+        self.chunk_size = self.largest_chunk = chunk_size
+        self.fill()
 
     def start(self) -> None:
         self.executor = ProcessPoolExecutor(self.workers, mp_context=pool_context(),

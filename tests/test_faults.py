@@ -141,7 +141,8 @@ def die_on_poison(paths: list[str], max_pixels: int) -> records.DecodedChunk:
 def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_test):
     paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i])) for i in range(40)]
     paths[17] = str(png(tmp_path / "poison.png", mnist_test.images[17]))
-    pool = DecodePool(paths, workers=2, chunk_size=8, max_pixels=reading.DEFAULT_MAX_PIXELS, decode=die_on_poison)
+    pool = DecodePool(workers=2, max_pixels=reading.DEFAULT_MAX_PIXELS)
+    pool.decode_all(paths, chunk_size=8, decode=die_on_poison)
     chunks = list(pool.chunks())
     pool.close()
     statuses = {path: status for chunk in chunks
@@ -158,7 +159,8 @@ def test_chunks_lost_with_a_worker_are_retried_in_halves_a_window_at_a_time(tmp_
     poison file's second crash sent every one still queued to run by itself."""
     paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i % 100])) for i in range(256)]
     paths[5] = str(png(tmp_path / "poison.png", mnist_test.images[5]))
-    pool = DecodePool(paths, workers=2, chunk_size=32, max_pixels=reading.DEFAULT_MAX_PIXELS, decode=die_on_poison)
+    pool = DecodePool(workers=2, max_pixels=reading.DEFAULT_MAX_PIXELS)
+    pool.decode_all(paths, chunk_size=32, decode=die_on_poison)
     chunks, most_alone = [], 0
     for chunk in pool.chunks():
         chunks.append(chunk)
