@@ -165,6 +165,9 @@ def train_command(
     non_digits: float = typer.Option(
         0.0, metavar="SHARE", help="smallbn only: add a \"not a digit\" output, trained on generated letters, "
         "digit pairs, pen marks, blots and empty form fields making up this share of each batch (e.g. 0.2)."),
+    scanned: float = typer.Option(
+        0.0, metavar="SHARE", help="Add MNIST training digits rendered as scans (low resolution, tilt, blur, "
+        "uneven light, JPEG) and preprocessed as classify does, making up this share of each batch (e.g. 0.15)."),
     calibrate: bool = typer.Option(
         False, "--calibrate", help="Hold back 5,000 MNIST training images and fit the confidence temperature on them."),
     dry_run: bool = typer.Option(False, "--dry-run", help="One epoch of 10 batches: checks the whole path quickly."),
@@ -193,7 +196,7 @@ def train_command(
                         device=device, data_dir=data_dir, download=download, out=out, augment=augment,
                         augment_writers=augment_writers, dry_run=dry_run, threads=threads,
                         progress=progress_wanted(quiet), base=base, extra=tuple(extra), extra_root=extra_root,
-                        holdout=holdout, non_digits=non_digits, calibrate=calibrate)
+                        holdout=holdout, non_digits=non_digits, scanned=scanned, calibrate=calibrate)
     summary = run_job(ctx, train_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))

@@ -6,6 +6,7 @@ Every image is dark ink on light paper, as a scan is, and goes through the same 
 as a user's file (digitize.preprocess), so the network learns what classify will show it.
 """
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSer
 HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
 KINDS = ("letter", "pair", "scribble", "tick", "cross", "blot", "underline", "empty_box")
 FRAMES = ("box", "open", "comb", "underline")
+MAX_LIT_SHARE = 0.36  # of a 28x28 digit's pixels: MNIST training digits stay under 0.33
 
 
 def font_path(name: str) -> str:
@@ -181,3 +183,47 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
         page = Image.fromarray(pixels.astype(np.uint8))
     background = int(np.median(np.asarray(page)))
     return page.rotate(tilt, resample=Image.BICUBIC, fillcolor=background)
+
+
+def scanned_digit(digit: np.ndarray, rng) -> Image.Image:
+    """A 28x28 MNIST digit as a scanner or a phone gives a written one: captured at a low resolution
+    and enlarged again (blocky or smooth), the stroke thickened or thinned, turned up to 12 degrees,
+    blurred, pressed with uneven darkness onto a lit, grainy page at any offset, saved as a JPEG of
+    low to middling quality. Grey, dark ink on light paper."""
+    capture = int(rng.integers(8, 29))
+    side = int(rng.integers(24, 72))
+    resample = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC)[rng.integers(3)]
+    captured = np.asarray(Image.fromarray(digit).resize((capture, capture), Image.BOX), np.float32)
+    # A coarse capture averages thin strokes with the paper; the ink itself stays as dark.
+    captured = (captured * 255 / max(captured.max(), 1)).astype(np.uint8)
+    ink = Image.fromarray(captured).resize((side, side), resample)
+    stroke = int(rng.integers(-1 if side >= 48 else 0, 2))  # thinned only where a stroke is wide enough to keep
+    if stroke:
+        kernel = 3 if side < 48 else 5
+        ink = ink.filter(ImageFilter.MaxFilter(kernel) if stroke > 0 else ImageFilter.MinFilter(3))
+    ink = ink.rotate(float(rng.uniform(-12, 12)), Image.BICUBIC, expand=True)
+    ink = np.asarray(ink.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.5)))), np.float32) / 255
+    height, width = ink.shape
+    size = int(rng.integers(max(height, width) + 2, max(height, width) * 5 // 2))
+    page = rng.uniform(165, 245) + rng.normal(0, rng.uniform(2, 14), (size, size))
+    page += np.linspace(0, rng.uniform(-40, 40), size)[:, None] + np.linspace(0, rng.uniform(-40, 40), size)[None, :]
+    top, left = rng.integers(0, size - height + 1), rng.integers(0, size - width + 1)
+    page[top : top + height, left : left + width] *= 1 - ink * rng.uniform(0.45, 0.95)
+    buffer = io.BytesIO()
+    Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=int(rng.integers(25, 90)))
+    return Image.open(buffer).convert("L")
+
+
+def scanned_digit_bank(count: int, images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(digits, labels): `count` of the given MNIST digits drawn at random, rendered as scans
+    (scanned_digit) and preprocessed as classify would. Left out: those it finds no digit in, and
+    those where it took the page for the ink (uneven light on a faint digit): more lit than any
+    MNIST digit, they would teach a digit's label for a lit square."""
+    rng = np.random.default_rng(seed)
+    bank, kept = [], []
+    for index in rng.integers(len(images), size=count):
+        decoded = records.digit_of(scanned_digit(images[index], rng))
+        if decoded.status == records.OK and np.count_nonzero(decoded.digit > 64) <= MAX_LIT_SHARE * 28 * 28:
+            bank.append(decoded.digit)
+            kept.append(labels[index])
+    return records.stack_digits(bank), np.asarray(kept, np.int64)

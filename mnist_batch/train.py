@@ -45,6 +45,7 @@ CPU_RECIPE = (256, 0.015)  # batch size, peak learning rate
 CUDA_RECIPE = (512, 0.02)
 CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to fit the temperature
 NON_DIGIT_BANK, MIN_BANK = 12_000, 800  # generated non-digits drawn once per run, then augmented in every batch
+SCANNED_BANK = 20_000  # MNIST training digits rendered as scans (--scanned), drawn once per run likewise
 NOT_DIGIT_LABEL = 10
 HEAVY_PEN = 0.15  # share of MNIST digits drawn with a marker when non-digits (blots among them) are trained
 # Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
@@ -78,6 +79,7 @@ class TrainOptions:
     holdout: float = 0.2  # share of the user's digits held back to measure the gain
     extra_share: float = 0.25  # share of each batch drawn from the user's digits
     non_digits: float = 0.0  # share of each batch drawn from generated non-digits (smallbn's 11th class)
+    scanned: float = 0.0  # share of each batch drawn from MNIST training digits rendered as scans
     calibrate: bool = False  # hold back CALIBRATION_IMAGES of MNIST train and fit the confidence temperature
 
 
@@ -112,6 +114,8 @@ def check_options(opts: TrainOptions) -> None:
         raise UserError("--extra-root goes with --extra LABELS", USAGE)
     if not 0 <= opts.non_digits < 1:
         raise UserError(f"--non-digits {opts.non_digits}: give a share from 0 to below 1, e.g. 0.2", USAGE)
+    if not 0 <= opts.scanned < 1:
+        raise UserError(f"--scanned {opts.scanned}: give a share from 0 to below 1, e.g. 0.15", USAGE)
     if opts.non_digits and (opts.arch or "lenet") == "lenet" and opts.base is None:
         raise UserError("--non-digits needs --arch smallbn: lenet stays the notebook's ten-digit network", USAGE)
     if opts.extra_root is not None and not Path(opts.extra_root).is_dir():
@@ -153,11 +157,26 @@ def non_digit_source(bank: torch.Tensor, share: float, batch_size: int) -> Mixed
     return Mixed(bank, labels, max(1, round(share * batch_size)), augment.make_augment())
 
 
+def scanned_source(opts: TrainOptions, on: "OnDevice", batch_size: int, steps: int, writers: bool) -> Mixed:
+    """MNIST training digits (never the calibration slice) as a scanner or phone gives them
+    (synthetic.scanned_digit): low resolution, tilt, blur, uneven light, JPEG; preprocessed as classify
+    would, `opts.scanned` of each batch, augmented as the user's digits are."""
+    per_batch = max(1, round(opts.scanned * batch_size))
+    count = min(SCANNED_BANK, max(MIN_BANK, 2 * steps * per_batch))
+    digits, labels = synthetic.scanned_digit_bank(count, on.train_x.cpu().numpy(), on.train_y.cpu().numpy(),
+                                                  opts.seed + 1)
+    device = on.train_x.device
+    return Mixed(torch.from_numpy(digits).to(device), torch.from_numpy(labels).to(device), per_batch,
+                 extra_augment(writers))
+
+
 def batches(train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int, steps_per_epoch: int,
             generator: torch.Generator, augment_mnist=None, extra: Mixed | None = None,
-            non_digits: Mixed | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            non_digits: Mixed | None = None,
+            scanned: Mixed | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless training batches: MNIST in a new shuffled order each epoch (drawn at random instead when
-    the user's digits take a share of the batch), then the user's digits, then the non-digits on top."""
+    the user's digits take a share of the batch), then the user's digits, then the non-digits and the
+    scanned digits on top."""
     device = train_x.device
     draws = generator
     if device.type == "cuda":  # a copy of host-drawn indices each step would wait for the GPU
@@ -176,7 +195,7 @@ def batches(train_x: torch.Tensor, train_y: torch.Tensor, batch_size: int, steps
                 index = pick(len(train_x), mnist_per_batch)
             batch_x = train_x[index] if augment_mnist is None else augment_mnist(train_x[index])
             parts = [(batch_x, train_y[index])]
-            for source in (extra, non_digits):
+            for source in (extra, non_digits, scanned):
                 if source is not None:
                     chosen = pick(len(source.x), source.per_batch)
                     parts.append((source.augment(source.x[chosen]), source.y[chosen]))
@@ -452,9 +471,11 @@ def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits |
     # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
     writers = opts.augment_writers or (base or {}).get("augment_writers", False)
     mixed_in = Mixed(*on.extra, extra_per_batch, extra_augment(writers)) if extra is not None else None
+    scanned = scanned_source(opts, on, batch_size, epochs * steps_per_epoch, writers) if opts.scanned else None
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
     augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
-    stream = batches(on.train_x, on.train_y, batch_size, steps_per_epoch, shuffle, augment_mnist, mixed_in, non_digits)
+    stream = batches(on.train_x, on.train_y, batch_size, steps_per_epoch, shuffle, augment_mnist, mixed_in, non_digits,
+                     scanned)
     return Plan(stream, epochs, steps_per_epoch, writers)
 
 
@@ -483,7 +504,7 @@ def train(opts: TrainOptions) -> dict:
         test, floor = hold_mnist_floor(model, base_weights, on.test, test)
 
     hyper = {k: v for k, v in asdict(opts).items() if k in ("augment", "augment_writers", "holdout", "extra_share",
-                                                              "calibrate")}
+                                                              "calibrate", "scanned")}
     hyper |= {"batch_size": batch_size, "lr": lr, "non_digits": share}
     if extra is not None:
         hyper |= {"steps_per_epoch": planned.steps_per_epoch,
