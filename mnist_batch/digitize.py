@@ -25,6 +25,9 @@ THIN_STROKE, MNIST_STROKE = 2.0, 2.6
 # Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
 # from it, are dust or dirt, not digit.
 SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
+# Uneven light: the paper's level at the corners and edge midpoints may differ by this much (a
+# gradient) and be levelled, if the edges lie on the one smooth surface; a larger step is ink, not light.
+LIGHT_STEP, MAX_LIGHT_STEP, LIGHT_FIT = 12, 130, 8
 PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or the dark background)
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
@@ -113,6 +116,33 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return np.count_nonzero(border > threshold) * 2 > border.size, threshold
+
+
+def even_light(pixels: np.ndarray) -> np.ndarray:
+    """A page lit unevenly (a phone photo, a scan's shaded edge) levelled: the smooth surface through
+    the paper's level at its corners taken away, so that its dark side is not taken for ink, nor its
+    light side for the paper of a light-on-dark image. Left as it is unless the four corners differ
+    by a gradient's amount and the edges' midpoints lie on the surface the corners span (ink at a
+    corner, a tight crop of a thick digit, does not)."""
+    height, width = pixels.shape
+    patch = min(height, width) // 8
+    if patch < 4:
+        return pixels
+    ends = (slice(0, patch), slice(-patch, None))
+    corners = np.array([[np.median(pixels[r, c]) for c in ends] for r in ends])
+    if not LIGHT_STEP <= np.ptp(corners) <= MAX_LIGHT_STEP:  # most pages: flat, left at once
+        return pixels
+    middle_row = slice(height // 2 - patch // 2, height // 2 - patch // 2 + patch)
+    middle_col = slice(width // 2 - patch // 2, width // 2 - patch // 2 + patch)
+    top_bottom = np.array([np.median(pixels[r, middle_col]) for r in ends])
+    left_right = np.array([np.median(pixels[middle_row, c]) for c in ends])
+    off = max(np.abs(top_bottom - corners.mean(axis=1)).max(), np.abs(left_right - corners.mean(axis=0)).max())
+    if off > LIGHT_FIT:
+        return pixels
+    down, across = np.linspace(0, 1, height)[:, None], np.linspace(0, 1, width)[None, :]
+    surface = ((corners[0, 0] * (1 - across) + corners[0, 1] * across) * (1 - down)
+               + (corners[1, 0] * (1 - across) + corners[1, 1] * across) * down)
+    return (pixels + (corners.mean() - surface)).round().clip(0, 255).astype(np.uint8)
 
 
 def edge_pieces(mask: np.ndarray) -> int:
@@ -571,6 +601,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
         factor = max(height, width) // WORK_SIDE
         # Before the polarity test: less noise, a cheaper histogram.
         pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
+    pixels = even_light(pixels)
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     light_background, threshold = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
