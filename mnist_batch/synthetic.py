@@ -21,6 +21,7 @@ TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSer
 HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
 KINDS = ("letter", "pair", "scribble", "tick", "cross", "blot", "underline", "empty_box")
 FRAMES = ("box", "open", "comb", "underline")
+TIGHT_CROPS = 0.2  # share of scanned digits cut to their ink's box
 MAX_LIT_SHARE = 0.36  # of a 28x28 digit's pixels: MNIST training digits stay under 0.33
 
 
@@ -188,8 +189,8 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
 def scanned_digit(digit: np.ndarray, rng) -> Image.Image:
     """A 28x28 MNIST digit as a scanner or a phone gives a written one: captured at a low resolution
     and enlarged again (blocky or smooth), the stroke thickened or thinned, turned up to 12 degrees,
-    blurred, pressed with uneven darkness onto a lit, grainy page at any offset, saved as a JPEG of
-    low to middling quality. Grey, dark ink on light paper."""
+    blurred, pressed with uneven darkness onto a lit, grainy page at any offset (a fifth of them cut
+    to the ink's box), saved as a JPEG of low to middling quality. Grey, dark ink on light paper."""
     capture = int(rng.integers(8, 29))
     side = int(rng.integers(24, 72))
     resample = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC)[rng.integers(3)]
@@ -209,6 +210,11 @@ def scanned_digit(digit: np.ndarray, rng) -> Image.Image:
     page += np.linspace(0, rng.uniform(-40, 40), size)[:, None] + np.linspace(0, rng.uniform(-40, 40), size)[None, :]
     top, left = rng.integers(0, size - height + 1), rng.integers(0, size - width + 1)
     page[top : top + height, left : left + width] *= 1 - ink * rng.uniform(0.45, 0.95)
+    if rng.random() < TIGHT_CROPS:  # cut to the ink's box, as box-normalised sets and form tools deliver digits
+        rows, cols = np.flatnonzero(ink.max(axis=1) > 0.2) + top, np.flatnonzero(ink.max(axis=0) > 0.2) + left
+        if len(rows):
+            pad = int(rng.integers(0, 3))
+            page = page[max(rows[0] - pad, 0) : rows[-1] + pad + 1, max(cols[0] - pad, 0) : cols[-1] + pad + 1]
     buffer = io.BytesIO()
     Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=int(rng.integers(25, 90)))
     return Image.open(buffer).convert("L")
