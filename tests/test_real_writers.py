@@ -259,6 +259,28 @@ def test_digits_on_an_unevenly_lit_page_are_read_as_on_even_paper(tmp_path, mnis
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.97
 
 
+def test_scanned_training_digits_keep_their_labels_and_leave_out_lit_squares(mnist_test):
+    """train --scanned: MNIST digits rendered as scans and preprocessed as classify does. What
+    preprocessing gives back is the digit (the bundled network reads most of them as labelled), and
+    none of them is the page taken for ink (a lit square would teach a digit's label for it)."""
+    import mnist_batch
+    from mnist_batch import synthetic
+
+    digits, labels = synthetic.scanned_digit_bank(300, mnist_test.images, mnist_test.labels, seed=3)
+    assert 250 <= len(digits) <= 300 and len(labels) == len(digits) and set(labels.tolist()) == set(range(10))
+    assert ((digits > 64).mean(axis=(1, 2)) <= synthetic.MAX_LIT_SHARE).all()
+    probs, _ = mnist_batch.Classifier(device="cpu").inference.scores(digits, [True] * len(digits))
+    assert (probs.argmax(axis=1) == labels).mean() >= 0.85
+
+
+def test_training_with_scanned_digits_records_their_share(cli, tmp_path, mnist_dir):
+    result = cli("train", "--arch", "smallbn", "--scanned", "0.2", "--dry-run", "--threads", "1", "--device", "cpu",
+                 "--data-dir", mnist_dir, "--out", tmp_path / "t", "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["hyperparameters"]["scanned"] == 0.2
+    one_line_error(cli("train", "--scanned", "1", "--out", tmp_path / "u"), "--scanned 1", "below 1")
+
+
 def marker_pen(digit: np.ndarray, margin: int) -> np.ndarray:
     """A digit in a marker pen, cropped to its ink with `margin` px: upscaled 3x, strokes widened
     by 3 px on each side (a quarter of the digit's width), light on dark."""
