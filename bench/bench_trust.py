@@ -2,7 +2,8 @@
 how well the digit score tells digits from things that are not one digit (AUROC, rejection
 rates at the default threshold), the error among confident rows, calibration (ECE), and
 digits in printed form fields. Prints figures, asserts nothing.
-Run: make bench-trust (or python bench/bench_trust.py)."""
+Run: make bench-trust (or python bench/bench_trust.py [CHECKPOINT ...]: bundled names or files;
+all bundled checkpoints by default)."""
 
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from common import (  # noqa: E402
     write_form_fields,
     write_non_digits,
     write_optdigits,
+    write_scanned_optdigits,
     write_scans,
     write_thick_pen,
 )
@@ -108,14 +110,15 @@ def main() -> None:
         "MNIST test (2,000)": labelled_files(write_mnist_pngs(mnist_dir, 2_000)),
         "scan-like (2,000)": labelled_files(write_scans(OUT / "scans-trust", 2_000, seed=7)),
         "optdigits (1,797)": labelled_files(write_optdigits(OUT / "optdigits")),
+        "scanned other writers (1,797)": labelled_files(write_scanned_optdigits(OUT / "scanned-optdigits")),
         "thick pen, tight crop (1,000)": labelled_files(write_thick_pen(OUT / "thick-pen")),
     }
     non_digits = write_non_digits(OUT / "non-digits", test.images[5_000:], per_kind=150)
     fields = write_form_fields(OUT / "form-fields", test.images, test.labels, per_frame=150)
     print(f"trust figures; {machine()}; non-digits drawn with held-out fonts and seeds; "
           f"default min digit score {DEFAULT_MIN_DIGIT_SCORE}")
-    for listed in bundled_checkpoints():
-        report_checkpoint(listed["name"], digit_sets, non_digits, fields)
+    for checkpoint in sys.argv[1:] or [listed["name"] for listed in bundled_checkpoints()]:
+        report_checkpoint(checkpoint, digit_sets, non_digits, fields)
 
 
 if __name__ == "__main__":
