@@ -542,11 +542,17 @@ def after_training(opts: TrainOptions, model, base: dict | None, extra: ExtraDig
     metadata = {}
     if base is not None and base.get("temperature") and not opts.calibrate:
         metadata["temperature"] = base["temperature"]  # fine-tuning keeps the base's calibration
-    if opts.calibrate:  # on the held-back digits, clean and with the writer augmentation
+    if opts.calibrate:  # on the held-back digits: clean, with the writer augmentation, and as scans if trained on them
         calib_x, calib_y = on.calibration
         device = calib_x.device
         writers_x = augment.make_augment(generator=torch.Generator(device=device).manual_seed(opts.seed))(calib_x)
-        metadata["temperature"] = fit_temperature(model, torch.cat([calib_x, writers_x]), torch.cat([calib_y, calib_y]))
+        images, labels = [calib_x, writers_x], [calib_y, calib_y]
+        if opts.scanned:
+            scans = synthetic.scanned_digit_bank(len(calib_x), calib_x.cpu().numpy(), calib_y.cpu().numpy(),
+                                                 opts.seed + 2)
+            images.append(torch.from_numpy(scans[0]).to(device))
+            labels.append(torch.from_numpy(scans[1]).to(device))
+        metadata["temperature"] = fit_temperature(model, torch.cat(images), torch.cat(labels))
     if base is not None:
         metadata["base_checkpoint"] = base
     if extra is not None:
