@@ -9,7 +9,7 @@ IN ?= sample_inputs
 OUT ?= runs/predictions.parquet
 LABELS ?=
 
-.PHONY: help venv demo test lint weights classify report bench clean
+.PHONY: help venv demo test lint weights weights-lenet weights-smallbn bundle classify report bench clean
 
 help:
 	@echo "make demo | test | lint | weights | classify IN=dir OUT=file | report IN=file [LABELS=file] | bench | clean"
@@ -36,14 +36,26 @@ lint: venv
 # mnist_batch/weights/NAME.safetensors and its metrics and plots to mnist_batch/weights/NAME/.
 WEIGHTS_lenet := --arch lenet --augment --epochs 6
 WEIGHTS_smallbn := --arch smallbn --augment-writers --non-digits 0.2 --calibrate --epochs 14 --lr 0.01 --threads 1
+# smallbn is then fine-tuned with MNIST digits rendered as scans making up a quarter of each batch.
+SCANS_smallbn := --augment-writers --scanned 0.25 --calibrate --epochs 3 --lr 0.002 --batch-size 256 --threads 1
 
 weights: weights-lenet weights-smallbn
 
-weights-%: venv
-	$(BIN)/mnist-batch train $(WEIGHTS_$*) --out runs/weights/$* $(TRAIN_ARGS)
-	mkdir -p mnist_batch/weights/$*
-	cp runs/weights/$*/metrics.json runs/weights/$*/loss.png runs/weights/$*/accuracy.png mnist_batch/weights/$*/
-	cp runs/weights/$*/$*.safetensors mnist_batch/weights/
+weights-lenet: venv
+	$(BIN)/mnist-batch train $(WEIGHTS_lenet) --out runs/weights/lenet $(TRAIN_ARGS)
+	$(MAKE) bundle NAME=lenet RUN=runs/weights/lenet CHECKPOINT=lenet.safetensors
+
+weights-smallbn: venv
+	$(BIN)/mnist-batch train $(WEIGHTS_smallbn) --out runs/weights/smallbn-base $(TRAIN_ARGS)
+	$(BIN)/mnist-batch train --from runs/weights/smallbn-base/smallbn.safetensors $(SCANS_smallbn) \
+		--out runs/weights/smallbn $(TRAIN_ARGS)
+	$(MAKE) bundle NAME=smallbn RUN=runs/weights/smallbn CHECKPOINT=smallbn-tuned.safetensors
+
+# A trained run's checkpoint to mnist_batch/weights/NAME.safetensors, its metrics and plots beside it.
+bundle:
+	mkdir -p mnist_batch/weights/$(NAME)
+	cp $(RUN)/metrics.json $(RUN)/loss.png $(RUN)/accuracy.png mnist_batch/weights/$(NAME)/
+	cp $(RUN)/$(CHECKPOINT) mnist_batch/weights/$(NAME).safetensors
 
 # Exit 3 means the run finished and wrote every row, with some inputs not classified: not a make failure.
 classify: venv
