@@ -104,6 +104,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
                     remote: str | None = None) -> run_files.ClassifySummary:
     # Forked before the walk: a worker forked from a process that holds a million paths maps them
     # all (its memory counts them, and its garbage collector copies the pages it touches).
+    storage.load_drivers(opts.inputs)  # ... but after the store's driver, which the walk would load
     pool = DecodePool(opts.workers or cpu_count(), opts.max_pixels)
     try:
         return classify_inputs(opts, out, fmt, started, remote, pool)
