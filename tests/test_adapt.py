@@ -141,3 +141,19 @@ def test_bad_adapt_input_is_one_line(cli, tmp_path, writers, args, code, fragmen
     given = [arg.format(empty=tmp_path / "empty", writers=writers[0], tmp=tmp_path) for arg in args]
     one_line_error(cli("adapt", *given, "--out", tmp_path / "out"), code, fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_labels_between_rounds_come_from_the_network_in_eval_mode(mnist_test):
+    """A round of training leaves the network in train mode. The next round's labels were read in
+    it, BatchNorm using (and updating) the statistics of each 128-image piece: the second round of
+    `adapt` then lost 2-4 points instead of gaining (scanned other writers, bench_accuracy.py adapt)."""
+    from mnist_batch.model import Inference
+
+    inference = Inference("smallbn", "cpu")
+    digits = mnist_test.images[:300].copy()
+    expected, expected_score = inference.scores(digits, [True] * len(digits))  # the prediction copy, eval mode
+    statistics = {name: buffer.clone() for name, buffer in inference.model.named_buffers()}
+    inference.model.train()  # as train.fit leaves it
+    probs, digit_score = adapt.model_scores(inference, digits)
+    assert np.abs(probs - expected).max() < 1e-5 and np.abs(digit_score - expected_score).max() < 1e-5
+    assert all((buffer == statistics[name]).all() for name, buffer in inference.model.named_buffers())
