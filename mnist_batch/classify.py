@@ -12,8 +12,11 @@ A worker that dies is noticed at once and replaced (DecodePool); the run goes on
 
 import multiprocessing
 import os
+import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor, TimeoutError
@@ -39,6 +42,7 @@ AHEAD_IMAGES = 65_536
 # workers decode ahead on what is left (they wait on the model anyway once the window is full).
 WORKER_NICENESS = 5
 WAIT_SECONDS = 0.5  # the progress bar is redrawn at least this often; slow images get chunks this long
+SPOOL_PREFIX = "mnist-batch-chunks-"  # + the run's process id: the decoded chunks on their way to it
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
@@ -283,6 +287,7 @@ class DecodePool:
     def __init__(self, workers: int, max_pixels: int):
         """Forks the workers now; they wait for decode_all."""
         self.workers, self.max_pixels = workers, max_pixels
+        self.spool = make_spool()
         self.paths: list[str] = []
         self.decode = records.preprocess_chunk
         self.chunk_size = self.largest_chunk = 16
@@ -323,7 +328,7 @@ class DecodePool:
 
     def submit(self, paths: list[str], alone: bool = False) -> None:
         try:
-            future = self.executor.submit(timed, self.decode, paths, self.max_pixels)
+            future = self.executor.submit(timed, self.decode, paths, self.max_pixels, self.spool)
         except BrokenProcessPool as broken:  # a worker died while none of our chunks was waiting
             future = Future()
             future.set_exception(broken)
@@ -335,7 +340,7 @@ class DecodePool:
         while self.in_flight:
             paths, future, alone = self.in_flight[0]
             try:
-                chunk, seconds = future.result(timeout=WAIT_SECONDS)
+                chunk, seconds = unspooled(future.result(timeout=WAIT_SECONDS))
             except TimeoutError:
                 while_waiting()
                 continue
@@ -380,16 +385,68 @@ class DecodePool:
     def close(self, cancel: bool = False) -> None:
         """Stop the workers; `cancel`: at once, dropping queued chunks (Ctrl-C, an error)."""
         self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
+        shutil.rmtree(self.spool, ignore_errors=True)
 
 
 CRASHED = "the worker process died while decoding this file, twice (a decoder crash or out of memory)"
 
 
-def timed(decode, paths: list[str], max_pixels: int) -> tuple[records.DecodedChunk, float]:
-    """Worker task: a chunk decoded, and the seconds it took."""
+def timed(decode, paths: list[str], max_pixels: int, spool: str) -> str | tuple[records.DecodedChunk, float]:
+    """Worker task: a chunk decoded, and the seconds it took, spooled (or as they are, if the
+    spool has no room)."""
     began = time.perf_counter()
     chunk = decode(paths, max_pixels)
-    return chunk, time.perf_counter() - began
+    result = chunk, time.perf_counter() - began
+    try:
+        return spooled(result, spool)
+    except OSError:
+        return result
+
+
+def make_spool() -> str:
+    """A private folder (0700) for the workers' results, named with this process's id."""
+    sweep_spools()
+    try:
+        return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-")
+    except OSError as error:
+        raise UserError(f"cannot make a temporary folder in {tempfile.gettempdir()} ({error.strerror}): "
+                        "set TMPDIR to a writable folder") from None
+
+
+def sweep_spools() -> None:
+    """Removes the spools of runs killed outright (kill -9 leaves them no time to clean up): folders
+    of this user, not links, whose process is gone. Another user's, or a live one's, stay."""
+    for entry in os.scandir(tempfile.gettempdir()):
+        pid = entry.name.removeprefix(SPOOL_PREFIX).split("-")[0]
+        if not entry.name.startswith(SPOOL_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except OSError:  # a process of another user, or the folder went meanwhile
+            pass
+
+
+def spooled(result: tuple, spool: str) -> str:
+    """The worker's result written to a file in the run's spool folder, and the file's name
+    returned instead. A worker killed (out of memory, kill -9) while it sends a result larger than
+    a pipe's buffer leaves half a message in the pool's result pipe, and the pool's reader then
+    waits for the rest forever: a file name is sent in one write, which a pipe keeps whole."""
+    handle, path = tempfile.mkstemp(dir=spool, suffix=".chunk")
+    with os.fdopen(handle, "wb") as file:
+        pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def unspooled(result: str | tuple) -> tuple[records.DecodedChunk, float]:
+    if not isinstance(result, str):
+        return result
+    with open(result, "rb") as file:
+        data = file.read()
+    os.unlink(result)
+    return pickle.loads(data)
 
 
 def load_model(opts: ClassifyOptions):

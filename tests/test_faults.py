@@ -173,6 +173,77 @@ def test_chunks_lost_with_a_worker_are_retried_in_halves_a_window_at_a_time(tmp_
     assert len(chunks) < 64  # halves: not a task for each of the 200-odd lost files
 
 
+def test_a_decoded_chunk_crosses_the_pipe_as_a_file_name_that_a_pipe_keeps_whole(tmp_path, mnist_test):
+    """A worker killed (out of memory, kill -9) while it sent a chunk of digits, far larger than a
+    pipe's buffer, left half a message in the pool's result pipe: the run waited for the rest
+    forever (a 400 MB result, the worker killed 0.6 s into it). Now only the name of a spooled file
+    crosses the pipe, in one write (PIPE_BUF), and the chunk comes back whole from the file."""
+    import pickle
+    import select
+
+    from mnist_batch.classify import make_spool, timed, unspooled
+
+    paths = [str(png(tmp_path / f"{i}.png", mnist_test.images[i])) for i in range(256)]
+    spool = make_spool()
+    sent = timed(records.preprocess_chunk, paths, reading.DEFAULT_MAX_PIXELS, spool)
+    assert len(pickle.dumps(sent)) <= select.PIPE_BUF
+    chunk, seconds = unspooled(sent)
+    assert chunk.paths == paths and (chunk.digits == mnist_test.images[:256]).all() and seconds > 0
+    assert not os.listdir(spool)  # read once, then gone
+    os.rmdir(spool)
+
+
+def test_a_run_leaves_no_spool_behind(tmp_path, mnist_test):
+    folder = tmp_path / "in"
+    write_pngs(folder, mnist_test.images[:40], mnist_test.labels[:40])
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    done = subprocess.run([MNIST_BATCH, "classify", folder, "--out", tmp_path / "o.parquet", "--quiet"],
+                          capture_output=True, text=True, env=os.environ | {"TMPDIR": str(spools)})
+    assert done.returncode == 0, done.stderr
+    assert rows(tmp_path / "o.parquet").height == 40 and not list(spools.iterdir())
+
+
+def test_spools_of_killed_runs_are_swept_and_nothing_else(tmp_path, monkeypatch):
+    """kill -9 leaves a run no time to remove its spool: the next run removes it, and leaves alone a
+    live run's spool and a link that only carries the name."""
+    import tempfile
+
+    from mnist_batch.classify import SPOOL_PREFIX, make_spool
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir reads TMPDIR again
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{SPOOL_PREFIX}{gone.stdout.strip()}-abc"
+    dead.mkdir()
+    (dead / "x.chunk").write_bytes(b"rows")
+    alive = tmp_path / f"{SPOOL_PREFIX}{os.getpid()}-def"
+    alive.mkdir()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_text("mine")
+    link = tmp_path / f"{SPOOL_PREFIX}{gone.stdout.strip()}-link"
+    link.symlink_to(kept)
+    spool = make_spool()
+    assert not dead.exists() and alive.is_dir() and link.is_symlink() and (kept / "file").read_text() == "mine"
+    assert Path(spool).parent == tmp_path and Path(spool).name.startswith(f"{SPOOL_PREFIX}{os.getpid()}-")
+
+
+def test_no_room_for_the_spool_is_a_user_error_naming_tmpdir(monkeypatch):
+    import errno
+    import tempfile
+
+    from mnist_batch.classify import make_spool
+    from mnist_batch.errors import UserError
+
+    def full(**_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    with pytest.raises(UserError, match="No space left on device.*set TMPDIR to a writable folder"):
+        make_spool()
+
+
 @pytest.mark.timeout(120)
 def test_workers_exit_quietly_when_the_main_process_is_killed(tmp_path, mnist_test):
     folder = tmp_path / "in"
