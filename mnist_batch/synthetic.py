@@ -198,10 +198,9 @@ def scanned_digit(digit: np.ndarray, rng) -> Image.Image:
     # A coarse capture averages thin strokes with the paper; the ink itself stays as dark.
     captured = (captured * 255 / max(captured.max(), 1)).astype(np.uint8)
     ink = Image.fromarray(captured).resize((side, side), resample)
-    # Thinned only where a stroke is wide enough to keep; thickened up to a marker's width.
-    stroke = int(rng.integers(-1 if side >= 48 else 0, 3))
+    stroke = int(rng.integers(-1 if side >= 48 else 0, 2))  # thinned only where a stroke is wide enough to keep
     if stroke:
-        kernel = (3 if side < 48 else 5) + 2 * (stroke - 1) * (side // 24)
+        kernel = 3 if side < 48 else 5
         ink = ink.filter(ImageFilter.MaxFilter(kernel) if stroke > 0 else ImageFilter.MinFilter(3))
     ink = ink.rotate(float(rng.uniform(-12, 12)), Image.BICUBIC, expand=True)
     ink = np.asarray(ink.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.5)))), np.float32) / 255
