@@ -2,9 +2,9 @@
 
 The local engine's main process takes each decoded chunk from a worker (reading back the file the
 worker spooled it to), places the model's outputs at the OK inputs' rows (model.spread), builds
-the rows (results.build_rows) and looks for the inputs worth a log line. This bench does exactly that for 20,000 inputs in
-chunks of 1,024 (2% failed, 2% blank, the rest OK) with made-up model outputs, and prints the
-process CPU time per input, best of five. Target: <= 3 us per input.
+the rows (results.build_rows) and looks for the inputs worth a log line. This bench does exactly
+that for 20,000 inputs in chunks of 1,024 (2% failed, 2% blank, the rest OK) with made-up model
+outputs, and prints the process CPU time per input, best of five. Target: <= 3 us per input.
 
     python bench/bench_main_process.py
 """
