@@ -106,9 +106,7 @@ def reestimate_batch_norm(model: nn.Module, images: torch.Tensor) -> None:
 
 def model_scores(inference: Inference, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scores by the network as adapting has changed it so far (inference.scores runs the copy
-    made for prediction when the checkpoint was loaded). In eval mode: a round of training leaves
-    the network in train mode, where BatchNorm would use, and update, each piece's statistics."""
-    inference.model.eval()
+    made for prediction when the checkpoint was loaded)."""
     return scores(inference.model, digits, inference.device, inference.temperature)
 
 

@@ -327,7 +327,10 @@ CPU_BATCH = 128  # images per forward pass on the CPU: activations that stay in 
 def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device,
                       side_by_side: ThreadPoolExecutor | None = None) -> torch.Tensor:
     """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities, on the CPU.
-    On the CPU the digits go through in pieces of CPU_BATCH, on `side_by_side`'s threads if given."""
+    On the CPU the digits go through in pieces of CPU_BATCH, on `side_by_side`'s threads if given.
+    In eval mode, as accuracy_and_loss: a network left in train mode (adapt's rounds) would have
+    BatchNorm use, and update, each piece's statistics."""
+    model.eval()
     classes = len(class_names(model))
     if len(digits) == 0:
         return torch.zeros((0, classes))
