@@ -157,14 +157,19 @@ def non_digit_source(bank: torch.Tensor, share: float, batch_size: int) -> Mixed
     return Mixed(bank, labels, max(1, round(share * batch_size)), augment.make_augment())
 
 
+def bank_size(most: int, steps: int, per_batch: int) -> int:
+    """Images to draw once for a run of `steps` batches taking `per_batch` each: drawing one costs
+    milliseconds, so a short run (fine-tuning, --dry-run) draws fewer."""
+    return min(most, max(MIN_BANK, 2 * steps * per_batch))
+
+
 def scanned_source(opts: TrainOptions, on: "OnDevice", batch_size: int, steps: int, writers: bool) -> Mixed:
     """MNIST training digits (never the calibration slice) as a scanner or phone gives them
     (synthetic.scanned_digit): low resolution, tilt, blur, uneven light, JPEG; preprocessed as classify
     would, `opts.scanned` of each batch, augmented as the user's digits are."""
     per_batch = max(1, round(opts.scanned * batch_size))
-    count = min(SCANNED_BANK, max(MIN_BANK, 2 * steps * per_batch))
-    digits, labels = synthetic.scanned_digit_bank(count, on.train_x.cpu().numpy(), on.train_y.cpu().numpy(),
-                                                  opts.seed + 1)
+    digits, labels = synthetic.scanned_digit_bank(bank_size(SCANNED_BANK, steps, per_batch), on.train_x.cpu().numpy(),
+                                                  on.train_y.cpu().numpy(), opts.seed + 1)
     device = on.train_x.device
     return Mixed(torch.from_numpy(digits).to(device), torch.from_numpy(labels).to(device), per_batch,
                  extra_augment(writers))
@@ -451,7 +456,8 @@ class Plan:
 def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits | None, base: dict | None,
          share: float, mnist_images: np.ndarray) -> Plan:
     """The batches: MNIST epochs, or, fine-tuning, MNIST drawn at random plus the user's digits,
-    augmented (they are few), for a number of steps set by how many there are; + non-digits."""
+    augmented (they are few), for a number of steps set by how many there are; + non-digits and
+    scanned digits."""
     extra_per_batch = max(1, round(opts.extra_share * batch_size)) if extra is not None else 0
     if opts.dry_run:
         steps_per_epoch = DRY_RUN_BATCHES
@@ -462,9 +468,7 @@ def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits |
     epochs = 1 if opts.dry_run else opts.epochs
     non_digits = None
     if share:  # drawn and preprocessed as classify would see them; augmented in every batch
-        non_digits_per_batch = max(1, round(share * batch_size))
-        # Drawing one costs milliseconds: a short run (fine-tuning, --dry-run) draws fewer.
-        count = min(NON_DIGIT_BANK, max(MIN_BANK, 2 * epochs * steps_per_epoch * non_digits_per_batch))
+        count = bank_size(NON_DIGIT_BANK, epochs * steps_per_epoch, max(1, round(share * batch_size)))
         bank = torch.from_numpy(synthetic.non_digit_bank(count, mnist_images, opts.seed)).to(on.train_x.device)
         non_digits = non_digit_source(bank, share, batch_size)
     # The user's digits get the augmentation the network learnt to absorb: the writer set for a
