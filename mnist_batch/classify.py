@@ -417,8 +417,10 @@ def sweep_spools() -> None:
     """Removes the spools of runs killed outright (kill -9 leaves them no time to clean up): folders
     of this user, not links, whose process is gone. Another user's, or a live one's, stay."""
     for entry in os.scandir(tempfile.gettempdir()):
+        if not entry.name.startswith(SPOOL_PREFIX):
+            continue
         pid = entry.name.removeprefix(SPOOL_PREFIX).split("-")[0]
-        if not entry.name.startswith(SPOOL_PREFIX) or not pid.isdigit():
+        if not pid.isdigit():
             continue
         try:
             if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
