@@ -51,11 +51,13 @@ weights-smallbn: venv
 		--out runs/weights/smallbn $(TRAIN_ARGS)
 	$(MAKE) bundle NAME=smallbn RUN=runs/weights/smallbn CHECKPOINT=smallbn-tuned.safetensors
 
-# A trained run's checkpoint to mnist_batch/weights/NAME.safetensors, its metrics and plots beside it.
+# A trained run's checkpoint to mnist_batch/weights/NAME.safetensors, its metrics and plots beside it,
+# and its ONNX export (NAME.onnx: classify on the CPU then needs no torch).
 bundle:
 	mkdir -p mnist_batch/weights/$(NAME)
 	cp $(RUN)/metrics.json $(RUN)/loss.png $(RUN)/accuracy.png mnist_batch/weights/$(NAME)/
 	cp $(RUN)/$(CHECKPOINT) mnist_batch/weights/$(NAME).safetensors
+	$(BIN)/python -c "import mnist_batch.onnx_inference as o; o.write_bundled_export('$(NAME)')"
 
 # Exit 3 means the run finished and wrote every row, with some inputs not classified: not a make failure.
 classify: venv

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
 from mnist_batch import records, results  # noqa: E402
+from mnist_batch.checkpoints import spread  # noqa: E402
 from mnist_batch.classify import spooled, unspooled  # noqa: E402
-from mnist_batch.model import spread  # noqa: E402
 
 INPUTS, CHUNK, RUNS = 20_000, 1024, 5
 

@@ -56,7 +56,7 @@ class Classifier:
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto",
                  batch_size: int = 1024, max_pixels: int = reading.DEFAULT_MAX_PIXELS,
                  min_digit_score: float = results.DEFAULT_MIN_DIGIT_SCORE):
-        from mnist_batch.model import Inference
+        from mnist_batch import onnx_inference
 
         check_type("Classifier", "checkpoint", checkpoint, PATH, "a path or a bundled name", nullable=True)
         check_type("Classifier", "device", device, (str,), "'auto', 'cpu', 'cuda' or 'mps'")
@@ -67,7 +67,7 @@ class Classifier:
             raise ValueError(f"batch_size ({batch_size}) and max_pixels ({max_pixels}) must be 1 or more")
         if not 0.0 <= min_digit_score <= 1.0:
             raise ValueError(f"min_digit_score ({min_digit_score}) must be between 0 and 1")
-        self.inference = Inference(checkpoint, device)
+        self.inference = onnx_inference.load_inference(checkpoint, device)
         self.batch_size, self.max_pixels, self.min_digit_score = batch_size, max_pixels, min_digit_score
 
     def predict(self, items) -> pl.DataFrame:

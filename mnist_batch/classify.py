@@ -206,7 +206,7 @@ def new_or_changed(paths: list[str], out_dir: Path, objects: dict, named: str | 
 def same_checkpoint(opts: ClassifyOptions, run: run_files.RunFiles) -> ClassifyOptions:
     """--resume goes on with the checkpoint its rows were made with (by SHA-256: one file, one
     model's rows), or stops before any work. Returns the options with the checkpoint resolved."""
-    from mnist_batch.model import checkpoint_not_found, file_sha256, resolve_checkpoint
+    from mnist_batch.checkpoints import checkpoint_not_found, file_sha256, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(opts.checkpoint)
     if not checkpoint.is_file():
@@ -452,6 +452,11 @@ def unspooled(result: str | tuple) -> tuple[records.DecodedChunk, float]:
 
 
 def load_model(opts: ClassifyOptions):
+    from mnist_batch import onnx_inference
+
+    fast = onnx_inference.load(opts.checkpoint, opts.device, cpu_threads=cpu_count())
+    if fast is not None:
+        return fast
     import torch
 
     from mnist_batch.model import Inference

@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from mnist_batch import data
-from mnist_batch.model import accuracy_and_loss, file_sha256, load_checkpoint, pick_device, resolve_checkpoint
+from mnist_batch.checkpoints import file_sha256, resolve_checkpoint
+from mnist_batch.model import accuracy_and_loss, load_checkpoint, pick_device
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 import copy
 import functools
-import hashlib
 import itertools
 import json
 import os
@@ -15,14 +14,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mnist_batch.errors import USAGE, UserError, log, raise_if_interrupted, shown
+from mnist_batch.checkpoints import (
+    CLASSES,
+    NOT_DIGIT,
+    WEIGHTS,
+    checkpoint_not_found,
+    file_sha256,
+    resolve_checkpoint,
+    split_scores,
+    spread,
+)
+from mnist_batch.errors import USAGE, UserError, raise_if_interrupted, shown
 from mnist_batch.files import write_atomic
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
-CLASSES = [str(digit) for digit in range(10)]
-NOT_DIGIT = "not_digit"  # the extra class of a network trained with non-digits: anything but one digit
-WEIGHTS = Path(__file__).parent / "weights"  # the bundled checkpoints
-DEFAULT_CHECKPOINT = WEIGHTS / "smallbn.safetensors"  # reads other writers best, and knows non-digits
 
 
 class LeNet(nn.Module):
@@ -233,28 +238,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     return network(architecture, len(classes), tensors, device), metadata
 
 
-def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
-    """None: the bundled default. A bundled checkpoint's name (e.g. "lenet": no slash, no
-    extension) is always that checkpoint, even where the current folder holds a file or folder
-    of that name (a note says so, and how to name it: ./lenet). Anything else is a path."""
-    if checkpoint is None:
-        return DEFAULT_CHECKPOINT
-    name = str(checkpoint)
-    bundled = WEIGHTS / f"{name}.safetensors"
-    if "/" not in name and os.sep not in name and not Path(name).suffix and bundled.is_file():
-        if os.path.lexists(name):
-            log(f"note: checkpoint {name!r} is the bundled one; for the {name} in the current folder, "
-                f"write ./{name}")
-        return bundled
-    return Path(checkpoint)
-
-
-def checkpoint_not_found(path: Path) -> UserError:
-    names = ", ".join(bundled.stem for bundled in sorted(WEIGHTS.glob("*.safetensors")))
-    return UserError(f"checkpoint {path} not found; give a .safetensors file "
-                     f"or a bundled name ({names}: see `mnist-batch checkpoints`)")
-
-
 class Inference:
     """A checkpoint loaded once for prediction on a device, with what rows record of it."""
 
@@ -311,14 +294,10 @@ def bundled_checkpoints() -> list[dict]:
     return listed
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def scores(model: nn.Module, digits: np.ndarray, device: torch.device, temperature: float = 1.0,
            side_by_side: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(n, 10) digit probabilities and the (n,) digit score of n (28, 28) uint8 digits (split_scores)."""
-    return split_scores(predict_log_probs(model, digits, device, side_by_side), temperature)
+    return split_scores(predict_log_probs(model, digits, device, side_by_side).numpy(), temperature)
 
 
 CPU_BATCH = 128  # images per forward pass on the CPU: activations that stay in the caches (smallbn 2x faster than 1024)
@@ -348,23 +327,6 @@ def predict_log_probs(model: nn.Module, digits: np.ndarray, device: torch.device
 def forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():  # per thread: inference mode is thread-local
         return model(normalize(images).contiguous(memory_format=torch.channels_last)).float()
-
-
-def split_scores(log_probs: torch.Tensor, temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """(n, 10) digit probabilities, softmax over the digits' logits divided by the calibrated
-    temperature; and the (n,) digit score, 1 - P(not a digit), untempered (None for a network
-    without the "not a digit" output)."""
-    digits = torch.softmax(log_probs[:, :10] / temperature, dim=1).numpy()
-    if log_probs.shape[1] == len(CLASSES):
-        return digits, None
-    return digits, (1.0 - log_probs[:, len(CLASSES)].exp()).numpy()
-
-
-def spread(values: np.ndarray, ok: list[bool]) -> np.ndarray:
-    """Values of the OK inputs placed at their rows among all inputs; zeros elsewhere."""
-    full = np.zeros((len(ok), *values.shape[1:]), np.float32)
-    full[np.flatnonzero(np.asarray(ok, bool))] = values
-    return full
 
 
 @contextmanager

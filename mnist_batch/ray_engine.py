@@ -81,9 +81,9 @@ class Predictor:
     """One per actor: loads the checkpoint once, then turns stage tables into result rows."""
 
     def __init__(self, checkpoint: str, device: str, min_digit_score: float):
-        from mnist_batch.model import Inference
+        from mnist_batch import onnx_inference
 
-        self.inference = Inference(checkpoint, device)
+        self.inference = onnx_inference.load_inference(checkpoint, device)
         self.min_digit_score = min_digit_score
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -109,7 +109,7 @@ def classify_ray(opts: ClassifyOptions, ray_opts: RayOptions = RayOptions(),
 def run_pipeline(opts: ClassifyOptions, ray_opts: RayOptions, out: Path, started: float) -> run_files.ClassifySummary:
     import ray
 
-    from mnist_batch.model import checkpoint_not_found, resolve_checkpoint
+    from mnist_batch.checkpoints import checkpoint_not_found, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(opts.checkpoint).resolve()
     if not checkpoint.is_file():

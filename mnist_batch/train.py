@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mnist_batch import augment, cores, data, labels, plots, reading, records, synthetic
+from mnist_batch.checkpoints import file_sha256, resolve_checkpoint
 from mnist_batch.discover import file_ids
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
@@ -30,11 +31,9 @@ from mnist_batch.model import (
     as_saved,
     build,
     class_names,
-    file_sha256,
     load_checkpoint,
     normalize,
     pick_device,
-    resolve_checkpoint,
     save_checkpoint,
     state_copy,
 )

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from mnist_batch import adapt, synthetic, train
-from mnist_batch.model import WEIGHTS, file_sha256
+from mnist_batch.checkpoints import WEIGHTS, file_sha256
 
 FEW_STEPS = ("--steps", "3", "--threads", "1", "--quiet")
 

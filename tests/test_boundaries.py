@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import mnist_batch
 from mnist_batch import results, run_files
-from mnist_batch.model import DEFAULT_CHECKPOINT, WEIGHTS, file_sha256
+from mnist_batch.checkpoints import DEFAULT_CHECKPOINT, WEIGHTS, file_sha256
 from tests.conftest import write_pngs
 from tests.test_faults import classify, crashed_run, png, rows
 

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from mnist_batch import digitize, records, results, run_files
-from mnist_batch.model import DEFAULT_CHECKPOINT, load_checkpoint, normalize
+from mnist_batch.checkpoints import DEFAULT_CHECKPOINT
+from mnist_batch.model import load_checkpoint, normalize
 from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
 
 # The contract, spelled out independently of the code that writes it.

@@ -392,8 +392,12 @@ def test_second_run_on_the_same_output_exits_75_and_the_first_finishes_whole(tmp
     command = [MNIST_BATCH, "classify", folder, *option, "--quiet", "--workers", "1", "--batch-size", "64"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lock, first)
-    started = time.perf_counter()
-    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    first.send_signal(signal.SIGSTOP)  # holding the lock for as long as the second run takes, however fast runs are
+    try:
+        started = time.perf_counter()
+        second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert time.perf_counter() - started < 10
     assert second.returncode == 75, second.stderr
     assert f"pid {first.pid}" in second.stderr and str(output) in second.stderr
@@ -682,11 +686,13 @@ print("worker exit", os.waitstatus_to_exitcode(status))
 def test_a_stop_signal_while_the_checkpoint_loads_is_an_interruption_not_a_broken_checkpoint(tmp_path, mnist_test):
     """torch turns an exception raised inside its own callbacks into a ValueError: SIGTERM while
     safetensors read the weights said "checkpoint ... is not a readable safetensors file" (exit 1).
-    Made certain here: the signal comes inside get_tensor, and is swallowed as torch does."""
+    Made certain here: the signal comes inside get_tensor, and is swallowed as torch does. Without
+    ONNX Runtime, so that torch loads the checkpoint."""
     patches = tmp_path / "patches"
     patches.mkdir()
     (patches / "sitecustomize.py").write_text("""
-import os, signal, safetensors
+import os, signal, safetensors, sys
+sys.modules["onnxruntime"] = None  # not installed: torch runs the network
 real_open = safetensors.safe_open
 class SignalledOpen:
     def __init__(self, *args, **kwargs):

@@ -298,7 +298,7 @@ def test_job_options_are_not_glob_expanded_in_the_working_folder(tmp_path, mnist
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("form", ["array in the config file", "quoted string"])
 def test_job_options_with_spaces_work_as_an_array_or_a_quoted_string(tmp_path, mnist_test, form):
-    from mnist_batch.model import DEFAULT_CHECKPOINT
+    from mnist_batch.checkpoints import DEFAULT_CHECKPOINT
 
     inbox, results_dir = tmp_path / "inbox", tmp_path / "results"
     png(inbox / "keep.png", mnist_test.images[0])

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mnist_batch import digitize
-from mnist_batch.model import WEIGHTS, file_sha256
+from mnist_batch.checkpoints import WEIGHTS, file_sha256
 
 
 def one_line_error(result, *fragments):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mnist_batch import plots
-from mnist_batch.model import WEIGHTS
+from mnist_batch.checkpoints import WEIGHTS
 from tests.conftest import write_pngs
 
 PLOT_DPI = 100  # plots.py draws every figure at 100 dpi

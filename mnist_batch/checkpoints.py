@@ -1,0 +1,61 @@
+"""Checkpoint files by name and identity, and what a network's output means as scores. Nothing
+here imports torch: classify finds, names and scores with a checkpoint without it (see
+onnx_inference.py)."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mnist_batch.errors import UserError, log
+
+WEIGHTS = Path(__file__).parent / "weights"  # the bundled checkpoints
+DEFAULT_CHECKPOINT = WEIGHTS / "smallbn.safetensors"  # reads other writers best, and knows non-digits
+CLASSES = [str(digit) for digit in range(10)]
+NOT_DIGIT = "not_digit"  # the extra class of a network trained with non-digits: anything but one digit
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """None: the bundled default. A bundled checkpoint's name (e.g. "lenet": no slash, no
+    extension) is always that checkpoint, even where the current folder holds a file or folder
+    of that name (a note says so, and how to name it: ./lenet). Anything else is a path."""
+    if checkpoint is None:
+        return DEFAULT_CHECKPOINT
+    name = str(checkpoint)
+    bundled = WEIGHTS / f"{name}.safetensors"
+    if "/" not in name and os.sep not in name and not Path(name).suffix and bundled.is_file():
+        if os.path.lexists(name):
+            log(f"note: checkpoint {name!r} is the bundled one; for the {name} in the current folder, "
+                f"write ./{name}")
+        return bundled
+    return Path(checkpoint)
+
+
+def checkpoint_not_found(path: Path) -> UserError:
+    names = ", ".join(bundled.stem for bundled in sorted(WEIGHTS.glob("*.safetensors")))
+    return UserError(f"checkpoint {path} not found; give a .safetensors file "
+                     f"or a bundled name ({names}: see `mnist-batch checkpoints`)")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def split_scores(log_probs: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, classes) float32 log-probabilities -> (n, 10) digit probabilities, softmax over the
+    digits' logits divided by the calibrated temperature; and the (n,) digit score, 1 - P(not a
+    digit), untempered (None for a network without the "not a digit" output)."""
+    logits = log_probs[:, :10] / np.float32(temperature)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    digits = exp / exp.sum(axis=1, keepdims=True)
+    if log_probs.shape[1] == len(CLASSES):
+        return digits, None
+    return digits, 1.0 - np.exp(log_probs[:, len(CLASSES)])
+
+
+def spread(values: np.ndarray, ok: list[bool]) -> np.ndarray:
+    """Values of the OK inputs placed at their rows among all inputs; zeros elsewhere."""
+    full = np.zeros((len(ok), *values.shape[1:]), np.float32)
+    full[np.flatnonzero(np.asarray(ok, bool))] = values
+    return full

@@ -1,0 +1,197 @@
+"""The network on the CPU without torch: the checkpoint exported once to ONNX, run by ONNX Runtime.
+
+Importing torch takes about 1.4 s on a 2-core machine, longer than classifying 20,000 MNIST
+digits. ONNX Runtime imports in 0.1 s and runs LeNet about 2.4x and smallbn 1.7x faster per
+thread, with rows equal to torch's within 1e-5 (tests/test_onnx_inference.py). Exporting needs
+torch and onnx, once per checkpoint: a bundled checkpoint's export ships beside it, others are
+kept in the user's cache under the checkpoint's SHA-256. Where ONNX Runtime is missing, a GPU may
+be present, or the export fails, the caller uses torch (model.Inference) as before.
+"""
+
+import io
+import os
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from mnist_batch import data
+from mnist_batch.checkpoints import (
+    CLASSES,
+    WEIGHTS,
+    checkpoint_not_found,
+    file_sha256,
+    resolve_checkpoint,
+    split_scores,
+    spread,
+)
+from mnist_batch.errors import UserError, log
+from mnist_batch.files import write_atomic
+
+ONNX_BATCH = 128  # digits per run: as for torch, activations that stay in the caches (1024 is 1.3-1.8x slower)
+# Devices through which torch may find a GPU (NVIDIA, AMD, WSL); on a Mac, MPS.
+ACCELERATOR_DEVICES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+class OnnxInference:
+    """A checkpoint loaded once for prediction on the CPU, as model.Inference but without torch."""
+
+    def __init__(self, checkpoint: Path, exported: bytes, cpu_threads: int = 1):
+        onnxruntime = runtime()
+        self.checkpoint, self.device = checkpoint, "cpu"
+        self.name, self.sha256 = checkpoint.name, file_sha256(checkpoint)
+        options = onnxruntime.SessionOptions()
+        # One thread per run, the pieces of a batch side by side: the same rows whatever the core count.
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("checkpoint_sha256") != self.sha256:
+            raise ValueError(f"the ONNX export is of another checkpoint than {checkpoint}")
+        self.temperature = float(meta["temperature"])
+        self.knows_non_digits = int(meta["classes"]) > len(CLASSES)
+        self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if cpu_threads > 1 else None
+
+    def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
+        """As model.Inference.scores: (n, 10) digit probabilities and the (n,) digit score of the
+        OK inputs' digits, zeros elsewhere."""
+        probs, digit_score = split_scores(self.log_probs(digits), self.temperature)
+        return spread(probs, ok), None if digit_score is None else spread(digit_score, ok)
+
+    def log_probs(self, digits: np.ndarray) -> np.ndarray:
+        """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities."""
+        if len(digits) == 0:
+            return np.zeros((0, len(CLASSES) + self.knows_non_digits), np.float32)
+        pieces = [digits[start : start + ONNX_BATCH] for start in range(0, len(digits), ONNX_BATCH)]
+        run = self.run_piece
+        return np.concatenate(list(self.side_by_side.map(run, pieces) if self.side_by_side else map(run, pieces)))
+
+    def run_piece(self, digits: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"digits": np.ascontiguousarray(digits, np.uint8)})[0]
+
+
+def load(checkpoint: str | Path | None, device: str, cpu_threads: int = 1) -> OnnxInference | None:
+    """The checkpoint through ONNX Runtime when the work is on the CPU and it can run there; None
+    when torch must do it: a named accelerator or one 'auto' may find, or no ONNX Runtime."""
+    if device not in ("cpu", "auto") or (device == "auto" and accelerator_may_be_present()):
+        return None
+    try:
+        runtime()
+    except ImportError:
+        return None
+    path = resolve_checkpoint(checkpoint)
+    if not path.is_file():
+        raise checkpoint_not_found(path)
+    sha256 = file_sha256(path)
+    for exported in stored_exports(path, sha256):
+        try:
+            return OnnxInference(path, exported, cpu_threads)
+        except Exception:  # noqa: BLE001 - a damaged or foreign export: the next one, or a new one
+            continue
+    try:
+        exported = export(path, sha256)
+    except UserError:
+        raise  # a bad checkpoint: torch would say the same
+    except Exception as error:  # noqa: BLE001 - an exporter without onnx, or a torch that cannot export
+        log(f"note: classifying with torch: the checkpoint could not be exported to ONNX ({type(error).__name__})")
+        return None
+    keep_export(sha256, exported)
+    return OnnxInference(path, exported, cpu_threads)
+
+
+def load_inference(checkpoint: str | Path | None, device: str):
+    """The checkpoint loaded for prediction: through ONNX Runtime where it can serve (load), else torch."""
+    fast = load(checkpoint, device)
+    if fast is not None:
+        return fast
+    from mnist_batch.model import Inference
+
+    return Inference(checkpoint, device)
+
+
+def runtime():
+    """onnxruntime, imported with its telemetry off: on, it writes a session file named .ses into
+    $TMPDIR (often /tmp, and classify often runs as root) on import."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    import onnxruntime
+
+    return onnxruntime
+
+
+def accelerator_may_be_present() -> bool:
+    """Whether torch could find a GPU here, without importing it (which takes seconds)."""
+    return sys.platform == "darwin" or any(os.path.exists(device) for device in ACCELERATOR_DEVICES)
+
+
+def stored_exports(checkpoint: Path, sha256: str):
+    """Exports made before: beside a bundled checkpoint, then in the cache (a pass each: the
+    session checks that the export names this checkpoint's SHA-256)."""
+    for candidate in (checkpoint.with_suffix(".onnx") if checkpoint.parent == WEIGHTS else None,
+                      cached_export(sha256)):
+        if candidate is not None and candidate.is_file():
+            yield candidate.read_bytes()
+
+
+def cached_export(sha256: str) -> Path | None:
+    """Where a checkpoint's export is kept: the user's own cache folder, never one that others may
+    write to (an export planted there would decide the rows)."""
+    folder = data.cache_dir() / "onnx"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = folder.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return None
+    return folder / f"{sha256}.onnx"
+
+
+def keep_export(sha256: str, exported: bytes) -> None:
+    path = cached_export(sha256)
+    if path is None:
+        return
+    try:
+        write_atomic(path, lambda file: file.write(exported))
+    except (OSError, UserError):
+        pass  # a read-only cache: the next run exports again
+
+
+def write_bundled_export(name: str) -> None:
+    """weights/NAME.onnx from the bundled weights/NAME.safetensors (make bundle)."""
+    checkpoint = WEIGHTS / f"{name}.safetensors"
+    exported = export(checkpoint, file_sha256(checkpoint))
+    write_atomic(checkpoint.with_suffix(".onnx"), lambda file: file.write(exported))
+
+
+def export(checkpoint: Path, sha256: str) -> bytes:
+    """The checkpoint's network as ONNX (uint8 digits in, log-probabilities out), with the
+    checkpoint's SHA-256, temperature and class count in its metadata. Imports torch and onnx."""
+    import onnx
+    import torch
+
+    from mnist_batch.model import folded, load_checkpoint, normalize
+
+    network, metadata = load_checkpoint(checkpoint, "cpu")
+
+    class FromDigits(torch.nn.Module):  # the normalisation in the graph: one definition of it, model.normalize
+        def __init__(self):
+            super().__init__()
+            self.network = folded(network)
+
+        def forward(self, digits):
+            return self.network(normalize(digits))
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(FromDigits().eval(), torch.zeros((1, 28, 28), dtype=torch.uint8), buffer, dynamo=False,
+                          input_names=["digits"], output_names=["log_probs"], opset_version=17,
+                          dynamic_axes={"digits": {0: "n"}, "log_probs": {0: "n"}})
+    exported = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(exported, {
+        "checkpoint_sha256": sha256,
+        "temperature": repr(float(metadata.get("temperature", 1.0))),
+        "classes": str(len(metadata.get("classes", CLASSES))),
+    })
+    return exported.SerializeToString()
