@@ -42,7 +42,7 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     count = int(args[args.index("--count") + 1]) if "--count" in args else 10_000
     torch.set_num_threads(1)  # as classify runs it
-    digits = mnist_test().images[:count]
+    digits = mnist_test().images[:count].copy()
     print(f"the network on one CPU thread, {count:,} MNIST test digits; {machine()}")
     for module in ("torch", "onnxruntime"):
         print(f"  import {module}: {import_seconds(module):.2f} s")
