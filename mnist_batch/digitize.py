@@ -29,6 +29,10 @@ SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
 # gradient) and be levelled, if the edges lie on the one smooth surface; a larger step is ink, not light.
 LIGHT_STEP, MAX_LIGHT_STEP, LIGHT_FIT = 12, 130, 8
 PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or the dark background)
+# A page's grain: the paper is the pixels within PAPER_SPREAD robust standard deviations of the
+# median; ink lies beyond INK_SPREAD of them (and MIN_CONTRAST / 2), on one side INK_SIDEDNESS times
+# as often as on the other.
+PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
@@ -97,6 +101,9 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     share of the image and of its edge. Unlike a fixed mid-grey cut this survives dim scans and
     light ink on a grey board."""
     threshold = otsu_threshold(counts)
+    ink_side = ink_beside_the_paper(pixels, counts)
+    if ink_side is not None:
+        return ink_side == "dark", threshold
     light_share = counts[threshold + 1 :].sum() / pixels.size
     light_corners = np.count_nonzero(pixels[[0, 0, -1, -1], [0, -1, 0, -1]] > threshold)
     # Dark corners around a light majority are left to the share: that is also a form field's
@@ -116,6 +123,28 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return np.count_nonzero(border > threshold) * 2 > border.size, threshold
+
+
+def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> str | None:
+    """"dark" or "light": the side of the paper's grey level the ink lies on, where most of the
+    image, corners included, is evidently paper (a small or faint digit on a grainy page); None
+    otherwise. Otsu's split then falls inside the paper's own grain, and the corners and edges it
+    gives are chance. (In a tight crop of a thick digit the majority is ink, and the corners are not.)"""
+    median = histogram_median(counts)
+    spread = 1.4826 * histogram_median(np.bincount(np.abs(LEVELS - median).astype(np.int64), weights=counts))
+    low, high = median - PAPER_SPREAD * max(spread, 1.0), median + PAPER_SPREAD * max(spread, 1.0)
+    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
+    if counts[max(0, int(low)) : int(high) + 1].sum() < PAPER_SHARE * counts.sum() or \
+            np.count_nonzero((corners >= low) & (corners <= high)) < 3:
+        return None
+    spread = max(spread, 1.0)
+    reach = max(INK_SPREAD * spread, MIN_CONTRAST / 2)
+    dark, light = counts[: max(0, int(median - reach))].sum(), counts[int(median + reach) + 1 :].sum()
+    if dark >= INK_SIDEDNESS * max(light, 1):
+        return "dark"
+    if light >= INK_SIDEDNESS * max(dark, 1):
+        return "light"
+    return None
 
 
 def even_light(pixels: np.ndarray) -> np.ndarray:

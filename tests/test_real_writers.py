@@ -260,6 +260,27 @@ def test_digits_on_an_unevenly_lit_page_are_read_as_on_even_paper(tmp_path, mnis
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.97
 
 
+def test_a_small_faint_digit_on_a_grainy_page_is_read_as_ink_on_paper(tmp_path, mnist_test):
+    """Pale pencil, a small digit on a large grainy page: the ink is a sliver of the pixels, so
+    Otsu's split fell inside the paper's grain, the corners were chance, and half the pages were
+    read light-on-dark: the page itself became the "digit" (a grey square, not a digit)."""
+    import mnist_batch
+
+    rng = np.random.default_rng(11)
+    count, paths = 120, []
+    for i in range(count):
+        side, size = int(rng.integers(24, 40)), int(rng.integers(100, 150))
+        page = rng.uniform(150, 210) + rng.normal(0, rng.uniform(6, 11), (size, size))
+        ink = np.asarray(Image.fromarray(mnist_test.images[i]).resize((side, side), Image.BICUBIC), np.float32) / 255
+        y, x = rng.integers(0, size - side, 2)
+        page[y : y + side, x : x + side] -= ink * rng.uniform(55, 75)
+        paths.append(str(tmp_path / f"{i:03d}.png"))
+        Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(paths[-1])
+    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+    assert (frame["status"] == "ok").mean() >= 0.95
+    assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.9
+
+
 def test_scanned_training_digits_keep_their_labels_and_leave_out_lit_squares(mnist_test):
     """train --scanned: MNIST digits rendered as scans and preprocessed as classify does. What
     preprocessing gives back is the digit (the bundled network reads most of them as labelled), and
