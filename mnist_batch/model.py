@@ -21,8 +21,8 @@ from mnist_batch.checkpoints import (
     checkpoint_not_found,
     file_sha256,
     resolve_checkpoint,
+    row_scores,
     split_scores,
-    spread,
 )
 from mnist_batch.errors import USAGE, UserError, raise_if_interrupted, shown
 from mnist_batch.files import write_atomic
@@ -257,10 +257,12 @@ class Inference:
         self.knows_non_digits = len(self.metadata.get("classes", CLASSES)) > len(CLASSES)
 
     def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
-        """For n inputs, the OK ones' digits given in order: (n, 10) digit probabilities and the
-        (n,) digit score (None for a network without the "not a digit" output); zeros elsewhere."""
-        probs, digit_score = scores(self.predictor, digits, self.device, self.temperature, self.side_by_side)
-        return spread(probs, ok), None if digit_score is None else spread(digit_score, ok)
+        """The rows' digit probabilities and digit scores (checkpoints.row_scores)."""
+        return row_scores(self.log_probs, digits, ok, self.temperature)
+
+    def log_probs(self, digits: np.ndarray) -> np.ndarray:
+        """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities."""
+        return predict_log_probs(self.predictor, digits, self.device, self.side_by_side).numpy()
 
 
 def folded(model: nn.Module) -> nn.Module:

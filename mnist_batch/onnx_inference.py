@@ -24,8 +24,7 @@ from mnist_batch.checkpoints import (
     checkpoint_not_found,
     file_sha256,
     resolve_checkpoint,
-    split_scores,
-    spread,
+    row_scores,
 )
 from mnist_batch.errors import UserError, log
 from mnist_batch.files import write_atomic
@@ -54,10 +53,8 @@ class OnnxInference:
         self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if cpu_threads > 1 else None
 
     def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
-        """As model.Inference.scores: (n, 10) digit probabilities and the (n,) digit score of the
-        OK inputs' digits, zeros elsewhere."""
-        probs, digit_score = split_scores(self.log_probs(digits), self.temperature)
-        return spread(probs, ok), None if digit_score is None else spread(digit_score, ok)
+        """The rows' digit probabilities and digit scores (checkpoints.row_scores)."""
+        return row_scores(self.log_probs, digits, ok, self.temperature)
 
     def log_probs(self, digits: np.ndarray) -> np.ndarray:
         """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities."""

@@ -67,7 +67,7 @@ def test_prediction_with_batch_norm_folded_and_small_cpu_batches_gives_the_train
     the CPU: the rows must be those of the network as trained and saved, within 1e-5."""
     inference = Inference(name, "cpu")
     digits = mnist_test.images[:3000].copy()
-    probs, digit_score = inference.scores(digits, [True] * len(digits))
+    probs, digit_score = split_scores(inference.log_probs(digits), inference.temperature)
     with torch.inference_mode():
         log_probs = inference.model(normalize(torch.from_numpy(digits.copy())))
     expected, expected_score = split_scores(log_probs.numpy(), inference.temperature)

@@ -31,15 +31,37 @@ def test_onnx_runtime_gives_torchs_rows(name, mnist_test):
         synthetic.non_digit_bank(200, mnist_test.images, seed=3),
     ])
     ok = [True] * len(digits)
-    fast = onnx_inference.load(name, "cpu", cpu_threads=2)
+    fast, by_torch = onnx_inference.load(name, "cpu", cpu_threads=2), Inference(name, "cpu")
     assert isinstance(fast, onnx_inference.OnnxInference)
+    assert np.abs(fast.log_probs(digits) - by_torch.log_probs(digits)).max() < 1e-4
     probs, digit_score = fast.scores(digits, ok)
-    expected, expected_score = Inference(name, "cpu").scores(digits, ok)
+    expected, expected_score = by_torch.scores(digits, ok)
     assert np.abs(probs - expected).max() < 1e-5
     assert (probs.argmax(1) == expected.argmax(1)).all()
     assert (digit_score is None) == (expected_score is None) == (name == "lenet")
     if digit_score is not None:
         assert np.abs(digit_score - expected_score).max() < 1e-5
+
+
+def test_rows_the_network_is_unsure_of_get_a_second_look(mnist_test):
+    """A row whose top probability is under SURE: the mean over the digit as it is and moved by
+    each nudge (black coming in). A sure row: the network's probabilities as they are."""
+    from mnist_batch import records
+    from mnist_batch.checkpoints import NUDGES, SURE, split_scores
+
+    rng = np.random.default_rng(2)
+    decoded = [records.digit_of(synthetic.scanned_digit(mnist_test.images[i], rng)) for i in range(300)]
+    digits = records.stack_digits([d.digit for d in decoded if d.status == records.OK])
+    inference = onnx_inference.load("smallbn", "cpu")
+    probs, _ = inference.scores(digits, [True] * len(digits))
+    first = split_scores(inference.log_probs(digits), inference.temperature)[0]
+    unsure = first.max(axis=1) < SURE
+    assert 5 <= unsure.sum() < len(digits) // 2
+    assert (probs[~unsure] == first[~unsure]).all()
+    framed = np.pad(digits, ((0, 0), (2, 2), (2, 2)))
+    looks = [first] + [split_scores(inference.log_probs(framed[:, 2 - down : 30 - down, 2 - right : 30 - right].copy()),
+                                    inference.temperature)[0] for down, right in NUDGES]
+    assert np.abs(probs[unsure] - np.mean(looks, axis=0)[unsure]).max() < 1e-6
 
 
 def classify(folder: Path, out: Path, cache: Path, *args) -> tuple[pl.DataFrame, bool]:
