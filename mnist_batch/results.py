@@ -27,7 +27,8 @@ SCHEMA = {
     "error": pl.String,  # why the input was not classified; null when status is ok
     "pred": pl.Int8,  # predicted digit 0-9; null unless status is ok
     "confidence": pl.Float32,  # probability of pred
-    **{column: pl.Float32 for column in PROB_COLUMNS},  # softmax over the ten digits
+    # softmax over the ten digits; for a row under checkpoints.SURE, the mean of it over a second look
+    **{column: pl.Float32 for column in PROB_COLUMNS},
     # How much the input looks like one handwritten digit, 0-1: 1 - the network's probability of
     # "not a digit"; 0 for an input that held only printed lines. Null for a network without that
     # output (lenet) and for inputs that were not read.
