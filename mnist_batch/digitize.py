@@ -59,6 +59,9 @@ SMALLEST_FIELD = 24
 TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
+# Height over width of the flattest ink that is a digit: MNIST's flattest (a wide 2 or 5) are 0.4;
+# a dash, a lone underline or the floor of a comb field is flatter.
+FLATTEST_DIGIT = 0.25
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 # The 108 edge pixels of a 28x28 image, as one index: the MNIST-form check runs per image.
@@ -651,6 +654,8 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * extent(field)):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
+    if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
+        raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")
     crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
     # Fit into 20x20 keeping the aspect ratio, anti-aliased, as MNIST was made.
