@@ -164,7 +164,8 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
 
 
 # The metadata that is read back, and what each must be (a checkpoint from elsewhere may hold anything).
-METADATA_TYPES = {"architecture": (str,), "hyperparameters": (dict,), "test_accuracy": (float, int)}
+METADATA_TYPES = {"architecture": (str,), "hyperparameters": (dict,), "test_accuracy": (float, int),
+                  "temperature": (float, int)}
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
