@@ -85,10 +85,12 @@ def load(checkpoint: str | Path | None, device: str, cpu_threads: int = 1) -> On
     path = resolve_checkpoint(checkpoint)
     if not path.is_file():
         raise checkpoint_not_found(path)
+    if not opens_as_safetensors(path):
+        return None  # torch's reader says what is wrong with it, as before, without hashing it whole first
     try:
         sha256 = file_sha256(path)
     except OSError:
-        return None  # unreadable: torch's reader says so, as before
+        return None
     for exported in stored_exports(path, sha256):
         try:
             return OnnxInference(path, exported, sha256, cpu_threads)
@@ -104,6 +106,17 @@ def load(checkpoint: str | Path | None, device: str, cpu_threads: int = 1) -> On
         return None
     keep_export(sha256, exported)
     return OnnxInference(path, exported, sha256, cpu_threads)
+
+
+def opens_as_safetensors(path: Path) -> bool:
+    """Whether the file is readable and starts as a safetensors file does (its header alone is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            return True
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def load_inference(checkpoint: str | Path | None, device: str):

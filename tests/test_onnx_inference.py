@@ -231,3 +231,25 @@ def test_an_unreadable_export_in_the_cache_is_made_again(tmp_path, mnist_test):
                           capture_output=True, text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert cached.stat().st_mode & 0o400  # the new export, in its place
+
+
+def test_a_huge_file_given_as_checkpoint_is_refused_before_it_is_read_whole(tmp_path, mnist_test):
+    """A file given by mistake, larger than the memory: hashed whole (for its export's name) before
+    anything read its header, it ended in a MemoryError, or the kernel killing classify. Made
+    certain here: 2 GiB of zeros (sparse) under a 1.5 GiB limit on the process's data."""
+    import resource
+
+    write_pngs(tmp_path / "in", mnist_test.images[:2], mnist_test.labels[:2])
+    huge = tmp_path / "huge.safetensors"
+    with open(huge, "wb") as file:
+        file.truncate(2 << 30)
+
+    def limit_data():
+        resource.setrlimit(resource.RLIMIT_DATA, (3 << 29, 3 << 29))
+
+    done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", huge],
+                          capture_output=True, text=True, preexec_fn=limit_data,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"mnist-batch: error: checkpoint {huge} is not a readable safetensors file")
