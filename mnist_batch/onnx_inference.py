@@ -52,6 +52,8 @@ class OnnxInference:
         if meta.get("checkpoint_sha256") != self.sha256:
             raise ValueError(f"the ONNX export is of another checkpoint than {checkpoint}")
         self.temperature = float(meta["temperature"])
+        if not 0 < self.temperature < float("inf"):  # kept before checkpoints were refused for it: export again
+            raise ValueError(f"the ONNX export of {checkpoint} has temperature {self.temperature}")
         self.knows_non_digits = int(meta["classes"]) > len(CLASSES)
         self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if cpu_threads > 1 else None
 

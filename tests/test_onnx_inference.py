@@ -253,3 +253,26 @@ def test_a_huge_file_given_as_checkpoint_is_refused_before_it_is_read_whole(tmp_
                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert done.returncode == 1
     assert done.stderr.startswith(f"mnist-batch: error: checkpoint {huge} is not a readable safetensors file")
+
+
+def test_an_export_kept_before_a_checkpoint_rule_does_not_pass_the_checkpoint_by(tmp_path, mnist_test):
+    """A NaN temperature was let through when its export was made and kept: the kept export must
+    not make the checkpoint's NaN rows now that the checkpoint is refused for it."""
+    import onnx
+    from safetensors.numpy import load_file, save_file
+
+    write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
+    mine = tmp_path / "mine.safetensors"
+    save_file(load_file(WEIGHTS / "lenet.safetensors"), str(mine), metadata={"architecture": '"lenet"',
+                                                                             "temperature": "NaN"})
+    kept = onnx.load(WEIGHTS / "lenet.onnx")
+    onnx.helper.set_model_props(kept, {"checkpoint_sha256": file_sha256(mine), "temperature": "nan", "classes": "10"})
+    folder = tmp_path / "cache" / "mnist-batch" / "onnx"
+    folder.mkdir(parents=True, mode=0o700)
+    onnx.save(kept, folder / f"{file_sha256(mine)}.onnx")
+    done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", mine],
+                          capture_output=True, text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"mnist-batch: error: checkpoint {mine}: metadata 'temperature' is NaN, not a")
+    assert len(done.stderr.splitlines()) == 1
