@@ -39,8 +39,8 @@ class OnnxInference:
     """A checkpoint loaded once for prediction on the CPU, as model.Inference but without torch."""
 
     def __init__(self, checkpoint: Path, exported: bytes, sha256: str, cpu_threads: int = 1):
-        """`sha256`: of the checkpoint's bytes that the export must be of (hashed once by the caller:
-        hashed again here, a checkpoint rewritten meanwhile would be recorded with another's rows)."""
+        """`sha256`: of the checkpoint's bytes that the export must be of, hashed once by the caller
+        (hashed again here, a checkpoint rewritten meanwhile would put its hash on another's rows)."""
         onnxruntime = runtime()
         self.checkpoint, self.device = checkpoint, "cpu"
         self.name, self.sha256 = checkpoint.name, sha256
