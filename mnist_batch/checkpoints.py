@@ -43,7 +43,12 @@ def checkpoint_not_found(path: Path) -> UserError:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """Read a piece at a time: a file given by mistake may be larger than the memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while piece := file.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def row_scores(log_probs_of, digits: np.ndarray, ok: list[bool],

@@ -164,7 +164,8 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict) -> None:
 
 
 # The metadata that is read back, and what each must be (a checkpoint from elsewhere may hold anything).
-METADATA_TYPES = {"architecture": (str,), "hyperparameters": (dict,), "test_accuracy": (float, int)}
+METADATA_TYPES = {"architecture": (str,), "hyperparameters": (dict,), "test_accuracy": (float, int),
+                  "temperature": (float, int)}
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -197,6 +198,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         if metadata.get(key) is not None and not isinstance(metadata[key], kinds):
             raise UserError(f"checkpoint {path}: metadata {key!r} is a {type(metadata[key]).__name__}, "
                             f"not a {kinds[0].__name__}; use a checkpoint made by `mnist-batch train`")
+    temperature = metadata.get("temperature", 1.0)
+    if temperature is None or not 0 < temperature < float("inf"):  # NaN fails too
+        raise UserError(f"checkpoint {path}: metadata 'temperature' is {json.dumps(temperature)}, not a positive "
+                        "number (the scores would be NaN or inverted); use a checkpoint made by `mnist-batch train`")
     return tensors, metadata
 
 

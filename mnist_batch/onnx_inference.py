@@ -26,7 +26,7 @@ from mnist_batch.checkpoints import (
     resolve_checkpoint,
     row_scores,
 )
-from mnist_batch.errors import UserError, log
+from mnist_batch.errors import UserError, log, raise_if_interrupted
 from mnist_batch.files import write_atomic
 
 ONNX_BATCH = 128  # digits per run: as for torch, activations that stay in the caches (1024 is 1.3-1.8x slower)
@@ -37,10 +37,12 @@ ACCELERATOR_DEVICES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
 class OnnxInference:
     """A checkpoint loaded once for prediction on the CPU, as model.Inference but without torch."""
 
-    def __init__(self, checkpoint: Path, exported: bytes, cpu_threads: int = 1):
+    def __init__(self, checkpoint: Path, exported: bytes, sha256: str, cpu_threads: int = 1):
+        """`sha256`: of the checkpoint's bytes that the export must be of, hashed once by the caller
+        (hashed again here, a checkpoint rewritten meanwhile would put its hash on another's rows)."""
         onnxruntime = runtime()
         self.checkpoint, self.device = checkpoint, "cpu"
-        self.name, self.sha256 = checkpoint.name, file_sha256(checkpoint)
+        self.name, self.sha256 = checkpoint.name, sha256
         options = onnxruntime.SessionOptions()
         # One thread per run, the pieces of a batch side by side: the same rows whatever the core count.
         options.intra_op_num_threads = options.inter_op_num_threads = 1
@@ -49,6 +51,8 @@ class OnnxInference:
         if meta.get("checkpoint_sha256") != self.sha256:
             raise ValueError(f"the ONNX export is of another checkpoint than {checkpoint}")
         self.temperature = float(meta["temperature"])
+        if not 0 < self.temperature < float("inf"):  # kept before checkpoints were refused for it: export again
+            raise ValueError(f"the ONNX export of {checkpoint} has temperature {self.temperature}")
         self.knows_non_digits = int(meta["classes"]) > len(CLASSES)
         self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if cpu_threads > 1 else None
 
@@ -80,21 +84,38 @@ def load(checkpoint: str | Path | None, device: str, cpu_threads: int = 1) -> On
     path = resolve_checkpoint(checkpoint)
     if not path.is_file():
         raise checkpoint_not_found(path)
-    sha256 = file_sha256(path)
+    if not opens_as_safetensors(path):
+        return None  # torch's reader says what is wrong with it, as before, without hashing it whole first
+    try:
+        sha256 = file_sha256(path)
+    except OSError:
+        return None
     for exported in stored_exports(path, sha256):
         try:
-            return OnnxInference(path, exported, cpu_threads)
-        except Exception:  # noqa: BLE001 - a damaged or foreign export: the next one, or a new one
+            return OnnxInference(path, exported, sha256, cpu_threads)
+        except (*runtime_errors(), KeyError, ValueError):  # a damaged or foreign export: the next one, or a new one
             continue
     try:
         exported = export(path, sha256)
     except UserError:
         raise  # a bad checkpoint: torch would say the same
     except Exception as error:  # noqa: BLE001 - an exporter without onnx, or a torch that cannot export
+        raise_if_interrupted()  # a stop signal that torch turned into an error of its own: no fallback
         log(f"note: classifying with torch: the checkpoint could not be exported to ONNX ({type(error).__name__})")
         return None
     keep_export(sha256, exported)
-    return OnnxInference(path, exported, cpu_threads)
+    return OnnxInference(path, exported, sha256, cpu_threads)
+
+
+def opens_as_safetensors(path: Path) -> bool:
+    """Whether the file is readable and starts as a safetensors file does (its header alone is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            return True
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def load_inference(checkpoint: str | Path | None, device: str):
@@ -116,6 +137,13 @@ def runtime():
     return onnxruntime
 
 
+def runtime_errors() -> tuple[type[Exception], ...]:
+    """What ONNX Runtime raises for a model it cannot load (they share no base class but Exception)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(value for value in vars(state).values() if isinstance(value, type) and issubclass(value, Exception))
+
+
 def accelerator_may_be_present() -> bool:
     """Whether torch could find a GPU here, without importing it (which takes seconds)."""
     return sys.platform == "darwin" or any(os.path.exists(device) for device in ACCELERATOR_DEVICES)
@@ -123,17 +151,31 @@ def accelerator_may_be_present() -> bool:
 
 def stored_exports(checkpoint: Path, sha256: str):
     """Exports made before: beside a bundled checkpoint, then in the cache (a pass each: the
-    session checks that the export names this checkpoint's SHA-256)."""
-    for candidate in (checkpoint.with_suffix(".onnx") if checkpoint.parent == WEIGHTS else None,
-                      cached_export(sha256)):
-        if candidate is not None and candidate.is_file():
-            yield candidate.read_bytes()
+    session checks that the export names this checkpoint's SHA-256). The cache is looked at only
+    when the bundled export did not serve."""
+    if checkpoint.parent == WEIGHTS:
+        yield from readable(checkpoint.with_suffix(".onnx"))
+    cached = cached_export(sha256)
+    if cached is not None:
+        yield from readable(cached)
+
+
+def readable(path: Path) -> list[bytes]:
+    """The file's bytes, or none where it is missing or cannot be read (an install or a cache
+    copied with other owners' permissions): an export is then made, as for a damaged one."""
+    try:
+        return [path.read_bytes()] if path.is_file() else []
+    except OSError:
+        return []
 
 
 def cached_export(sha256: str) -> Path | None:
     """Where a checkpoint's export is kept: the user's own cache folder, never one that others may
     write to (an export planted there would decide the rows)."""
-    folder = data.cache_dir() / "onnx"
+    try:
+        folder = data.cache_dir() / "onnx"
+    except RuntimeError:  # no $HOME and no home in the password database: no cache
+        return None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = folder.stat()
@@ -170,6 +212,8 @@ def export(checkpoint: Path, sha256: str) -> bytes:
     from mnist_batch.model import folded, load_checkpoint, normalize
 
     network, metadata = load_checkpoint(checkpoint, "cpu")
+    if file_sha256(checkpoint) != sha256:  # rewritten since hashed: the export would be kept under the old hash
+        raise UserError(f"checkpoint {checkpoint} changed while it was being read; run again once it is written")
 
     class FromDigits(torch.nn.Module):  # the normalisation in the graph: one definition of it, model.normalize
         def __init__(self):

@@ -10,6 +10,19 @@ from typer.testing import CliRunner
 from mnist_batch.cli import app
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """A cache of the test run's own: classify keeps ONNX exports of test checkpoints there, never in
+    the user's ~/.cache, and no export left there by an earlier run (of older code) decides a test."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST files, through $MNIST_BATCH_DATA (the Makefile sets it)."""

@@ -264,8 +264,14 @@ def checkpoint_with(tmp_path: Path, **metadata: str) -> Path:
     ({"architecture": json.dumps({"name": "lenet"})}, "architecture"),
     ({"architecture": '"lenet"', "notes": "[" * 100_000 + "]" * 100_000}, "notes"),
     ({"architecture": "[" * 100_000 + "]" * 100_000}, "architecture"),
+    ({"architecture": '"lenet"', "temperature": '"hot"'}, "temperature"),
+    ({"architecture": '"lenet"', "temperature": "[1.5]"}, "temperature"),
+    ({"architecture": '"lenet"', "temperature": "0"}, "temperature"),
+    ({"architecture": '"lenet"', "temperature": "-1.0"}, "temperature"),
+    ({"architecture": '"lenet"', "temperature": "NaN"}, "temperature"),
+    ({"architecture": '"lenet"', "temperature": "null"}, "temperature"),
 ])
-def test_checkpoint_metadata_of_the_wrong_type_or_depth_is_one_line(cli, tmp_path, digits, metadata, fragment):
+def test_checkpoint_metadata_of_the_wrong_type_value_or_depth_is_one_line(cli, tmp_path, digits, metadata, fragment):
     bad = checkpoint_with(tmp_path, **metadata)
     result = classify(cli, digits / "images", "--out", tmp_path / "o.parquet", "--checkpoint", bad)
     one_line(result, 1, str(bad), fragment)

@@ -11,8 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mnist_batch import onnx_inference, synthetic
+from mnist_batch import model, onnx_inference, synthetic
 from mnist_batch.checkpoints import WEIGHTS, file_sha256
+from mnist_batch.errors import UserError
 from mnist_batch.model import Inference
 from tests.conftest import write_pngs
 
@@ -129,5 +130,171 @@ def test_a_damaged_export_in_the_cache_is_made_again(tmp_path, mnist_test):
 def test_each_bundled_checkpoint_ships_its_own_export(checkpoint):
     """`make bundle` writes NAME.onnx beside NAME.safetensors: an export of another checkpoint
     (a re-bundle without it) would be passed over, and every run would import torch again."""
-    inference = onnx_inference.OnnxInference(checkpoint, checkpoint.with_suffix(".onnx").read_bytes())
+    exported = checkpoint.with_suffix(".onnx").read_bytes()
+    inference = onnx_inference.OnnxInference(checkpoint, exported, file_sha256(checkpoint))
     assert inference.sha256 == file_sha256(checkpoint)
+
+
+def test_a_checkpoint_rewritten_while_it_is_exported_is_never_kept_under_its_old_hash(tmp_path, monkeypatch):
+    """A training run replaces the checkpoint while classify exports it: the export, of the new
+    network, was kept under the old file's SHA-256, and every later run of the old checkpoint
+    gave the new network's rows. Made certain here: the file is replaced as the exporter reads it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    mine = shutil.copy(WEIGHTS / "smallbn.safetensors", tmp_path / "mine.safetensors")
+    real_load = model.load_checkpoint
+
+    def load_after_a_rewrite(path, device="cpu"):
+        shutil.copy(WEIGHTS / "lenet.safetensors", mine)
+        return real_load(path, device)
+
+    monkeypatch.setattr(model, "load_checkpoint", load_after_a_rewrite)
+    with pytest.raises(UserError, match="changed while it was being read"):
+        onnx_inference.load(mine, "cpu")
+    monkeypatch.setattr(model, "load_checkpoint", real_load)
+    shutil.copy(WEIGHTS / "smallbn.safetensors", mine)
+    assert onnx_inference.load(mine, "cpu").knows_non_digits  # smallbn's network, not LeNet's
+
+
+def without_a_home(tmp_path: Path) -> dict:
+    """The environment of an account with no $HOME and no entry in the password database (a
+    container run under an arbitrary user id): Path.home() raises RuntimeError."""
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text("""
+import pwd
+def getpwuid(uid):
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+pwd.getpwuid = getpwuid
+""")
+    environment = {name: value for name, value in os.environ.items() if name not in ("HOME", "XDG_CACHE_HOME")}
+    return {**environment, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("checkpoint", ["smallbn", "mine"])
+def test_classify_runs_where_there_is_no_home_for_a_cache(checkpoint, tmp_path, mnist_test):
+    """Without a cache, a bundled checkpoint's export serves, and one's own is exported anew each run."""
+    write_pngs(tmp_path / "in", mnist_test.images[:10], mnist_test.labels[:10])
+    shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
+    named = checkpoint if checkpoint != "mine" else str(tmp_path / "mine.safetensors")
+    done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", named],
+                          capture_output=True, text=True, env=without_a_home(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert pl.read_parquet(tmp_path / "out.parquet")["status"].to_list() == ["ok"] * 10
+
+
+def test_an_unreadable_checkpoint_is_the_same_one_line_error_as_before(tmp_path, mnist_test):
+    """Hashing it for its export said "PermissionError: ..." instead of naming the checkpoint."""
+    write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
+    mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
+    mine.chmod(0)
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    done = subprocess.run([*as_user, sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", mine],
+                          capture_output=True, text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c")})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"mnist-batch: error: checkpoint {mine} is not a readable safetensors file")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_stop_signal_that_torch_turns_into_an_error_while_exporting_is_an_interruption(tmp_path, mnist_test):
+    """Not an export that failed: no note, no fallback to torch loading the checkpoint again after
+    the stop. Made certain here: SIGTERM inside the exporter, swallowed and raised as a RuntimeError."""
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text("""
+import os, signal, torch.onnx
+real_export = torch.onnx.export
+def signalled_export(*args, **kwargs):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_export(*args, **kwargs)
+    except BaseException:
+        raise RuntimeError("the exporter's own error")
+torch.onnx.export = signalled_export
+""")
+    write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
+    mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+                   "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", mine],
+                          capture_output=True, text=True, env=environment)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.startswith("mnist-batch: error: interrupted") and "note" not in done.stderr
+
+
+def test_a_fault_of_its_own_while_reading_a_stored_export_is_not_taken_for_a_damaged_export(monkeypatch):
+    """Only what ONNX Runtime raises for a model it cannot load, or metadata that is not this
+    checkpoint's, sends load on to the next export; anything else is a fault to be seen, not an
+    export made again with torch at every run."""
+    def export_again(*args):
+        raise AssertionError("exported again")
+
+    def faulty_session(*args, **kwargs):
+        raise TypeError("a fault of the code")
+
+    monkeypatch.setattr(onnx_inference, "export", export_again)
+    monkeypatch.setattr(onnx_inference.runtime(), "InferenceSession", faulty_session)
+    with pytest.raises(TypeError, match="a fault of the code"):
+        onnx_inference.load("lenet", "cpu")
+
+
+def test_an_unreadable_export_in_the_cache_is_made_again(tmp_path, mnist_test):
+    write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
+    mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
+    cached = tmp_path / "cache" / "mnist-batch" / "onnx" / f"{file_sha256(mine)}.onnx"
+    cached.parent.mkdir(parents=True, mode=0o700)
+    shutil.copy(WEIGHTS / "lenet.onnx", cached)
+    cached.chmod(0)
+    as_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    done = subprocess.run([*as_user, sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", mine],
+                          capture_output=True, text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert cached.stat().st_mode & 0o400  # the new export, in its place
+
+
+def test_a_huge_file_given_as_checkpoint_is_refused_before_it_is_read_whole(tmp_path, mnist_test):
+    """A file given by mistake, larger than the memory: hashed whole (for its export's name) before
+    anything read its header, it ended in a MemoryError, or the kernel killing classify. Made
+    certain here: 2 GiB of zeros (sparse) under a 1.5 GiB limit on the process's data."""
+    import resource
+
+    write_pngs(tmp_path / "in", mnist_test.images[:2], mnist_test.labels[:2])
+    huge = tmp_path / "huge.safetensors"
+    with open(huge, "wb") as file:
+        file.truncate(2 << 30)
+
+    def limit_data():
+        resource.setrlimit(resource.RLIMIT_DATA, (3 << 29, 3 << 29))
+
+    done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", huge],
+                          capture_output=True, text=True, preexec_fn=limit_data,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"mnist-batch: error: checkpoint {huge} is not a readable safetensors file")
+
+
+def test_an_export_kept_before_a_checkpoint_rule_does_not_pass_the_checkpoint_by(tmp_path, mnist_test):
+    """A NaN temperature was let through when its export was made and kept: the kept export must
+    not make the checkpoint's NaN rows now that the checkpoint is refused for it."""
+    import onnx
+    from safetensors.numpy import load_file, save_file
+
+    write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
+    mine = tmp_path / "mine.safetensors"
+    save_file(load_file(WEIGHTS / "lenet.safetensors"), str(mine), metadata={"architecture": '"lenet"',
+                                                                             "temperature": "NaN"})
+    kept = onnx.load(WEIGHTS / "lenet.onnx")
+    onnx.helper.set_model_props(kept, {"checkpoint_sha256": file_sha256(mine), "temperature": "nan", "classes": "10"})
+    folder = tmp_path / "cache" / "mnist-batch" / "onnx"
+    folder.mkdir(parents=True, mode=0o700)
+    onnx.save(kept, folder / f"{file_sha256(mine)}.onnx")
+    done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
+                           tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", mine],
+                          capture_output=True, text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"mnist-batch: error: checkpoint {mine}: metadata 'temperature' is NaN, not a")
+    assert len(done.stderr.splitlines()) == 1
