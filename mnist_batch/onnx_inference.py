@@ -9,6 +9,7 @@ be present, or the export fails, the caller uses torch (model.Inference) as befo
 """
 
 import io
+import json
 import os
 import sys
 import warnings
@@ -30,6 +31,12 @@ from mnist_batch.errors import UserError, log, raise_if_interrupted
 from mnist_batch.files import write_atomic
 
 ONNX_BATCH = 128  # digits per run: as for torch, activations that stay in the caches (1024 is 1.3-1.8x slower)
+# What an export holds and the checks its checkpoint passed: an export of another format is made again.
+EXPORT_FORMAT = "1"
+# Four fixed images the export answers as torch did when it was made (its metadata holds torch's
+# answers): a damaged or altered export is made again rather than trusted for the rows.
+PROBE = (np.arange(4 * 28 * 28).reshape(4, 28, 28) * np.array([0, 7, 31, 101])[:, None, None] % 256).astype(np.uint8)
+PROBE_TOLERANCE = 1e-5  # of a probability: the rows' own contract with torch's
 # Devices through which torch may find a GPU (NVIDIA, AMD, WSL); on a Mac, MPS.
 ACCELERATOR_DEVICES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
 
@@ -54,6 +61,11 @@ class OnnxInference:
         if not 0 < self.temperature < float("inf"):  # kept before checkpoints were refused for it: export again
             raise ValueError(f"the ONNX export of {checkpoint} has temperature {self.temperature}")
         self.knows_non_digits = int(meta["classes"]) > len(CLASSES)
+        if meta.get("format") != EXPORT_FORMAT:
+            raise ValueError(f"the ONNX export of {checkpoint} is of format {meta.get('format')}, not {EXPORT_FORMAT}")
+        expected = np.exp(np.asarray(json.loads(meta["probe"]), np.float32))
+        if np.abs(np.exp(self.run_piece(PROBE)) - expected).max() > PROBE_TOLERANCE:
+            raise ValueError(f"the ONNX export of {checkpoint} does not give its checkpoint's answers")
         self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if cpu_threads > 1 else None
 
     def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -205,7 +217,8 @@ def write_bundled_export(name: str) -> None:
 
 def export(checkpoint: Path, sha256: str) -> bytes:
     """The checkpoint's network as ONNX (uint8 digits in, log-probabilities out), with the
-    checkpoint's SHA-256, temperature and class count in its metadata. Imports torch and onnx."""
+    checkpoint's SHA-256, temperature and class count, its format and torch's answers to PROBE in
+    its metadata. Imports torch and onnx."""
     import onnx
     import torch
 
@@ -223,14 +236,18 @@ def export(checkpoint: Path, sha256: str) -> bytes:
         def forward(self, digits):
             return self.network(normalize(digits))
 
-    buffer = io.BytesIO()
+    from_digits, buffer = FromDigits().eval(), io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(FromDigits().eval(), torch.zeros((1, 28, 28), dtype=torch.uint8), buffer, dynamo=False,
+        torch.onnx.export(from_digits, torch.zeros((1, 28, 28), dtype=torch.uint8), buffer, dynamo=False,
                           input_names=["digits"], output_names=["log_probs"], opset_version=17,
                           dynamic_axes={"digits": {0: "n"}, "log_probs": {0: "n"}})
     exported = onnx.load_from_string(buffer.getvalue())
+    with torch.inference_mode():
+        probe = from_digits(torch.from_numpy(PROBE)).tolist()
     onnx.helper.set_model_props(exported, {
+        "format": EXPORT_FORMAT,
+        "probe": json.dumps(probe),
         "checkpoint_sha256": sha256,
         "temperature": repr(float(metadata.get("temperature", 1.0))),
         "classes": str(len(metadata.get("classes", CLASSES))),

@@ -126,6 +126,28 @@ def test_a_damaged_export_in_the_cache_is_made_again(tmp_path, mnist_test):
     assert cached.read_bytes().startswith(b"\x08")  # an ONNX model (protobuf) again
 
 
+def test_an_altered_export_in_the_cache_is_made_again(tmp_path, mnist_test):
+    """One weight of a kept export changed (a bit flip on disk, an edit), its metadata intact: it
+    no longer gives the answers to the probe that torch gave, so it is made again, not trusted."""
+    import onnx
+    from onnx import numpy_helper
+
+    write_pngs(tmp_path / "in", mnist_test.images[:20], mnist_test.labels[:20])
+    mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
+    honest, _ = classify(tmp_path / "in", tmp_path / "honest.parquet", tmp_path / "cache", "--checkpoint", mine)
+    cached = tmp_path / "cache" / "mnist-batch" / "onnx" / f"{file_sha256(mine)}.onnx"
+    altered = onnx.load(cached)
+    weights = altered.graph.initializer[0]
+    values = numpy_helper.to_array(weights).copy()
+    values.flat[0] += 0.5
+    weights.CopyFrom(numpy_helper.from_array(values, weights.name))
+    onnx.save(altered, cached)
+    rows, imported_torch = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine)
+    assert imported_torch  # made again
+    assert np.abs(rows.select(pl.col("^prob_.*$")).to_numpy() - honest.select(pl.col("^prob_.*$")).to_numpy()).max() < 1e-6
+    assert onnx.load(cached).graph.initializer[0] == onnx.load(WEIGHTS / "lenet.onnx").graph.initializer[0]
+
+
 @pytest.mark.parametrize("checkpoint", sorted(WEIGHTS.glob("*.safetensors")), ids=lambda path: path.stem)
 def test_each_bundled_checkpoint_ships_its_own_export(checkpoint):
     """`make bundle` writes NAME.onnx beside NAME.safetensors: an export of another checkpoint
