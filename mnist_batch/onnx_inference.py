@@ -142,10 +142,19 @@ def load_inference(checkpoint: str | Path | None, device: str):
 
 def runtime():
     """onnxruntime, imported with its telemetry off: on, it writes a session file named .ses into
-    $TMPDIR (often /tmp, and classify often runs as root) on import."""
+    $TMPDIR (often /tmp, and classify often runs as root) on import. It reads the setting then
+    only: the caller's environment (the Python API's) is left as it was."""
+    if sys.modules.get("onnxruntime") is not None:  # imported before (None: known to be missing)
+        return sys.modules["onnxruntime"]
+    before = os.environ.get("ORT_DISABLE_TELEMETRY")
     os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-    import onnxruntime
-
+    try:
+        import onnxruntime
+    finally:
+        if before is None:
+            del os.environ["ORT_DISABLE_TELEMETRY"]
+        else:
+            os.environ["ORT_DISABLE_TELEMETRY"] = before
     return onnxruntime
 
 

@@ -126,6 +126,21 @@ def test_a_damaged_export_in_the_cache_is_made_again(tmp_path, mnist_test):
     assert cached.read_bytes().startswith(b"\x08")  # an ONNX model (protobuf) again
 
 
+def test_the_python_api_writes_no_telemetry_file_and_leaves_the_environment_as_it_was(tmp_path):
+    """ONNX Runtime's telemetry writes $TMPDIR/.ses on import unless told not to; the API must not
+    leave that setting behind in the caller's environment either."""
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    code = ("import os, numpy, mnist_batch; c = mnist_batch.Classifier('lenet', device='cpu'); "
+            "print(c.predict_one(numpy.zeros((28, 28), numpy.uint8) + 255 * numpy.eye(28, dtype=numpy.uint8))[0], "
+            "'ORT_DISABLE_TELEMETRY' in os.environ)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TMPDIR": str(spool), "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "False"
+    assert not list(spool.iterdir())
+
+
 def test_an_altered_export_in_the_cache_is_made_again(tmp_path, mnist_test):
     """One weight of a kept export changed (a bit flip on disk, an edit), its metadata intact: it
     no longer gives the answers to the probe that torch gave, so it is made again, not trusted."""
