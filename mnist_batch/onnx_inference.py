@@ -8,6 +8,7 @@ kept in the user's cache under the checkpoint's SHA-256. Where ONNX Runtime is m
 be present, or the export fails, the caller uses torch (model.Inference) as before.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -28,7 +29,7 @@ from mnist_batch.checkpoints import (
     row_scores,
 )
 from mnist_batch.errors import UserError, log, raise_if_interrupted
-from mnist_batch.files import write_atomic
+from mnist_batch.files import NEW_FILE, temporary_name, write_atomic
 
 ONNX_BATCH = 128  # digits per run: as for torch, activations that stay in the caches (1024 is 1.3-1.8x slower)
 # What an export holds and the checks its checkpoint passed: an export of another format is made again.
@@ -176,9 +177,17 @@ def stored_exports(checkpoint: Path, sha256: str):
     when the bundled export did not serve."""
     if checkpoint.parent == WEIGHTS:
         yield from readable(checkpoint.with_suffix(".onnx"))
-    cached = cached_export(sha256)
-    if cached is not None:
-        yield from readable(cached)
+    folder = cache_folder()
+    if folder is not None:
+        try:
+            descriptor = os.open(f"{sha256}.onnx", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            with os.fdopen(descriptor, "rb") as file:
+                kept = file.read()
+        except OSError:
+            return  # none kept yet, or unreadable: an export is made
+        finally:
+            os.close(folder)
+        yield kept
 
 
 def readable(path: Path) -> list[bytes]:
@@ -190,31 +199,42 @@ def readable(path: Path) -> list[bytes]:
         return []
 
 
-def cached_export(sha256: str) -> Path | None:
-    """Where a checkpoint's export is kept: the user's own cache folder, never one that others may
-    write to (an export planted there would decide the rows)."""
+def cache_folder() -> int | None:
+    """A descriptor of the folder where exports are kept (`<cache>/onnx`, named by the checkpoint's
+    SHA-256): the user's own, never one that others may write to (an export planted there would
+    decide the rows), nor a symlink. Checked on the descriptor that is then read and written
+    through, so the folder cannot be swapped between the check and the use. None: no cache."""
     try:
         folder = data.cache_dir() / "onnx"
-    except RuntimeError:  # no $HOME and no home in the password database: no cache
+    except RuntimeError:  # no $HOME and no home in the password database
         return None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        info = folder.stat()
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
+    info = os.fstat(descriptor)
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        os.close(descriptor)
         return None
-    return folder / f"{sha256}.onnx"
+    return descriptor
 
 
 def keep_export(sha256: str, exported: bytes) -> None:
-    path = cached_export(sha256)
-    if path is None:
+    """Into the cache folder: a new file of an unguessable name, renamed onto `<sha256>.onnx`."""
+    folder = cache_folder()
+    if folder is None:
         return
+    temporary = temporary_name(f"{sha256}.onnx")
     try:
-        write_atomic(path, lambda file: file.write(exported))
-    except (OSError, UserError):
-        pass  # a read-only cache: the next run exports again
+        with os.fdopen(os.open(temporary, NEW_FILE, 0o600, dir_fd=folder), "wb") as file:
+            file.write(exported)
+        os.replace(temporary, f"{sha256}.onnx", src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError:  # a full or read-only cache: the next run exports again
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def write_bundled_export(name: str) -> None:

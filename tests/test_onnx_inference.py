@@ -115,6 +115,21 @@ def test_an_export_planted_in_a_cache_others_can_write_is_never_used(tmp_path, m
     assert rows["checkpoint_sha256"].unique().to_list() == [file_sha256(mine)]
 
 
+def test_a_cache_folder_that_is_a_symlink_is_neither_read_nor_written(tmp_path, mnist_test):
+    """A link where the export folder should be: whoever can change where it points could swap in
+    a folder of planted exports between the check and the read. The folder is checked and used
+    through one descriptor, and a link is not opened at all."""
+    write_pngs(tmp_path / "in", mnist_test.images[:20], mnist_test.labels[:20])
+    mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (tmp_path / "cache" / "mnist-batch").mkdir(parents=True)
+    (tmp_path / "cache" / "mnist-batch" / "onnx").symlink_to(elsewhere)
+    rows, _ = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine)
+    assert rows["status"].to_list() == ["ok"] * 20
+    assert not list(elsewhere.iterdir())
+
+
 def test_a_damaged_export_in_the_cache_is_made_again(tmp_path, mnist_test):
     write_pngs(tmp_path / "in", mnist_test.images[:20], mnist_test.labels[:20])
     mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
