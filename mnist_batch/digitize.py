@@ -33,6 +33,7 @@ PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or 
 # median; ink lies beyond INK_SPREAD of them (and MIN_CONTRAST / 2), on one side INK_SIDEDNESS times
 # as often as on the other.
 PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
+LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
@@ -148,8 +149,11 @@ def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, 
     dark, light = counts[:dark_cut].sum(), counts[light_cut:].sum()
     if (corners < dark_cut).any() or (corners >= light_cut).any():
         # A corner as far out as ink: a shadow or a glare spilling in from the edge, which may
-        # outnumber a small digit's ink (or a tight crop's ink). What joins a corner is no count.
-        dark, light = away_from_the_corners(pixels < dark_cut), away_from_the_corners(pixels >= light_cut)
+        # outnumber a small digit's ink; what joins a corner is no count. Unless nothing is left but
+        # the grain's tail: then the digit itself ran into the corner.
+        away = away_from_the_corners(pixels < dark_cut), away_from_the_corners(pixels >= light_cut)
+        if max(away) >= LEAST_INK:
+            dark, light = away
     if dark >= INK_SIDEDNESS * max(light, 1):
         return True, dark_cut - 1
     if light >= INK_SIDEDNESS * max(dark, 1):
