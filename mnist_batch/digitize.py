@@ -33,6 +33,7 @@ PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or 
 # median; ink lies beyond INK_SPREAD of them (and MIN_CONTRAST / 2), on one side INK_SIDEDNESS times
 # as often as on the other.
 PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
+LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
@@ -97,16 +98,16 @@ def histogram_median(counts: np.ndarray, first: int = 0) -> float:
 
 
 def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
-    """(light background?, Otsu threshold). Otsu splits the pixels into a dark and a light class.
+    """(light background?, threshold). Otsu splits the pixels into a dark and a light class.
     A digit cropped to its ink (form fields, box-normalised sets) touches every side of the crop
     but seldom its corners, and a thick pen's ink may hold most of the image and of its edge:
     so the corners speak first, then the pieces each class breaks into along the edge, then the
     share of the image and of its edge. Unlike a fixed mid-grey cut this survives dim scans and
     light ink on a grey board."""
+    beside_the_paper = ink_beside_the_paper(pixels, counts)
+    if beside_the_paper is not None:
+        return beside_the_paper
     threshold = otsu_threshold(counts)
-    ink_side = ink_beside_the_paper(pixels, counts)
-    if ink_side is not None:
-        return ink_side == "dark", threshold
     light_share = counts[threshold + 1 :].sum() / pixels.size
     light_corners = np.count_nonzero(pixels[[0, 0, -1, -1], [0, -1, 0, -1]] > threshold)
     # Dark corners around a light majority are left to the share: that is also a form field's
@@ -128,11 +129,13 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     return np.count_nonzero(border > threshold) * 2 > border.size, threshold
 
 
-def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> str | None:
-    """"dark" or "light": the side of the paper's grey level the ink lies on, where most of the
-    image, corners included, is evidently paper (a small or faint digit on a grainy page); None
-    otherwise. Otsu's split then falls inside the paper's own grain, and the corners and edges it
-    gives are chance. (In a tight crop of a thick digit the majority is ink, and the corners are not.)"""
+def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int] | None:
+    """(light background?, the split between paper and ink) where most of the image, corners
+    included, is evidently paper (a small or faint digit on a grainy page): the ink lies on the side
+    of the paper's grey level where the far pixels are, the split where they begin; None otherwise.
+    Otsu's split then falls inside the paper's own grain, or between the paper and a shadow, and
+    the corners and edges it gives are chance. (In a tight crop of a thick digit the majority is
+    ink, and the corners are not.)"""
     median = histogram_median(counts)
     spread = 1.4826 * histogram_median(np.bincount(np.abs(LEVELS - median).astype(np.int64), weights=counts))
     low, high = median - PAPER_SPREAD * max(spread, 1.0), median + PAPER_SPREAD * max(spread, 1.0)
@@ -142,12 +145,29 @@ def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> str | None:
         return None
     spread = max(spread, 1.0)
     reach = max(INK_SPREAD * spread, MIN_CONTRAST / 2)
-    dark, light = counts[: max(0, int(median - reach))].sum(), counts[int(median + reach) + 1 :].sum()
+    dark_cut, light_cut = max(0, int(median - reach)), int(median + reach) + 1
+    dark, light = counts[:dark_cut].sum(), counts[light_cut:].sum()
+    if (corners < dark_cut).any() or (corners >= light_cut).any():
+        # A corner as far out as ink: a shadow or a glare spilling in from the edge, which may
+        # outnumber a small digit's ink; what joins a corner is no count. Unless nothing is left but
+        # the grain's tail: then the digit itself ran into the corner.
+        away = away_from_the_corners(pixels < dark_cut), away_from_the_corners(pixels >= light_cut)
+        if max(away) >= LEAST_INK:
+            dark, light = away
     if dark >= INK_SIDEDNESS * max(light, 1):
-        return "dark"
+        return True, dark_cut - 1
     if light >= INK_SIDEDNESS * max(dark, 1):
-        return "light"
+        return False, light_cut - 1
     return None
+
+
+def away_from_the_corners(mask: np.ndarray) -> int:
+    """How many of the mask's pixels lie in pieces that touch none of the image's corners."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    at_corners = np.unique(labels[[0, 0, -1, -1], [0, -1, 0, -1]])
+    return int(np.count_nonzero(mask & ~np.isin(labels, at_corners[at_corners > 0])))
 
 
 def even_light(pixels: np.ndarray) -> np.ndarray:
