@@ -34,6 +34,7 @@ PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or 
 # as often as on the other.
 PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
+GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
@@ -136,17 +137,13 @@ def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, 
     Otsu's split then falls inside the paper's own grain, or between the paper and a shadow, and
     the corners and edges it gives are chance. (In a tight crop of a thick digit the majority is
     ink, and the corners are not.)"""
-    median = histogram_median(counts)
-    spread = 1.4826 * histogram_median(np.bincount(np.abs(LEVELS - median).astype(np.int64), weights=counts))
-    low, high = median - PAPER_SPREAD * max(spread, 1.0), median + PAPER_SPREAD * max(spread, 1.0)
+    median, spread = paper_grain(counts)
+    low, high = median - PAPER_SPREAD * spread, median + PAPER_SPREAD * spread
     corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
     if counts[max(0, int(low)) : int(high) + 1].sum() < PAPER_SHARE * counts.sum() or \
             np.count_nonzero((corners >= low) & (corners <= high)) < 3:
         return None
-    spread = max(spread, 1.0)
-    reach = max(INK_SPREAD * spread, MIN_CONTRAST / 2)
-    dark_cut, light_cut = max(0, int(median - reach)), int(median + reach) + 1
-    dark, light = counts[:dark_cut].sum(), counts[light_cut:].sum()
+    (dark_cut, dark), (light_cut, light) = beyond_the_grain(counts, median, spread)
     if (corners < dark_cut).any() or (corners >= light_cut).any():
         # A corner as far out as ink: a shadow or a glare spilling in from the edge, which may
         # outnumber a small digit's ink; what joins a corner is no count. Unless nothing is left but
@@ -159,6 +156,37 @@ def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, 
     if light >= INK_SIDEDNESS * max(dark, 1):
         return False, light_cut - 1
     return None
+
+
+def paper_grain(counts: np.ndarray) -> tuple[float, float]:
+    """The paper's grey level (the image's median: most of a digit image is paper) and its grain,
+    a robust standard deviation (1.4826 median absolute deviations), at least 1."""
+    median = histogram_median(counts)
+    spread = 1.4826 * histogram_median(np.bincount(np.abs(LEVELS - median).astype(np.int64), weights=counts))
+    return median, max(spread, 1.0)
+
+
+def beyond_the_grain(counts: np.ndarray, median: float, spread: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(first grey level, pixel count) of the pixels darker, then lighter, than the paper by
+    INK_SPREAD of its grain and by MIN_CONTRAST / 2: where ink can be."""
+    reach = max(INK_SPREAD * spread, MIN_CONTRAST / 2)
+    dark_cut, light_cut = max(0, int(median - reach)), int(median + reach) + 1
+    return (dark_cut, int(counts[:dark_cut].sum())), (light_cut, int(counts[light_cut:].sum()))
+
+
+def only_grain(pixels: np.ndarray, counts: np.ndarray) -> bool:
+    """Whether a page (GRAIN_SIDE px or more each way) holds nothing but the paper's grain: fewer than
+    LEAST_INK pixels, and under 1% of it, stand out from the paper's level on either side. A blank
+    grainy page's own noise peaks passed the contrast test as ink. The grain is measured between
+    neighbouring pixels (a robust standard deviation of their differences): a large, blurred,
+    faint digit widens the image's spread, not that. (A smaller image, a tight crop of a 1, is
+    more edge than grain.)"""
+    if min(pixels.shape) < GRAIN_SIDE:
+        return False
+    steps = np.abs(np.diff(pixels.astype(np.int16), axis=1)).ravel()
+    grain = max(1.4826 * float(np.median(steps)) / np.sqrt(2), 1.0)
+    (_, dark), (_, light) = beyond_the_grain(counts, histogram_median(counts), grain)
+    return max(dark, light) < min(LEAST_INK, 0.01 * pixels.size)
 
 
 def away_from_the_corners(mask: np.ndarray) -> int:
@@ -655,6 +683,8 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
         pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
     pixels = even_light(pixels)
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
+    if only_grain(pixels, counts):
+        return None
     light_background, threshold = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
         return pixels if pixels.max() >= BLANK_PEAK else None
