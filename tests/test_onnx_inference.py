@@ -174,7 +174,8 @@ def test_an_altered_export_in_the_cache_is_made_again(tmp_path, mnist_test):
     onnx.save(altered, cached)
     rows, imported_torch = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine)
     assert imported_torch  # made again
-    assert np.abs(rows.select(pl.col("^prob_.*$")).to_numpy() - honest.select(pl.col("^prob_.*$")).to_numpy()).max() < 1e-6
+    probabilities = pl.col("^prob_.*$")
+    assert np.abs(rows.select(probabilities).to_numpy() - honest.select(probabilities).to_numpy()).max() < 1e-6
     assert onnx.load(cached).graph.initializer[0] == onnx.load(WEIGHTS / "lenet.onnx").graph.initializer[0]
 
 
