@@ -669,14 +669,31 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).max(-1)
 
 
+def mnist_form(pixels: np.ndarray) -> np.ndarray | None:
+    """A 28x28 light-on-dark digit as it is, its place and size kept (MNIST's own pass unchanged:
+    their background is 0); a grey or grainy background (another pipeline's export, a JPEG) taken
+    away first: the network reads a background of 40 as ink (43% right, 99% once it is gone).
+    None when nothing stands out."""
+    level = histogram_median(np.bincount(pixels.ravel(), minlength=256))
+    if level > 0:
+        grain = 1.4826 * float(np.median(np.abs(pixels - np.float32(level))))
+        ink = pixels.astype(np.float32) - level
+        ink[ink <= INK_SPREAD * grain] = 0
+        peak = ink.max()
+        if peak < MIN_CONTRAST:
+            return None
+        pixels = (ink * (255.0 / peak)).round().astype(np.uint8)
+    return pixels if pixels.max() >= BLANK_PEAK else None
+
+
 def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     """A grey image (2-D uint8 array, or Pillow mode L) -> 28x28 uint8 MNIST-style digit (white
     on black), or None when the image is blank; NotADigit when it holds only printed lines."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.mean() < 128:
-        # MNIST form: a clean dark edge around a mostly dark field (not a dark box on paper): as it is
-        return pixels if pixels.max() >= BLANK_PEAK else None
+        # MNIST form: a clean dark edge around a mostly dark field (not a dark box on paper)
+        return mnist_form(pixels)
     if max(height, width) > 2 * WORK_SIDE:
         factor = max(height, width) // WORK_SIDE
         # Before the polarity test: less noise, a cheaper histogram.
@@ -687,7 +704,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
         return None
     light_background, threshold = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
-        return pixels if pixels.max() >= BLANK_PEAK else None
+        return mnist_form(pixels)
 
     level = background_level(counts, threshold, light_background)
     ink = (255 - pixels if light_background else pixels).astype(np.float32)
