@@ -61,6 +61,7 @@ SMALLEST_FIELD = 24
 TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
+SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 # Height over width of the flattest ink that is a digit: MNIST's flattest (a wide 2 or 5) are 0.4;
 # a dash, a lone underline or the floor of a comb field is flatter.
 FLATTEST_DIGIT = 0.25
@@ -353,6 +354,19 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
     crossed = inked[max(first - 2, 0)] & inked[min(last + 2, len(offsets) - 1)]
     keep = valid[first : last + 1] & inked[first : last + 1] & ~crossed[None, :]
     return ys[first : last + 1][keep], np.broadcast_to(columns, keep.shape)[keep]
+
+
+def only_lines_left(rows: np.ndarray, cols: np.ndarray, field: np.ndarray) -> bool:
+    """Whether the ink left in `rows` x `cols` once the lines are gone is no digit: nothing, or bits
+    spanning under EMPTY_FIELD of the field's longer side (a line's ends, a tick), unless they
+    are half as tall or wide as the field's shorter side and SMALLEST_DIGIT px or more (a digit on
+    an underline many times its width: the field is then as tall as the digit)."""
+    if not len(rows):
+        return True
+    span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    field_rows, field_cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
+    shorter = min(np.ptp(field_rows), np.ptp(field_cols)) + 1
+    return span < EMPTY_FIELD * extent(field) and not (span >= max(shorter / 2, SMALLEST_DIGIT))
 
 
 def extent(ink: np.ndarray) -> int:
@@ -719,7 +733,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if had_lines and (not len(rows) or max(rows[-1] - rows[0], cols[-1] - cols[0]) < EMPTY_FIELD * extent(field)):
+    if had_lines and only_lines_left(rows, cols, field):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")

@@ -117,6 +117,32 @@ def test_an_empty_underline_is_not_a_digit_even_without_a_digit_score(tmp_path):
     assert rows["error"].str.contains("flat|printed lines").all()
 
 
+def test_a_digit_on_an_underline_many_times_its_width_is_read(tmp_path, mnist_test):
+    """"Write here: ________": an underline 6-8 times as long as the digit is wide. Once the line was
+    gone, the digit spanned under 15% of the field's longer side and was taken for the line's
+    remains: a third (6x) to all (8x) of them were not_digit."""
+    from PIL import ImageDraw
+
+    import mnist_batch
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(60):
+        side = int(rng.integers(30, 60))
+        length = int(rng.uniform(6, 8) * side * 20 / 28)  # an MNIST digit's ink is 20 of its 28 px
+        page = Image.new("L", (length + 40, side + 40), 235)
+        ImageDraw.Draw(page).line([(20, side + 6), (20 + length, side + 6)], fill=30, width=int(rng.integers(1, 4)))
+        ink = np.asarray(Image.fromarray(mnist_test.images[i]).resize((side, side)), np.float32) / 255
+        left = 20 + int(rng.integers(0, length - side))
+        pixels = np.asarray(page, np.float32)
+        pixels[10 : 10 + side, left : left + side] = np.minimum(pixels[10 : 10 + side, left : left + side],
+                                                                235 - ink * 205)
+        paths.append(str(tmp_path / f"{i:03d}.png"))
+        Image.fromarray(pixels.astype(np.uint8)).save(paths[-1])
+    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+    assert (frame["pred"].to_numpy() == mnist_test.labels[:60]).mean() >= 0.8
+
+
 def test_plain_digits_lose_nothing_to_line_removal(tmp_path, mnist_test):
     """MNIST-form PNGs pass through as they are; the same digits as dark ink on light paper, where
     a 7's bar or a 1's stem is a long straight stroke, are not taken for printed lines."""
