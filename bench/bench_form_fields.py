@@ -17,7 +17,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, mnist_test, scan_like  # noqa: E402
 
-from mnist_batch import digitize, records, synthetic  # noqa: E402
+from mnist_batch import form_lines, records, synthetic  # noqa: E402
 from mnist_batch.model import Inference, bundled_checkpoints  # noqa: E402
 
 
@@ -62,20 +62,20 @@ def preprocess_cost(count: int, seed: int) -> None:
     test, rng = mnist_test(), np.random.default_rng(seed + 1)
     scans = [Image.open(io.BytesIO(scan_like(test.images[i % 10_000], rng)[0])).convert("L") for i in range(count)]
     fields = [field_and_twin(test, rng, synthetic.FRAMES[i % 4])[0] for i in range(count)]
-    with_exit = digitize.thin_enough_for_lines
+    with_exit = form_lines.thin_enough_for_lines
     print(f"\npreprocessing CPU time per image ({count} each, interleaved):")
     for name, images in (("scan-like digits", scans), ("form fields", fields)):
         seconds, differ = {"with the early exit": 0.0, "search forced": 0.0}, 0
         for i, image in enumerate(images):
             outputs = []
             for mode in sorted(seconds, reverse=i % 2 == 1):  # alternate which runs first
-                digitize.thin_enough_for_lines = with_exit if mode == "with the early exit" else lambda mask: True
+                form_lines.thin_enough_for_lines = with_exit if mode == "with the early exit" else lambda mask: True
                 started = time.process_time()
                 outputs.append(records.digit_of(image))
                 seconds[mode] += time.process_time() - started
             first, second = outputs
             differ += first.status != second.status or not np.array_equal(first.digit, second.digit)
-        digitize.thin_enough_for_lines = with_exit
+        form_lines.thin_enough_for_lines = with_exit
         print(f"  {name}: " + ", ".join(f"{mode} {s / count * 1e3:.3f} ms" for mode, s in seconds.items())
               + f"; digits that differ: {differ}")
 

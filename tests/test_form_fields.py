@@ -10,7 +10,7 @@ import polars as pl
 from conftest import run_cli
 from PIL import Image
 
-from mnist_batch import digitize, records, synthetic
+from mnist_batch import form_lines, records, synthetic
 
 FIELDS = 60
 
@@ -155,7 +155,7 @@ def test_plain_digits_lose_nothing_to_line_removal(tmp_path, mnist_test):
     taken = 0
     for digit in digits:
         scan = np.asarray(Image.fromarray(255 - digit).resize((84, 84), Image.BICUBIC), np.float32)
-        taken += digitize.remove_form_lines(255 - scan)[1]
+        taken += form_lines.remove_form_lines(255 - scan)[1]
     assert taken <= 2
     rows = classify(folder, tmp_path / "plain.csv")
     assert (rows["pred"].to_numpy() == mnist_test.labels[:200]).mean() >= 0.98

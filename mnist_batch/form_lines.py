@@ -1,0 +1,430 @@
+"""Printed lines of a form, removed from a digit's ink: box sides, open frames, comb fields and
+underlines, at any tilt up to LINE_TILT degrees, anywhere on the page, touching the digit or not.
+
+Lines are searched for on the ink's box reduced to at most LINE_SIDE px: straight runs of ink
+along rows (and, transposed, columns) of each shear in LINE_SHEARS. A run is a printed line if it
+is long for the ink left beside it, thin, and straight; what a line leaves behind (its ends, a comb
+field's ticks) goes with it. digitize.preprocess calls remove_form_lines, then only_lines_left.
+Everything here works on plain arrays; nothing imports torch.
+"""
+
+import numpy as np
+
+# Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
+# LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
+# LINE_OVER_DIGIT than the ink left once they are gone is tall (a 7's bar is not).
+LINE_TILT, LINE_STEP, LINE_SPAN, LINE_OVER_DIGIT, MAX_LINES = 6.0, 1.5, 0.45, 1.1, 4
+LINE_PASSES = 3  # searches for lines, each on what the last one left
+LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
+LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
+LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line
+# A printed line is at most this many px (of that reduced box), or this share of its height, thick.
+LINE_THICKNESS, LINE_THICK_SHARE = 3, 0.1
+LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, holds the line's steps
+LINE_FIT_SHARE = 0.4  # of a line's run: the columns where it is thin, that its tilt is fitted to
+FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
+SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
+SIDE_GAP = 3  # px (of that reduced box): a frame's lone side keeps at least this far from the digit
+LONE_SIDE_DIGIT = 0.2  # the digit beside a frame's lone side is at least this share of the side tall
+FRAME_WIDTH = 0.4  # a field is at least this share of its height wide
+OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
+LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
+# px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
+# frame's lines would; a field this small holds no readable digit inside its lines.
+SMALLEST_FIELD = 24
+TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
+TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
+EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
+SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
+LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
+
+
+def shear_index(height: int, width: int) -> tuple[np.ndarray, int]:
+    """Rows to gather from a mask padded by 2 * pad so that, for each tilt of LINE_SHEARS, a line
+    y = c + (x - width/2) * shear becomes the straight row c + pad."""
+    shifts = np.round((np.arange(width) - width / 2)[None, :] * LINE_SHEARS[:, None]).astype(np.int64)
+    pad = int(np.abs(shifts).max())
+    return np.arange(height + 2 * pad)[None, :, None] + (shifts + pad)[:, None, :], pad
+
+
+def sheared(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """(tilts, height + 2 * pad, width): `mask` sheared by each of LINE_SHEARS; and pad."""
+    rows, pad = shear_index(*mask.shape)
+    return np.pad(mask, ((2 * pad, 2 * pad), (0, 0)))[rows, np.arange(mask.shape[1])], pad
+
+
+def longest_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Length and end (exclusive) of the longest run of True in each row."""
+    count = np.cumsum(rows, axis=1, dtype=np.int32)
+    since_gap = count - np.maximum.accumulate(np.where(rows, 0, count), axis=1)
+    return since_gap.max(axis=1), since_gap.argmax(axis=1) + 1
+
+
+def line_candidates(mask: np.ndarray, extent: int, across: int) -> list[tuple[np.ndarray, int]]:
+    """Long straight horizontal runs of ink at small tilts near the top or bottom of the field,
+    longest first: each as the (row, column) pixels of its band (the rows around the run's centre
+    that are mostly ink along it), and its length. `extent`, `across`: the field's width and height
+    (the ink's, not the image's: a field may sit anywhere on a page)."""
+    if not mask.any():
+        return []
+    shortest = max(LINE_SPAN * extent, 8)
+    # Runs through the middle of the field are the digit's: only those near an edge are tried.
+    near = OUTER_SHARE * across + np.abs(LINE_SHEARS).max() * mask.shape[1] / 2 + 2
+    every, pad = sheared(mask)
+    pairs = every[:, :-1] | every[:, 1:]  # a thin line that drifts by a pixel stays in a pair of rows
+    pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]  # and one-pixel gaps (anti-aliasing) are bridged
+    lengths, ends = (found.reshape(pairs.shape[:2]) for found in longest_runs(pairs.reshape(-1, pairs.shape[2])))
+    tilts, rows = np.nonzero(lengths >= shortest)
+    order = np.argsort(-lengths[tilts, rows], kind="stable")
+    found, taken = [], []
+    for tilt, row in zip(tilts[order], rows[order], strict=True):
+        if len(found) == MAX_LINES:
+            break
+        if near < row - pad < across - 1 - near or any(abs(row - other) <= 3 for other in taken):
+            continue  # inside the field, or the same line at a neighbouring tilt
+        taken.append(row)  # tried: a neighbouring row or tilt would find the same run again
+        length, end = int(lengths[tilt, row]), int(ends[tilt, row])
+        band = line_band(mask, LINE_SHEARS[tilt], row - pad, end - length, end)
+        if band is not None:
+            found.append((band, length))
+    return found
+
+
+def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) -> tuple | None:
+    """The pixels of a line y = row + (x - width/2) * shear, found as a run over columns start:end: its own
+    tilt fitted to the ink, the rows around it where at least half the run is ink, along the whole
+    width (a line broken by a gap is still one line), less the columns where a stroke crosses it
+    (ink just beyond both edges). None when the band is too thick for a printed line."""
+    height, width = mask.shape
+    run = np.arange(start, end)
+    offsets = np.arange(-6, 8)
+    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * height)
+
+    def around(centre, columns):
+        ys = centre[None, :] + offsets[:, None]
+        valid = (ys >= 0) & (ys < height)
+        return ys, valid, np.where(valid, mask[ys.clip(0, height - 1), columns[None, :]], False)
+
+    # The tilt steps are coarse: fit the line's own tilt to the ink's middle in each column, close
+    # to the run and where the column holds no more ink than a line (a digit's stroke running
+    # along or across it would pull the fit).
+    centre = row + np.round((run - width / 2) * shear).astype(np.int64)
+    _, _, inked = around(centre, run)
+    inked[np.abs(offsets - 0.5) > FIT_REACH] = False
+    weight = inked.sum(axis=0)
+    thin = (weight > 0) & (weight <= thickest)
+    if thin.sum() < max(2, LINE_FIT_SHARE * len(run)):
+        return None
+    middle = centre[thin] + (inked * offsets[:, None]).sum(axis=0)[thin] / weight[thin]
+    slope, intercept = np.polyfit(run[thin], middle, 1)
+    if np.mean(np.abs(middle - (slope * run[thin] + intercept)) > LINE_WOBBLE) > 0.25:
+        return None  # a curved stroke (the top of a 5), not a printed line: crossings aside, it bends
+    _, _, inked = around(np.round(slope * run + intercept).astype(np.int64), run)
+    mostly = inked.mean(axis=1) >= 0.5
+    if not mostly[6] and not mostly[7]:
+        return None
+    first = last = 6 if mostly[6] else 7
+    while first > 0 and mostly[first - 1]:
+        first -= 1
+    while last < len(offsets) - 1 and mostly[last + 1]:
+        last += 1
+    if first == 0 or last == len(offsets) - 1 or last - first + 1 > thickest:
+        return None  # a thick bar, or a band that does not end: not a printed line
+    if first == last:  # a one-row line that steps by a row (turned, then reduced) half fills the next row
+        partly = inked.mean(axis=1) >= LINE_STEP_SHARE
+        first -= int(first > 1 and partly[first - 1])
+        last += int(last < len(offsets) - 2 and partly[last + 1])
+    columns = np.arange(width)
+    ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
+    crossed = inked[max(first - 2, 0)] & inked[min(last + 2, len(offsets) - 1)]
+    keep = valid[first : last + 1] & inked[first : last + 1] & ~crossed[None, :]
+    return ys[first : last + 1][keep], np.broadcast_to(columns, keep.shape)[keep]
+
+
+def only_lines_left(rows: np.ndarray, cols: np.ndarray, field: np.ndarray) -> bool:
+    """Whether the ink left in `rows` x `cols` once the lines are gone is no digit: nothing, or bits
+    spanning under EMPTY_FIELD of the field's longer side (a line's ends, a tick), unless they
+    are half as tall or wide as the field's shorter side and SMALLEST_DIGIT px or more (a digit on
+    an underline many times its width: the field is then as tall as the digit)."""
+    if not len(rows):
+        return True
+    span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    field_rows, field_cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
+    shorter = min(np.ptp(field_rows), np.ptp(field_cols)) + 1
+    return span < EMPTY_FIELD * extent(field) and not (span >= max(shorter / 2, SMALLEST_DIGIT))
+
+
+def extent(ink: np.ndarray) -> int:
+    """The longer side of the ink's bounding box."""
+    return max(np.ptp(np.flatnonzero(ink.any(axis=1))), np.ptp(np.flatnonzero(ink.any(axis=0)))) + 1
+
+
+def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
+    any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
+    They are found on the ink's bounding box reduced to at most LINE_SIDE pixels (a block
+    maximum keeps thin lines whole): the search is then cheap whatever the scan's size."""
+    mask = ink > 0
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return ink, False
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if max(box.shape) < SMALLEST_FIELD or box.shape[1] < FRAME_WIDTH * box.shape[0]:
+        return ink, False  # too small, or too narrow (a 1 with a foot) for a field around a digit
+    factor = -(-max(box.shape) // LINE_SIDE)
+    height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
+    small = np.pad(box, ((0, height * factor - box.shape[0]), (0, width * factor - box.shape[1])))
+    small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
+    if not thin_enough_for_lines(small):
+        return ink, False
+    # Which sides of the ink's box lie on the image's edge (top, bottom, left, right): a frame's
+    # line there may have been cut by it.
+    page_edges = (rows[0] == 0, rows[-1] == ink.shape[0] - 1, cols[0] == 0, cols[-1] == ink.shape[1] - 1)
+    lines = np.zeros_like(small)
+    for _ in range(LINE_PASSES):  # a line hidden by a longer one, or by the digit, shows once they are gone
+        bands = printed_lines(small & ~lines, small.shape, page_edges)
+        for band in bands:
+            lines[band] = True
+        if not bands:
+            break
+    if not lines.any():
+        return ink, False
+    lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: box.shape[0], : box.shape[1]]
+    cleaned = ink.copy()
+    cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
+    return drop_line_ends(cleaned, mask), True
+
+
+def thin_enough_for_lines(mask: np.ndarray) -> bool:
+    """A cheap test before the search (most images hold no form): a printed line near the top or the
+    bottom of the ink crosses the columns it runs along as a run of ink no thicker than a line, in
+    LINE_FIT_SHARE of the shortest line's length at least (line_band fits a line to such columns); a
+    digit's broad strokes cross them as longer runs. For horizontal lines, then vertical ones."""
+    height, width = mask.shape
+    thickest = max(LINE_THICKNESS, LINE_THICK_SHARE * max(height, width))
+    for crossed in (mask, mask.T):
+        across, along = crossed.shape
+        # line_candidates' reach from the edge, plus the rows a line at the steepest tilt spans
+        reach = OUTER_SHARE * across + np.abs(LINE_SHEARS).max() * along + 2
+        starts, ends = ink_runs(crossed.T)  # the runs of ink down each column
+        thin = ends[1] - starts[1] <= thickest
+        needed = LINE_FIT_SHARE * max(LINE_SPAN * along, 8)
+        for near_edge in (starts[1] <= reach, ends[1] >= across - reach):
+            if len(np.unique(starts[0][thin & near_edge])) >= needed:
+                return True
+    return False
+
+
+def ink_runs(rows: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(row, start) and (row, end, exclusive) of every run of True in each row, in the same order."""
+    edges = np.diff(np.pad(rows, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    return np.nonzero(edges == 1), np.nonzero(edges == -1)
+
+
+def printed_lines(mask: np.ndarray, field: tuple[int, int],
+                  page_edges: tuple[bool, bool, bool, bool]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (rows, cols) pixels of each printed line in `mask`, whose ink first filled `field`
+    (height, width): lengths and edges are measured against the whole field, so that once its
+    frame is gone, a digit's own bar and stem are not taken for a smaller frame.
+
+    Only a line on the outside of the ink can be printed: a digit's own strokes lie within the
+    frame. `page_edges`: which sides of the field (top, bottom, left, right) lie on the image's edge.
+    A line counts when it frames the ink left once all are gone (see frames_the_digit). A
+    vertical one must also be a frame's side: as tall as most of the ink and meeting a printed
+    horizontal line at either end; without one, the two sides of an open frame, or one side
+    standing apart from a digit beside it (a lone stroke is a 1)."""
+    height, width = field
+    horizontal = [(band, cut_by_the_page(band, length, field, page_edges[:2]))
+                  for band, length in line_candidates(mask, width, height)
+                  if on_the_outside(band[0], height)]
+    vertical = [((cols, rows), cut_by_the_page((rows, cols), length, (width, height), page_edges[2:]))
+                for (rows, cols), length in line_candidates(mask.T, height, width)]
+    vertical = [(band, length) for band, length in vertical if on_the_outside(band[1], width)
+                and length >= SIDE_SPAN * height]
+    if not horizontal and not vertical:
+        return []
+    bases = [band for band, _ in horizontal]
+    inside = ink_inside(mask, bases + [band for band, _ in vertical])
+    # A lone stroke hanging from a bar, with nothing else left, is a 7's stem, not a frame's side.
+    vertical = [(band, length) for band, length in vertical if meets(band, bases, mask.shape, upper=False)
+                or both_edges([band for band, _ in vertical], field) or lone_side(band, inside, mask)
+                or hangs_beside_the_digit(band, bases, inside, mask)]
+    inside = ink_inside(mask, bases + [band for band, _ in vertical])
+    digit_rows, digit_cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    digit_height = np.ptp(digit_rows) + 1 if len(digit_rows) else 0
+    printed = [band for band, length in horizontal
+               if frames_the_digit(length, digit_cols, digit_height) and not ends_on_the_digit(band, inside)]
+    sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)]
+    if both_edges(sides, field):  # they frame the field even where the page's edge cut their corners off
+        return printed + sides
+    if printed:
+        return printed + [band for band in sides if meets(band, printed, mask.shape)]
+    return [band for band in sides if lone_side(band, inside, mask)]
+
+
+def cut_by_the_page(band: tuple[np.ndarray, np.ndarray], length: int, field: tuple[int, int],
+                    page_edges: tuple[bool, bool]) -> int:
+    """A horizontal line's length, or the field's width where the page's edge has cut the line: a
+    frame drawn on the edge, once turned, lies half off the page, so that what is left of the line
+    runs along the ink's first (last) row, on the image's edge (`page_edges`: first, last), to a
+    corner of the ink's box. A digit's strokes on a page keep clear of its edges."""
+    rows, cols = band
+    height, width = field
+    on_the_edge = ((page_edges[0] and rows.min() <= LINE_MEET)
+                   or (page_edges[1] and rows.max() >= height - 1 - LINE_MEET))
+    to_a_corner = cols.min() <= LINE_MEET or cols.max() >= width - 1 - LINE_MEET
+    return width if on_the_edge and to_a_corner else length
+
+
+def ink_inside(mask: np.ndarray, lines: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The ink once `lines` are gone, less their corners and ends (no part of the digit)."""
+    inside = mask.copy()
+    for rows, cols in lines:
+        inside[rows, cols] = False
+    return drop_line_ends(inside, mask) > 0
+
+
+def frames_the_digit(length: int, digit_along: np.ndarray, digit_height: int) -> bool:
+    """A line `length` long frames the digit (the ink left once the lines are gone, its
+    coordinates on the same axis): longer by LINE_OVER_DIGIT than the digit is tall (a digit is taller
+    than wide, so a 5's top stays) and than it extends along the line, as a field's lines are; a
+    digit's own stroke (a wide 7's bar) is no longer than the rest of the digit is wide."""
+    digit_along = np.ptp(digit_along) + 1 if len(digit_along) else 0
+    return length >= LINE_OVER_DIGIT * max(digit_height, digit_along)
+
+
+def ends_on_the_digit(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -> bool:
+    """Whether the digit (the largest piece of ink left) goes on from an end of a horizontal line: a
+    7's bar turns into its stem, a 2's top into its curve; a field's line ends free, at a side (itself
+    a line) or at a comb's tick."""
+    digit = largest_piece(inside)
+    if digit is None:
+        return False
+    rows, cols = band
+    ends = (cols <= cols.min() + LINE_MEET) | (cols >= cols.max() - LINE_MEET)
+    near = np.zeros(inside.shape, bool)
+    near[rows[ends], cols[ends]] = True
+    return bool((grown(near, LINE_MEET) & digit).any())
+
+
+def both_edges(sides: list[tuple[np.ndarray, np.ndarray]], field: tuple[int, int]) -> bool:
+    """Sides near the left and the right edge of a field at least FRAME_WIDTH as wide as tall: an open
+    frame's, or a box's (a narrow field is a 1, whose stroke's two edges are no frame)."""
+    height, width = field
+    near = OUTER_SHARE * width
+    return (width >= FRAME_WIDTH * height and any(cols.max() <= near for _, cols in sides)
+            and any(cols.min() >= width - 1 - near for _, cols in sides))
+
+
+def grown(mask: np.ndarray, steps: int) -> np.ndarray:
+    """`mask` grown by `steps` pixels in the four directions."""
+    for _ in range(steps):
+        padded = np.pad(mask, 1)
+        mask = padded[1:-1, 1:-1] | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    return mask
+
+
+def lone_side(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether a vertical line is one side of a frame beside a digit (the largest piece of ink left
+    once the lines are gone): apart from it in the ink, by SIDE_GAP at least (a fine pen's stroke may
+    be broken where a 4's bar meets its stem), and reaching past it at both ends, as a field's side
+    does; not a digit's own stem (a 1's, a 4's, a 9's)."""
+    digit = largest_piece(inside)
+    if digit is None:
+        return False
+    digit_rows = np.flatnonzero(digit.any(axis=1))
+    rows = band[0]
+    if not rows.min() < digit_rows[0] <= digit_rows[-1] < rows.max():
+        return False
+    if np.ptp(digit_rows) + 1 < LONE_SIDE_DIGIT * (np.ptp(rows) + 1):
+        return False
+    line = np.zeros(mask.shape, bool)
+    line[band] = True
+    return apart(band, digit, mask) and not (grown(line, SIDE_GAP) & digit).any()
+
+
+def hangs_beside_the_digit(band: tuple[np.ndarray, np.ndarray], bases: list[tuple], inside: np.ndarray,
+                           mask: np.ndarray) -> bool:
+    """Whether a vertical line hangs from a horizontal one with a digit beside it, apart from it once
+    that line is gone (a digit may touch a frame's top line); a 7's stem hangs from its bar alone."""
+    digit = largest_piece(inside)
+    if digit is None or not meets(band, bases, mask.shape):
+        return False
+    without_bases = mask.copy()
+    for rows, cols in bases:
+        without_bases[rows, cols] = False
+    return apart(band, digit, without_bases)
+
+
+def largest_piece(ink: np.ndarray) -> np.ndarray | None:
+    """The largest connected piece of `ink` (the digit, once the lines are gone), or None."""
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    return None if count == 0 else pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+
+
+def apart(band: tuple[np.ndarray, np.ndarray], digit: np.ndarray, ink: np.ndarray) -> bool:
+    """Whether the line and the digit are separate pieces of `ink`."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(ink, structure=np.ones((3, 3)))
+    return not np.isin(labels[digit], labels[band]).any()
+
+
+def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
+    """A line reaches near the first or last row (column) of the field."""
+    near = OUTER_SHARE * extent
+    return coordinates.min() <= near or coordinates.max() >= extent - 1 - near
+
+
+def meets(band: tuple, others: list[tuple], shape: tuple[int, int], upper: bool = True) -> bool:
+    """Whether a side's upper or lower end lies on one of `others`: a frame's side (or a comb's tick)
+    stands on its base line or (`upper`) hangs from its top line."""
+    from scipy import ndimage
+
+    near = np.zeros(shape, bool)
+    for rows, cols in others:
+        near[rows, cols] = True
+    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    rows, cols = band
+    ends = (rows >= rows.max() - LINE_MEET) | (upper & (rows <= rows.min() + LINE_MEET))
+    return bool(near[rows[ends], cols[ends]].any())
+
+
+def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """What a removed line leaves: its blurred ends, corners and the ticks of a comb field. They
+    touch where the line was and are small beside the largest piece of ink (the digit)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(cleaned > 0, structure=np.ones((3, 3)))
+    if count == 0:
+        return cleaned
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    removed = ndimage.binary_dilation(before & (cleaned == 0), structure=np.ones((3, 3)))
+    touching = np.zeros(count + 1, bool)
+    touching[np.unique(labels[removed])] = True
+    # A piece that lies wholly along where a line was is its edge: in an empty box there is no
+    # digit beside which it would look small.
+    along = ndimage.binary_dilation(removed, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    hugging = np.bincount(labels[~along], minlength=count + 1) == 0
+    drop = touching & ((areas < LINE_END_SHARE * areas[1:].max()) | hugging | comb_ticks(labels, areas))
+    drop[0] = False
+    return np.where(drop[labels], 0, cleaned)
+
+
+def comb_ticks(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Which pieces (by label) lie wholly beside the largest piece (the digit), as a comb field's
+    end ticks do (with a stub of the base line at their foot, an L): thin ones, or ones under half
+    the digit's size. The digit's own strokes overlap its columns."""
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(labels)
+    largest = int(np.argmax(areas[1:]))
+    digit = boxes[largest][1]
+    ticks = [(cols.stop <= digit.start or cols.start >= digit.stop)
+             and (min(rows.stop - rows.start, cols.stop - cols.start)
+                  <= TICK_SHAPE * max(rows.stop - rows.start, cols.stop - cols.start)
+                  or areas[label] < TICK_SHARE * areas[largest + 1])
+             for label, (rows, cols) in enumerate(boxes, start=1)]
+    return np.array([False, *ticks])
