@@ -75,27 +75,34 @@ def write_atomic(path: Path, write, own_folder: bool = False) -> None:
     that mnist-batch made for itself (open_folder's `own`)."""
     path = Path(path)
     folder = open_folder(path.parent, own=own_folder)
-    tmp = temporary_name(path.name)
     try:
-        try:
-            fd = os.open(tmp, NEW_FILE, 0o666, dir_fd=folder)
-        except FileExistsError:  # only if someone raced us to an unguessable name
-            raise UserError(f"refusing to write {shown(path)}: something was put in the place of its temporary "
-                            f"file {shown(path.parent / tmp)}; remove it and run again") from None
-        try:
-            with os.fdopen(fd, "wb") as file:
-                write(file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.rename(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
-        except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=folder)
-            except OSError:
-                pass
-            raise
+        write_in_folder(folder, path, write)
     finally:
         os.close(folder)
+
+
+def write_in_folder(folder: int, path: Path, write, mode: int = 0o666) -> None:
+    """write_atomic's work in a folder already open (`folder`, a descriptor: checked once, it cannot
+    be swapped for another before the write); `path` names the output, of which the file name is
+    used. `mode`: of the new file, before the umask."""
+    tmp = temporary_name(path.name)
+    try:
+        fd = os.open(tmp, NEW_FILE, mode, dir_fd=folder)
+    except FileExistsError:  # only if someone raced us to an unguessable name
+        raise UserError(f"refusing to write {shown(path)}: something was put in the place of its temporary "
+                        f"file {shown(path.parent / tmp)}; remove it and run again") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.rename(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=folder)
+        except OSError:
+            pass
+        raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -8,7 +8,6 @@ kept in the user's cache under the checkpoint's SHA-256. Where ONNX Runtime is m
 be present, or the export fails, the caller uses torch (model.Inference) as before.
 """
 
-import contextlib
 import io
 import json
 import os
@@ -29,7 +28,7 @@ from mnist_batch.checkpoints import (
     row_scores,
 )
 from mnist_batch.errors import UserError, log, raise_if_interrupted
-from mnist_batch.files import NEW_FILE, temporary_name, write_atomic
+from mnist_batch.files import write_atomic, write_in_folder
 
 ONNX_BATCH = 128  # digits per run: as for torch, activations that stay in the caches (1024 is 1.3-1.8x slower)
 # What an export holds and the checks its checkpoint passed: an export of another format is made again.
@@ -221,18 +220,14 @@ def cache_folder() -> int | None:
 
 
 def keep_export(sha256: str, exported: bytes) -> None:
-    """Into the cache folder: a new file of an unguessable name, renamed onto `<sha256>.onnx`."""
+    """Into the cache folder, atomically, through the descriptor cache_folder checked."""
     folder = cache_folder()
     if folder is None:
         return
-    temporary = temporary_name(f"{sha256}.onnx")
     try:
-        with os.fdopen(os.open(temporary, NEW_FILE, 0o600, dir_fd=folder), "wb") as file:
-            file.write(exported)
-        os.replace(temporary, f"{sha256}.onnx", src_dir_fd=folder, dst_dir_fd=folder)
-    except OSError:  # a full or read-only cache: the next run exports again
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=folder)
+        write_in_folder(folder, Path(f"{sha256}.onnx"), lambda file: file.write(exported), mode=0o600)
+    except (OSError, UserError):  # a full or read-only cache: the next run exports again
+        pass
     finally:
         os.close(folder)
 
