@@ -65,6 +65,17 @@ def run_cli(*args, input=None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
+def patched_environment(tmp_path: Path, code: str, environment: dict | None = None) -> dict:
+    """`environment` (else this process's) for a Python subprocess that runs `code` first: a
+    sitecustomize module in tmp_path/patches, put at the front of PYTHONPATH. A test makes a fault
+    certain with it in a real process (a signal inside a library call, a missing package)."""
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text(code)
+    base = os.environ if environment is None else environment
+    return {**base, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+
+
 def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[Path]:
     """MNIST digits as PNG files under folder/<label>/."""
     paths = []

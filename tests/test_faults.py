@@ -16,7 +16,7 @@ from PIL import Image
 
 from mnist_batch import reading, records, report_html, results, run_files
 from mnist_batch.classify import CHUNKS_PER_WORKER, DecodePool
-from tests.conftest import interruptible_classify, write_pngs, write_tiled_pngs
+from tests.conftest import interruptible_classify, patched_environment, write_pngs, write_tiled_pngs
 
 BIN = Path(sys.executable).parent
 MNIST_BATCH = str(BIN / "mnist-batch")
@@ -688,9 +688,7 @@ def test_a_stop_signal_while_the_checkpoint_loads_is_an_interruption_not_a_broke
     safetensors read the weights said "checkpoint ... is not a readable safetensors file" (exit 1).
     Made certain here: the signal comes inside get_tensor, and is swallowed as torch does. Without
     ONNX Runtime, so that torch loads the checkpoint."""
-    patches = tmp_path / "patches"
-    patches.mkdir()
-    (patches / "sitecustomize.py").write_text("""
+    environment = patched_environment(tmp_path, """
 import os, signal, safetensors, sys
 sys.modules["onnxruntime"] = None  # not installed: torch runs the network
 real_open = safetensors.safe_open
@@ -714,7 +712,6 @@ safetensors.safe_open = SignalledOpen
 """)
     folder = tmp_path / "in"
     write_pngs(folder, mnist_test.images[:4], mnist_test.labels[:4])
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
     done = run("classify", folder, "--out", tmp_path / "o.parquet", "--quiet", env=environment)
     assert done.returncode == 130, done.stderr
     assert done.stderr.startswith("mnist-batch: error: interrupted") and "safetensors" not in done.stderr
@@ -724,9 +721,7 @@ safetensors.safe_open = SignalledOpen
 def test_a_stop_signal_that_a_library_turns_into_its_own_error_is_an_interruption(tmp_path, mnist_dir):
     """Any command: an interrupt that a library swallows and raises as another error is exit 130
     "interrupted", not that error. Made certain here: reading MNIST gets SIGTERM and says RuntimeError."""
-    patches = tmp_path / "patches"
-    patches.mkdir()
-    (patches / "sitecustomize.py").write_text("""
+    environment = patched_environment(tmp_path, """
 import os, signal
 from mnist_batch import data
 real_load = data.load
@@ -738,7 +733,6 @@ def signalled_load(*args, **kwargs):
         raise RuntimeError("the library's own error")
 data.load = signalled_load
 """)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
     done = run("evaluate", "--data-dir", mnist_dir, env=environment)
     assert done.returncode == 130, done.stderr
     assert done.stderr == "mnist-batch: error: interrupted\n"

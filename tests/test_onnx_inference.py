@@ -15,7 +15,7 @@ from mnist_batch import model, onnx_inference, synthetic
 from mnist_batch.checkpoints import WEIGHTS, file_sha256
 from mnist_batch.errors import UserError
 from mnist_batch.model import Inference
-from tests.conftest import write_pngs
+from tests.conftest import patched_environment, write_pngs
 
 
 @pytest.mark.parametrize("name", ["lenet", "smallbn"])
@@ -211,16 +211,13 @@ def test_a_checkpoint_rewritten_while_it_is_exported_is_never_kept_under_its_old
 def without_a_home(tmp_path: Path) -> dict:
     """The environment of an account with no $HOME and no entry in the password database (a
     container run under an arbitrary user id): Path.home() raises RuntimeError."""
-    patches = tmp_path / "patches"
-    patches.mkdir()
-    (patches / "sitecustomize.py").write_text("""
+    environment = {name: value for name, value in os.environ.items() if name not in ("HOME", "XDG_CACHE_HOME")}
+    return patched_environment(tmp_path, """
 import pwd
 def getpwuid(uid):
     raise KeyError(f"getpwuid(): uid not found: {uid}")
 pwd.getpwuid = getpwuid
-""")
-    environment = {name: value for name, value in os.environ.items() if name not in ("HOME", "XDG_CACHE_HOME")}
-    return {**environment, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
+""", environment)
 
 
 @pytest.mark.parametrize("checkpoint", ["smallbn", "mine"])
@@ -253,9 +250,7 @@ def test_an_unreadable_checkpoint_is_the_same_one_line_error_as_before(tmp_path,
 def test_a_stop_signal_that_torch_turns_into_an_error_while_exporting_is_an_interruption(tmp_path, mnist_test):
     """Not an export that failed: no note, no fallback to torch loading the checkpoint again after
     the stop. Made certain here: SIGTERM inside the exporter, swallowed and raised as a RuntimeError."""
-    patches = tmp_path / "patches"
-    patches.mkdir()
-    (patches / "sitecustomize.py").write_text("""
+    environment = patched_environment(tmp_path, """
 import os, signal, torch.onnx
 real_export = torch.onnx.export
 def signalled_export(*args, **kwargs):
@@ -265,11 +260,9 @@ def signalled_export(*args, **kwargs):
     except BaseException:
         raise RuntimeError("the exporter's own error")
 torch.onnx.export = signalled_export
-""")
+""", {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
     mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
-    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
-                   "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
                            tmp_path / "out.parquet", "--device", "cpu", "--quiet", "--checkpoint", mine],
                           capture_output=True, text=True, env=environment)
