@@ -85,7 +85,7 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
         return beside_the_paper
     threshold = otsu_threshold(counts)
     light_share = counts[threshold + 1 :].sum() / pixels.size
-    light_corners = np.count_nonzero(pixels[[0, 0, -1, -1], [0, -1, 0, -1]] > threshold)
+    light_corners = np.count_nonzero(corners(pixels) > threshold)
     # Dark corners around a light majority are left to the share: that is also a form field's
     # frame drawn along the edge, and dark ink on light paper is the likelier reading.
     if light_corners >= 3 or (light_corners <= 1 and light_share < PAPER_SHARE):
@@ -114,12 +114,12 @@ def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, 
     ink, and the corners are not.)"""
     median, spread = paper_grain(counts)
     low, high = median - PAPER_SPREAD * spread, median + PAPER_SPREAD * spread
-    corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
+    at_corners = corners(pixels)
     if counts[max(0, int(low)) : int(high) + 1].sum() < PAPER_SHARE * counts.sum() or \
-            np.count_nonzero((corners >= low) & (corners <= high)) < 3:
+            np.count_nonzero((at_corners >= low) & (at_corners <= high)) < 3:
         return None
     (dark_cut, dark), (light_cut, light) = beyond_the_grain(counts, median, spread)
-    if (corners < dark_cut).any() or (corners >= light_cut).any():
+    if (at_corners < dark_cut).any() or (at_corners >= light_cut).any():
         # A corner as far out as ink: a shadow or a glare spilling in from the edge, which may
         # outnumber a small digit's ink; what joins a corner is no count. Unless nothing is left but
         # the grain's tail: then the digit itself ran into the corner.
@@ -169,8 +169,13 @@ def away_from_the_corners(mask: np.ndarray) -> int:
     from scipy import ndimage
 
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
-    at_corners = np.unique(labels[[0, 0, -1, -1], [0, -1, 0, -1]])
-    return int(np.count_nonzero(mask & ~np.isin(labels, at_corners[at_corners > 0])))
+    pieces = np.unique(corners(labels))
+    return int(np.count_nonzero(mask & ~np.isin(labels, pieces[pieces > 0])))
+
+
+def corners(array: np.ndarray) -> np.ndarray:
+    """The four corner values of a 2-D array: top left, top right, bottom left, bottom right."""
+    return array[[0, 0, -1, -1], [0, -1, 0, -1]]
 
 
 def even_light(pixels: np.ndarray) -> np.ndarray:
