@@ -454,17 +454,7 @@ def unspooled(result: str | tuple) -> tuple[records.DecodedChunk, float]:
 def load_model(opts: ClassifyOptions):
     from mnist_batch import onnx_inference
 
-    fast = onnx_inference.load(opts.checkpoint, opts.device, cpu_threads=cpu_count())
-    if fast is not None:
-        return fast
-    import torch
-
-    from mnist_batch.model import Inference
-
-    # One torch thread, and the pieces of a batch side by side on the cores: torch's threads would
-    # spin against the workers while they decode, and would round differently on each machine.
-    torch.set_num_threads(1)
-    return Inference(opts.checkpoint, opts.device, cpu_threads=cpu_count())
+    return onnx_inference.load_inference(opts.checkpoint, opts.device, cpu_threads=cpu_count())
 
 
 def file_key(path: str, file_id: str) -> tuple | None:

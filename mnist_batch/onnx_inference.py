@@ -130,14 +130,21 @@ def opens_as_safetensors(path: Path) -> bool:
         return False
 
 
-def load_inference(checkpoint: str | Path | None, device: str):
-    """The checkpoint loaded for prediction: through ONNX Runtime where it can serve (load), else torch."""
-    fast = load(checkpoint, device)
+def load_inference(checkpoint: str | Path | None, device: str, cpu_threads: int = 1):
+    """The checkpoint loaded for prediction: through ONNX Runtime where it can serve (load), else
+    torch. `cpu_threads` > 1: the pieces of a batch side by side on that many threads, each
+    runtime on one thread of its own (its own threads would spin against classify's decoding
+    workers, and would round differently on each machine)."""
+    fast = load(checkpoint, device, cpu_threads)
     if fast is not None:
         return fast
     from mnist_batch.model import Inference
 
-    return Inference(checkpoint, device)
+    if cpu_threads > 1:
+        import torch
+
+        torch.set_num_threads(1)
+    return Inference(checkpoint, device, cpu_threads)
 
 
 def runtime():
