@@ -3,9 +3,9 @@
     discover paths -> decode + preprocess (worker processes) -> batches of 28x28 uint8
     -> model on the device -> softmax -> rows -> part files -> merge + atomic rename
 
-The worker pool is forked first, before the walk and before torch is imported: the workers
-stay small whatever the number of inputs, and they decode the first images while the main
-process is still loading torch and the model.
+The worker pool is forked first, before the walk and before the model's runtime (ONNX Runtime
+on the CPU, torch on a GPU) is imported: the workers stay small whatever the number of inputs,
+and they decode the first images while the main process is still loading the model.
 At most a few chunks are in flight, so memory stays flat whatever the number of inputs.
 A worker that dies is noticed at once and replaced (DecodePool); the run goes on.
 """
@@ -229,7 +229,7 @@ def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOpti
     spread_out = -(-len(paths) // (pool.workers * CHUNKS_PER_WORKER))
     chunk_size = max(16, min(opts.batch_size, spread_out) if paths else 16)
     decode = storage.preprocess_chunk if any(map(storage.is_uri, paths)) else records.preprocess_chunk
-    pool.decode_all(paths, chunk_size, decode)  # decoding starts now, before torch loads
+    pool.decode_all(paths, chunk_size, decode)  # decoding starts now, before the model loads
     from tqdm import tqdm
 
     bar = tqdm(total=len(paths), unit="img", disable=not opts.progress, smoothing=0.1, desc="loading the model")
