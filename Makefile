@@ -26,8 +26,9 @@ demo: venv
 	$(BIN)/mnist-batch classify sample_inputs --out runs/demo.parquet --overwrite || [ $$? -eq 3 ]
 	$(BIN)/mnist-batch report runs/demo.parquet --labels sample_inputs/labels.csv --labels-root sample_inputs
 
+# Several workers (at most 4: each test's own classify runs use the cores too).
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 lint: venv
 	$(BIN)/ruff check mnist_batch tests bench

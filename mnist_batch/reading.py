@@ -116,8 +116,8 @@ def open_problem(path: str, error: OSError) -> ImageProblem:
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The grey pixels (Pillow's mode L) of an image file, upright, alpha flattened over white;
-    large JPEGs decoded reduced."""
+    """The grey pixels (Pillow's mode L) of an image file, upright, alpha flattened over white (or
+    black: paper_under); large JPEGs decoded reduced."""
     fast = fast_decode(data, max_pixels)
     if fast is not None:
         return fast
@@ -133,7 +133,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
 
 
 def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """An opened image -> mode L, upright, alpha over white; checks the pixel cap first."""
+    """An opened image -> mode L, upright, alpha over white or black (paper_under); checks the
+    pixel cap first."""
     width, height = image.size
     if not width or not height:
         raise ImageProblem("corrupt", f"a {width}x{height} image has no pixels")
@@ -283,7 +284,7 @@ def to_gray(image: Image.Image) -> Image.Image:
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("L")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, paper_under(rgba)), rgba).convert("L")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float32)
         values = np.where(np.isfinite(values), values, 0.0)  # an "F" image may hold NaN: no ink
@@ -291,6 +292,17 @@ def to_gray(image: Image.Image) -> Image.Image:
         scaled = values * (255.0 / top) if top > 0 else values
         return Image.fromarray(scaled.clip(0, 255).astype(np.uint8))
     return image.convert("L")
+
+
+def paper_under(rgba: Image.Image) -> str:
+    """White, as a viewer shows transparency; but black under light strokes on a background that
+    is mostly transparent (ink drawn light on a dark canvas and exported alone), which on white
+    would vanish."""
+    alpha = np.asarray(rgba.getchannel("A"))
+    if (alpha > 0).mean() > 0.5 or not alpha.any():
+        return "white"
+    strokes = np.average(np.asarray(rgba.convert("L")), weights=alpha)  # their grey, alpha ignored
+    return "black" if strokes > 127 else "white"
 
 
 def image_from_array(array: np.ndarray) -> Image.Image:

@@ -10,6 +10,15 @@ from typer.testing import CliRunner
 from mnist_batch.cli import app
 
 
+def pytest_collection_modifyitems(items):
+    """`make test` runs the tests on several workers (pytest-xdist, --dist loadgroup). A module's
+    tests stay on one worker, where they share its fixtures; every test that starts a Ray cluster
+    goes to the same one, since two clusters starting side by side can take each other's ports."""
+    for item in items:
+        uses_ray = {"ray_cluster", "two_node_cluster"} & set(item.fixturenames)
+        item.add_marker(pytest.mark.xdist_group("ray" if uses_ray else item.module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def own_cache(tmp_path_factory):
     """A cache of the test run's own: classify keeps ONNX exports of test checkpoints there, never in
