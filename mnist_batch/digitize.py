@@ -26,6 +26,10 @@ THIN_STROKE, MNIST_STROKE = 2.0, 2.6
 # Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
 # from it, are dust or dirt, not digit.
 SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
+# Once a form field's lines are gone, so are pieces under this share of the largest one's longer
+# side: the letters of a caption printed in the field's corner hold as much ink as a thin 1, but are
+# far shorter. (Not before: the largest piece may then be a long line, far longer than the digit.)
+CAPTION_SIDE = 0.3
 # Uneven light: the paper's level at the corners and edge midpoints may differ by this much (a
 # gradient) and be levelled, if the edges lie on the one smooth surface; a larger step is ink, not light.
 LIGHT_STEP, MAX_LIGHT_STEP, LIGHT_FIT = 12, 130, 8
@@ -233,10 +237,11 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(area - np.count_nonzero(interior), 1)
 
 
-def drop_specks(ink: np.ndarray) -> np.ndarray:
+def drop_specks(ink: np.ndarray, shortest_side: float = 0.0) -> np.ndarray:
     """Dust and dirt away from the digit would stretch its box and shrink the digit. Keep the big
-    pieces of ink (a tenth of the largest or more) and whatever lies near their box (within a
-    fifth of its size, so a detached stroke stays); drop the specks beyond."""
+    pieces of ink (a tenth of the largest's area or more, and `shortest_side` of its longer side)
+    and whatever lies near their box (within a fifth of its size, so a detached stroke stays);
+    drop the specks beyond."""
     from scipy import ndimage  # loaded in the workers, and only for images off the MNIST form
 
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))  # diagonal neighbours join
@@ -244,7 +249,10 @@ def drop_specks(ink: np.ndarray) -> np.ndarray:
         return ink
     areas = np.bincount(labels.ravel())[1:]
     boxes = ndimage.find_objects(labels)
-    big = [boxes[i] for i in np.flatnonzero(areas >= SPECK_SHARE * areas.max())]
+    sides = np.array([max(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in boxes])
+    largest = np.argmax(areas)
+    big = [boxes[i] for i in np.flatnonzero((areas >= SPECK_SHARE * areas[largest])
+                                             & (sides >= shortest_side * sides[largest]))]
     top, bottom = min(rows.start for rows, _ in big), max(rows.stop for rows, _ in big)
     left, right = min(cols.start for _, cols in big), max(cols.stop for _, cols in big)
     near_y, near_x = SPECK_MARGIN * (bottom - top), SPECK_MARGIN * (right - left)
@@ -319,7 +327,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     field = drop_specks(ink)
     ink, had_lines = remove_form_lines(field)
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
-        ink = drop_specks(ink)
+        ink = drop_specks(ink, CAPTION_SIDE)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if had_lines and only_lines_left(rows, cols, field):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")

@@ -159,3 +159,34 @@ def test_plain_digits_lose_nothing_to_line_removal(tmp_path, mnist_test):
     assert taken <= 2
     rows = classify(folder, tmp_path / "plain.csv")
     assert (rows["pred"].to_numpy() == mnist_test.labels[:200]).mean() >= 0.98
+
+
+def test_a_caption_printed_in_the_fields_corner_is_not_part_of_the_digit(tmp_path, mnist_test):
+    """Forms print a word in a corner of the box ("Qty", "Age"). Its letters are as large as a thin
+    1's share of ink, but far smaller than the digit and apart from it: the digit is preprocessed
+    and read as on the same field without the caption."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(synthetic.font_path("DejaVuSans"), 10)
+    folders = {"captioned": tmp_path / "captioned", "plain": tmp_path / "plain"}
+    for folder in folders.values():
+        folder.mkdir()
+    ones = np.flatnonzero(mnist_test.labels == 1)[:20]  # the narrowest digits: where a caption did most harm
+    chosen = np.concatenate([ones, np.arange(20)])
+    for i, index in enumerate(chosen):
+        page = Image.new("L", (120, 120), 235)
+        ImageDraw.Draw(page).rectangle([10, 10, 110, 110], outline=40, width=2)
+        ink = np.asarray(Image.fromarray(mnist_test.images[index]).resize((65, 65), Image.BICUBIC), np.float32)
+        pixels = np.asarray(page, np.float32)
+        pixels[30:95, 28:93] = np.minimum(pixels[30:95, 28:93], 235 - ink * 0.8)
+        plain = Image.fromarray(pixels.astype(np.uint8))
+        plain.save(folders["plain"] / f"{i:03d}.png")
+        ImageDraw.Draw(plain).text((14, 13), ("Qty", "Age", "No.")[i % 3], fill=60, font=font)
+        plain.save(folders["captioned"] / f"{i:03d}.png")
+    same = [np.abs(records.load_path(str(folders["captioned"] / name)).digit.astype(int)
+                   - records.load_path(str(folders["plain"] / name)).digit).max() <= 8
+            for name in sorted(path.name for path in folders["plain"].iterdir())]
+    assert np.mean(same) >= 0.95
+    captioned, plain = (classify(folder, tmp_path / f"{name}.csv") for name, folder in folders.items())
+    assert captioned["status"].to_list() == ["ok"] * len(chosen)
+    assert (captioned["pred"] == plain["pred"]).mean() >= 0.95
