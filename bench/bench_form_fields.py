@@ -2,7 +2,9 @@
 comb, underline), the share of boxed digits read as the same digit on the same page without
 its lines is read, with each bundled checkpoint; how many empty fields are not_digit; and what
 the form-line search costs per image, with and without its early exit, on plain scan-like digits
-and on form fields (CPU time, interleaved), with the digits each gives. Prints figures, asserts
+and on form fields (CPU time, interleaved), with the digits each gives; and printed styles the
+form-field generator does not draw (a caption in the corner, double lines, a shaded cell, a
+dropout-red box, dashes, a comb cell cut with slivers of its neighbours). Prints figures, asserts
 nothing. Run: python bench/bench_form_fields.py [fields per kind] [seed]."""
 
 import copy
@@ -12,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, mnist_test, scan_like  # noqa: E402
@@ -57,6 +59,75 @@ def read_as_unboxed(per_kind: int, seed: int) -> None:
     print(f"  empty fields not_digit: {empty.count(records.NOT_DIGIT)} of {per_kind}")
 
 
+STYLES = ("caption", "double", "shaded", "dropout red", "dashed", "neighbours")
+
+
+def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: np.ndarray) -> Image.Image:
+    """A digit written in blue in a 90 px box of `style`, turned up to 4 degrees (the neighbours'
+    comb cell is cut out of a row, untilted), as classify reads it (grey); `printed=False`: the
+    same page and digit without the printed parts."""
+    box, pad = 90, 14
+    side = box + 2 * pad
+    page = Image.new("RGB", (side + (2 * box if style == "neighbours" else 0), side), (246, 245, 240))
+    draw = ImageDraw.Draw(page)
+    a, b = pad, pad + box
+    if printed and style == "caption":
+        draw.rectangle([a, a, b, b], outline=(40, 40, 40), width=2)
+        font = ImageFont.truetype(synthetic.font_path("DejaVuSans"), int(rng.integers(9, 13)))
+        draw.text((a + 4, a + 3), ("Qty", "Age", "No.", "Day")[rng.integers(4)], fill=(60, 60, 60), font=font)
+    elif printed and style == "double":
+        draw.rectangle([a - 4, a - 4, b + 4, b + 4], outline=(40, 40, 40), width=2)
+        draw.rectangle([a, a, b, b], outline=(40, 40, 40), width=1)
+    elif style == "shaded":  # the shade is drawn on both: the twin has only the frame taken away
+        draw.rectangle([a, a, b, b], fill=(190, 190, 190), outline=(40, 40, 40) if printed else None, width=2)
+    elif printed and style == "dropout red":
+        draw.rectangle([a, a, b, b], outline=(235, 110, 110), width=3)
+    elif printed and style == "dashed":
+        for start in range(a, b, 8):
+            for dash in ([(start, a), (start + 4, a)], [(start, b), (start + 4, b)],
+                         [(a, start), (a, start + 4)], [(b, start), (b, start + 4)]):
+                draw.line(dash, fill=(40, 40, 40), width=2)
+    cells = [(a, digit)]
+    if style == "neighbours":
+        cells = [(a, neighbours[0]), (a + box, digit), (a + 2 * box, neighbours[1])]
+        if printed:
+            for x in range(a, a + 3 * box + 1, box):
+                draw.line([(x, a), (x, b)], fill=(40, 40, 40), width=2)
+            draw.line([(a, b), (a + 3 * box, b)], fill=(40, 40, 40), width=2)
+    pixels = np.asarray(page, np.float32)
+    for left, written in cells:  # the neighbours written large: their ink may show in the cut
+        size = int(box * (rng.uniform(0.6, 0.8) if written is digit else rng.uniform(0.95, 1.1)))
+        ink = np.asarray(Image.fromarray(written).resize((size, size), Image.BICUBIC), np.float32)[..., None] / 255
+        y, x = max(a + (box - size) // 2, 0), left + (box - size) // 2
+        pixels[y : y + size, x : x + size] = pixels[y : y + size, x : x + size] * (1 - ink) + ink * (30, 40, 140)
+    page = Image.fromarray(pixels.astype(np.uint8))
+    if style == "neighbours":
+        cut = int(rng.integers(4, 15))
+        return page.crop((a + box - cut, 0, a + 2 * box + cut, side)).convert("L")
+    return page.rotate(float(rng.uniform(-4, 4)), resample=Image.BICUBIC, fillcolor=(246, 245, 240)).convert("L")
+
+
+def read_in_styled_fields(per_kind: int, seed: int) -> None:
+    test, rng = mnist_test(), np.random.default_rng(seed + 2)
+    networks = {listed["name"]: Inference(listed["name"], "cpu") for listed in bundled_checkpoints()}
+    print(f"\ndigits in other printed styles read as without them ({per_kind} per style, seed {seed}):")
+    for style in STYLES:
+        fields, twins = [], []
+        for _ in range(per_kind):
+            index, neighbours = int(rng.integers(10_000)), test.images[rng.integers(10_000, size=2)]
+            twin_rng = copy.deepcopy(rng)
+            fields.append(styled_field(test.images[index], rng, style, True, neighbours))
+            twins.append(styled_field(test.images[index], twin_rng, style, False, neighbours))
+        styled, styled_ok = digits_of(fields)
+        plain, _ = digits_of(twins)
+        every = [True] * per_kind
+        figures = []
+        for name, network in networks.items():
+            same = network.scores(styled, every)[0].argmax(1) == network.scores(plain, every)[0].argmax(1)
+            figures.append(f"{name} {(same & styled_ok).mean():.1%}")
+        print(f"  {style}: " + ", ".join(figures) + f"; not ok {int((~styled_ok).sum())} of {per_kind}")
+
+
 def preprocess_cost(count: int, seed: int) -> None:
     """Per-image CPU time of digitize.preprocess with the early exit and with the search forced."""
     test, rng = mnist_test(), np.random.default_rng(seed + 1)
@@ -85,6 +156,7 @@ def main() -> None:
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     print(f"form fields; {machine()}")
     read_as_unboxed(per_kind, seed)
+    read_in_styled_fields(per_kind, seed)
     preprocess_cost(2_000, seed)
 
 
