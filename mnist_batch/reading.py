@@ -156,6 +156,7 @@ def prepare(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
         raise ImageProblem(kind, f"cannot decode image: {message}") from None
 
 
+LIGHT_STROKES = 0.95  # share of a mostly transparent image's drawn pixels: light strokes go on black
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # pyspng's output for each PNG colour type; grey with alpha comes out as RGBA (pyspng has no LA).
 # A palette's tRNS transparency pyspng drops, and Pillow flattens over white: such files go to Pillow.
@@ -295,14 +296,14 @@ def to_gray(image: Image.Image) -> Image.Image:
 
 
 def paper_under(rgba: Image.Image) -> str:
-    """White, as a viewer shows transparency; but black under light strokes on a background that
-    is mostly transparent (ink drawn light on a dark canvas and exported alone), which on white
-    would vanish."""
+    """White, as a viewer shows transparency; but black under light strokes alone on a background
+    that is mostly transparent (ink drawn light on a dark canvas and exported alone), which on
+    white would vanish. A light patch of paper with dark ink on it stays on white."""
     alpha = np.asarray(rgba.getchannel("A"))
     if (alpha > 0).mean() > 0.5 or not alpha.any():
         return "white"
-    strokes = np.average(np.asarray(rgba.convert("L")), weights=alpha)  # their grey, alpha ignored
-    return "black" if strokes > 127 else "white"
+    drawn = np.asarray(rgba.convert("L"))[alpha >= alpha.max() / 2]  # their grey, alpha aside
+    return "black" if (drawn >= 128).mean() > LIGHT_STROKES else "white"
 
 
 def image_from_array(array: np.ndarray) -> Image.Image:
