@@ -85,6 +85,24 @@ def patched_environment(tmp_path: Path, code: str, environment: dict | None = No
     return {**base, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
 
 
+def signalled_call(module: str, function: str, error: str) -> str:
+    """Code for patched_environment: `module.function` sends this process SIGTERM inside itself and
+    raises RuntimeError(error) for whatever follows, as a library that swallows a stop signal and
+    raises an error of its own does."""
+    return f"""
+import importlib, os, signal
+target = importlib.import_module({module!r})
+real = getattr(target, {function!r})
+def signalled(*args, **kwargs):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+    except BaseException:
+        raise RuntimeError({error!r})
+setattr(target, {function!r}, signalled)
+"""
+
+
 def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[Path]:
     """MNIST digits as PNG files under folder/<label>/."""
     paths = []

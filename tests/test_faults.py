@@ -16,7 +16,13 @@ from PIL import Image
 
 from mnist_batch import reading, records, report_html, results, run_files
 from mnist_batch.classify import CHUNKS_PER_WORKER, DecodePool
-from tests.conftest import interruptible_classify, patched_environment, write_pngs, write_tiled_pngs
+from tests.conftest import (
+    interruptible_classify,
+    patched_environment,
+    signalled_call,
+    write_pngs,
+    write_tiled_pngs,
+)
 
 BIN = Path(sys.executable).parent
 MNIST_BATCH = str(BIN / "mnist-batch")
@@ -721,18 +727,7 @@ safetensors.safe_open = SignalledOpen
 def test_a_stop_signal_that_a_library_turns_into_its_own_error_is_an_interruption(tmp_path, mnist_dir):
     """Any command: an interrupt that a library swallows and raises as another error is exit 130
     "interrupted", not that error. Made certain here: reading MNIST gets SIGTERM and says RuntimeError."""
-    environment = patched_environment(tmp_path, """
-import os, signal
-from mnist_batch import data
-real_load = data.load
-def signalled_load(*args, **kwargs):
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real_load(*args, **kwargs)
-    except BaseException:
-        raise RuntimeError("the library's own error")
-data.load = signalled_load
-""")
+    environment = patched_environment(tmp_path, signalled_call("mnist_batch.data", "load", "the library's own error"))
     done = run("evaluate", "--data-dir", mnist_dir, env=environment)
     assert done.returncode == 130, done.stderr
     assert done.stderr == "mnist-batch: error: interrupted\n"

@@ -15,7 +15,7 @@ from mnist_batch import model, onnx_inference, synthetic
 from mnist_batch.checkpoints import WEIGHTS, file_sha256
 from mnist_batch.errors import UserError
 from mnist_batch.model import Inference
-from tests.conftest import patched_environment, write_pngs
+from tests.conftest import patched_environment, signalled_call, write_pngs
 
 
 @pytest.mark.parametrize("name", ["lenet", "smallbn"])
@@ -250,17 +250,8 @@ def test_an_unreadable_checkpoint_is_the_same_one_line_error_as_before(tmp_path,
 def test_a_stop_signal_that_torch_turns_into_an_error_while_exporting_is_an_interruption(tmp_path, mnist_test):
     """Not an export that failed: no note, no fallback to torch loading the checkpoint again after
     the stop. Made certain here: SIGTERM inside the exporter, swallowed and raised as a RuntimeError."""
-    environment = patched_environment(tmp_path, """
-import os, signal, torch.onnx
-real_export = torch.onnx.export
-def signalled_export(*args, **kwargs):
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real_export(*args, **kwargs)
-    except BaseException:
-        raise RuntimeError("the exporter's own error")
-torch.onnx.export = signalled_export
-""", {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    environment = patched_environment(tmp_path, signalled_call("torch.onnx", "export", "the exporter's own error"),
+                                      {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
     write_pngs(tmp_path / "in", mnist_test.images[:4], mnist_test.labels[:4])
     mine = shutil.copy(WEIGHTS / "lenet.safetensors", tmp_path / "mine.safetensors")
     done = subprocess.run([sys.executable, "-m", "mnist_batch", "classify", tmp_path / "in", "--out",
