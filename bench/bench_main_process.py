@@ -1,7 +1,7 @@
 """Main-process CPU per input of classify, beyond the model's forward pass.
 
 The local engine's main process takes each decoded chunk from a worker (reading back the file the
-worker spooled it to), places the model's outputs at the OK inputs' rows (model.spread), builds
+worker spooled it to), places the model's outputs at the OK inputs' rows (checkpoints.spread), builds
 the rows (results.build_rows) and looks for the inputs worth a log line. This bench does exactly
 that for 20,000 inputs in chunks of 1,024 (2% failed, 2% blank, the rest OK) with made-up model
 outputs, and prints the process CPU time per input, best of five. Target: <= 3 us per input.
@@ -56,7 +56,7 @@ def main_process(sent: list[str], probs: np.ndarray, score: np.ndarray) -> dict[
     for spooled_file in sent:
         began = time.process_time()
         chunk, _ = unspooled(spooled_file)
-        unpickled = time.process_time()
+        unspooled_at = time.process_time()
         ok = chunk.ok
         full_probs, full_score = spread(probs[: ok.sum()], ok), spread(score[: ok.sum()], ok)
         spread_done = time.process_time()
@@ -67,7 +67,7 @@ def main_process(sent: list[str], probs: np.ndarray, score: np.ndarray) -> dict[
         untimed = np.flatnonzero(chunk.sized & ~chunk.timed)[:10].tolist()
         [(chunk.paths[i], chunk.errors[i]) for i in failed + untimed]
         ended = time.process_time()
-        for step, seconds in zip(spent, (unpickled - began, spread_done - unpickled, built - spread_done,
+        for step, seconds in zip(spent, (unspooled_at - began, spread_done - unspooled_at, built - spread_done,
                                          ended - built), strict=True):
             spent[step] += seconds
     return spent
