@@ -38,6 +38,7 @@ PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or 
 # median; ink lies beyond INK_SPREAD of them (and MIN_CONTRAST / 2), on one side INK_SIDEDNESS times
 # as often as on the other.
 PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
+SD_PER_MAD = 1.4826  # a normal spread's standard deviation per median absolute deviation: robust to the ink
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
 
@@ -139,9 +140,9 @@ def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, 
 
 def paper_grain(counts: np.ndarray) -> tuple[float, float]:
     """The paper's grey level (the image's median: most of a digit image is paper) and its grain,
-    a robust standard deviation (1.4826 median absolute deviations), at least 1."""
+    a robust standard deviation (SD_PER_MAD median absolute deviations), at least 1."""
     median = histogram_median(counts)
-    spread = 1.4826 * histogram_median(np.bincount(np.abs(LEVELS - median).astype(np.int64), weights=counts))
+    spread = SD_PER_MAD * histogram_median(np.bincount(np.abs(LEVELS - median).astype(np.int64), weights=counts))
     return median, max(spread, 1.0)
 
 
@@ -163,7 +164,7 @@ def only_grain(pixels: np.ndarray, counts: np.ndarray) -> bool:
     if min(pixels.shape) < GRAIN_SIDE:
         return False
     steps = np.abs(np.diff(pixels.astype(np.int16), axis=1))
-    grain = max(1.4826 * histogram_median(np.bincount(steps.ravel())) / np.sqrt(2), 1.0)
+    grain = max(SD_PER_MAD * histogram_median(np.bincount(steps.ravel())) / np.sqrt(2), 1.0)
     (_, dark), (_, light) = beyond_the_grain(counts, histogram_median(counts), grain)
     return max(dark, light) < min(LEAST_INK, 0.01 * pixels.size)
 
@@ -286,7 +287,7 @@ def mnist_form(pixels: np.ndarray) -> np.ndarray | None:
     None when nothing stands out."""
     level = histogram_median(np.bincount(pixels.ravel(), minlength=256))
     if level > 0:
-        grain = 1.4826 * float(np.median(np.abs(pixels - np.float32(level))))
+        grain = SD_PER_MAD * float(np.median(np.abs(pixels - np.float32(level))))
         ink = pixels.astype(np.float32) - level
         ink[ink <= INK_SPREAD * grain] = 0
         peak = ink.max()
