@@ -239,13 +239,22 @@ def test_polarity_of_other_sources(tmp_path, mnist_test, case):
     assert accuracy >= 0.9, accuracy
 
 
+def read_pages(folder, pages: list[np.ndarray]) -> pl.DataFrame:
+    """Grey pages (any float values: clipped to 0-255) written as PNG files into `folder`, in
+    order, and classified by the Python API with the default checkpoint."""
+    import mnist_batch
+
+    paths = [str(folder / f"{i:03d}.png") for i in range(len(pages))]
+    for path, page in zip(paths, pages, strict=True):
+        Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(path)
+    return mnist_batch.Classifier(device="cpu").predict(paths)
+
+
 def test_digits_on_an_unevenly_lit_page_are_read_as_on_even_paper(tmp_path, mnist_test):
     """A phone photo or a scan's shaded edge: the paper 40-80 grey levels darker on one side. Before
     the light was levelled, the dark side was taken for ink: 67% read at 40 levels, 2% at 80."""
-    import mnist_batch
-
     rng = np.random.default_rng(5)
-    count, paths = 150, []
+    count, pages = 150, []
     for i in range(count):
         step, angle = rng.uniform(40, 80), rng.uniform(0, 2 * np.pi)
         ramp = np.linspace(-step / 2, step / 2, 120)
@@ -253,9 +262,8 @@ def test_digits_on_an_unevenly_lit_page_are_read_as_on_even_paper(tmp_path, mnis
         ink = np.asarray(Image.fromarray(mnist_test.images[i]).resize((40, 40), Image.BICUBIC), np.float32) / 255
         y, x = rng.integers(10, 70, 2)
         page[y : y + 40, x : x + 40] *= 1 - ink * 0.5
-        paths.append(str(tmp_path / f"{i:03d}.png"))
-        Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(paths[-1])
-    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+        pages.append(page)
+    frame = read_pages(tmp_path, pages)
     assert (frame["status"] == "ok").mean() >= 0.98
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.97
 
@@ -263,16 +271,13 @@ def test_digits_on_an_unevenly_lit_page_are_read_as_on_even_paper(tmp_path, mnis
 def test_a_28x28_digit_on_a_grey_or_grainy_background_is_read_as_on_black(tmp_path, mnist_test):
     """MNIST-form images from another pipeline: light ink on a grey field (20-100) with some grain.
     They were passed to the network as they were, the grey taken for faint ink: 24-76% read."""
-    import mnist_batch
-
     rng = np.random.default_rng(8)
-    paths = []
+    pages = []
     for i in range(200):
         background = rng.uniform(20, 100)
         digit = background + mnist_test.images[i] * (255 - background) / 255 + rng.normal(0, 3, (28, 28))
-        paths.append(str(tmp_path / f"{i:03d}.png"))
-        Image.fromarray(digit.clip(0, 255).astype(np.uint8)).save(paths[-1])
-    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+        pages.append(digit)
+    frame = read_pages(tmp_path, pages)
     assert (frame["pred"].to_numpy() == mnist_test.labels[:200]).mean() >= 0.97
 
 
@@ -280,19 +285,16 @@ def test_a_small_faint_digit_on_a_grainy_page_is_read_as_ink_on_paper(tmp_path, 
     """Pale pencil, a small digit on a large grainy page: the ink is a sliver of the pixels, so
     Otsu's split fell inside the paper's grain, the corners were chance, and half the pages were
     read light-on-dark: the page itself became the "digit" (a grey square, not a digit)."""
-    import mnist_batch
-
     rng = np.random.default_rng(11)
-    count, paths = 120, []
+    count, pages = 120, []
     for i in range(count):
         side, size = int(rng.integers(24, 40)), int(rng.integers(100, 150))
         page = rng.uniform(150, 210) + rng.normal(0, rng.uniform(6, 11), (size, size))
         ink = np.asarray(Image.fromarray(mnist_test.images[i]).resize((side, side), Image.BICUBIC), np.float32) / 255
         y, x = rng.integers(0, size - side, 2)
         page[y : y + side, x : x + side] -= ink * rng.uniform(55, 75)
-        paths.append(str(tmp_path / f"{i:03d}.png"))
-        Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(paths[-1])
-    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+        pages.append(page)
+    frame = read_pages(tmp_path, pages)
     assert (frame["status"] == "ok").mean() >= 0.95
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.9
 
@@ -304,10 +306,8 @@ def test_a_shadow_or_a_glare_over_one_corner_is_neither_the_ink_nor_the_paper(tm
     one: the shadow (glare) outnumbered a small digit's ink on the far side of the paper's level
     and was taken for the ink, or Otsu's split fell between it and the paper and the paper became
     the digit. 0-2% of these were read, none right; now 99-100%."""
-    import mnist_batch
-
     rng = np.random.default_rng(21)
-    count, paths = 100, []
+    count, pages = 100, []
     for i in range(count):
         side, size = int(rng.integers(28, 40)), int(rng.integers(110, 150))
         page = paper + rng.uniform(-15, 15) + rng.normal(0, rng.uniform(3, 6), (size, size))
@@ -318,9 +318,8 @@ def test_a_shadow_or_a_glare_over_one_corner_is_neither_the_ink_nor_the_paper(tm
         digit = np.asarray(Image.fromarray(mnist_test.images[i]).resize((side, side), Image.BICUBIC), np.float32)
         top, left = (size - side) // 2 + rng.integers(-10, 11, 2)
         page[top : top + side, left : left + side] += digit / 255 * ink
-        paths.append(str(tmp_path / f"{i:03d}.png"))
-        Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(paths[-1])
-    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+        pages.append(page)
+    frame = read_pages(tmp_path, pages)
     assert (frame["status"] == "ok").mean() >= 0.95
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.9
 
@@ -331,10 +330,8 @@ def test_a_digit_running_into_a_corner_of_a_flecked_page_is_the_ink(tmp_path, mn
     about: where a corner was as far from the paper as ink, what joined it was left out of the count
     of each side (a shadow's share), here the digit itself, and the flecks chose the ink's side
     (87% read right); leaving out a corner's pieces only where enough is left away from the corners: 99%."""
-    import mnist_batch
-
     rng = np.random.default_rng(4)
-    count, paths = 150, []
+    count, pages = 150, []
     for i in range(count):
         side, size = int(rng.integers(30, 50)), int(rng.integers(90, 140))
         page = paper + rng.uniform(-25, 25) + rng.normal(0, rng.uniform(4, 8), (size, size))
@@ -347,9 +344,8 @@ def test_a_digit_running_into_a_corner_of_a_flecked_page_is_the_ink(tmp_path, mn
         for _ in range(rng.integers(1, 4)):
             y, x = rng.integers(size // 4, 3 * size // 4, 2)
             page[y : y + 2, x : x + 2] -= np.sign(ink) * rng.uniform(40, 70)
-        paths.append(str(tmp_path / f"{i:03d}.png"))
-        Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(paths[-1])
-    frame = mnist_batch.Classifier(device="cpu").predict(paths)
+        pages.append(page)
+    frame = read_pages(tmp_path, pages)
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.95
 
 
