@@ -41,20 +41,25 @@ def digits_of(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
                                  for d in decoded]), ok
 
 
-def read_as_unboxed(per_kind: int, seed: int) -> None:
+def read_alike(networks: dict, fields: list[Image.Image], twins: list[Image.Image]) -> tuple[str, int]:
+    """Each network's share of `fields` read as the same digit as their twins, as "name share, ...";
+    and how many fields preprocessing did not give a digit for."""
+    printed, printed_ok = digits_of(fields)
+    plain, _ = digits_of(twins)
+    every = [True] * len(fields)
+    figures = []
+    for name, network in networks.items():
+        same = network.scores(printed, every)[0].argmax(1) == network.scores(plain, every)[0].argmax(1)
+        figures.append(f"{name} {(same & printed_ok).mean():.1%}")
+    return ", ".join(figures), int((~printed_ok).sum())
+
+
+def read_as_unboxed(networks: dict, per_kind: int, seed: int) -> None:
     test, rng = mnist_test(), np.random.default_rng(seed)
-    networks = {listed["name"]: Inference(listed["name"], "cpu") for listed in bundled_checkpoints()}
     print(f"\nboxed digits read as the same digit without its lines ({per_kind} per kind, seed {seed}):")
     for frame in synthetic.FRAMES:
         fields, twins, _ = zip(*(field_and_twin(test, rng, frame) for _ in range(per_kind)), strict=True)
-        boxed, boxed_ok = digits_of(list(fields))
-        plain, _ = digits_of(list(twins))
-        figures = []
-        for name, network in networks.items():
-            every = [True] * per_kind
-            same = (network.scores(boxed, every)[0].argmax(1) == network.scores(plain, every)[0].argmax(1)) & boxed_ok
-            figures.append(f"{name} {same.mean():.1%}")
-        print(f"  {frame}: " + ", ".join(figures))
+        print(f"  {frame}: " + read_alike(networks, list(fields), list(twins))[0])
     empty = [records.digit_of(synthetic.empty_field(rng)).status for _ in range(per_kind)]
     print(f"  empty fields not_digit: {empty.count(records.NOT_DIGIT)} of {per_kind}")
 
@@ -107,9 +112,8 @@ def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: 
     return page.rotate(float(rng.uniform(-4, 4)), resample=Image.BICUBIC, fillcolor=(246, 245, 240)).convert("L")
 
 
-def read_in_styled_fields(per_kind: int, seed: int) -> None:
+def read_in_styled_fields(networks: dict, per_kind: int, seed: int) -> None:
     test, rng = mnist_test(), np.random.default_rng(seed + 2)
-    networks = {listed["name"]: Inference(listed["name"], "cpu") for listed in bundled_checkpoints()}
     print(f"\ndigits in other printed styles read as without them ({per_kind} per style, seed {seed}):")
     for style in STYLES:
         fields, twins = [], []
@@ -118,14 +122,8 @@ def read_in_styled_fields(per_kind: int, seed: int) -> None:
             twin_rng = copy.deepcopy(rng)
             fields.append(styled_field(test.images[index], rng, style, True, neighbours))
             twins.append(styled_field(test.images[index], twin_rng, style, False, neighbours))
-        styled, styled_ok = digits_of(fields)
-        plain, _ = digits_of(twins)
-        every = [True] * per_kind
-        figures = []
-        for name, network in networks.items():
-            same = network.scores(styled, every)[0].argmax(1) == network.scores(plain, every)[0].argmax(1)
-            figures.append(f"{name} {(same & styled_ok).mean():.1%}")
-        print(f"  {style}: " + ", ".join(figures) + f"; not ok {int((~styled_ok).sum())} of {per_kind}")
+        figures, not_ok = read_alike(networks, fields, twins)
+        print(f"  {style}: {figures}; not ok {not_ok} of {per_kind}")
 
 
 def preprocess_cost(count: int, seed: int) -> None:
@@ -155,8 +153,9 @@ def main() -> None:
     per_kind = int(sys.argv[1]) if len(sys.argv) > 1 else 150
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     print(f"form fields; {machine()}")
-    read_as_unboxed(per_kind, seed)
-    read_in_styled_fields(per_kind, seed)
+    networks = {listed["name"]: Inference(listed["name"], "cpu") for listed in bundled_checkpoints()}
+    read_as_unboxed(networks, per_kind, seed)
+    read_in_styled_fields(networks, per_kind, seed)
     preprocess_cost(2_000, seed)
 
 
