@@ -113,7 +113,7 @@ def main() -> None:
         "scanned other writers (1,797)": labelled_files(write_scanned_optdigits(OUT / "scanned-optdigits")),
         "thick pen, tight crop (1,000)": labelled_files(write_thick_pen(OUT / "thick-pen")),
     }
-    non_digits = write_non_digits(OUT / "non-digits", test.images[5_000:], per_kind=150)
+    non_digits = write_non_digits(OUT / "non-digits", test.images[5_000:], test.labels[5_000:], per_kind=150)
     fields = write_form_fields(OUT / "form-fields", test.images, test.labels, per_frame=150)
     print(f"trust figures; {machine()}; non-digits drawn with held-out fonts and seeds; "
           f"default min digit score {DEFAULT_MIN_DIGIT_SCORE}")

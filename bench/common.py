@@ -229,21 +229,23 @@ def write_dusty_scans(folder: Path, count: int = 2_000, seed: int = 2) -> Path:
     return write_labelled(folder, f"{count}-{seed}", files)
 
 
-def write_non_digits(folder: Path, mnist_images: np.ndarray, per_kind: int = 150, seed: int = 1234) -> Path:
-    """Things that are not one digit, in folders by kind (letters, pairs of digits, scribbles,
-    ticks, crosses, blots, underlines, empty form fields), drawn with fonts and a seed that
-    training never uses."""
+def write_non_digits(folder: Path, images: np.ndarray, labels: np.ndarray, per_kind: int = 150,
+                     seed: int = 1234) -> Path:
+    """Things that are not one digit, in folders by kind (synthetic.KINDS: letters, signs, pairs of
+    digits, halves of digits, scribbles, ticks, crosses, blots, underlines, empty form fields,
+    noise), drawn from the given MNIST digits (`images`, `labels`) with fonts and a seed that training never uses."""
     from mnist_batch import synthetic
 
-    marker = folder / f".complete-{per_kind}-{seed}"
-    if marker.exists():
-        return folder
-    rng = np.random.default_rng(seed)
-    for kind in synthetic.KINDS:
-        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for number, kind in enumerate(synthetic.KINDS):
+        marker = folder / kind / f".complete-{per_kind}-{seed}"
+        if marker.exists():
+            continue
+        rng = np.random.default_rng([seed, number])
+        marker.parent.mkdir(parents=True, exist_ok=True)
         for i in range(per_kind):
-            synthetic.non_digit(rng, kind, mnist_images, synthetic.HELD_OUT_FONTS).save(folder / kind / f"{i:04d}.png")
-    marker.touch()
+            synthetic.non_digit(rng, kind, images, labels, synthetic.HELD_OUT_FONTS).save(
+                folder / kind / f"{i:04d}.png")
+        marker.touch()
     return folder
 
 

@@ -33,10 +33,10 @@ def write_broken(folder: Path) -> None:
 def write_not_digits(folder: Path, per_kind: int = 2, seed: int = 7) -> None:
     """Two of each kind the "not a digit" output knows: letters, pairs, scribbles, empty fields..."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng, mnist = np.random.default_rng(seed), mnist_test().images
+    rng, mnist = np.random.default_rng(seed), mnist_test()
     for kind in synthetic.KINDS:
         for i in range(per_kind):
-            synthetic.non_digit(rng, kind, mnist).save(folder / f"{kind}-{i}.png")
+            synthetic.non_digit(rng, kind, mnist.images, mnist.labels).save(folder / f"{kind}-{i}.png")
 
 
 def screenshot(page: Path, png: Path, chromium: str) -> None:

@@ -188,7 +188,7 @@ def adapt(opts: AdaptOptions) -> dict:
     share = base_hyper.get("non_digits") or NON_DIGITS_SHARE
     per_batch = max(1, round(share * BATCH_SIZE))
     needed = max(len(set_digits) * per_batch // BATCH_SIZE, (opts.steps or train.MAX_STEPS) * per_batch)
-    bank = synthetic.non_digit_bank(min(NON_DIGIT_BANK, needed), train_set.images, opts.seed)
+    bank = synthetic.non_digit_bank(min(NON_DIGIT_BANK, needed), train_set.images, train_set.labels, opts.seed)
     non_digits = train.non_digit_source(torch.from_numpy(bank).to(device), share, BATCH_SIZE)
     statistics_set = batch_norm_mix(torch.from_numpy(set_digits).to(device), non_digits, BATCH_SIZE, generator)
     reestimate_batch_norm(model, statistics_set)

@@ -16,10 +16,17 @@ from mnist_batch import records
 
 # Letters that no writer's digit resembles closely (no O, I, l, Z, S, B, G, b, g, q, T, ...).
 LETTERS = "ACEFHKMNPRUVWXYacdefhkmnprtuvwxy"
+# Signs written on forms that are not digits; not / ( ) [ ] ! |, which a writer's 1 looks like.
+SYMBOLS = "+-=#$%&@*<>~?"
+# A digit cut in half (across its ink's box) is a non-digit only where the half resembles no digit:
+# a 1's half is a 1, an 8's top half a 0, a 7's right half a 7. By looking at MNIST's halves.
+HALVES_UNLIKE_A_DIGIT = {0: ("top", "bottom"), 2: ("top", "bottom"), 3: ("top", "bottom", "left"),
+                         4: ("top", "left", "right"), 5: ("top", "bottom", "left"), 6: ("right",), 7: ("left",),
+                         8: ("left",), 9: ("left",)}
 TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSerif", "DejaVuSerif-Bold",
                "DejaVuSerif-Italic", "DejaVuSansMono", "DejaVuSansMono-BoldOblique")
 HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
-KINDS = ("letter", "pair", "scribble", "tick", "cross", "blot", "underline", "empty_box")
+KINDS = ("letter", "symbol", "pair", "half", "scribble", "tick", "cross", "blot", "underline", "empty_box", "noise")
 FRAMES = ("box", "open", "comb", "underline")
 TIGHT_CROPS = 0.2  # share of scanned digits cut to their ink's box
 MAX_LIT_SHARE = 0.36  # of a 28x28 digit's pixels: MNIST training digits stay under 0.33
@@ -42,33 +49,73 @@ def ink_level(rng) -> int:
     return int(rng.uniform(10, 90))
 
 
-def letter(rng, fonts: tuple[str, ...]) -> Image.Image:
+def glyph(rng, fonts: tuple[str, ...], characters: str) -> Image.Image:
+    """One of `characters` (letters or signs) printed in one of `fonts`, slanted and blurred."""
     side = int(rng.integers(48, 120))
     page = paper((side, side), rng)
     font = ImageFont.truetype(font_path(fonts[rng.integers(len(fonts))]), int(side * rng.uniform(0.5, 0.8)))
     draw = ImageDraw.Draw(page)
-    draw.text((side / 2, side / 2), LETTERS[rng.integers(len(LETTERS))], fill=ink_level(rng), font=font, anchor="mm")
+    draw.text((side / 2, side / 2), characters[rng.integers(len(characters))], fill=ink_level(rng), font=font,
+              anchor="mm")
     shear = rng.uniform(-0.3, 0.3)  # slant
     page = page.transform(page.size, Image.AFFINE, (1, shear, -shear * side / 2, 0, 1, 0),
                           resample=Image.BILINEAR, fillcolor=int(np.asarray(page)[0, 0]))
     return page.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2)))
 
 
-def digits_side_by_side(rng, mnist: np.ndarray) -> Image.Image:
+def on_paper(ink: np.ndarray, rng) -> Image.Image:
+    """MNIST-style ink (light on black), with 6 px of margin, enlarged and pressed onto paper."""
+    ink = np.pad(ink, 6)
+    scale = rng.uniform(1.5, 3.5)
+    big = Image.fromarray(ink).resize((int(ink.shape[1] * scale), int(ink.shape[0] * scale)), Image.BICUBIC)
+    page = np.asarray(paper(big.size, rng), np.float32)
+    return Image.fromarray((page * (1 - np.asarray(big, np.float32) / 255 * rng.uniform(0.6, 0.95))).astype(np.uint8))
+
+
+def digits_side_by_side(rng, images: np.ndarray) -> Image.Image:
     """Two or three MNIST digits in one crop, as a field that holds a number."""
     count = int(rng.integers(2, 4))
-    picks = [mnist[i] for i in rng.integers(len(mnist), size=count)]
+    picks = [images[i] for i in rng.integers(len(images), size=count)]
     pieces = []
     for digit in picks:
         cols = np.flatnonzero(digit.max(axis=0) > 30)
         pieces.append(digit[:, cols[0] : cols[-1] + 1] if len(cols) else digit)
         pieces.append(np.zeros((28, int(rng.integers(0, 6))), np.uint8))
-    ink = np.concatenate(pieces[:-1], axis=1)
-    ink = np.pad(ink, ((6, 6), (6, 6)))
-    scale = rng.uniform(1.5, 3.5)
-    big = Image.fromarray(ink).resize((int(ink.shape[1] * scale), int(ink.shape[0] * scale)), Image.BICUBIC)
-    page = np.asarray(paper(big.size, rng), np.float32)
-    return Image.fromarray((page * (1 - np.asarray(big, np.float32) / 255 * rng.uniform(0.6, 0.95))).astype(np.uint8))
+    return on_paper(np.concatenate(pieces[:-1], axis=1), rng)
+
+
+def half_digit(rng, images: np.ndarray, labels: np.ndarray) -> Image.Image:
+    """One side of an MNIST digit cut across its ink's box, where that side resembles no digit."""
+    index = rng.choice(np.flatnonzero(np.isin(labels, list(HALVES_UNLIKE_A_DIGIT))))
+    digit = images[index]
+    rows, cols = np.flatnonzero(digit.max(axis=1) > 30), np.flatnonzero(digit.max(axis=0) > 30)
+    ink = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    side = rng.choice(HALVES_UNLIKE_A_DIGIT[int(labels[index])])
+    cut = rng.uniform(0.45, 0.55)
+    across, along = round(ink.shape[0] * cut), round(ink.shape[1] * cut)
+    halves = {"top": ink[:across], "bottom": ink[across:], "left": ink[:, :along], "right": ink[:, along:]}
+    return on_paper(halves[side], rng)
+
+
+def noise(rng) -> Image.Image:
+    """A crop holding no writing: heavy grain, salt and pepper, blurred mottle, or scattered dots."""
+    side = int(rng.integers(40, 120))
+    pattern = rng.integers(4)
+    if pattern == 0:
+        pixels = rng.uniform(120, 230) + rng.normal(0, rng.uniform(20, 60), (side, side))
+    elif pattern == 1:
+        pixels = np.full((side, side), rng.uniform(200, 250))
+        pixels[rng.random((side, side)) < rng.uniform(0.02, 0.15)] = rng.uniform(0, 60)
+    elif pattern == 2:
+        mottle = Image.fromarray((rng.normal(128, 40, (side, side))).clip(0, 255).astype(np.uint8))
+        pixels = np.asarray(mottle.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4))), np.float32)
+        pixels = (pixels - pixels.mean()) * rng.uniform(3, 8) + 200
+    else:
+        pixels = np.asarray(paper((side, side), rng), np.float32)
+        for _ in range(int(rng.integers(5, 40))):
+            (y, x), radius = rng.integers(0, side, 2), int(rng.integers(1, 3))
+            pixels[max(0, y - radius) : y + radius, max(0, x - radius) : x + radius] = rng.uniform(0, 80)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
 def strokes(rng, kind: str) -> Image.Image:
@@ -111,23 +158,30 @@ def empty_field(rng) -> Image.Image:
                       FRAMES[rng.integers(len(FRAMES))])
 
 
-def non_digit(rng, kind: str, mnist: np.ndarray, fonts: tuple[str, ...] = TRAIN_FONTS) -> Image.Image:
-    if kind == "letter":
-        return letter(rng, fonts)
+def non_digit(rng, kind: str, images: np.ndarray, labels: np.ndarray,
+              fonts: tuple[str, ...] = TRAIN_FONTS) -> Image.Image:
+    """One of KINDS, drawn from `fonts` and the MNIST `images` (with their `labels`) where it needs them."""
+    if kind in ("letter", "symbol"):
+        return glyph(rng, fonts, LETTERS if kind == "letter" else SYMBOLS)
     if kind == "pair":
-        return digits_side_by_side(rng, mnist)
+        return digits_side_by_side(rng, images)
+    if kind == "half":
+        return half_digit(rng, images, labels)
     if kind == "empty_box":
         return empty_field(rng)
+    if kind == "noise":
+        return noise(rng)
     return strokes(rng, kind)
 
 
-def non_digit_bank(count: int, mnist: np.ndarray, seed: int, fonts: tuple[str, ...] = TRAIN_FONTS) -> np.ndarray:
+def non_digit_bank(count: int, images: np.ndarray, labels: np.ndarray, seed: int,
+                   fonts: tuple[str, ...] = TRAIN_FONTS) -> np.ndarray:
     """(n <= count, 28, 28) uint8 non-digits in the network's input form, drawn and preprocessed
     as classify would: those that preprocessing already finds empty (lines only) are left out."""
     rng = np.random.default_rng(seed)
     bank = []
     for i in range(count):
-        decoded = records.digit_of(non_digit(rng, KINDS[i % len(KINDS)], mnist, fonts))
+        decoded = records.digit_of(non_digit(rng, KINDS[i % len(KINDS)], images, labels, fonts))
         if decoded.status == records.OK:
             bank.append(decoded.digit)
     return records.stack_digits(bank)

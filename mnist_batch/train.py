@@ -453,7 +453,7 @@ class Plan:
 
 
 def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits | None, base: dict | None,
-         share: float, mnist_images: np.ndarray) -> Plan:
+         share: float, mnist: data.Split) -> Plan:
     """The batches: MNIST epochs, or, fine-tuning, MNIST drawn at random plus the user's digits,
     augmented (they are few), for a number of steps set by how many there are; + non-digits and
     scanned digits."""
@@ -468,7 +468,8 @@ def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits |
     non_digits = None
     if share:  # drawn and preprocessed as classify would see them; augmented in every batch
         count = bank_size(NON_DIGIT_BANK, epochs * steps_per_epoch, max(1, round(share * batch_size)))
-        bank = torch.from_numpy(synthetic.non_digit_bank(count, mnist_images, opts.seed)).to(on.train_x.device)
+        bank = synthetic.non_digit_bank(count, mnist.images, mnist.labels, opts.seed)
+        bank = torch.from_numpy(bank).to(on.train_x.device)
         non_digits = non_digit_source(bank, share, batch_size)
     # The user's digits get the augmentation the network learnt to absorb: the writer set for a
     # network trained with it, else the affine jitter (LeNet loses MNIST accuracy to the rest).
@@ -500,7 +501,7 @@ def train(opts: TrainOptions) -> dict:
     model = model.to(device, memory_format=torch.channels_last)
     holdout_before = holdout_accuracy(model, extra, device) if base is not None else None
     base_weights = state_copy(model) if base else None
-    planned = plan(opts, batch_size, on, extra, base, share, train_set.images)
+    planned = plan(opts, batch_size, on, extra, base, share, train_set)
     history, test = fit(model, planned.stream, planned.epochs, planned.steps_per_epoch, lr, on.test, opts.progress)
     floor = None
     if base_weights is not None and not opts.dry_run:

@@ -79,7 +79,8 @@ def test_adapting_on_non_digits_alone_is_refused_and_writes_nothing(cli, tmp_pat
     folder = tmp_path / "not-digits"
     folder.mkdir()
     for i in range(60):  # letters and empty printed form fields: no answer may become a label
-        synthetic.non_digit(rng, ("letter", "empty_box")[i % 2], mnist_test.images).save(folder / f"{i:02d}.png")
+        drawn = synthetic.non_digit(rng, ("letter", "empty_box")[i % 2], mnist_test.images, mnist_test.labels)
+        drawn.save(folder / f"{i:02d}.png")
     out = tmp_path / "adapted"
     result = cli("adapt", folder, "--out", out, "--data-dir", mnist_dir, *FEW_STEPS)
     one_line_error(result, 1, "of the 60 images read as digits", "not changed")

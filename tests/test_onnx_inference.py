@@ -29,7 +29,7 @@ def test_onnx_runtime_gives_torchs_rows(name, mnist_test):
     digits = np.concatenate([
         mnist_test.images[:2000],
         records.stack_digits([d.digit for d in map(records.digit_of, scans) if d.status == records.OK]),
-        synthetic.non_digit_bank(200, mnist_test.images, seed=3),
+        synthetic.non_digit_bank(200, mnist_test.images, mnist_test.labels, seed=3),
     ])
     ok = [True] * len(digits)
     fast, by_torch = onnx_inference.load(name, "cpu", cpu_threads=2), Inference(name, "cpu")

@@ -411,8 +411,10 @@ def forms(tmp_path_factory, mnist_test):
     for name, kind in NON_DIGITS.items():
         path = root / "images" / name
         path.parent.mkdir(exist_ok=True)
-        letter = kind == "letter"
-        (synthetic.non_digit(rng, "letter", mnist_test.images) if letter else synthetic.empty_field(rng)).save(path)
+        if kind == "letter":
+            synthetic.glyph(rng, synthetic.TRAIN_FONTS, synthetic.LETTERS).save(path)
+        else:
+            synthetic.empty_field(rng).save(path)
     out = root / "preds.parquet"
     result = run_cli("classify", root / "images", "--out", out, "--quiet")
     assert result.exit_code == 0, result.stderr
