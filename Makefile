@@ -36,9 +36,13 @@ lint: venv
 # The bundled checkpoints: each trained into runs/weights/NAME, then the checkpoint goes to
 # mnist_batch/weights/NAME.safetensors and its metrics and plots to mnist_batch/weights/NAME/.
 WEIGHTS_lenet := --arch lenet --augment --epochs 6
-WEIGHTS_smallbn := --arch smallbn --augment-writers --non-digits 0.2 --calibrate --epochs 14 --lr 0.01 --threads 1
+# Seed 4 of the four tried (1-4: MNIST test 99.56%, 99.58%, 99.64%, 99.62%) reads other writers best
+# of those at 99.6% or more (docs/networks.md).
+WEIGHTS_smallbn := --arch smallbn --augment-writers --non-digits 0.2 --calibrate --epochs 14 --lr 0.01 --threads 1 \
+	--seed 4
 # smallbn is then fine-tuned with MNIST digits rendered as scans making up a quarter of each batch.
-SCANS_smallbn := --augment-writers --scanned 0.25 --calibrate --epochs 3 --lr 0.002 --batch-size 256 --threads 1
+SCANS_smallbn := --augment-writers --scanned 0.25 --calibrate --epochs 3 --lr 0.002 --batch-size 256 --threads 1 \
+	--seed 4
 
 weights: weights-lenet weights-smallbn
 

@@ -154,7 +154,8 @@ def ablation(arch: str = "lenet", epochs: int = 6) -> None:
     print(f"augmentation ablation: {arch}, {epochs} epochs each, seed 1; {machine()}")
     for name, kwargs in ABLATION.items():
         # The run's augmentation, chosen here rather than through the CLI's two switches.
-        train.make_augment = lambda opts, kwargs=kwargs: None if kwargs is None else augment.make_augment(**kwargs)
+        train.make_augment = lambda opts, with_non_digits=False, kwargs=kwargs: (
+            None if kwargs is None else augment.make_augment(**kwargs))
         out = OUT / f"ablation-{arch}-{name.split()[0]}-{len(name)}"
         started = time.perf_counter()
         summary = train.train(train.TrainOptions(arch=arch, epochs=epochs, out=out, progress=False, threads=1))

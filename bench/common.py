@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -236,11 +237,11 @@ def write_non_digits(folder: Path, images: np.ndarray, labels: np.ndarray, per_k
     noise), drawn from the given MNIST digits (`images`, `labels`) with fonts and a seed that training never uses."""
     from mnist_batch import synthetic
 
-    for number, kind in enumerate(synthetic.KINDS):
+    for kind in synthetic.KINDS:
         marker = folder / kind / f".complete-{per_kind}-{seed}"
         if marker.exists():
             continue
-        rng = np.random.default_rng([seed, number])
+        rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])  # adding a kind redraws no other
         marker.parent.mkdir(parents=True, exist_ok=True)
         for i in range(per_kind):
             synthetic.non_digit(rng, kind, images, labels, synthetic.HELD_OUT_FONTS).save(

@@ -46,7 +46,9 @@ CALIBRATION_IMAGES = 5_000  # MNIST training images held back by --calibrate to 
 NON_DIGIT_BANK, MIN_BANK = 12_000, 800  # generated non-digits drawn once per run, then augmented in every batch
 SCANNED_BANK = 20_000  # MNIST training digits rendered as scans (--scanned), drawn once per run likewise
 NOT_DIGIT_LABEL = 10
-HEAVY_PEN = 0.15  # share of MNIST digits drawn with a marker when non-digits (blots among them) are trained
+# Shares of MNIST digits drawn with a marker, and with a gap in a stroke, when non-digits (blots,
+# halves of digits among them) are trained: a digit in a broad or a skipping pen is still a digit.
+NON_DIGIT_PENS = {"heavy_p": 0.15, "skip_p": 0.15}
 # Fine-tuning on the user's digits (measured on optdigits: bench/bench_accuracy.py, README).
 REPEATS, MIN_STEPS, MAX_STEPS = 40, 100, 400
 # Fine-tuning may not cost more MNIST than this: below it, the weights move back toward the base's.
@@ -124,12 +126,12 @@ def check_options(opts: TrainOptions) -> None:
 AFFINE_ONLY = {"elastic": 0.0, "stroke_p": 0.0, "blur_p": 0.0}  # augment.make_augment's affine jitter alone
 
 
-def make_augment(opts: TrainOptions, heavy_p: float = 0.0):
+def make_augment(opts: TrainOptions, with_non_digits: bool = False):
     """None, affine jitter (--augment), or the writer-variation set (--augment-writers:
-    affine + elastic + stroke width + blur; with heavy_p, some digits in a much broader pen),
-    all batched on the device."""
+    affine + elastic + stroke width + blur; with non-digits, some digits in a much broader pen
+    and some with a gap in a stroke), all batched on the device."""
     if opts.augment_writers:
-        return augment.make_augment(heavy_p=heavy_p)
+        return augment.make_augment(**(NON_DIGIT_PENS if with_non_digits else {}))
     if opts.augment:
         return augment.make_augment(**AFFINE_ONLY)
     return None
@@ -477,7 +479,7 @@ def plan(opts: TrainOptions, batch_size: int, on: OnDevice, extra: ExtraDigits |
     mixed_in = Mixed(*on.extra, extra_per_batch, extra_augment(writers)) if extra is not None else None
     scanned = scanned_source(opts, on, batch_size, epochs * steps_per_epoch, writers) if opts.scanned else None
     shuffle = torch.Generator(device="cpu").manual_seed(opts.seed)
-    augment_mnist = make_augment(opts, heavy_p=HEAVY_PEN if share else 0.0)
+    augment_mnist = make_augment(opts, with_non_digits=bool(share))
     stream = batches(on.train_x, on.train_y, batch_size, steps_per_epoch, shuffle, augment_mnist, mixed_in, non_digits,
                      scanned)
     return Plan(stream, epochs, steps_per_epoch, writers)
@@ -510,6 +512,8 @@ def train(opts: TrainOptions) -> dict:
     hyper = {k: v for k, v in asdict(opts).items() if k in ("augment", "augment_writers", "holdout", "extra_share",
                                                               "calibrate", "scanned")}
     hyper |= {"batch_size": batch_size, "lr": lr, "non_digits": share}
+    if share and opts.augment_writers:
+        hyper |= {"non_digit_pens": NON_DIGIT_PENS}
     if extra is not None:
         hyper |= {"steps_per_epoch": planned.steps_per_epoch,
                   "extra_augment": "writers" if planned.writers else "affine"}

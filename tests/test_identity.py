@@ -64,7 +64,7 @@ def test_two_folders_classified_from_inside_are_not_merged_by_report(cli, tmp_pa
     for name, start in (("a", 0), ("b", 200)):  # other digits, under the same 200 relative paths
         write_pngs(tmp_path / name, mnist_test.images[start:start + 200], mnist_test.labels[:200])
         monkeypatch.chdir(tmp_path / name)
-        classify(cli, ".", "--out", tmp_path / f"{name}.parquet")
+        classify(cli, ".", "--out", tmp_path / f"{name}.parquet", "--min-digit-score", "0")  # every digit evaluated
     monkeypatch.chdir(tmp_path)
     figures, stderr = report_json(cli, "a.parquet", "b.parquet", "--labels-from-dirs")
     assert figures["rows"] == 400 and figures["labels"]["evaluated"] == 400

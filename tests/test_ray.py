@@ -41,11 +41,12 @@ def test_ray_gives_the_same_rows_as_the_local_engine(cli, ray_cluster, mixed_fol
     ok = expected["status"] == "ok"
     assert np.allclose(got.filter(ok).select(probs).to_numpy(), expected.filter(ok).select(probs).to_numpy(),
                        atol=1e-6, rtol=0)
-    assert sorted(set(got["status"])) == ["blank", "empty", "not_image", "ok", "truncated"]
+    # An odd MNIST digit may be not_digit: the same row either way, and left out of the accuracy.
+    assert sorted(set(got["status"]) - {"not_digit"}) == ["blank", "empty", "not_image", "ok", "truncated"]
 
     # report reads the directory of parts
     figures = json.loads(cli("report", out, "--labels-from-dirs", "--json").stdout)
-    assert figures["rows"] == 305 and figures["labels"]["evaluated"] == 300
+    assert figures["rows"] == 305 and figures["labels"]["evaluated"] == 300 - (got["status"] == "not_digit").sum()
 
 
 def test_ray_reads_file_uris_as_the_local_engine_does(cli, ray_cluster, mixed_folder, tmp_path):
