@@ -76,10 +76,8 @@ def test_a_digit_whose_pen_skipped_is_still_a_digit(cli, tmp_path, mnist_test):
     """Training with halves of digits as non-digits made a digit with a break in a stroke look like
     one: 4.0% of these were not_digit (about 2% before the halves), until training drew such gaps."""
     rng = np.random.default_rng(8)
-    for i in range(300):
-        folder = tmp_path / "in" / str(mnist_test.labels[8000 + i])
-        folder.mkdir(parents=True, exist_ok=True)
-        synthetic.on_paper(with_a_gap(mnist_test.images[8000 + i], rng), rng).save(folder / f"{i:03d}.png")
+    pages = [np.asarray(synthetic.on_paper(with_a_gap(digit, rng), rng)) for digit in mnist_test.images[8000:8300]]
+    write_pngs(tmp_path / "in", pages, mnist_test.labels[8000:8300])
     frame = classified(cli, tmp_path / "in", tmp_path / "o.parquet")
     assert (frame["status"] == "not_digit").mean() <= 0.03
     assert (frame["pred"].cast(pl.Int64) == frame["kind"].cast(pl.Int64)).mean() >= 0.9
