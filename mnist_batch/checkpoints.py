@@ -51,16 +51,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def row_scores(log_probs_of, digits: np.ndarray, ok: list[bool],
-               temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
+def row_scores(log_probs_of, digits: np.ndarray, ok: list[bool], temperature: float,
+               min_digit_score: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
     """For n inputs, the OK ones' digits given in order: (n, 10) digit probabilities and the (n,)
     digit score (None for a network without the "not a digit" output); zeros elsewhere.
     `log_probs_of` is the network: (m, 28, 28) uint8 -> (m, classes) float32 log-probabilities.
     A row the network is not sure of gets a second look: its probabilities are the mean over the
     digit as it is and nudged by each of NUDGES (on other writers' scans, 1.9% -> 1.2% wrong among
-    rows at confidence >= 0.9, and 0.8 point more read right). The digit score is the first look's."""
+    rows at confidence >= 0.9, and 0.8 point more read right). The digit score is the first look's.
+    A row whose digit score is under `min_digit_score` gets none: it becomes a not_digit row, whose
+    probabilities are not kept, and most such rows are unsure (a form of empty boxes and marks
+    would otherwise cost 13 looks a row)."""
     probs, digit_score = split_scores(log_probs_of(digits), temperature)
-    unsure = np.flatnonzero(probs.max(axis=1) < SURE)
+    unsure = probs.max(axis=1) < SURE
+    if digit_score is not None:
+        unsure &= digit_score >= min_digit_score  # the comparison results.build_rows rejects by
+    unsure = np.flatnonzero(unsure)
     if len(unsure):
         views = np.concatenate([nudged(digits[unsure], down, right) for down, right in NUDGES])
         looks = split_scores(log_probs_of(views), temperature)[0].reshape(len(NUDGES), len(unsure), -1)

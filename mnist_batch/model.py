@@ -261,9 +261,10 @@ class Inference:
         self.temperature = float(self.metadata.get("temperature", 1.0))
         self.knows_non_digits = len(self.metadata.get("classes", CLASSES)) > len(CLASSES)
 
-    def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
+    def scores(self, digits: np.ndarray, ok: list[bool],
+               min_digit_score: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
         """The rows' digit probabilities and digit scores (checkpoints.row_scores)."""
-        return row_scores(self.log_probs, digits, ok, self.temperature)
+        return row_scores(self.log_probs, digits, ok, self.temperature, min_digit_score)
 
     def log_probs(self, digits: np.ndarray) -> np.ndarray:
         """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities."""

@@ -68,9 +68,10 @@ class OnnxInference:
             raise ValueError(f"the ONNX export of {checkpoint} does not give its checkpoint's answers")
         self.side_by_side = ThreadPoolExecutor(cpu_threads, "inference") if cpu_threads > 1 else None
 
-    def scores(self, digits: np.ndarray, ok: list[bool]) -> tuple[np.ndarray, np.ndarray | None]:
+    def scores(self, digits: np.ndarray, ok: list[bool],
+               min_digit_score: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
         """The rows' digit probabilities and digit scores (checkpoints.row_scores)."""
-        return row_scores(self.log_probs, digits, ok, self.temperature)
+        return row_scores(self.log_probs, digits, ok, self.temperature, min_digit_score)
 
     def log_probs(self, digits: np.ndarray) -> np.ndarray:
         """(n, 28, 28) uint8 digits -> (n, classes) float32 log-probabilities."""

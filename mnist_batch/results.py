@@ -55,7 +55,7 @@ def predict_rows(chunk: records.DecodedChunk, inference, min_digit_score: float 
                  ) -> pl.DataFrame:
     """THE step from a decoded chunk to result rows, for every engine and the Python API:
     `inference` (a model.Inference) scores the chunk's digits; rows follow."""
-    probs, digit_score = inference.scores(chunk.digits, chunk.ok)
+    probs, digit_score = inference.scores(chunk.digits, chunk.ok, min_digit_score)
     return build_rows(chunk, probs, digit_score, min_digit_score, inference.name, inference.sha256)
 
 

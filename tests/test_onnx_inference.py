@@ -65,6 +65,32 @@ def test_rows_the_network_is_unsure_of_get_a_second_look(mnist_test):
     assert np.abs(probs[unsure] - np.mean(looks, axis=0)[unsure]).max() < 1e-6
 
 
+def test_rows_below_the_minimum_digit_score_get_no_second_look(mnist_test):
+    """Generated non-digits beside MNIST digits: the rows whose digit score is under the minimum
+    (classify writes them as not_digit, without probabilities) are not looked at again; every other
+    row's probabilities are those of a run with no minimum."""
+    digits = np.concatenate([mnist_test.images[:300],
+                             synthetic.non_digit_bank(300, mnist_test.images, mnist_test.labels, seed=4)])
+    inference = onnx_inference.load("smallbn", "cpu")
+    seen = []
+
+    def log_probs(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return inference.log_probs(batch)
+
+    from mnist_batch.checkpoints import NUDGES, SURE, row_scores, split_scores
+
+    ok = [True] * len(digits)
+    every, score = row_scores(log_probs, digits, ok, inference.temperature)
+    unsure = split_scores(inference.log_probs(digits), inference.temperature)[0].max(axis=1) < SURE
+    seen.clear()
+    probs, same_score = row_scores(log_probs, digits, ok, inference.temperature, 0.25)
+    kept = score >= 0.25
+    assert (unsure & ~kept).sum() > 100 and (unsure & kept).sum() >= 5  # both kinds are tested
+    assert seen == [len(digits), len(NUDGES) * int((unsure & kept).sum())]
+    assert (probs[kept] == every[kept]).all() and (same_score == score).all()
+
+
 def classify(folder: Path, out: Path, cache: Path, *args) -> tuple[pl.DataFrame, bool]:
     """The real CLI in a new process: its rows, and whether torch was imported."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
