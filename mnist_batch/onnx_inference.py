@@ -8,9 +8,11 @@ kept in the user's cache under the checkpoint's SHA-256. Where ONNX Runtime is m
 be present, or the export fails, the caller uses torch (model.Inference) as before.
 """
 
+import functools
 import io
 import json
 import os
+import shlex
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ from mnist_batch.checkpoints import (
     resolve_checkpoint,
     row_scores,
 )
-from mnist_batch.errors import UserError, log, raise_if_interrupted
+from mnist_batch.errors import UserError, log, raise_if_interrupted, shown
 from mnist_batch.files import write_atomic, write_in_folder
 
 ONNX_BATCH = 128  # digits per run: as for torch, activations that stay in the caches (1024 is 1.3-1.8x slower)
@@ -218,13 +220,26 @@ def cache_folder() -> int | None:
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    except OSError as error:
+        unusable_cache(folder, "is a symlink" if folder.is_symlink() else f"cannot be opened ({error.strerror})")
         return None
     info = os.fstat(descriptor)
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
         os.close(descriptor)
+        unusable_cache(folder, f"belongs to user id {info.st_uid}" if info.st_uid != os.getuid()
+                       else "can be written by others")
         return None
     return descriptor
+
+
+@functools.cache
+def unusable_cache(folder: Path, why: str) -> None:
+    """Once per run: without the cache, every run exports a checkpoint of one's own again, with torch
+    (a second or two); the usual cause is a first run by root (sudo) that made the folder."""
+    place = shlex.quote(shown(folder))
+    log(f"note: the export cache {shown(folder)} {why}, so it is not used and each run exports the checkpoint "
+        f"again; make it a private folder of your own (sudo chown -R \"$(id -un)\" {place}; chmod 700 {place}) "
+        "or remove it")
 
 
 def keep_export(sha256: str, exported: bytes) -> None:

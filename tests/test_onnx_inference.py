@@ -91,14 +91,22 @@ def test_rows_below_the_minimum_digit_score_get_no_second_look(mnist_test):
     assert (probs[kept] == every[kept]).all() and (same_score == score).all()
 
 
-def classify(folder: Path, out: Path, cache: Path, *args) -> tuple[pl.DataFrame, bool]:
-    """The real CLI in a new process: its rows, and whether torch was imported."""
+def classify(folder: Path, out: Path, cache: Path, *args, notes: list | None = None) -> tuple[pl.DataFrame, bool]:
+    """The real CLI in a new process: its rows, and whether torch was imported; its notes, the
+    lines of stderr that are not import times, go into `notes` when given."""
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mnist_batch", "classify", folder, "--out", out,
                            "--device", "cpu", "--quiet", *args], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    if notes is not None:
+        notes.extend(line for line in done.stderr.splitlines() if not line.startswith("import time:"))
     return pl.read_parquet(out), "torch" in imported
+
+
+def cache_notes(notes: list, folder: Path, why: str) -> list:
+    start = f"mnist-batch: note: the export cache {folder} {why}, so it is not used"
+    return [line for line in notes if line.startswith(start)]
 
 
 def test_classify_with_a_bundled_checkpoint_never_imports_torch(tmp_path, mnist_test):
@@ -136,9 +144,13 @@ def test_an_export_planted_in_a_cache_others_can_write_is_never_used(tmp_path, m
     folder.mkdir(parents=True)
     onnx.save(planted, folder / f"{file_sha256(mine)}.onnx")
     folder.chmod(0o777)
-    rows, _ = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine)
+    notes = []
+    rows, _ = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine, notes=notes)
     assert rows["digit_score"].null_count() == 0
     assert rows["checkpoint_sha256"].unique().to_list() == [file_sha256(mine)]
+    # The user learns why every run exports again, and what to do, once.
+    assert len(cache_notes(notes, folder, "can be written by others")) == 1, notes
+    assert "chmod 700" in cache_notes(notes, folder, "can be written by others")[0]
 
 
 def test_a_cache_folder_that_is_a_symlink_is_neither_read_nor_written(tmp_path, mnist_test):
@@ -151,9 +163,11 @@ def test_a_cache_folder_that_is_a_symlink_is_neither_read_nor_written(tmp_path, 
     elsewhere.mkdir(mode=0o700)
     (tmp_path / "cache" / "mnist-batch").mkdir(parents=True)
     (tmp_path / "cache" / "mnist-batch" / "onnx").symlink_to(elsewhere)
-    rows, _ = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine)
+    notes = []
+    rows, _ = classify(tmp_path / "in", tmp_path / "out.parquet", tmp_path / "cache", "--checkpoint", mine, notes=notes)
     assert rows["status"].to_list() == ["ok"] * 20
     assert not list(elsewhere.iterdir())
+    assert len(cache_notes(notes, tmp_path / "cache" / "mnist-batch" / "onnx", "is a symlink")) == 1, notes
 
 
 def test_a_damaged_export_in_the_cache_is_made_again(tmp_path, mnist_test):
