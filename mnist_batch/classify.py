@@ -211,15 +211,21 @@ def same_checkpoint(opts: ClassifyOptions, run: run_files.RunFiles) -> ClassifyO
     checkpoint = resolve_checkpoint(opts.checkpoint)
     if not checkpoint.is_file():
         raise checkpoint_not_found(checkpoint)
-    sha256 = file_sha256(checkpoint)
+    check_kept_rows(run, checkpoint.name, file_sha256(checkpoint))
+    return replace(opts, checkpoint=str(checkpoint))
+
+
+def check_kept_rows(run: run_files.RunFiles, name: str, sha256: str) -> None:
+    """Stop unless every row --resume keeps was made with the checkpoint of this SHA-256. Checked before
+    any work, and again on the network as loaded: a checkpoint rewritten between the two would mix
+    two models' rows."""
     kept = (run.scan_parts().filter(pl.col("checkpoint_sha256").ne_missing(sha256))
             .select("checkpoint", "checkpoint_sha256").head(1).collect())
     if kept.height:
-        name, other = (shown(value) for value in kept.row(0))  # values from files: shown as they may be echoed
-        raise UserError(f"cannot resume: the rows kept in {shown(run.parts)} were made with checkpoint {name} "
-                        f"(sha256 {other[:12]}), not {checkpoint.name} (sha256 {sha256[:12]}): rerun with "
-                        f"--checkpoint naming {name} to finish that run, or without --resume to start afresh", USAGE)
-    return replace(opts, checkpoint=str(checkpoint))
+        made_with, other = (shown(value) for value in kept.row(0))  # values from files: shown as they may be echoed
+        raise UserError(f"cannot resume: the rows kept in {shown(run.parts)} were made with checkpoint {made_with} "
+                        f"(sha256 {other[:12]}), not {shown(name)} (sha256 {sha256[:12]}): rerun with --checkpoint "
+                        f"naming {made_with} to finish that run, or without --resume to start afresh", USAGE)
 
 
 def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOptions, pool: "DecodePool"):
@@ -236,6 +242,8 @@ def classify_paths(paths: list[str], run: run_files.RunFiles, opts: ClassifyOpti
     try:
         inference = load_model(opts)  # while the workers decode the first chunks
         raise_if_interrupted()  # Ctrl-C that fell into a finalizer while torch loaded: before any row
+        if run.done:
+            check_kept_rows(run, inference.name, inference.sha256)
         bar.set_description_str("classifying")
         errors_shown = failed = untimed = 0
         rate_start = time.perf_counter()

@@ -67,6 +67,35 @@ def test_resume_with_another_checkpoint_is_refused_and_the_parts_are_kept(cli, t
     assert set(rows(out)["checkpoint_sha256"]) == {file_sha256(DEFAULT_CHECKPOINT)} and rows(out).height == 3
 
 
+@pytest.mark.timeout(120)
+def test_a_checkpoint_rewritten_while_a_resume_starts_mixes_no_rows(cli, tmp_path, mnist_test, monkeypatch):
+    """The checkpoint passes the resume check, then another network is written over it before it
+    loads (a training job finishing beside the cron job): the run stops before adding a row."""
+    from mnist_batch import classify as classify_module
+
+    folder = tmp_path / "in"
+    for i in range(3):
+        png(folder / f"{i}.png", mnist_test.images[i])
+    out, mine = tmp_path / "o.parquet", tmp_path / "mine.safetensors"
+    mine.write_bytes(DEFAULT_CHECKPOINT.read_bytes())
+    crashed_run(cli, [folder / "0.png"], out)
+    load_model = classify_module.load_model
+
+    def rewritten_first(opts):
+        mine.write_bytes((WEIGHTS / "lenet.safetensors").read_bytes())
+        return load_model(opts)
+
+    monkeypatch.setattr(classify_module, "load_model", rewritten_first)
+    result = classify(cli, folder, "--out", out, "--resume", "--checkpoint", mine)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    for fragment in ("cannot resume", "smallbn.safetensors", "mine.safetensors", file_sha256(mine)[:12]):
+        assert fragment in error, error
+    kept = pl.concat([pl.read_parquet(part) for part in run_files.parts_dir(out).glob("part-*.parquet")])
+    assert not out.exists() and kept.height == 1
+    assert set(kept["checkpoint_sha256"]) == {file_sha256(DEFAULT_CHECKPOINT)}
+
+
 # 9: the Python API checks its arguments at the door, and every item gets a row
 
 
