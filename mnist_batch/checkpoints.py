@@ -65,7 +65,7 @@ def row_scores(log_probs_of, digits: np.ndarray, ok: list[bool], temperature: fl
     probs, digit_score = split_scores(log_probs_of(digits), temperature)
     unsure = probs.max(axis=1) < SURE
     if digit_score is not None:
-        unsure &= digit_score >= min_digit_score  # the comparison results.build_rows rejects by
+        unsure &= ~(digit_score < min_digit_score)  # not rejected: the negation of results.build_rows' test
     unsure = np.flatnonzero(unsure)
     if len(unsure):
         views = np.concatenate([nudged(digits[unsure], down, right) for down, right in NUDGES])

@@ -221,25 +221,32 @@ def cache_folder() -> int | None:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
-        unusable_cache(folder, "is a symlink" if folder.is_symlink() else f"cannot be opened ({error.strerror})")
+        place = shlex.quote(str(folder))
+        if os.path.islink(folder):
+            unusable_cache(folder, "is a symlink", f"remove the link (rm {place})")
+        else:
+            unusable_cache(folder, f"cannot be made or opened ({error.strerror or error})",
+                           "set XDG_CACHE_HOME to a folder of your own")
         return None
     info = os.fstat(descriptor)
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
         os.close(descriptor)
-        unusable_cache(folder, f"belongs to user id {info.st_uid}" if info.st_uid != os.getuid()
-                       else "can be written by others")
+        place = shlex.quote(str(folder))
+        if info.st_uid != os.getuid():
+            unusable_cache(folder, f"belongs to user id {info.st_uid}",
+                           f"make it yours (sudo chown -R \"$(id -un)\" {place}; chmod 700 {place}) or remove it")
+        else:
+            unusable_cache(folder, "can be written by others", f"make it private (chmod 700 {place})")
         return None
     return descriptor
 
 
 @functools.cache
-def unusable_cache(folder: Path, why: str) -> None:
+def unusable_cache(folder: Path, why: str, fix: str) -> None:
     """Once per run: without the cache, every run exports a checkpoint of one's own again, with torch
     (a second or two); the usual cause is a first run by root (sudo) that made the folder."""
-    place = shlex.quote(shown(folder))
     log(f"note: the export cache {shown(folder)} {why}, so it is not used and each run exports the checkpoint "
-        f"again; make it a private folder of your own (sudo chown -R \"$(id -un)\" {place}; chmod 700 {place}) "
-        "or remove it")
+        f"again; {fix}")
 
 
 def keep_export(sha256: str, exported: bytes) -> None:
