@@ -29,7 +29,16 @@ import polars as pl
 
 from mnist_batch import records, results, run_files, storage
 from mnist_batch.discover import discover, file_ids
-from mnist_batch.errors import INTERRUPTED, USAGE, UserError, log, raise_if_interrupted, shown
+from mnist_batch.errors import (
+    INTERRUPTED,
+    USAGE,
+    UserError,
+    defer_stop_signals,
+    end_deferral,
+    log,
+    raise_if_interrupted,
+    shown,
+)
 from mnist_batch.options import ClassifyOptions, check_options
 
 MAX_SHOWN_ERRORS = 10  # per-file error lines on stderr; the rest are in the result file
@@ -111,6 +120,7 @@ def classify_locked(opts: ClassifyOptions, out: Path, fmt: str, started: float,
     storage.load_drivers(opts.inputs)  # ... but after the store's driver, which the walk would load
     pool = DecodePool(opts.workers or cpu_count(), opts.max_pixels)
     try:
+        raise_if_interrupted()  # a stop signal kept while the pool was made
         return classify_inputs(opts, out, fmt, started, remote, pool)
     finally:
         pool.close(cancel=True)  # stopped already unless the run ended early or with an error
@@ -306,7 +316,6 @@ class DecodePool:
         self.in_flight: deque[tuple[list[str], Future, bool]] = deque()  # (paths, future, ran alone)
         self.images_ahead = 0  # the paths in self.in_flight, counted as they come and go
         self.start()
-        self.executor.submit(os.getpid)  # a pool forks its workers on the first task, not before
 
     def decode_all(self, paths: list[str], chunk_size: int, decode=records.preprocess_chunk) -> None:
         """Start decoding `paths` in chunks of `chunk_size`; chunks() gives them back."""
@@ -315,8 +324,16 @@ class DecodePool:
         self.fill()
 
     def start(self) -> None:
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=pool_context(),
-                                            initializer=init_worker, initargs=(os.getpid(),))
+        # A stop signal in the middle of making the pool would leave a half-made finalizer of
+        # multiprocessing's, which prints a traceback at exit: it is kept until the pool is whole,
+        # and raised by the next raise_if_interrupted().
+        defer_stop_signals()
+        try:
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=pool_context(),
+                                                initializer=init_worker, initargs=(os.getpid(),))
+            self.executor.submit(os.getpid)  # a pool forks its workers on the first task, not before
+        finally:
+            end_deferral()
         self.fill()
 
     def fill(self) -> None:

@@ -734,6 +734,42 @@ def test_a_stop_signal_that_a_library_turns_into_its_own_error_is_an_interruptio
     assert done.stderr == "mnist-batch: error: interrupted\n"
 
 
+@pytest.mark.timeout(120)
+def test_a_stop_signal_while_the_decoding_pool_is_made_prints_no_traceback(tmp_path, mnist_test):
+    """Ctrl-C just after the lock, while the workers were being forked, came inside the finalizer
+    multiprocessing makes for each worker: half made, it printed "Exception ignored ... has no
+    attribute '_key'" at exit. Made certain here: the signal comes inside the first finalizer the
+    main thread makes while the pool starts, after its weak reference and before its key, as then."""
+    environment = patched_environment(tmp_path, """
+import concurrent.futures.process as process, multiprocessing.util as util, os, signal, threading, weakref
+state = {"making": 0, "fired": False}
+def making(method):
+    def wrapped(*args, **kwargs):
+        state["making"] += 1
+        try:
+            return method(*args, **kwargs)
+        finally:
+            state["making"] -= 1
+    return wrapped
+process.ProcessPoolExecutor.__init__ = making(process.ProcessPoolExecutor.__init__)
+process.ProcessPoolExecutor.submit = making(process.ProcessPoolExecutor.submit)
+real_init = util.Finalize.__init__
+def init(self, obj, *args, **kwargs):
+    if state["making"] and not state["fired"] and threading.current_thread() is threading.main_thread():
+        state["fired"] = True
+        self._weakref = weakref.ref(obj, self)  # as the real one begins
+        os.kill(os.getpid(), signal.SIGINT)
+    real_init(self, obj, *args, **kwargs)
+util.Finalize.__init__ = init
+""")
+    folder = tmp_path / "in"
+    write_pngs(folder, mnist_test.images[:8], mnist_test.labels[:8])
+    done = run("classify", folder, "--out", tmp_path / "o.parquet", "--quiet", env=environment)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.startswith("mnist-batch: error: interrupted before any") and len(done.stderr.splitlines()) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "patches"]
+
+
 def test_a_stop_signal_while_the_output_lock_is_taken_leaves_no_lock_file(tmp_path):
     """Ctrl-C between creating the lock file and the `with` that removes it left the file behind.
     Made certain here: the signal comes while flock runs."""
