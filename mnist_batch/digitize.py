@@ -14,7 +14,7 @@ can call it; nothing imports torch.
 import numpy as np
 from PIL import Image
 
-from mnist_batch.form_lines import only_lines_left, remove_form_lines
+from mnist_batch.form_lines import only_lines_left, remove_form_lines, zero_padded
 from mnist_batch.reading import WORK_SIDE
 
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
@@ -241,7 +241,7 @@ def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: twice the ink area over its edge pixels (a ribbon w wide and
     L long has w*L pixels, 2L of them on its edges). Reads 2 for any stroke under 3 pixels."""
     area = np.count_nonzero(mask)
-    padded = np.pad(mask, 1)
+    padded = zero_padded(mask)
     interior = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
                 & padded[1:-1, :-2] & padded[1:-1, 2:])
     return 2.0 * area / max(area - np.count_nonzero(interior), 1)
@@ -284,7 +284,7 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
         return crop
     # Padded first, so that strokes on the crop's edge widen outwards too; a square maximum
     # filter is separable: rows, then columns.
-    padded = np.pad(crop, size - 1)
+    padded = zero_padded(crop, (size - 1, size - 1), (size - 1, size - 1))
     rows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=0).max(-1)
     return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).max(-1)
 
