@@ -18,7 +18,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from mnist_batch.errors import UserError, shown
+from mnist_batch.errors import FAILURE, UserError, shown
 
 # A new file only: fails on anything already there, a symlink included, rather than opening it.
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -84,7 +84,14 @@ def write_atomic(path: Path, write, own_folder: bool = False) -> None:
 def write_in_folder(folder: int, path: Path, write, mode: int = 0o666) -> None:
     """write_atomic's work in a folder already open (`folder`, a descriptor: checked once, it cannot
     be swapped for another before the write); `path` names the output, of which the file name is
-    used. `mode`: of the new file, before the umask."""
+    used. `mode`: of the new file, before the umask. A device, FIFO or socket at `path` is refused:
+    the rename would put a file in its place (root's cron job writing over /dev/null)."""
+    try:
+        there = os.stat(path.name, dir_fd=folder, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        there = None
+    if there is not None and special_file(there):
+        raise special_output(path, there)
     tmp = temporary_name(path.name)
     try:
         fd = os.open(tmp, NEW_FILE, mode, dir_fd=folder)
@@ -103,6 +110,20 @@ def write_in_folder(folder: int, path: Path, write, mode: int = 0o666) -> None:
         except OSError:
             pass
         raise
+
+
+SPECIAL_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "FIFO (named pipe)",
+                 stat.S_IFSOCK: "socket"}
+
+
+def special_file(mode: int) -> bool:
+    """A device, FIFO or socket: no output of mnist-batch may take its place."""
+    return stat.S_IFMT(mode) in SPECIAL_KINDS
+
+
+def special_output(path: Path, mode: int, code: int = FAILURE) -> UserError:
+    return UserError(f"refusing to write {shown(path)}: it is a {SPECIAL_KINDS[stat.S_IFMT(mode)]}, not a file; "
+                     "give the path of a file (it is created, or replaced with --overwrite)", code)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

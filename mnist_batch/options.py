@@ -4,10 +4,12 @@ The local engine (classify.py) and the Ray engine (ray_engine.py) take the same
 ClassifyOptions; Ray's own settings travel apart in RayOptions.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_batch.errors import USAGE, UserError
+from mnist_batch.files import special_file, special_output
 from mnist_batch.reading import DEFAULT_MAX_PIXELS
 from mnist_batch.storage import is_uri
 
@@ -71,6 +73,9 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError(f"--out-dir {opts.out_dir} is a file; give a folder (it is created when missing)", USAGE)
     if opts.out is not None and Path(opts.out).is_dir() and not folder_output:
         raise UserError(f"--out {opts.out} is a folder; give a file name ending in .parquet or .csv", USAGE)
+    out_mode = os.lstat(opts.out).st_mode if opts.out is not None and os.path.lexists(opts.out) else None
+    if out_mode is not None and special_file(out_mode):  # before any work (a link there is replaced, as ever)
+        raise special_output(Path(opts.out), out_mode, USAGE)
     if opts.out is not None and Path(opts.out).exists() and not opts.overwrite:
         hint = "nothing to resume; " if opts.resume else ""
         raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)

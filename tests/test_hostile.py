@@ -5,6 +5,7 @@ spreadsheet would run, and single inputs that killed a whole run. Each test pins
 import json
 import os
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -105,6 +106,26 @@ def test_an_output_that_is_a_symlink_is_replaced_never_written_through(tmp_path,
     assert all(untouched(target) for target in victims)
     assert not any(path.is_symlink() for path in outputs.values())
     assert json.loads(outputs["figures.json"].read_text())["rows"] == 3
+
+
+@pytest.mark.timeout(120)
+def test_an_output_that_is_a_fifo_or_a_device_is_refused_and_left_in_place(tmp_path, mnist_test):
+    """`--out /dev/null` in root's cron job, or a FIFO put where an output goes: the rename that
+    writes an output would put a regular file in its place. classify refuses before any work, and
+    every other output (report's here) at the write. (A FIFO stands in for a device: a test that
+    failed on /dev/null itself would replace the machine's.)"""
+    write_pngs(tmp_path / "inbox", mnist_test.images[:3], mnist_test.labels[:3])
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    done = run("classify", tmp_path / "inbox", "--out", fifo, "--overwrite", "--quiet")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "refusing to write" in done.stderr and "FIFO" in done.stderr
+    out = tmp_path / "x.csv"
+    assert run("classify", tmp_path / "inbox", "--out", out, "--quiet").returncode == 0
+    done = run("report", out, "--review", fifo, "--review-threshold", "1.0")
+    assert done.returncode == 1 and "refusing to write" in done.stderr and "FIFO" in done.stderr, done.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert files.special_file(os.stat("/dev/null").st_mode) and not files.special_file(os.stat(out).st_mode)
 
 
 @pytest.mark.timeout(120)
