@@ -42,8 +42,12 @@ def read_list(source: str) -> list[str]:
         raise UserError(f"cannot read --files-from {shown(source)}: {error.strerror}", USAGE) from error
     names: list[str] = []
     try:
+        pending = read_at_least(stream, 2 * MAX_PATH_BYTES).removeprefix(UTF8_BOM)  # Notepad and Excel write one
+        if wide_text(pending):
+            name = "standard input" if source == "-" else shown(source)
+            raise UserError(f"--files-from {name} is UTF-16 or UTF-32 text (Windows PowerShell 5 writes lists so); "
+                            "save it as UTF-8, one path a line", USAGE)
         # A NUL-separated list has a NUL within its first entry's reach; a list of lines has none at all.
-        pending = read_at_least(stream, 2 * MAX_PATH_BYTES)
         separator, kind, kinds = (b"\0", "entry", "entries") if b"\0" in pending else (b"\n", "line", "lines")
         blank_run = separator * (MAX_BLANK_RUN + 1)
         number = 0  # of the entries split off so far
@@ -96,6 +100,17 @@ def list_names(entries: list[bytes], separator: bytes, source: str, kind: str, b
     if entries and max(map(len, entries)) > MAX_PATH_BYTES:
         raise first(f"is longer than {MAX_PATH_BYTES:,} bytes", lambda entry: len(entry) > MAX_PATH_BYTES)
     return [normalise(name) for name in map(os.fsdecode, entries) if name.strip()]
+
+
+UTF8_BOM = b"\xef\xbb\xbf"
+WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")  # UTF-16 (LE, BE) and UTF-32 (LE starts as UTF-16 LE)
+
+
+def wide_text(head: bytes) -> bool:
+    """Whether a list is UTF-16 or UTF-32: a byte-order mark, or every other byte NUL. Read as bytes,
+    its NULs would split it into one-character entries, and "/" and "." entries name whole trees."""
+    sample = head[:64]
+    return head.startswith(WIDE_BOMS) or (len(sample) >= 8 and (not any(sample[1::2]) or not any(sample[0::2])))
 
 
 def list_error(source: str, kind: str, number: int, problem: str) -> UserError:

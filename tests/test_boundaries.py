@@ -273,6 +273,26 @@ def test_a_list_of_one_nul_is_an_empty_list(cli, tmp_path):
     one_line(classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet"), 2, "no inputs")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_utf16_list_is_refused_before_it_names_whole_trees(cli, tmp_path, encoding):
+    """Windows PowerShell 5 writes `> list.txt` in UTF-16. Read as bytes, its NULs made a
+    NUL-separated list of one-character entries, and "/" walked the whole file system."""
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(f"/{tmp_path}/a.png\r\n./b.png\r\n".encode(encoding))
+    one_line(classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet"), 2, "UTF-16", "UTF-8")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_a_utf8_list_with_a_byte_order_mark_finds_its_first_file(cli, tmp_path, mnist_test):
+    """Notepad and Excel start UTF-8 with a byte-order mark: it was part of the first path."""
+    [first, second] = write_pngs(tmp_path / "in", mnist_test.images[:2], mnist_test.labels[:2])
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{first}\r\n{second}\r\n".encode())
+    result = classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet")
+    assert result.exit_code == 0, result.stderr
+    assert rows(tmp_path / "o.parquet")["status"].to_list() == ["ok", "ok"]
+
+
 def test_a_list_of_paths_longer_than_one_read_is_read_whole(cli, tmp_path, mnist_test):
     from mnist_batch.discover import read_list
 
