@@ -14,6 +14,8 @@ from mnist_batch.reading import DEFAULT_MAX_PIXELS
 from mnist_batch.storage import is_uri
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Decoding processes: beyond one per core they only help where reads wait (a network file system).
+MOST_WORKERS_PER_CORE = 8
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError("--overwrite and --resume contradict each other: pick one", USAGE)
     if opts.workers < 0:
         raise UserError(f"--workers {opts.workers}: give 0 (one per core) or more", USAGE)
+    most = MOST_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if opts.workers > most:  # each is a process with its own memory: 10**8 of them ran the machine out of it
+        raise UserError(f"--workers {opts.workers}: give at most {most} ({MOST_WORKERS_PER_CORE} per core); "
+                        "0 starts one per core", USAGE)
     if opts.batch_size < 1:
         raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
     if opts.max_pixels < 1:

@@ -490,6 +490,7 @@ def test_out_that_is_a_folder_is_a_usage_error_up_front(cli, tmp_path, mnist_tes
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("command", [
     ["classify", "--workers=-1", "IN", "--out", "o.csv"],
+    ["classify", "--workers=99999999", "IN", "--out", "o.csv"],  # as many processes: the machine ran out of memory
     ["classify", "--batch-size=0", "IN", "--out", "o.csv"],
     ["classify", "--max-pixels=0", "IN", "--out", "o.csv"],
     ["classify", "--device=tpu", "IN", "--out", "o.csv"],
