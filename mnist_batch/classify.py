@@ -222,6 +222,15 @@ def same_checkpoint(opts: ClassifyOptions, run: run_files.RunFiles) -> ClassifyO
     if not checkpoint.is_file():
         raise checkpoint_not_found(checkpoint)
     check_kept_rows(run, checkpoint.name, file_sha256(checkpoint))
+    # Rows are rejected by the threshold as they are made: the kept ones were judged by theirs.
+    threshold = float(np.float32(opts.min_digit_score))  # as the min_digit_score column holds it
+    other = (run.scan_parts().filter(pl.col("min_digit_score").ne_missing(threshold))
+             .select("min_digit_score").head(1).collect())
+    if other.height:
+        kept = f"{other.item():.6g}"
+        raise UserError(f"cannot resume: the rows kept in {shown(run.parts)} were judged with --min-digit-score "
+                        f"{kept}, not {opts.min_digit_score:g}: rerun with --min-digit-score {kept} to finish that "
+                        "run, or without --resume to start afresh", USAGE)
     return replace(opts, checkpoint=str(checkpoint))
 
 

@@ -68,6 +68,23 @@ def test_resume_with_another_checkpoint_is_refused_and_the_parts_are_kept(cli, t
 
 
 @pytest.mark.timeout(120)
+def test_resume_with_another_minimum_digit_score_is_refused_and_the_parts_are_kept(cli, tmp_path, mnist_test):
+    """The kept rows were judged by their run's threshold: going on with another one mixed two
+    thresholds in one file, which no uninterrupted run gives."""
+    folder = tmp_path / "in"
+    for i in range(3):
+        png(folder / f"{i}.png", mnist_test.images[i])
+    out = tmp_path / "o.parquet"
+    crashed_run(cli, [folder / "0.png", "--min-digit-score", "0.1"], out)
+    result = classify(cli, folder, "--out", out, "--resume", "--min-digit-score", "0")
+    one_line(result, 2, "cannot resume", "--min-digit-score 0.1", "not 0")
+    assert not out.exists() and list(run_files.parts_dir(out).glob("part-*.parquet"))
+    result = classify(cli, folder, "--out", out, "--resume", "--min-digit-score", "0.1")
+    assert result.exit_code == 0, result.stderr
+    assert rows(out).height == 3 and np.allclose(rows(out)["min_digit_score"].to_numpy(), 0.1)
+
+
+@pytest.mark.timeout(120)
 def test_a_checkpoint_rewritten_while_a_resume_starts_mixes_no_rows(cli, tmp_path, mnist_test, monkeypatch):
     """The checkpoint passes the resume check, then another network is written over it before it
     loads (a training job finishing beside the cron job): the run stops before adding a row."""
