@@ -201,6 +201,9 @@ def check_values(checks: pl.DataFrame) -> None:
         if checks[column].item():
             raise UserError(f"the result files' column {column!r} holds {checks[column].item():,} values that are "
                             f"not {rule}; were they written by classify?")
+    if checks["answerless"].item():  # classify writes both for every ok row: an edited file, or another tool's
+        raise UserError(f"the result files hold {checks['answerless'].item():,} rows of status 'ok' without a pred "
+                        "or a confidence; were they written by classify?")
 
 
 VALUE_RULES = {"status": "statuses (null)", "pred": "digits 0-9",
@@ -220,6 +223,7 @@ def summarise(frame: pl.LazyFrame, source: str | None, unmatched: int, threshold
             status=pl.col("status").is_null().sum(),
             pred=(pl.col("pred").is_not_null() & ~pl.col("pred").is_between(0, 9)).sum(),
             confidence=(pl.col("confidence").is_not_null() & ~pl.col("confidence").is_between(0.0, 1.0)).sum(),
+            answerless=(ok & (pl.col("pred").is_null() | pl.col("confidence").is_null())).sum(),
         ),
         # the same weights under two file names are one checkpoint
         frame.group_by("checkpoint_sha256").agg(pl.col("checkpoint").first(), rows=pl.len()),

@@ -364,6 +364,20 @@ def test_impossible_columns_are_one_line_naming_the_column(cli, result_file, tmp
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("column", ["confidence", "pred"])
+def test_an_ok_row_without_an_answer_is_one_line(cli, result_file, tmp_path, column):
+    """A hand-edited file: an ok row with no confidence stopped the report with a TypeError, and
+    one with no pred was counted as a 0."""
+    bad = tmp_path / "bad.parquet"
+    frame = pl.read_parquet(result_file)
+    assert frame["status"][0] == "ok"
+    frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col(column)).alias(column)
+                       ).write_parquet(bad)
+    result = cli("report", bad)
+    assert result.exit_code == 1 and "'ok' without a pred or a confidence" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
 def test_identical_duplicate_labels_are_dropped_with_a_note(cli, labelled, result_file, tmp_path):
     args = (result_file, "--labels-root", labelled / "images")
     once = report_json(cli, *args, "--labels", labelled / "labels.csv")["labels"]
