@@ -68,6 +68,9 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     for needed in ("path", "label"):
         if needed not in frame.columns:
             raise UserError(f"labels file {shown(path)} has no {needed!r} column (it needs path,label)", USAGE)
+        if frame.schema[needed].is_nested() or frame.schema[needed] == pl.Object:
+            raise UserError(f"labels file {shown(path)}: its {needed!r} column holds {frame.schema[needed]} "
+                            f"values; give one {'path as text' if needed == 'path' else 'digit'} per row", USAGE)
     label = label_text(pl.col("label"), frame.schema["label"]).alias("label")
     paths = pl.col("path").cast(pl.String)
     if csv:  # a review file's paths as they were before spreadsheet_safe (any CSV is read so)

@@ -159,6 +159,17 @@ def test_bad_labels_are_one_line_errors(cli, labelled, result_file, tmp_path):
     assert cli("report", result_file, "--min-accuracy", "0.5").exit_code == 2  # gate without labels
 
 
+@pytest.mark.parametrize("column, values", [("label", [[1, 2]]), ("path", [["a.png"]]), ("label", [{"digit": 1}])],
+                         ids=["labels as lists", "paths as lists", "labels as structs"])
+def test_labels_in_nested_columns_are_one_line(cli, result_file, tmp_path, column, values):
+    """A Parquet labels file whose column holds lists or structs gave polars' own multi-line dump."""
+    labels = tmp_path / "labels.parquet"
+    pl.DataFrame({"path": ["a.png"], "label": [1]}).with_columns(pl.Series(column, values)).write_parquet(labels)
+    result = cli("report", result_file, "--labels", labels)
+    assert result.exit_code == 2 and str(labels) in result.stderr and f"'{column}' column" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_min_accuracy_gate_and_review_file(cli, labelled, result_file, tmp_path):
     args = (result_file, "--labels", labelled / "labels.csv", "--labels-root", labelled / "images")
     assert cli("report", *args, "--min-accuracy", "0.5").exit_code == 0
