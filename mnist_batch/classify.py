@@ -141,7 +141,7 @@ def classify_inputs(opts: ClassifyOptions, out: Path, fmt: str, started: float, 
                 seconds=time.perf_counter() - started, pipeline_images_per_second=0.0, workers=0,
                 device="", checkpoint=None)
     elif not paths:
-        log(f"no image files found in {', '.join(map(shown, opts.inputs)) or shown(opts.files_from)}; "
+        log(f"no image files to classify in {', '.join(map(shown, opts.inputs)) or shown(opts.files_from)}; "
             "writing an empty result")
 
     run = run_files.RunFiles(out, fmt, resume=opts.resume, part_rows=PART_BATCHES * opts.batch_size,

@@ -245,10 +245,14 @@ def discover(
             paths.extend(walk(item, seen_dirs))
         else:
             paths.append(item)
+    found = len(paths)
     if include:
         paths = [p for p in paths if matches(p, include)]
     if exclude:
         paths = [p for p in paths if not matches(p, exclude)]
+    if found and not paths:  # a typo in a pattern would otherwise pass for an empty folder
+        log(f"note: --include/--exclude matched none of the {found:,} image files found; check the patterns "
+            "(each is matched against the file's name and its whole path)")
     return one_spelling_per_file(sorted(set(paths) | set(listed)))
 
 

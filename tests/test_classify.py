@@ -222,6 +222,10 @@ def test_discovery_lists_and_symlink_loops(cli, tmp_path, mnist_test):
     assert result.exit_code == 3
     listed = results.scan(tmp_path / "list.csv").collect()
     assert sorted(listed["status"].to_list()) == ["missing", "ok"]
+    # a pattern that matches none of the files is said to be that, not passed off as an empty folder
+    result = classify(cli, root, "--include", "*.jpeg", "--out", tmp_path / "none.csv")
+    assert result.exit_code == 0 and results.scan(tmp_path / "none.csv").collect().height == 0
+    assert "--include/--exclude matched none of the 7 image files found" in result.stderr
 
 
 def test_unreadable_file_is_a_row(tmp_path, mnist_test):
