@@ -38,7 +38,8 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
 
 def checkpoint_not_found(path: Path) -> UserError:
     names = ", ".join(bundled.stem for bundled in sorted(WEIGHTS.glob("*.safetensors")))
-    return UserError(f"checkpoint {path} not found; give a .safetensors file "
+    problem = "is a folder" if os.path.isdir(path) else "not found"  # a train --out folder, say
+    return UserError(f"checkpoint {path} {problem}; give a .safetensors file "
                      f"or a bundled name ({names}: see `mnist-batch checkpoints`)")
 
 

@@ -413,6 +413,16 @@ def test_a_labels_root_that_does_not_exist_is_a_usage_error(cli, digits, tmp_pat
     one_line(cli("report", digits / "preds.parquet", "--labels-root", digits), 2, "--labels-root", "--labels")
 
 
+def test_a_folder_named_as_a_checkpoint_and_a_file_on_the_output_path_are_named_as_such(cli, digits, tmp_path):
+    """Both said the wrong thing: a folder (a train --out, say) was "not found", and an output under
+    a file was "creating .x.csv.lock failed (File exists)"."""
+    image = next((digits / "images").rglob("*.png"))
+    one_line(classify(cli, image, "--out", tmp_path / "x.csv", "--checkpoint", digits), 1, str(digits), "is a folder")
+    (tmp_path / "notes.txt").write_text("a file\n")
+    one_line(classify(cli, image, "--out", tmp_path / "notes.txt" / "sub" / "x.csv"), 1,
+             f"{tmp_path / 'notes.txt'} is a file, not a folder")
+
+
 # 17: terminal and files
 
 
