@@ -110,7 +110,8 @@ def wide_text(head: bytes) -> bool:
     """Whether a list is UTF-16 or UTF-32: a byte-order mark, or every other byte NUL. Read as bytes,
     its NULs would split it into one-character entries, and "/" and "." entries name whole trees."""
     sample = head[:64]
-    return head.startswith(WIDE_BOMS) or (len(sample) >= 8 and (not any(sample[1::2]) or not any(sample[0::2])))
+    even, odd = any(sample[0::2]), any(sample[1::2])
+    return head.startswith(WIDE_BOMS) or (len(sample) >= 8 and even != odd)  # all NUL: /dev/zero, no text
 
 
 def list_error(source: str, kind: str, number: int, problem: str) -> UserError:
