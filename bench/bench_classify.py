@@ -14,7 +14,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BIN, OUT, machine, run_measured, write_mnist_pngs, write_scans  # noqa: E402
 
-from mnist_batch.classify import cpu_count  # noqa: E402
+from mnist_batch.cores import cpu_count  # noqa: E402
 from mnist_batch.discover import discover  # noqa: E402
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from mnist_batch import records, results, run_files, storage
+from mnist_batch.cores import cpu_count
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import (
     INTERRUPTED,
@@ -519,10 +520,3 @@ def pool_context():
     # fork is what makes the early start cheap; where it is missing, spawn works too.
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-
-
-def cpu_count() -> int:
-    """Cores this process may use (a container or taskset can allow fewer than the machine has)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1

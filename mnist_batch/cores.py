@@ -15,6 +15,13 @@ LOADAVG = Path("/proc/loadavg")
 SAMPLES, SAMPLE_GAP = 5, 0.01  # seconds apart: a passing process is not taken for a busy core
 
 
+def cpu_count() -> int:
+    """Cores this process may use (a container or taskset can allow fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def runnable_now(loadavg: Path = LOADAVG) -> int | None:
     """Tasks running or ready to run right now, this process included (Linux); None elsewhere."""
     try:

@@ -107,11 +107,12 @@ WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")  # UTF-16 (LE, BE) and U
 
 
 def wide_text(head: bytes) -> bool:
-    """Whether a list is UTF-16 or UTF-32: a byte-order mark, or every other byte NUL. Read as bytes,
-    its NULs would split it into one-character entries, and "/" and "." entries name whole trees."""
-    sample = head[:64]
-    even, odd = any(sample[0::2]), any(sample[1::2])
-    return head.startswith(WIDE_BOMS) or (len(sample) >= 8 and even != odd)  # all NUL: /dev/zero, no text
+    """Whether a list is UTF-16 or UTF-32: a byte-order mark; or, without one, every other byte NUL
+    and a line break as such text writes it (`printf '%s\\0' 0 1 2` has the NULs, but no line break).
+    Read as bytes, its NULs would split it into one-character entries, and "/" and "." entries name
+    whole trees."""
+    even, odd = any(head[0::2]), any(head[1::2])  # all NUL (/dev/zero) is no text
+    return head.startswith(WIDE_BOMS) or (even != odd and (b"\n\0" in head or b"\0\n" in head))
 
 
 def list_error(source: str, kind: str, number: int, problem: str) -> UserError:

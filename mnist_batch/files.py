@@ -121,9 +121,9 @@ def special_file(mode: int) -> bool:
     return stat.S_IFMT(mode) in SPECIAL_KINDS
 
 
-def special_output(path: Path, mode: int, code: int = FAILURE) -> UserError:
+def special_output(path: Path, mode: int, code: int = FAILURE, hint: str = "") -> UserError:
     return UserError(f"refusing to write {shown(path)}: it is a {SPECIAL_KINDS[stat.S_IFMT(mode)]}, not a file; "
-                     "give the path of a file (it is created, or replaced with --overwrite)", code)
+                     f"give the path of a file{hint}", code)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_batch.cores import cpu_count
 from mnist_batch.errors import USAGE, UserError
 from mnist_batch.files import special_file, special_output
 from mnist_batch.reading import DEFAULT_MAX_PIXELS
@@ -60,7 +61,7 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError("--overwrite and --resume contradict each other: pick one", USAGE)
     if opts.workers < 0:
         raise UserError(f"--workers {opts.workers}: give 0 (one per core) or more", USAGE)
-    most = MOST_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    most = MOST_WORKERS_PER_CORE * cpu_count()
     if opts.workers > most:  # each is a process with its own memory: 10**8 of them ran the machine out of it
         raise UserError(f"--workers {opts.workers}: give at most {most} ({MOST_WORKERS_PER_CORE} per core); "
                         "0 starts one per core", USAGE)
@@ -75,14 +76,14 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
     if is_uri(opts.out_dir) or is_uri(opts.out):
         check_store_output(opts)
         return
-    if opts.out_dir is not None and Path(opts.out_dir).exists() and not Path(opts.out_dir).is_dir():
+    if opts.out_dir is not None and os.path.exists(opts.out_dir) and not os.path.isdir(opts.out_dir):
         raise UserError(f"--out-dir {opts.out_dir} is a file; give a folder (it is created when missing)", USAGE)
-    if opts.out is not None and Path(opts.out).is_dir() and not folder_output:
+    if opts.out is not None and os.path.isdir(opts.out) and not folder_output:
         raise UserError(f"--out {opts.out} is a folder; give a file name ending in .parquet or .csv", USAGE)
     out_mode = os.lstat(opts.out).st_mode if opts.out is not None and os.path.lexists(opts.out) else None
     if out_mode is not None and special_file(out_mode):  # before any work (a link there is replaced, as ever)
-        raise special_output(Path(opts.out), out_mode, USAGE)
-    if opts.out is not None and Path(opts.out).exists() and not opts.overwrite:
+        raise special_output(Path(opts.out), out_mode, USAGE, " (it is created, or replaced with --overwrite)")
+    if opts.out is not None and os.path.exists(opts.out) and not opts.overwrite:
         hint = "nothing to resume; " if opts.resume else ""
         raise UserError(f"{opts.out} exists; {hint}pass --overwrite to replace it", USAGE)
 

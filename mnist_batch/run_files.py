@@ -151,7 +151,7 @@ class OutputLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.fd = open_lock_file(self.path)  # never through a link planted in its place
             except OSError as error:
-                blocking = [part for part in (self.path.parent, *self.path.parent.parents) if part.is_file()]
+                blocking = [part for part in (self.path.parent, *self.path.parent.parents) if os.path.isfile(part)]
                 if blocking:
                     raise UserError(f"cannot write {shown(output)}: {shown(blocking[-1])} is a file, not a folder; "
                                     "give an output in a folder") from None

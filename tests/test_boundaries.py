@@ -300,6 +300,18 @@ def test_a_utf16_list_is_refused_before_it_names_whole_trees(cli, tmp_path, enco
     assert not (tmp_path / "o.parquet").exists()
 
 
+def test_a_nul_separated_list_of_one_character_names_is_no_utf16(cli, tmp_path, mnist_test, monkeypatch):
+    """`printf '%s\\0' *` in a folder of label folders 0-9 has a NUL at every other byte too."""
+    write_pngs(tmp_path, mnist_test.images[:4], mnist_test.labels[:4])
+    monkeypatch.chdir(tmp_path)
+    names = sorted({str(label) for label in mnist_test.labels[:4]})
+    listing = tmp_path / "list"
+    listing.write_bytes("".join(f"{name}\0" for name in names).encode())
+    result = classify(cli, "--files-from", listing, "--out", tmp_path / "o.parquet")
+    assert result.exit_code == 0, result.stderr
+    assert rows(tmp_path / "o.parquet")["status"].to_list() == ["ok"] * 4
+
+
 def test_a_utf8_list_with_a_byte_order_mark_finds_its_first_file(cli, tmp_path, mnist_test):
     """Notepad and Excel start UTF-8 with a byte-order mark: it was part of the first path."""
     [first, second] = write_pngs(tmp_path / "in", mnist_test.images[:2], mnist_test.labels[:2])
