@@ -283,6 +283,8 @@ def jpeg_draft_scale(width: int, height: int) -> int:
 def to_gray(image: Image.Image) -> Image.Image:
     if image.mode == "L":
         return image
+    if image.mode == "LAB":  # a CIELAB TIFF: Pillow converts it to no other mode, and its L is the lightness
+        return image.getchannel("L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, paper_under(rgba)), rgba).convert("L")

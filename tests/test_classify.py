@@ -295,13 +295,14 @@ def test_every_common_format_gives_the_same_digit(cli, tmp_path, mnist_test):
         "e.tif": digit, "f.webp": digit.convert("RGB"), "g.pgm": digit, "h.ppm": digit.convert("RGB"),
         "i.Tiff": digit.convert("RGBA"),
         "j16.png": Image.fromarray(np.asarray(digit, np.uint16) * 257),  # 16-bit grey
+        "k-lab.tif": digit.convert("RGB").convert("LAB"),  # Pillow converts LAB to nothing: its L is the grey
     }.items():
         image.save(folder / name)
     out = tmp_path / "formats.parquet"
     result = classify(cli, folder, "--out", out)
     assert result.exit_code == 0, result.stderr
     frame = pl.read_parquet(out)
-    assert frame.height == 10 and set(frame["status"]) == {"ok"}
+    assert frame.height == 11 and set(frame["status"]) == {"ok"}
     assert set(frame["pred"]) == {int(mnist_test.labels[0])}
 
 
