@@ -357,7 +357,7 @@ def classify_command(
                                       help="parquet or csv (default: from the --out extension)."),
     checkpoint: Optional[str] = Checkpoint,
     device: str = Device,
-    workers: int = typer.Option(0, metavar="N", help="Decoding processes (0: one per core)."),
+    workers: int = typer.Option(0, metavar="N", help="Decoding processes (0: one per core; at most 8 per core)."),
     batch_size: int = typer.Option(1024, metavar="N", help="Images per model batch (and per worker task)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
     resume: bool = typer.Option(False, "--resume",
