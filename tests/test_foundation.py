@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mnist_batch.checkpoints import WEIGHTS, split_scores
+from mnist_batch.errors import UserError
 from mnist_batch.model import Inference, LeNet, normalize
 
 LENET = WEIGHTS / "lenet.safetensors"
@@ -114,6 +115,29 @@ def test_corrupt_or_gzipped_data(cli, tmp_path, mnist_dir):
     assert cli("evaluate", "--data-dir", tmp_path).exit_code == 0
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes((mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()[:-10])
     one_line_error(cli("evaluate", "--data-dir", tmp_path), "t10k-labels-idx1-ubyte", "corrupt")
+
+
+def test_a_gzip_bomb_named_like_mnist_is_read_no_further_than_mnist_goes(cli, tmp_path, mnist_dir):
+    """256 MB of zeros in a 250 kB .gz: inflated whole it took memory by the gigabyte before the
+    MD5 check refused it. Only what the file should hold, and a byte more, is read."""
+    import tracemalloc
+
+    from mnist_batch import data
+
+    shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte", tmp_path / "t10k-labels-idx1-ubyte")
+    bomb = tmp_path / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", 9) as file:
+        for _ in range(16):
+            file.write(bytes(1 << 24))
+    one_line_error(cli("evaluate", "--data-dir", tmp_path), "t10k-images-idx3-ubyte.gz", "corrupt")
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="corrupt"):
+            data.read_idx(bomb, data.IMAGES_MAGIC, 10_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20  # MNIST's test images are 7.8 MB
 
 
 def test_bad_checkpoints_fail_with_one_line(cli, tmp_path, mnist_dir):
