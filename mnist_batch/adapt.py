@@ -134,6 +134,10 @@ def self_train(inference: Inference, digits: np.ndarray, opts: AdaptOptions,
     rounds = []
     for number in range(1, opts.rounds + 1):
         index, labels = confident_labels(inference, digits, opts)
+        if len(index) < MIN_DIGITS:  # the statistics of a set of one image, say, leave nothing sure
+            log(f"self-training round {number}: only {len(index)} images read as sure digits now, fewer than "
+                f"{MIN_DIGITS}: no more rounds")
+            break
         steps = opts.steps or train.fine_tune_steps(len(index), extra_per_batch)
         labelled = train.Mixed(torch.from_numpy(digits[index]).to(device),
                                torch.from_numpy(labels.astype("int64")).to(device),
@@ -201,9 +205,10 @@ def adapt(opts: AdaptOptions) -> dict:
     held = [done for done in rounds if done["mnist_test_accuracy"] >= MNIST_FLOOR]  # a round below ends them
     kept, after = ("self-training", held[-1]["mnist_test_accuracy"]) if held else ("batch-norm", after_batch_norm)
     if after < MNIST_FLOOR:
+        advice = ("the set's own statistics cannot stand for digits at large: give more images, of more "
+                  "writers and digits" if kept == "batch-norm" else "try --rounds 0, fewer --steps or a lower --lr")
         raise UserError(f"adapting left MNIST test accuracy at {after:.2%} (before {before:.2%}), below "
-                        f"{MNIST_FLOOR:.1%}: the network would forget digits, so nothing was written; "
-                        "try --rounds 0, fewer --steps or a lower --lr")
+                        f"{MNIST_FLOOR:.1%}: the network would forget digits, so nothing was written; {advice}")
 
     # What the base was trained with carries over (fine-tuning reads it: its non-digit share, its
     # augmentation); so does its confidence temperature. The rest describes this run.

@@ -87,6 +87,21 @@ def test_adapting_on_non_digits_alone_is_refused_and_writes_nothing(cli, tmp_pat
     assert not out.exists()
 
 
+def test_adapting_on_one_image_repeated_is_one_line_and_writes_nothing(cli, tmp_path, mnist_test, mnist_dir):
+    """Sixty copies of one digit: re-estimated on them, the statistics left no sure digit to label,
+    and the empty set of labels stopped the run with a RuntimeError from the sampler."""
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for i in range(60):
+        Image.fromarray(255 - mnist_test.images[0]).save(folder / f"{i:02d}.png")
+    out = tmp_path / "adapted"
+    result = cli("adapt", folder, "--out", out, "--data-dir", mnist_dir, *FEW_STEPS)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr and "RuntimeError" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "nothing was written" in error and "give more images" in error, result.stderr
+    assert not out.exists()
+
+
 def test_a_run_that_would_forget_mnist_writes_nothing(cli, tmp_path, writers, mnist_dir, monkeypatch):
     monkeypatch.setattr(adapt, "MNIST_FLOOR", 1.0)  # no network reaches it
     out = tmp_path / "adapted"
