@@ -63,6 +63,8 @@ def read_file(path: str) -> tuple[bytes, os.stat_result]:
         fd = os.open(path, OPEN_FLAGS)
     except OSError as error:
         raise open_problem(path, error) from None
+    except ValueError:  # a NUL byte, from a labels file or the Python API: the kernel takes no such name
+        raise ImageProblem("missing", "the path holds a NUL byte, which no file name can: fix the path") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

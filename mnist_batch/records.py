@@ -121,7 +121,7 @@ def failed(path: str, status: str, error: str) -> Decoded:
     """The record of a file that was not classified, with its size and mtime when it can be stat'ed."""
     try:
         info = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return Decoded(status, error)
     return Decoded(status, error, None, info.st_size, mtime_ns(info))
 
