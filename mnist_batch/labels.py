@@ -75,7 +75,11 @@ def read_labels_file(path: Path) -> pl.DataFrame:
     paths = pl.col("path").cast(pl.String)
     if csv:  # a review file's paths as they were before spreadsheet_safe (any CSV is read so)
         paths = from_spreadsheet(paths)
-    frame = frame.select(paths.alias("path"), label)
+    try:
+        frame = frame.select(paths.alias("path"), label)
+    except pl.exceptions.PolarsError as error:  # bytes that are no UTF-8 text, say, in a Parquet binary column
+        raise UserError(f"labels file {shown(path)}: its path or label column cannot be read as text "
+                        f"({shown(str(error).splitlines()[0])}); give paths and labels as UTF-8 text", USAGE) from None
     no_path = pl.col("path").is_null() | (pl.col("path").str.strip_chars() == "")
     where = frame.with_row_index("row").filter(no_path & pl.col("label").is_not_null()).head(1)
     if where.height:

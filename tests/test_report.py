@@ -159,10 +159,12 @@ def test_bad_labels_are_one_line_errors(cli, labelled, result_file, tmp_path):
     assert cli("report", result_file, "--min-accuracy", "0.5").exit_code == 2  # gate without labels
 
 
-@pytest.mark.parametrize("column, values", [("label", [[1, 2]]), ("path", [["a.png"]]), ("label", [{"digit": 1}])],
-                         ids=["labels as lists", "paths as lists", "labels as structs"])
+@pytest.mark.parametrize("column, values", [("label", [[1, 2]]), ("path", [["a.png"]]), ("label", [{"digit": 1}]),
+                                            ("path", [b"\xff.png"])],
+                         ids=["labels as lists", "paths as lists", "labels as structs", "paths as bytes, not UTF-8"])
 def test_labels_in_nested_columns_are_one_line(cli, result_file, tmp_path, column, values):
-    """A Parquet labels file whose column holds lists or structs gave polars' own multi-line dump."""
+    """A Parquet labels file whose column holds lists, structs or bytes that are no text gave polars'
+    own multi-line dump."""
     labels = tmp_path / "labels.parquet"
     pl.DataFrame({"path": ["a.png"], "label": [1]}).with_columns(pl.Series(column, values)).write_parquet(labels)
     result = cli("report", result_file, "--labels", labels)
