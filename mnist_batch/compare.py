@@ -38,8 +38,15 @@ def side_frame(files: list[str], side: str, opts: report.ReportOptions) -> tuple
     """One side's rows with their labels, keyed by the file's identity (file_id; the path in files
     that have none), its columns named with the side's suffix."""
     frame, source, _ = report.attach_labels(report.scan_results(files), opts)
-    return (frame.select(_key=pl.coalesce("file_id", "path"),
-                         **{f"{column}_{side}": pl.col(column) for column in SIDE_COLUMNS}), source)
+    frame = frame.select(_key=pl.coalesce("file_id", "path"),
+                         **{f"{column}_{side}": pl.col(column) for column in SIDE_COLUMNS})
+    # An input twice on one side (two runs' CSVs joined into one) would be joined twice: "-3 only in A".
+    repeated = frame.select(pl.len() - pl.col("_key").n_unique()).collect(engine="streaming").item()
+    if repeated:
+        log(f"note: {', '.join(map(shown, files))} hold{'s' if len(files) == 1 else ''} {repeated:,} rows of inputs "
+            "that have a row already; each input is compared by its first row")
+        frame = frame.unique("_key", keep="first", maintain_order=True)
+    return frame, source
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float | None:

@@ -619,6 +619,24 @@ def test_two_runs_without_compare_say_so_on_one_line(cli, labelled, result_file,
     assert "--compare" not in cli("report", first, second).stderr
 
 
+def test_compare_counts_an_input_listed_twice_in_one_file_once(cli, labelled, result_file, tmp_path):
+    """Two runs' CSVs joined into one list some inputs twice: the join counted them twice, and the
+    summary said "-3 only in A"."""
+    tuned = tuned_copy(result_file, tmp_path / "tuned.parquet")
+    doubled = tmp_path / "doubled.parquet"
+    rows = pl.read_parquet(tuned)
+    pl.concat([rows, rows.head(3)]).write_parquet(doubled)
+    labels = ("--labels", labelled / "labels.csv", "--labels-root", labelled / "images")
+    once = json.loads(cli("report", "--compare", result_file, tuned, *labels, "--json").stdout)
+    result = cli("report", "--compare", result_file, doubled, *labels, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "3 rows of inputs that have a row already" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["inputs"] == {"both": 42, "only_a": 0, "only_b": 0}
+    assert summary["runs"] == {side: {**run, "files": summary["runs"][side]["files"]}
+                               for side, run in once["runs"].items()}
+
+
 def test_compare_takes_two_files(cli, result_file, tmp_path):
     result = cli("report", "--compare", result_file)
     assert result.exit_code == 2 and "two result files" in result.stderr
