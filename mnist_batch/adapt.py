@@ -165,6 +165,8 @@ def adapt(opts: AdaptOptions) -> dict:
     paths = discover.discover(list(opts.inputs))
     inference = Inference(opts.base, opts.device)
     model, device = inference.model, inference.device
+    checkpoint = Path(opts.out) / f"{inference.checkpoint.stem.removesuffix('-adapted')}-adapted.safetensors"
+    train.check_not_the_base(inference.checkpoint, [checkpoint])
     if not batch_norms(model) or not inference.knows_non_digits:
         raise UserError(f"--from {shown(inference.checkpoint.name)}: adapting needs a smallbn checkpoint with the "
                         "\"not a digit\" output (BatchNorm to re-estimate, and a digit score to keep non-digits "
@@ -239,7 +241,6 @@ def adapt(opts: AdaptOptions) -> dict:
             "mnist_test_accuracy_after": after,
         },
     }
-    checkpoint = Path(opts.out) / f"{inference.checkpoint.stem.removesuffix('-adapted')}-adapted.safetensors"
     save_checkpoint(model, checkpoint, metadata)
     return metadata | {"checkpoint": str(checkpoint), "seconds": time.perf_counter() - started,
                        "device": str(device)}

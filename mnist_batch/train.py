@@ -8,6 +8,7 @@ measures the gain), so that the network learns their writers without forgetting 
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -121,6 +122,18 @@ def check_options(opts: TrainOptions) -> None:
         raise UserError("--non-digits needs --arch smallbn: lenet stays the notebook's ten-digit network", USAGE)
     if opts.extra_root is not None and not Path(opts.extra_root).is_dir():
         raise UserError(f"--extra-root {opts.extra_root}: no such folder", USAGE)
+    if opts.base is not None:
+        check_not_the_base(resolve_checkpoint(opts.base), [Path(opts.out) / f"{name}-tuned.safetensors"
+                                                            for name in ARCHITECTURES])
+
+
+def check_not_the_base(base: Path, outputs: list[Path]) -> None:
+    """The new checkpoint must not take its base's place: the base's SHA-256 in its metadata would
+    then name a file that is gone (train --from, adapt --from: NETWORK-tuned, NETWORK-adapted)."""
+    for output in outputs:
+        if os.path.exists(output) and os.path.exists(base) and os.path.samefile(output, base):
+            raise UserError(f"--from {shown(base)} is the file this run would write ({shown(output)}): give "
+                            "another --out, so that the base stays as its metadata names it", USAGE)
 
 
 AFFINE_ONLY = {"elastic": 0.0, "stroke_p": 0.0, "blur_p": 0.0}  # augment.make_augment's affine jitter alone

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -100,6 +101,24 @@ def test_adapting_on_one_image_repeated_is_one_line_and_writes_nothing(cli, tmp_
     error = result.stderr.strip().splitlines()[-1]
     assert "nothing was written" in error and "give more images" in error, result.stderr
     assert not out.exists()
+
+
+def test_a_run_that_would_write_over_its_own_base_is_refused(cli, tmp_path, writers, mnist_dir):
+    """train --from DIR/lenet-tuned.safetensors --out DIR (and adapt alike) wrote the new network
+    over its base, whose SHA-256 the metadata then named: a file that was gone."""
+    out = tmp_path / "out"
+    out.mkdir()
+    tuned, adapted = out / "lenet-tuned.safetensors", out / "smallbn-adapted.safetensors"
+    shutil.copy(WEIGHTS / "lenet.safetensors", tuned)
+    shutil.copy(WEIGHTS / "smallbn.safetensors", adapted)
+    extra = tmp_path / "extra.csv"
+    extra.write_text(f"path,label\n{next(writers[0].rglob('*.png'))},7\n")
+    before = file_sha256(tuned), file_sha256(adapted)
+    one_line_error(cli("train", "--from", tuned, "--extra", extra, "--out", out, "--data-dir", mnist_dir, "--quiet"),
+                   2, "is the file this run would write", "another --out")
+    one_line_error(cli("adapt", writers[0], "--from", adapted, "--out", out, "--data-dir", mnist_dir, *FEW_STEPS),
+                   2, "is the file this run would write", "another --out")
+    assert (file_sha256(tuned), file_sha256(adapted)) == before
 
 
 def test_a_run_that_would_forget_mnist_writes_nothing(cli, tmp_path, writers, mnist_dir, monkeypatch):
