@@ -217,11 +217,11 @@ def cache_folder() -> int | None:
         folder = data.cache_dir() / "onnx"
     except RuntimeError:  # no $HOME and no home in the password database
         return None
+    place = shlex.quote(str(folder))  # for the commands a note offers
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
-        place = shlex.quote(str(folder))
         if os.path.islink(folder):
             unusable_cache(folder, "is a symlink", f"remove the link (rm {place})")
         else:
@@ -231,7 +231,6 @@ def cache_folder() -> int | None:
     info = os.fstat(descriptor)
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
         os.close(descriptor)
-        place = shlex.quote(str(folder))
         if info.st_uid != os.getuid():
             unusable_cache(folder, f"belongs to user id {info.st_uid}",
                            f"make it yours (sudo chown -R \"$(id -un)\" {place}; chmod 700 {place}) or remove it")
