@@ -14,7 +14,7 @@ can call it; nothing imports torch.
 import numpy as np
 from PIL import Image
 
-from mnist_batch.form_lines import only_lines_left, remove_form_lines, zero_padded
+from mnist_batch.form_lines import only_lines_left, remove_form_lines, remove_ruling, zero_padded
 from mnist_batch.reading import WORK_SIDE
 
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
@@ -337,8 +337,10 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
+    ink, ruled = remove_ruling(ink)
     field = drop_specks(ink)
     ink, had_lines = remove_form_lines(field)
+    had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))

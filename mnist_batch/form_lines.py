@@ -36,6 +36,12 @@ TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
+# Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
+# through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
+RULE_SPAN, RULED_LINES = 0.9, 2
+RULE_ON_IMAGE = 0.5  # ... of the part of the line on the image, when it runs off over an edge (a turned page)
+RULE_SOLID = 0.75  # ... and inked along this share of it, pixel by pixel (not grain seen as a line)
+RULE_DARKER = 1.5  # ink this many times the ruling's median level, on a ruled line, is written on it
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
@@ -98,11 +104,14 @@ def line_candidates(mask: np.ndarray, extent: int, across: int) -> list[tuple[np
     return found
 
 
-def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) -> tuple | None:
+def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int,
+              mostly_alone: bool = False) -> tuple | None:
     """The pixels of a line y = row + (x - width/2) * shear, found as a run over columns start:end: its own
     tilt fitted to the ink, the rows around it where at least half the run is ink, along the whole
     width (a line broken by a gap is still one line), less the columns where a stroke crosses it
-    (ink just beyond both edges). None when the band is too thick for a printed line."""
+    (ink just beyond both edges). None when the band is too thick for a printed line. `mostly_alone`:
+    the line runs alone along most of its length (a ruling, which also crosses the digit's strokes):
+    its tilt is fitted again to the columns that lie on the first fit."""
     height, width = mask.shape
     run = np.arange(start, end)
     offsets = np.arange(-6, 8)
@@ -125,6 +134,9 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int) ->
         return None
     middle = centre[thin] + (inked * offsets[:, None]).sum(axis=0)[thin] / weight[thin]
     slope, intercept = np.polyfit(run[thin], middle, 1)
+    if mostly_alone:  # fitted again to the columns on the first fit: those the digit's strokes pulled are left out
+        near = np.abs(middle - (slope * run[thin] + intercept)) <= LINE_WOBBLE
+        slope, intercept = np.polyfit(run[thin][near], middle[near], 1) if near.sum() >= 2 else (slope, intercept)
     if np.mean(np.abs(middle - (slope * run[thin] + intercept)) > LINE_WOBBLE) > 0.25:
         return None  # a curved stroke (the top of a 5), not a printed line: crossings aside, it bends
     _, _, inked = around(np.round(slope * run + intercept).astype(np.int64), run)
@@ -167,6 +179,110 @@ def extent(ink: np.ndarray) -> int:
     return max(np.ptp(np.flatnonzero(ink.any(axis=1))), np.ptp(np.flatnonzero(ink.any(axis=0)))) + 1
 
 
+def reduced(mask: np.ndarray, factor: int) -> np.ndarray:
+    """`mask` reduced `factor` times each way; a block holding any ink is ink (thin lines stay whole)."""
+    height, width = -(-mask.shape[0] // factor), -(-mask.shape[1] // factor)
+    small = zero_padded(mask, (0, height * factor - mask.shape[0]), (0, width * factor - mask.shape[1]))
+    return small.reshape(height, factor, width, factor).any(axis=(1, 3))
+
+
+def remove_ruling(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The lines of ruled or squared paper removed from `ink` (a page of a notebook or an exam
+    sheet), and whether any were. They cross the whole image, the digit too, so remove_form_lines,
+    which only takes lines on the outside of the ink, leaves them. They are taken, along rows and
+    along columns, when RULED_LINES or more thin straight lines cross RULE_SPAN of the image, longer by
+    LINE_OVER_DIGIT than the ink left is tall and wide (a tight crop's own strokes run edge to
+    edge too: a 2's base, a Z-shaped 2's top), and one of them at least away from the image's edges
+    (a 0 cropped to its ink, or a box, is four lines on its edges). Where a stroke crosses a line, the
+    stroke stays."""
+    mask = ink > 0
+    if max(mask.shape) < SMALLEST_FIELD:
+        return ink, False
+    if not (mask.any(axis=0).mean() >= RULE_SPAN or mask.any(axis=1).mean() >= RULE_SPAN):
+        return ink, False  # most images: the ink does not reach across
+    factor = -(-max(mask.shape) // LINE_SIDE)
+    small = reduced(mask, factor)
+    found = ruled_lines(small), [(cols, rows) for rows, cols in ruled_lines(small.T)]
+    found = [[band for band in bands if solid(band, axis, mask, factor)] for axis, bands in enumerate(found)]
+    ruled = {axis: bands for axis, bands in enumerate(found) if len(bands) >= RULED_LINES
+             and any(not on_the_outside(band[axis], small.shape[axis]) for band in bands)}
+    length = {0: mask.shape[1], 1: mask.shape[0]}  # lines along rows run across the width
+    while ruled:
+        cleaned = without_lines(ink, [band for bands in ruled.values() for band in bands], factor)
+        rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
+        if not len(rows):
+            return cleaned, True  # a ruled page with nothing written on it
+        digit = max(np.ptp(rows), np.ptp(cols)) + 1
+        short = [axis for axis in ruled if length[axis] < LINE_OVER_DIGIT * digit]
+        if not short:
+            return cleaned, True
+        for axis in short:
+            del ruled[axis]
+    return ink, False
+
+
+def solid(band: tuple[np.ndarray, np.ndarray], axis: int, mask: np.ndarray, factor: int) -> bool:
+    """Whether a line found on the reduced image (along rows for `axis` 0, columns for 1) is one in
+    `mask`: inked in RULE_SOLID of the columns (rows) it runs along. A reduced block holds ink if
+    any of its pixels does, so that grain or dots can make a line of blocks (noise)."""
+    line = np.zeros((-(-mask.shape[0] // factor), -(-mask.shape[1] // factor)), bool)
+    line[band] = True
+    line = line.repeat(factor, axis=0).repeat(factor, axis=1)[: mask.shape[0], : mask.shape[1]]
+    along = line.any(axis=axis)
+    return bool((line & mask).any(axis=axis)[along].mean() >= RULE_SOLID)
+
+
+def without_lines(ink: np.ndarray, bands: list[tuple[np.ndarray, np.ndarray]], factor: int) -> np.ndarray:
+    """`ink` less the lines of ruled paper (`bands` found on it reduced `factor` times) and their ends."""
+    mask = ink > 0
+    lines = np.zeros((-(-mask.shape[0] // factor), -(-mask.shape[1] // factor)), bool)
+    for band in bands:
+        lines[band] = True
+    lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: mask.shape[0], : mask.shape[1]]
+    # A ruling is mostly printed fainter than a pen writes: ink much darker than the line's own
+    # level, where it runs along the line (a 3's arm, a 7's bar), is the digit's.
+    lines &= ink <= RULE_DARKER * np.percentile(ink[lines & mask], 75)
+    return off_the_edges(drop_line_ends(np.where(lines, 0, ink), mask), 2 * factor + LINE_MEET)
+
+
+def off_the_edges(ink: np.ndarray, reach: int) -> np.ndarray:
+    """`ink` less the pieces that lie wholly within `reach` px of the image's edges: the rest of a
+    turned page's ruled line, which runs off the image there (a digit reaches further in)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    inner = np.zeros(ink.shape, bool)
+    inner[reach:-reach, reach:-reach] = True
+    reaching_in = np.zeros(count + 1, bool)
+    reaching_in[np.unique(labels[inner])] = True
+    reaching_in[0] = True
+    return np.where(reaching_in[labels], ink, 0)
+
+
+def ruled_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (row, column) pixels of each thin straight line that crosses RULE_SPAN of `mask`'s width
+    (of the part of it on the image, RULE_ON_IMAGE of the width at least) at a tilt of LINE_SHEARS,
+    as line_band finds it (less where strokes cross it)."""
+    every, pad = sheared(mask)
+    pairs = every[:, :-1] | every[:, 1:]  # as in line_candidates: drift by a row, one-pixel gaps
+    pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]
+    # A turned page's line near an edge runs off it: its reach is measured where it is on the image.
+    on_image = sheared(np.ones_like(mask))[0]
+    on_image = (on_image[:, :-1] | on_image[:, 1:]).sum(axis=2)
+    reach = pairs.sum(axis=2) / np.maximum(on_image, 1)
+    tilts, rows = np.nonzero((reach >= RULE_SPAN) & (on_image >= RULE_ON_IMAGE * mask.shape[1]))
+    order = np.argsort(-reach[tilts, rows], kind="stable")
+    found, taken = [], []
+    for tilt, row in zip(tilts[order], rows[order], strict=True):
+        if any(abs(row - other) <= 3 for other in taken):
+            continue  # a line found already, at a neighbouring row or tilt
+        band = line_band(mask, LINE_SHEARS[tilt], row - pad, 0, mask.shape[1], mostly_alone=True)
+        if band is not None:  # else the next row of the pair may fit the line
+            taken.append(row)
+            found.append(band)
+    return found
+
+
 def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
     any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
@@ -180,9 +296,7 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if max(box.shape) < SMALLEST_FIELD or box.shape[1] < FRAME_WIDTH * box.shape[0]:
         return ink, False  # too small, or too narrow (a 1 with a foot) for a field around a digit
     factor = -(-max(box.shape) // LINE_SIDE)
-    height, width = -(-box.shape[0] // factor), -(-box.shape[1] // factor)
-    small = zero_padded(box, (0, height * factor - box.shape[0]), (0, width * factor - box.shape[1]))
-    small = small.reshape(height, factor, width, factor).any(axis=(1, 3))
+    small = reduced(box, factor)
     if not thin_enough_for_lines(small):
         return ink, False
     # Which sides of the ink's box lie on the image's edge (top, bottom, left, right): a frame's
