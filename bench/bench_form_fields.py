@@ -4,8 +4,9 @@ its lines is read, with each bundled checkpoint; how many empty fields are not_d
 the form-line search costs per image, with and without its early exit, on plain scan-like digits
 and on form fields (CPU time, interleaved), with the digits each gives; and printed styles the
 form-field generator does not draw (a caption in the corner, double lines, a shaded cell, a
-dropout-red box, dashes, a comb cell cut with slivers of its neighbours). Prints figures, asserts
-nothing. Run: python bench/bench_form_fields.py [fields per kind] [seed]."""
+dropout-red box, dashes, a comb cell cut with slivers of its neighbours); and digits on ruled and
+squared paper, whose lines cross the digit. Prints figures, asserts nothing.
+Run: python bench/bench_form_fields.py [fields per kind] [seed]."""
 
 import copy
 import io
@@ -21,6 +22,7 @@ from common import machine, mnist_test, scan_like  # noqa: E402
 
 from mnist_batch import form_lines, records, synthetic  # noqa: E402
 from mnist_batch.model import Inference, bundled_checkpoints  # noqa: E402
+from mnist_batch.results import DEFAULT_MIN_DIGIT_SCORE  # noqa: E402
 
 
 def field_and_twin(test, rng, frame: str) -> tuple[Image.Image, Image.Image, int]:
@@ -126,6 +128,28 @@ def read_in_styled_fields(networks: dict, per_kind: int, seed: int) -> None:
         print(f"  {style}: {figures}; not ok {not_ok} of {per_kind}")
 
 
+def read_on_ruled_paper(networks: dict, per_kind: int, seed: int) -> None:
+    """Digits on a notebook's ruled paper and on squared paper (synthetic.ruled_page), read as on
+    the same page without the ruling; and empty pages of each, which must not be a digit."""
+    test, rng = mnist_test(), np.random.default_rng(seed + 3)
+    print(f"\ndigits on ruled paper read as without its lines ({per_kind} per kind, seed {seed}):")
+    for squared in (False, True):
+        pages, twins = [], []
+        for index in rng.integers(len(test.images), size=per_kind):
+            twin_rng = copy.deepcopy(rng)
+            pages.append(synthetic.ruled_page(test.images[index], rng, squared))
+            twins.append(synthetic.ruled_page(test.images[index], twin_rng, squared, lines=False))
+        figures, not_ok = read_alike(networks, pages, twins)
+        empty, empty_ok = digits_of([synthetic.ruled_page(None, rng, squared) for _ in range(per_kind)])
+        read_as_digits = []
+        for name, network in networks.items():
+            score = network.scores(empty, [True] * per_kind)[1]
+            taken = empty_ok if score is None else empty_ok & (score >= DEFAULT_MIN_DIGIT_SCORE)
+            read_as_digits.append(f"{name} {taken.sum()}")
+        print(f"  {'squared' if squared else 'ruled'}: {figures}; not ok {not_ok} of {per_kind}; "
+              f"empty pages read as a digit: {', '.join(read_as_digits)} of {per_kind}")
+
+
 def preprocess_cost(count: int, seed: int) -> None:
     """Per-image CPU time of digitize.preprocess with the early exit and with the search forced."""
     test, rng = mnist_test(), np.random.default_rng(seed + 1)
@@ -156,6 +180,7 @@ def main() -> None:
     networks = {listed["name"]: Inference(listed["name"], "cpu") for listed in bundled_checkpoints()}
     read_as_unboxed(networks, per_kind, seed)
     read_in_styled_fields(networks, per_kind, seed)
+    read_on_ruled_paper(networks, per_kind, seed)
     preprocess_cost(2_000, seed)
 
 

@@ -8,6 +8,8 @@ field's ticks) goes with it. digitize.preprocess calls remove_form_lines, then o
 Everything here works on plain arrays; nothing imports torch.
 """
 
+import functools
+
 import numpy as np
 
 # Printed lines of a form (box sides, comb fields, underlines): straight runs of ink at most
@@ -40,6 +42,7 @@ SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
 RULE_SPAN, RULED_LINES = 0.9, 2
 RULE_ON_IMAGE = 0.5  # ... of the part of the line on the image, when it runs off over an edge (a turned page)
+RULE_CLEAR = 4  # rows (of the reduced image) beside a ruled line that are mostly paper along it
 RULE_SOLID = 0.75  # ... and inked along this share of it, pixel by pixel (not grain seen as a line)
 RULE_DARKER = 1.5  # ink this many times the ruling's median level, on a ruled line, is written on it
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
@@ -259,6 +262,15 @@ def off_the_edges(ink: np.ndarray, reach: int) -> np.ndarray:
     return np.where(reaching_in[labels], ink, 0)
 
 
+@functools.lru_cache(maxsize=64)
+def columns_on_image(height: int, width: int) -> np.ndarray:
+    """(tilts, rows) for sheared()'s pairs of rows: how many columns each lies on the image for. A
+    turned page's line near an edge runs off it: its reach is measured where it is on the image.
+    Cached: a batch's scans mostly share a size."""
+    inside = sheared(np.ones((height, width), bool))[0]
+    return (inside[:, :-1] | inside[:, 1:]).sum(axis=2)
+
+
 def ruled_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (row, column) pixels of each thin straight line that crosses RULE_SPAN of `mask`'s width
     (of the part of it on the image, RULE_ON_IMAGE of the width at least) at a tilt of LINE_SHEARS,
@@ -266,16 +278,22 @@ def ruled_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     every, pad = sheared(mask)
     pairs = every[:, :-1] | every[:, 1:]  # as in line_candidates: drift by a row, one-pixel gaps
     pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]
-    # A turned page's line near an edge runs off it: its reach is measured where it is on the image.
-    on_image = sheared(np.ones_like(mask))[0]
-    on_image = (on_image[:, :-1] | on_image[:, 1:]).sum(axis=2)
+    on_image = columns_on_image(*mask.shape)
     reach = pairs.sum(axis=2) / np.maximum(on_image, 1)
-    tilts, rows = np.nonzero((reach >= RULE_SPAN) & (on_image >= RULE_ON_IMAGE * mask.shape[1]))
+    # A ruled line is thin: RULE_CLEAR rows away on either side, less than 70% of the way along it is ink
+    # (a thick pen's bar, a blot, a digit's body are not).
+    clear = zero_padded(reach < 0.7, (0, 0), (RULE_CLEAR, RULE_CLEAR)).astype(bool)
+    clear[:, :RULE_CLEAR] = clear[:, -RULE_CLEAR:] = True
+    thin = clear[:, : -2 * RULE_CLEAR] & clear[:, 2 * RULE_CLEAR :]
+    tilts, rows = np.nonzero((reach >= RULE_SPAN) & (on_image >= RULE_ON_IMAGE * mask.shape[1]) & thin)
+    if len(rows) == 0 or np.ptp(rows) <= 3:
+        return []  # not two lines: no ruling (the search below costs more)
     order = np.argsort(-reach[tilts, rows], kind="stable")
-    found, taken = [], []
+    found, taken, tried = [], [], set()
     for tilt, row in zip(tilts[order], rows[order], strict=True):
-        if any(abs(row - other) <= 3 for other in taken):
-            continue  # a line found already, at a neighbouring row or tilt
+        if row in tried or any(abs(row - other) <= 3 for other in taken):
+            continue  # tried at its likeliest tilt, or a line found already at a neighbouring row
+        tried.add(row)
         band = line_band(mask, LINE_SHEARS[tilt], row - pad, 0, mask.shape[1], mostly_alone=True)
         if band is not None:  # else the next row of the pair may fit the line
             taken.append(row)

@@ -245,6 +245,29 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
     return page.rotate(tilt, resample=Image.BICUBIC, fillcolor=background)
 
 
+def ruled_page(digit: np.ndarray | None, rng, squared: bool, lines: bool = True) -> Image.Image:
+    """A 28x28 MNIST digit (or None: nothing written) on a crop of a notebook's ruled paper or,
+    `squared`, of squared paper (exam sheets): lines 1-3 px wide every 18-35% of the crop, fainter
+    than the pen or as dark as it, crossing the digit wherever they fall; the page turned by up to
+    4 degrees. `lines=False` draws the same page and digit without its ruling."""
+    ink = np.pad(digit if digit is not None else np.zeros((28, 28), np.uint8), 8)
+    side = int(ink.shape[0] * rng.uniform(2, 5))
+    big = np.asarray(Image.fromarray(ink).resize((side, side), Image.BICUBIC), np.float32) / 255
+    paper_level = rng.uniform(200, 245)
+    page = paper_level + rng.normal(0, 3, (side, side))
+    spacing, start = rng.uniform(0.18, 0.35) * side, rng.uniform(0, 1, 2)
+    level, width = rng.uniform(60, 200), int(rng.integers(1, 4))
+    for offset in np.arange(start[0] * spacing, side, spacing).astype(int) if lines else []:
+        page[offset : offset + width, :] = level
+    for offset in np.arange(start[1] * spacing, side, spacing).astype(int) if lines and squared else []:
+        page[:, offset : offset + width] = level
+    page = page * (1 - big) + rng.uniform(20, 80) * big
+    turned = Image.fromarray(page.clip(0, 255).astype(np.uint8)).rotate(
+        float(rng.uniform(-4, 4)), Image.BICUBIC, fillcolor=int(paper_level))
+    cut = int(side * 0.06)  # the corners the turn brought in are cut away
+    return turned.crop((cut, cut, side - cut, side - cut))
+
+
 def scanned_digit(digit: np.ndarray, rng) -> Image.Image:
     """A 28x28 MNIST digit as a scanner or a phone gives a written one: captured at a low resolution
     and enlarged again (blocky or smooth), the stroke thickened or thinned, turned up to 12 degrees,
