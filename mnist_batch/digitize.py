@@ -184,30 +184,53 @@ def corners(array: np.ndarray) -> np.ndarray:
 
 
 def even_light(pixels: np.ndarray) -> np.ndarray:
-    """A page lit unevenly (a phone photo, a scan's shaded edge) levelled: the smooth surface through
-    the paper's level at its corners taken away, so that its dark side is not taken for ink, nor its
-    light side for the paper of a light-on-dark image. Left as it is unless the four corners differ
-    by a gradient's amount and the edges' midpoints lie on the surface the corners span (ink at a
-    corner, a tight crop of a thick digit, does not)."""
+    """A page lit unevenly (a phone photo, a scan's shaded edge, a lamp's pool of light) levelled:
+    the smooth surface through the paper's level at its corners and edge midpoints taken away, so
+    that its dark side is not taken for ink, nor its light side for the paper of a light-on-dark
+    image. The surface is the one the four corners span, if the midpoints lie on it (a gradient);
+    else a bowl, the paper's level falling off as the square of the distance from a point of light,
+    if all eight lie on it (a vignette, a shadow's soft edge). Left as it is unless they differ by
+    a gradient's amount and lie on one of the two (ink at a corner or an edge, a tight crop of a
+    thick digit, does not)."""
     height, width = pixels.shape
     patch = min(height, width) // 8
     if patch < 4:
         return pixels
     ends = (slice(0, patch), slice(-patch, None))
-    corners = patch_medians(pixels, [(r, c) for r in ends for c in ends]).reshape(2, 2)
-    if not LIGHT_STEP <= np.ptp(corners) <= MAX_LIGHT_STEP:  # most pages: flat, left at once
-        return pixels
     middle_row = slice(height // 2 - patch // 2, height // 2 - patch // 2 + patch)
     middle_col = slice(width // 2 - patch // 2, width // 2 - patch // 2 + patch)
-    top_bottom, left_right = patch_medians(
-        pixels, [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends]).reshape(2, 2)
-    off = max(np.abs(top_bottom - corners.mean(axis=1)).max(), np.abs(left_right - corners.mean(axis=0)).max())
-    if off > LIGHT_FIT:
+    levels = patch_medians(pixels, [(r, c) for r in ends for c in ends]
+                           + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends])
+    if not LIGHT_STEP <= np.ptp(levels) <= MAX_LIGHT_STEP:  # most pages: flat, left at once
         return pixels
-    down, across = np.linspace(0, 1, height)[:, None], np.linspace(0, 1, width)[None, :]
-    surface = ((corners[0, 0] * (1 - across) + corners[0, 1] * across) * (1 - down)
-               + (corners[1, 0] * (1 - across) + corners[1, 1] * across) * down)
+    corners, (top_bottom, left_right) = levels[:4].reshape(2, 2), levels[4:].reshape(2, 2)
+    down, across = np.linspace(-1, 1, height)[:, None], np.linspace(-1, 1, width)[None, :]
+    off = max(np.abs(top_bottom - corners.mean(axis=1)).max(), np.abs(left_right - corners.mean(axis=0)).max())
+    if LIGHT_STEP <= np.ptp(corners) <= MAX_LIGHT_STEP and off <= LIGHT_FIT:
+        surface = ((corners[0, 0] * (1 - across) + corners[0, 1] * (1 + across)) * (1 - down)
+                   + (corners[1, 0] * (1 - across) + corners[1, 1] * (1 + across)) * (1 + down)) / 4
+    else:
+        surface = bowl(levels, down, across)
+        if surface is None:
+            return pixels
     return (pixels + (corners.mean() - surface)).round().clip(0, 255).astype(np.uint8)
+
+
+# Where even_light's eight paper levels lie, -1 to 1 each way: the corners, then the top and bottom
+# edges' midpoints, then the left and right ones'.
+LEVEL_POINTS = np.array([(-1, -1), (-1, 1), (1, -1), (1, 1), (-1, 0), (1, 0), (0, -1), (0, 1)], float)
+
+
+def bowl(levels: np.ndarray, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:
+    """The surface a + b*y + c*x + d*(x^2 + y^2) fitted to the paper's eight levels (a light's pool,
+    its centre anywhere), over the image's `down` and `across` coordinates; None unless every
+    level lies within LIGHT_FIT of it."""
+    y, x = LEVEL_POINTS.T
+    terms = np.stack([np.ones(8), y, x, x * x + y * y], axis=1)
+    (a, b, c, d), *_ = np.linalg.lstsq(terms, levels, rcond=None)
+    if np.abs(terms @ (a, b, c, d) - levels).max() > LIGHT_FIT:
+        return None
+    return a + b * down + c * across + d * (across * across + down * down)
 
 
 def patch_medians(pixels: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:

@@ -324,6 +324,30 @@ def test_a_shadow_or_a_glare_over_one_corner_is_neither_the_ink_nor_the_paper(tm
     assert (frame["pred"].to_numpy() == mnist_test.labels[:count]).mean() >= 0.9
 
 
+def test_a_page_lit_from_one_point_is_levelled(tmp_path, mnist_test):
+    """A phone photo under a lamp: the light falls off with the square of the distance from a point
+    on or near the page (a third to a half darker at the farthest corner). The corners span no plane
+    (the edges' midpoints are lighter), so the page was left unlevelled and its dark side became ink:
+    of 200 such pages 69% were read right and 16% were not_digit; now 100% are read right."""
+    rng = np.random.default_rng(23)
+    count, pages = 100, []
+    for i in range(count):
+        side, size = int(rng.integers(28, 60)), int(rng.integers(80, 180))
+        y, x = np.mgrid[:size, :size] / size - 0.5
+        centre_y, centre_x = rng.uniform(-0.5, 0.5, 2)
+        distance = (y - centre_y) ** 2 + (x - centre_x) ** 2
+        page = rng.uniform(200, 245) * (1 - rng.uniform(0.3, 0.55) * distance / distance.max())
+        page += rng.normal(0, 3, (size, size))
+        digit = np.asarray(Image.fromarray(mnist_test.images[600 + i]).resize((side, side), Image.BICUBIC),
+                           np.float32) / 255
+        top, left = (size - side) // 2 + rng.integers(-size // 10, size // 10 + 1, 2)
+        page[top : top + side, left : left + side] *= 1 - digit * rng.uniform(0.6, 0.9)
+        pages.append(page)
+    frame = read_pages(tmp_path, pages)
+    assert (frame["status"] == "ok").mean() >= 0.97
+    assert (frame["pred"].to_numpy() == mnist_test.labels[600 : 600 + count]).mean() >= 0.95
+
+
 @pytest.mark.parametrize("ink, paper", [(110, 65), (-110, 195)])
 def test_a_digit_running_into_a_corner_of_a_flecked_page_is_the_ink(tmp_path, mnist_test, ink, paper):
     """A digit cropped to its box at a corner of a grainy page, with a few flecks of the other shade
