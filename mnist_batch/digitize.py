@@ -199,8 +199,8 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
     ends = (slice(0, patch), slice(-patch, None))
     middle_row = slice(height // 2 - patch // 2, height // 2 - patch // 2 + patch)
     middle_col = slice(width // 2 - patch // 2, width // 2 - patch // 2 + patch)
-    levels = patch_medians(pixels, [(r, c) for r in ends for c in ends]
-                           + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends])
+    patches = [(r, c) for r in ends for c in ends] + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends]
+    levels = patch_medians(pixels, patches)
     if not LIGHT_STEP <= np.ptp(levels) <= MAX_LIGHT_STEP:  # most pages: flat, left at once
         return pixels
     corners, (top_bottom, left_right) = levels[:4].reshape(2, 2), levels[4:].reshape(2, 2)
@@ -211,7 +211,7 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
                    + (corners[1, 0] * (1 - across) + corners[1, 1] * (1 + across)) * (1 + down)) / 4
     else:
         surface = bowl(levels, down, across)
-        if surface is None:
+        if surface is None or not all_paper(pixels, patches, levels):
             return pixels
     return (pixels + (corners.mean() - surface)).round().clip(0, 255).astype(np.uint8)
 
@@ -219,6 +219,14 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
 # Where even_light's eight paper levels lie, -1 to 1 each way: the corners, then the top and bottom
 # edges' midpoints, then the left and right ones'.
 LEVEL_POINTS = np.array([(-1, -1), (-1, 1), (1, -1), (1, 1), (-1, 0), (1, 0), (0, -1), (0, 1)], float)
+
+
+def all_paper(pixels: np.ndarray, patches: list[tuple[slice, slice]], levels: np.ndarray) -> bool:
+    """Whether each patch is one even level (its pixels' median distance from its median within
+    LIGHT_FIT): light, not a frame drawn along the edges, whose lines darken the corners' patches
+    twice as much as the midpoints' (the bowl fits those levels too)."""
+    values = np.stack([pixels[rows, cols] for rows, cols in patches]).reshape(len(patches), -1)
+    return bool(np.median(np.abs(values - levels[:, None].astype(np.float32)), axis=1).max() <= LIGHT_FIT)
 
 
 def bowl(levels: np.ndarray, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:

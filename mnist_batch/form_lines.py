@@ -161,6 +161,8 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int,
     ys, valid, inked = around(np.round(slope * columns + intercept).astype(np.int64), columns)
     crossed = inked[max(first - 2, 0)] & inked[min(last + 2, len(offsets) - 1)]
     keep = valid[first : last + 1] & inked[first : last + 1] & ~crossed[None, :]
+    if not keep.any():
+        return None  # crossed all along: strokes, not a line
     return ys[first : last + 1][keep], np.broadcast_to(columns, keep.shape)[keep]
 
 
