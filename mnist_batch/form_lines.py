@@ -4,7 +4,8 @@ underlines, at any tilt up to LINE_TILT degrees, anywhere on the page, touching 
 Lines are searched for on the ink's box reduced to at most LINE_SIDE px: straight runs of ink
 along rows (and, transposed, columns) of each shear in LINE_SHEARS. A run is a printed line if it
 is long for the ink left beside it, thin, and straight; what a line leaves behind (its ends, a comb
-field's ticks) goes with it. digitize.preprocess calls remove_form_lines, then only_lines_left.
+field's ticks) goes with it. Ruled and squared paper, whose lines cross the digit too, goes first
+(remove_ruling). digitize.preprocess calls remove_ruling, remove_form_lines, then only_lines_left.
 Everything here works on plain arrays; nothing imports torch.
 """
 
@@ -42,9 +43,9 @@ SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
 RULE_SPAN, RULED_LINES = 0.9, 2
 RULE_ON_IMAGE = 0.5  # ... of the part of the line on the image, when it runs off over an edge (a turned page)
-RULE_CLEAR = 4  # rows (of the reduced image) beside a ruled line that are mostly paper along it
+RULE_CLEAR, RULE_CLEAR_SHARE = 4, 0.7  # the rows this far beside a ruled line are inked along less of it
 RULE_SOLID = 0.75  # ... and inked along this share of it, pixel by pixel (not grain seen as a line)
-RULE_DARKER = 1.5  # ink this many times the ruling's median level, on a ruled line, is written on it
+RULE_DARKER = 1.5  # ink this many times the ruling's own level, on a ruled line, is written on it
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
@@ -226,26 +227,29 @@ def remove_ruling(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     return ink, False
 
 
+def full_size(bands: list[tuple[np.ndarray, np.ndarray]], factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of `bands`, found on an image of `shape` reduced `factor` times, at full size."""
+    lines = np.zeros((-(-shape[0] // factor), -(-shape[1] // factor)), bool)
+    for band in bands:
+        lines[band] = True
+    return lines.repeat(factor, axis=0).repeat(factor, axis=1)[: shape[0], : shape[1]]
+
+
 def solid(band: tuple[np.ndarray, np.ndarray], axis: int, mask: np.ndarray, factor: int) -> bool:
     """Whether a line found on the reduced image (along rows for `axis` 0, columns for 1) is one in
     `mask`: inked in RULE_SOLID of the columns (rows) it runs along. A reduced block holds ink if
     any of its pixels does, so that grain or dots can make a line of blocks (noise)."""
-    line = np.zeros((-(-mask.shape[0] // factor), -(-mask.shape[1] // factor)), bool)
-    line[band] = True
-    line = line.repeat(factor, axis=0).repeat(factor, axis=1)[: mask.shape[0], : mask.shape[1]]
-    along = line.any(axis=axis)
-    return bool((line & mask).any(axis=axis)[along].mean() >= RULE_SOLID)
+    line = full_size([band], factor, mask.shape)
+    return bool((line & mask).any(axis=axis)[line.any(axis=axis)].mean() >= RULE_SOLID)
 
 
 def without_lines(ink: np.ndarray, bands: list[tuple[np.ndarray, np.ndarray]], factor: int) -> np.ndarray:
     """`ink` less the lines of ruled paper (`bands` found on it reduced `factor` times) and their ends."""
     mask = ink > 0
-    lines = np.zeros((-(-mask.shape[0] // factor), -(-mask.shape[1] // factor)), bool)
-    for band in bands:
-        lines[band] = True
-    lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: mask.shape[0], : mask.shape[1]]
-    # A ruling is mostly printed fainter than a pen writes: ink much darker than the line's own
-    # level, where it runs along the line (a 3's arm, a 7's bar), is the digit's.
+    lines = full_size(bands, factor, mask.shape)
+    # A ruling is mostly printed fainter than a pen writes: ink much darker than the line's own level
+    # (the 75th percentile of its pixels: their cores, not their blurred edges), where it runs along
+    # the line (a 3's arm, a 7's bar), is the digit's.
     lines &= ink <= RULE_DARKER * np.percentile(ink[lines & mask], 75)
     return off_the_edges(drop_line_ends(np.where(lines, 0, ink), mask), 2 * factor + LINE_MEET)
 
@@ -282,9 +286,9 @@ def ruled_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     pairs[:, :, 1:-1] |= pairs[:, :, :-2] & pairs[:, :, 2:]
     on_image = columns_on_image(*mask.shape)
     reach = pairs.sum(axis=2) / np.maximum(on_image, 1)
-    # A ruled line is thin: RULE_CLEAR rows away on either side, less than 70% of the way along it is ink
+    # A ruled line is thin: RULE_CLEAR rows away on either side, little of the way along it is ink
     # (a thick pen's bar, a blot, a digit's body are not).
-    clear = zero_padded(reach < 0.7, (0, 0), (RULE_CLEAR, RULE_CLEAR)).astype(bool)
+    clear = zero_padded(reach < RULE_CLEAR_SHARE, (0, 0), (RULE_CLEAR, RULE_CLEAR)).astype(bool)
     clear[:, :RULE_CLEAR] = clear[:, -RULE_CLEAR:] = True
     thin = clear[:, : -2 * RULE_CLEAR] & clear[:, 2 * RULE_CLEAR :]
     tilts, rows = np.nonzero((reach >= RULE_SPAN) & (on_image >= RULE_ON_IMAGE * mask.shape[1]) & thin)
