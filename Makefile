@@ -43,11 +43,6 @@ WEIGHTS_smallbn := --arch smallbn --augment-writers --non-digits 0.2 --calibrate
 # smallbn is then fine-tuned with MNIST digits rendered as scans making up a quarter of each batch.
 SCANS_smallbn := --augment-writers --scanned 0.25 --calibrate --epochs 3 --lr 0.002 --batch-size 256 --threads 1 \
 	--seed 4
-# Then the same fine-tune once more: scratch-outs and crossed-out digits joined the non-digits
-# (synthetic.KINDS) after the bundled network's first two steps had been trained without them (commit
-# ec02953). A run of all three steps with the thirteen kinds scored 99.59% on the MNIST test, the
-# bundled one 99.62% (docs/networks.md).
-KINDS_smallbn := $(SCANS_smallbn)
 
 weights: weights-lenet weights-smallbn
 
@@ -58,8 +53,6 @@ weights-lenet: venv
 weights-smallbn: venv
 	$(BIN)/mnist-batch train $(WEIGHTS_smallbn) --out runs/weights/smallbn-base $(TRAIN_ARGS)
 	$(BIN)/mnist-batch train --from runs/weights/smallbn-base/smallbn.safetensors $(SCANS_smallbn) \
-		--out runs/weights/smallbn-scans $(TRAIN_ARGS)
-	$(BIN)/mnist-batch train --from runs/weights/smallbn-scans/smallbn-tuned.safetensors $(KINDS_smallbn) \
 		--out runs/weights/smallbn $(TRAIN_ARGS)
 	$(MAKE) bundle NAME=smallbn RUN=runs/weights/smallbn CHECKPOINT=smallbn-tuned.safetensors
 

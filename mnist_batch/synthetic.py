@@ -29,8 +29,7 @@ TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSer
                "DejaVuSerif-Italic", "DejaVuSansMono", "DejaVuSansMono-BoldOblique")
 HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
 TEX_TEXT_FONTS = ("cmr10", "cmss10")  # TeX's text encoding: < > ~ print as ¡ ¿ and an accent, so no signs
-KINDS = ("letter", "symbol", "pair", "half", "scribble", "tick", "cross", "blot", "underline", "empty_box", "noise",
-         "scratch_out", "crossed_out")
+KINDS = ("letter", "symbol", "pair", "half", "scribble", "tick", "cross", "blot", "underline", "empty_box", "noise")
 FRAMES = ("box", "open", "comb", "underline")
 TIGHT_CROPS = 0.2  # share of scanned digits cut to their ink's box
 MAX_LIT_SHARE = 0.36  # of a 28x28 digit's pixels: MNIST training digits stay under 0.33
@@ -101,32 +100,6 @@ def half_digit(rng, images: np.ndarray, labels: np.ndarray) -> Image.Image:
     return on_paper(halves[side], rng)
 
 
-def zigzag(draw: ImageDraw.ImageDraw, rng, box: tuple[float, float, float, float], fill: int, width: int) -> None:
-    """A scratch-out over `box` (left, top, right, bottom): 6 to 14 strokes back and forth across it,
-    across or down, as a writer cancels what is in a field."""
-    left, top, right, bottom = box
-    count = int(rng.integers(6, 15))
-    down = np.linspace(top, bottom, count) + rng.normal(0, 0.03 * (bottom - top), count)
-    across = np.where(np.arange(count) % 2 == 0, left, right) + rng.normal(0, 0.05 * (right - left), count)
-    if rng.random() < 0.3:  # strokes up and down, moving across
-        across, down = (np.linspace(left, right, count) + rng.normal(0, 0.03 * (right - left), count),
-                        np.where(np.arange(count) % 2 == 0, top, bottom) + rng.normal(0, 0.05 * (bottom - top), count))
-    draw.line(list(zip(across.tolist(), down.tolist(), strict=True)), fill=fill, width=width, joint="curve")
-
-
-def crossed_out(rng, images: np.ndarray) -> Image.Image:
-    """An MNIST digit scratched out: a zigzag over most of it, in the same pen."""
-    page = on_paper(images[rng.integers(len(images))], rng)
-    side = page.width
-    pixels = np.asarray(page)
-    fill = int(np.percentile(pixels, 1))  # the digit's own darkest ink
-    inner = side * 6 / 40  # on_paper's margin, enlarged
-    box = tuple(inner + (side - 2 * inner) * rng.uniform(*span) for span in ((-0.05, 0.2), (-0.05, 0.2), (0.8, 1.05),
-                                                                              (0.8, 1.05)))
-    zigzag(ImageDraw.Draw(page), rng, box, fill, max(1, int(side * rng.uniform(0.02, 0.05))))
-    return page
-
-
 def noise(rng) -> Image.Image:
     """A crop holding no writing: heavy grain, salt and pepper, blurred mottle, or scattered dots."""
     side = int(rng.integers(40, 120))
@@ -149,8 +122,7 @@ def noise(rng) -> Image.Image:
 
 
 def strokes(rng, kind: str) -> Image.Image:
-    """Pen marks: a scribble (a random wavy path), a tick, a cross, an ink blot, an underline, or a
-    scratch-out (a zigzag, as over a cancelled field)."""
+    """Pen marks: a scribble (a random wavy path), a tick, a cross, an ink blot, or an underline."""
     side = int(rng.integers(48, 120))
     page = paper((side, side), rng)
     draw = ImageDraw.Draw(page)
@@ -176,9 +148,6 @@ def strokes(rng, kind: str) -> Image.Image:
             rx, ry = side * rng.uniform(0.05, 0.25, 2)
             draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
         page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
-    elif kind == "scratch_out":
-        left, top = side * rng.uniform(0.05, 0.35, 2)
-        zigzag(draw, rng, (left, top, side * rng.uniform(0.65, 0.95), side * rng.uniform(0.65, 0.95)), fill, width)
     elif kind == "underline":
         y = side * rng.uniform(0.6, 0.9)
         draw.line([(side * rng.uniform(0, 0.2), y), (side * rng.uniform(0.8, 1), y + rng.normal(0, 2))],
@@ -203,8 +172,6 @@ def non_digit(rng, kind: str, images: np.ndarray, labels: np.ndarray,
         return digits_side_by_side(rng, images)
     if kind == "half":
         return half_digit(rng, images, labels)
-    if kind == "crossed_out":
-        return crossed_out(rng, images)
     if kind == "empty_box":
         return empty_field(rng)
     if kind == "noise":
