@@ -197,7 +197,7 @@ def remove_ruling(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     sheet), and whether any were. They cross the whole image, the digit too, so remove_form_lines,
     which only takes lines on the outside of the ink, leaves them. They are taken, along rows and
     along columns, when RULED_LINES or more thin straight lines cross RULE_SPAN of the image, longer by
-    LINE_OVER_DIGIT than the ink left is tall and wide (a tight crop's own strokes run edge to
+    LINE_OVER_DIGIT than the largest piece of ink left is tall and wide (a tight crop's own strokes run edge to
     edge too: a 2's base, a Z-shaped 2's top), and one of them at least away from the image's edges
     (a 0 cropped to its ink, or a box, is four lines on its edges). Where a stroke crosses a line, the
     stroke stays."""
@@ -215,10 +215,10 @@ def remove_ruling(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     length = {0: mask.shape[1], 1: mask.shape[0]}  # lines along rows run across the width
     while ruled:
         cleaned = without_lines(ink, [band for bands in ruled.values() for band in bands], factor)
-        rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
-        if not len(rows):
+        digit = largest_piece(cleaned > 0)  # a line not found, apart from it, is no part of the digit
+        if digit is None:
             return cleaned, True  # a ruled page with nothing written on it
-        digit = max(np.ptp(rows), np.ptp(cols)) + 1
+        digit = extent(digit)
         short = [axis for axis in ruled if length[axis] < LINE_OVER_DIGIT * digit]
         if not short:
             return cleaned, True
