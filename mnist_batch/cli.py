@@ -237,7 +237,7 @@ def adapt_command(
                                        help="The checkpoint to adapt (default: the bundled smallbn)."),
     out: Path = typer.Option(Path("runs/adapted"), metavar="DIR",
                              help="Folder for <network>-adapted.safetensors."),
-    rounds: int = typer.Option(2, metavar="N", help="Self-training rounds (0: BatchNorm statistics only)."),
+    rounds: int = typer.Option(3, metavar="N", help="Self-training rounds (0: BatchNorm statistics only)."),
     steps: int = typer.Option(0, metavar="N", help="Fine-tuning steps per round (0: 100-400, by the labels)."),
     confidence: float = typer.Option(0.95, metavar="P", help="Answers at this confidence or above become labels..."),
     min_digit_score: float = typer.Option(0.5, metavar="S", help="...when their digit score is this or above."),

@@ -55,8 +55,8 @@ def test_an_adapted_checkpoint_records_what_it_was_adapted_on(cli, tmp_path, wri
     assert adapted["inputs_sha256"] == hashlib.sha256("".join(f"{p}\n" for p in sorted(paths)).encode()).hexdigest()
     assert 50 <= adapted["confident_labels"] <= len(paths)
     assert (adapted["confidence"], adapted["min_digit_score"]) == (0.95, 0.5)
-    assert [done["steps"] for done in adapted["rounds"]] == [3, 3]  # two rounds by default
-    assert adapted["kept"] == "self-training" and adapted["rounds_kept"] == 2
+    assert [done["steps"] for done in adapted["rounds"]] == [3, 3, 3]  # three rounds by default
+    assert adapted["kept"] == "self-training" and adapted["rounds_kept"] == 3
     assert adapted["mnist_test_accuracy_after"] >= adapt.MNIST_FLOOR == 0.994
     base = WEIGHTS / "smallbn.safetensors"
     assert meta["base_checkpoint"] == {"checkpoint": base.name, "sha256": file_sha256(base),
