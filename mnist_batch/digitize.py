@@ -185,13 +185,11 @@ def corners(array: np.ndarray) -> np.ndarray:
 
 def even_light(pixels: np.ndarray) -> np.ndarray:
     """A page lit unevenly (a phone photo, a scan's shaded edge, a lamp's pool of light) levelled:
-    the smooth surface through the paper's level at its corners and edge midpoints taken away, so
-    that its dark side is not taken for ink, nor its light side for the paper of a light-on-dark
-    image. The surface is the one the four corners span, if the midpoints lie on it (a gradient);
-    else a bowl, the paper's level falling off as the square of the distance from a point of light,
-    if all eight lie on it (a vignette, a shadow's soft edge). Left as it is unless they differ by
-    a gradient's amount and lie on one of the two (ink at a corner or an edge, a tight crop of a
-    thick digit, does not)."""
+    the smooth surface through the paper's level at its edges taken away, so that its dark side is
+    not taken for ink, nor its light side for the paper of a light-on-dark image. The surface is the
+    one the four corners span, if the edges' midpoints lie on it (a gradient); else a pool of light
+    (lamp_pool). Left as it is unless the corners and midpoints differ by a gradient's amount and
+    lie on one of the two (ink at a corner or an edge, a tight crop of a thick digit, does not)."""
     height, width = pixels.shape
     patch = min(height, width) // 8
     if patch < 4:
@@ -199,8 +197,8 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
     ends = (slice(0, patch), slice(-patch, None))
     middle_row = slice(height // 2 - patch // 2, height // 2 - patch // 2 + patch)
     middle_col = slice(width // 2 - patch // 2, width // 2 - patch // 2 + patch)
-    patches = [(r, c) for r in ends for c in ends] + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends]
-    levels = patch_medians(pixels, patches)
+    levels = patch_medians(pixels, [(r, c) for r in ends for c in ends]
+                           + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends])
     if not LIGHT_STEP <= np.ptp(levels) <= MAX_LIGHT_STEP:  # most pages: flat, left at once
         return pixels
     corners, (top_bottom, left_right) = levels[:4].reshape(2, 2), levels[4:].reshape(2, 2)
@@ -210,33 +208,37 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
         surface = ((corners[0, 0] * (1 - across) + corners[0, 1] * (1 + across)) * (1 - down)
                    + (corners[1, 0] * (1 - across) + corners[1, 1] * (1 + across)) * (1 + down)) / 4
     else:
-        surface = bowl(levels, down, across)
-        if surface is None or not all_paper(pixels, patches, levels):
+        surface = lamp_pool(pixels, patch, down, across)
+        if surface is None:
             return pixels
     return (pixels + (corners.mean() - surface)).round().clip(0, 255).astype(np.uint8)
 
 
-# Where even_light's eight paper levels lie, -1 to 1 each way: the corners, then the top and bottom
-# edges' midpoints, then the left and right ones'.
-LEVEL_POINTS = np.array([(-1, -1), (-1, 1), (1, -1), (1, 1), (-1, 0), (1, 0), (0, -1), (0, 1)], float)
+POOL_STEPS = 5  # patches along each edge for lamp_pool, corners included: 16 around the page
 
 
-def all_paper(pixels: np.ndarray, patches: list[tuple[slice, slice]], levels: np.ndarray) -> bool:
-    """Whether each patch is one even level (its pixels' median distance from its median within
-    LIGHT_FIT): light, not a frame drawn along the edges, whose lines darken the corners' patches
-    twice as much as the midpoints' (the bowl fits those levels too)."""
+def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:
+    """The paper's level under a pool of light (a lamp, a phone's vignette), centred anywhere: the
+    surface a + b*y + c*x + d*(x^2 + y^2), brightest inside (d < 0), over the image's `down` and
+    `across` coordinates; fitted to 16 patches around the edges, each one even level, all within
+    LIGHT_FIT of it. None otherwise. Eight points are not enough: four corners of one level and four
+    midpoints of another fit it exactly, and so do a box printed along the edges (its lines fill the
+    corners' patches), a thick 0 cropped to its ink (its strokes fill the midpoints'), or a round
+    window; the quarter points between them fall off the surface, and light falls off smoothly."""
+    height, width = pixels.shape
+    along = [np.round(np.linspace(0, side - patch, POOL_STEPS)).astype(int) for side in (height, width)]
+    starts = sorted({(row, col) for row in along[0] for col in along[1]
+                     if row in (0, height - patch) or col in (0, width - patch)})
+    patches = [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts]
+    levels = patch_medians(pixels, patches)
     values = np.stack([pixels[rows, cols] for rows, cols in patches]).reshape(len(patches), -1)
-    return bool(np.median(np.abs(values - levels[:, None].astype(np.float32)), axis=1).max() <= LIGHT_FIT)
-
-
-def bowl(levels: np.ndarray, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:
-    """The surface a + b*y + c*x + d*(x^2 + y^2) fitted to the paper's eight levels (a light's pool,
-    its centre anywhere), over the image's `down` and `across` coordinates; None unless every
-    level lies within LIGHT_FIT of it."""
-    y, x = LEVEL_POINTS.T
-    terms = np.stack([np.ones(8), y, x, x * x + y * y], axis=1)
+    if np.median(np.abs(values - levels[:, None].astype(np.float32)), axis=1).max() > LIGHT_FIT:
+        return None  # a patch of ink and paper (a line, a stroke), not one level of light
+    y, x = (np.array([start + (patch - 1) / 2 for start in column]) / (side - 1) * 2 - 1
+            for column, side in zip(zip(*starts, strict=True), (height, width), strict=True))
+    terms = np.stack([np.ones(len(starts)), y, x, x * x + y * y], axis=1)
     (a, b, c, d), *_ = np.linalg.lstsq(terms, levels, rcond=None)
-    if np.abs(terms @ (a, b, c, d) - levels).max() > LIGHT_FIT:
+    if d >= 0 or np.abs(terms @ (a, b, c, d) - levels).max() > LIGHT_FIT:
         return None
     return a + b * down + c * across + d * (across * across + down * down)
 
