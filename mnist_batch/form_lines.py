@@ -144,7 +144,9 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int,
     if np.mean(np.abs(middle - (slope * run[thin] + intercept)) > LINE_WOBBLE) > 0.25:
         return None  # a curved stroke (the top of a 5), not a printed line: crossings aside, it bends
     _, _, inked = around(np.round(slope * run + intercept).astype(np.int64), run)
-    mostly = inked.mean(axis=1) >= 0.5
+    # A ruling's band is measured where it runs alone (thin columns): a thick digit's strokes beside it
+    # would widen it past a line's thickness.
+    mostly = (inked[:, thin] if mostly_alone else inked).mean(axis=1) >= 0.5
     if not mostly[6] and not mostly[7]:
         return None
     first = last = 6 if mostly[6] else 7
