@@ -115,7 +115,8 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int,
     width (a line broken by a gap is still one line), less the columns where a stroke crosses it
     (ink just beyond both edges). None when the band is too thick for a printed line. `mostly_alone`:
     the line runs alone along most of its length (a ruling, which also crosses the digit's strokes):
-    its tilt is fitted again to the columns that lie on the first fit."""
+    its tilt is fitted again to the columns that lie on the first fit, and its band is measured on the
+    columns where it is thin."""
     height, width = mask.shape
     run = np.arange(start, end)
     offsets = np.arange(-6, 8)
