@@ -31,7 +31,8 @@ SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
 # far shorter. (Not before: the largest piece may then be a long line, far longer than the digit.)
 CAPTION_SIDE = 0.3
 # Uneven light: the paper's level at the corners and edge midpoints may differ by this much (a
-# gradient) and be levelled, if the edges lie on the one smooth surface; a larger step is ink, not light.
+# gradient, a pool of light) and be levelled, if the edges lie within LIGHT_FIT of one smooth surface
+# (lamp_pool's patches must also be even, within twice that); a larger step is ink, not light.
 LIGHT_STEP, MAX_LIGHT_STEP, LIGHT_FIT = 12, 130, 8
 PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or the dark background)
 # A page's grain: the paper is the pixels within PAPER_SPREAD robust standard deviations of the
@@ -232,7 +233,9 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
     patches = [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts]
     levels = patch_medians(pixels, patches)
     values = np.stack([pixels[rows, cols] for rows, cols in patches]).reshape(len(patches), -1)
-    if np.median(np.abs(values - levels[:, None].astype(np.float32)), axis=1).max() > LIGHT_FIT:
+    # Three quarters of each patch within 2 * LIGHT_FIT of its level (light's own slope across a patch
+    # and grain stay inside; a line over a quarter of it, or a stroke, does not).
+    if np.percentile(np.abs(values - levels[:, None].astype(np.float32)), 75, axis=1).max() > 2 * LIGHT_FIT:
         return None  # a patch of ink and paper (a line, a stroke), not one level of light
     y, x = (np.array([start + (patch - 1) / 2 for start in column]) / (side - 1) * 2 - 1
             for column, side in zip(zip(*starts, strict=True), (height, width), strict=True))

@@ -42,8 +42,11 @@ SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 # Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
 RULE_SPAN, RULED_LINES = 0.9, 2
-RULE_ON_IMAGE = 0.5  # ... of the part of the line on the image, when it runs off over an edge (a turned page)
-RULE_CLEAR, RULE_CLEAR_SHARE = 4, 0.7  # the rows this far beside a ruled line are inked along less of it
+# A turned page's line may run off an edge: RULE_SPAN of the part on the image, which is RULE_ON_IMAGE of it at least.
+RULE_ON_IMAGE = 0.5
+# The rows RULE_CLEAR px (of the reduced image) beside a ruled line are inked along under RULE_CLEAR_SHARE of
+# it: lines closer than about a tenth of the image (fine squared paper) are not taken.
+RULE_CLEAR, RULE_CLEAR_SHARE = 4, 0.7
 RULE_SOLID = 0.75  # ... and inked along this share of it, pixel by pixel (not grain seen as a line)
 RULE_DARKER = 1.5  # ink this many times the ruling's own level, on a ruled line, is written on it
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))

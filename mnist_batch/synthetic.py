@@ -247,7 +247,7 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
 
 def ruled_page(digit: np.ndarray | None, rng, squared: bool, lines: bool = True) -> Image.Image:
     """A 28x28 MNIST digit (or None: nothing written) on a crop of a notebook's ruled paper or,
-    `squared`, of squared paper (exam sheets): lines 1-3 px wide every 18-35% of the crop, fainter
+    `squared`, of squared paper (exam sheets): lines 1-3 px wide every 20-40% of the crop, fainter
     than the pen or as dark as it, crossing the digit wherever they fall; the page turned by up to
     4 degrees. `lines=False` draws the same page and digit without its ruling."""
     ink = np.pad(digit if digit is not None else np.zeros((28, 28), np.uint8), 8)
