@@ -198,8 +198,8 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
     ends = (slice(0, patch), slice(-patch, None))
     middle_row = slice(height // 2 - patch // 2, height // 2 - patch // 2 + patch)
     middle_col = slice(width // 2 - patch // 2, width // 2 - patch // 2 + patch)
-    levels = patch_medians(pixels, [(r, c) for r in ends for c in ends]
-                           + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends])
+    levels = patch_medians(patch_values(pixels, [(r, c) for r in ends for c in ends]
+                                        + [(r, middle_col) for r in ends] + [(middle_row, c) for c in ends]))
     if not LIGHT_STEP <= np.ptp(levels) <= MAX_LIGHT_STEP:  # most pages: flat, left at once
         return pixels
     corners, (top_bottom, left_right) = levels[:4].reshape(2, 2), levels[4:].reshape(2, 2)
@@ -231,8 +231,8 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
     starts = sorted({(row, col) for row in along[0] for col in along[1]
                      if row in (0, height - patch) or col in (0, width - patch)})
     patches = [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts]
-    levels = patch_medians(pixels, patches)
-    values = np.stack([pixels[rows, cols] for rows, cols in patches]).reshape(len(patches), -1)
+    values = patch_values(pixels, patches)
+    levels = patch_medians(values)
     # Three quarters of each patch within 2 * LIGHT_FIT of its level (light's own slope across a patch
     # and grain stay inside; a line over a quarter of it, or a stroke, does not).
     if np.percentile(np.abs(values - levels[:, None].astype(np.float32)), 75, axis=1).max() > 2 * LIGHT_FIT:
@@ -246,10 +246,14 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
     return a + b * down + c * across + d * (across * across + down * down)
 
 
-def patch_medians(pixels: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:
-    """The median of each of several same-sized patches, as np.median gives it, in one partition
-    (a call per patch cost more than the medians: this runs on every image)."""
-    values = np.stack([pixels[rows, cols] for rows, cols in patches]).reshape(len(patches), -1)
+def patch_values(pixels: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:
+    """The pixels of several same-sized patches, one row each."""
+    return np.stack([pixels[rows, cols] for rows, cols in patches]).reshape(len(patches), -1)
+
+
+def patch_medians(values: np.ndarray) -> np.ndarray:
+    """The median of each row of patch_values, as np.median gives it, in one partition (a call
+    per patch cost more than the medians: this runs on every image)."""
     count = values.shape[1]
     middle = np.partition(values, [(count - 1) // 2, count // 2], axis=1)
     return (middle[:, (count - 1) // 2].astype(np.float64) + middle[:, count // 2]) / 2

@@ -47,7 +47,7 @@ RULE_ON_IMAGE = 0.5
 # The rows RULE_CLEAR px (of the reduced image) beside a ruled line are inked along under RULE_CLEAR_SHARE of
 # it: lines closer than about a tenth of the image (fine squared paper) are not taken.
 RULE_CLEAR, RULE_CLEAR_SHARE = 4, 0.7
-RULE_SOLID = 0.75  # ... and inked along this share of it, pixel by pixel (not grain seen as a line)
+RULE_SOLID = 0.75  # a ruled line is inked along this share of it, pixel by pixel (not grain seen as a line)
 RULE_DARKER = 1.5  # ink this many times the ruling's own level, on a ruled line, is written on it
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
@@ -224,8 +224,7 @@ def remove_ruling(ink: np.ndarray) -> tuple[np.ndarray, bool]:
         digit = largest_piece(cleaned > 0)  # a line not found, apart from it, is no part of the digit
         if digit is None:
             return cleaned, True  # a ruled page with nothing written on it
-        digit = extent(digit)
-        short = [axis for axis in ruled if length[axis] < LINE_OVER_DIGIT * digit]
+        short = [axis for axis in ruled if length[axis] < LINE_OVER_DIGIT * extent(digit)]
         if not short:
             return cleaned, True
         for axis in short:
