@@ -211,31 +211,46 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
     else:
         surface = lamp_pool(pixels, patch, down, across)
         if surface is None:
-            return pixels
+            return shadow_lifted(pixels, patch)
     return (pixels + (corners.mean() - surface)).round().clip(0, 255).astype(np.uint8)
 
 
 POOL_STEPS = 5  # patches along each edge for lamp_pool, corners included: 16 around the page
+# A shadow across a light page (LIGHT_PAPER or lighter where lit) leaves the paper at least
+# SHADOW_DEPTH of its lit level; at least SHADOW_EVEN of the 16 edge patches are one even level
+# (the shadow's edge may cross the rest).
+LIGHT_PAPER, SHADOW_DEPTH, SHADOW_EVEN, SHADOW_GAP = 128, 0.5, 12, 0.5
+
+
+def edge_patches(pixels: np.ndarray, patch: int) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """(top-left corners, pixels, medians) of 16 patches around the image's edges: its corners, the
+    edges' midpoints and the quarter points between them."""
+    height, width = pixels.shape
+    along = [np.round(np.linspace(0, side - patch, POOL_STEPS)).astype(int) for side in (height, width)]
+    starts = sorted({(row, col) for row in along[0] for col in along[1]
+                     if row in (0, height - patch) or col in (0, width - patch)})
+    values = patch_values(pixels, [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts])
+    return starts, values, patch_medians(values)
+
+
+def even_patches(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Which patches are one even level: three quarters of their pixels within 2 * LIGHT_FIT of it
+    (light's own slope across a patch and grain stay inside; a line over a quarter of it, or a
+    stroke, does not)."""
+    return np.percentile(np.abs(values - levels[:, None].astype(np.float32)), 75, axis=1) <= 2 * LIGHT_FIT
 
 
 def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:
     """The paper's level under a pool of light (a lamp, a phone's vignette), centred anywhere: the
     surface a + b*y + c*x + d*(x^2 + y^2), brightest inside (d < 0), over the image's `down` and
-    `across` coordinates; fitted to 16 patches around the edges, each one even level, all within
-    LIGHT_FIT of it. None otherwise. Eight points are not enough: four corners of one level and four
+    `across` coordinates; fitted to the 16 edge_patches, each one even level, all within LIGHT_FIT
+    of it. None otherwise. Eight points are not enough: four corners of one level and four
     midpoints of another fit it exactly, and so do a box printed along the edges (its lines fill the
     corners' patches), a thick 0 cropped to its ink (its strokes fill the midpoints'), or a round
     window; the quarter points between them fall off the surface, and light falls off smoothly."""
     height, width = pixels.shape
-    along = [np.round(np.linspace(0, side - patch, POOL_STEPS)).astype(int) for side in (height, width)]
-    starts = sorted({(row, col) for row in along[0] for col in along[1]
-                     if row in (0, height - patch) or col in (0, width - patch)})
-    patches = [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts]
-    values = patch_values(pixels, patches)
-    levels = patch_medians(values)
-    # Three quarters of each patch within 2 * LIGHT_FIT of its level (light's own slope across a patch
-    # and grain stay inside; a line over a quarter of it, or a stroke, does not).
-    if np.percentile(np.abs(values - levels[:, None].astype(np.float32)), 75, axis=1).max() > 2 * LIGHT_FIT:
+    starts, values, levels = edge_patches(pixels, patch)
+    if not even_patches(values, levels).all():
         return None  # a patch of ink and paper (a line, a stroke), not one level of light
     y, x = (np.array([start + (patch - 1) / 2 for start in column]) / (side - 1) * 2 - 1
             for column, side in zip(zip(*starts, strict=True), (height, width), strict=True))
@@ -244,6 +259,42 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
     if d >= 0 or np.abs(terms @ (a, b, c, d) - levels).max() > LIGHT_FIT:
         return None
     return a + b * down + c * across + d * (across * across + down * down)
+
+
+def shadow_lifted(pixels: np.ndarray, patch: int) -> np.ndarray:
+    """A light page partly in shadow (a hand's, a phone's; its edge hard or soft) lifted to the lit
+    paper's level: each pixel divided by the paper's level around it, a grey closing (the largest
+    level within a window far wider than a pen's stroke, then the smallest), which keeps a shadow's
+    straight or soft edge and fills the strokes in. Left as it is unless most edge_patches are one
+    even level, light, and differ by more than LIGHT_STEP but by less than a shadow's depth: ink
+    filling a patch (a tight crop of a thick digit) is darker than any shadow."""
+    starts, values, levels = edge_patches(pixels, patch)
+    even = even_patches(values, levels)
+    if np.count_nonzero(even) < SHADOW_EVEN:
+        return pixels
+    paper = np.sort(levels[even])
+    lit, shaded = paper[-1], paper[0]
+    if lit < LIGHT_PAPER or lit - shaded < LIGHT_STEP or shaded < SHADOW_DEPTH * lit:
+        return pixels
+    if np.diff(paper).max() < SHADOW_GAP * (lit - shaded):
+        return pixels  # light falling off across the page, not a shadow's edge: lit or shaded, little between
+    # A shadow's edge crosses the image's edge twice: the shade is one stretch of the ring of patches
+    # around it (a frame printed along the edge darkens four corners apart).
+    height, width = pixels.shape
+    around = np.argsort([np.arctan2(row + patch / 2 - height / 2, col + patch / 2 - width / 2) for row, col in starts])
+    in_shade = (levels[around] < (lit + shaded) / 2)[even[around]]
+    if np.count_nonzero(in_shade != np.roll(in_shade, 1)) != 2:
+        return pixels
+    from scipy import ndimage
+
+    # Wide enough to fill in the strokes (ink is darker than the shaded paper beyond its grain), and
+    # no wider: where the shadow's edge meets the image's at a slant, a wedge of shadow narrower than
+    # the window is filled in too, and stays dark.
+    ink = pixels < shaded - 2 * LIGHT_FIT
+    side = min(pixels.shape)
+    window = int(np.clip(3 + 3 * round(stroke_width(ink)) if ink.any() else 3, 3, side // 4))
+    paper = ndimage.grey_closing(pixels, size=(window, window)).astype(np.float32)
+    return (pixels * (lit / np.maximum(paper, 1.0))).round().clip(0, 255).astype(np.uint8)
 
 
 def patch_values(pixels: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:
