@@ -4,8 +4,9 @@ its lines is read, with each bundled checkpoint; how many empty fields are not_d
 the form-line search costs per image, with and without its early exit, on plain scan-like digits
 and on form fields (CPU time, interleaved), with the digits each gives; and printed styles the
 form-field generator does not draw (a caption in the corner, double lines, a shaded cell, a
-dropout-red box, dashes, a comb cell cut with slivers of its neighbours); and digits on ruled and
-squared paper, whose lines cross the digit. Prints figures, asserts nothing.
+dropout-red box, dashes, a comb cell cut with slivers of its neighbours); digits on ruled and
+squared paper, whose lines cross the digit; and digits in a shadow cast across the field or page.
+Prints figures, asserts nothing.
 Run: python bench/bench_form_fields.py [fields per kind] [seed]."""
 
 import copy
@@ -140,14 +141,41 @@ def read_on_ruled_paper(networks: dict, per_kind: int, seed: int) -> None:
             pages.append(synthetic.ruled_page(test.images[index], rng, squared))
             twins.append(synthetic.ruled_page(test.images[index], twin_rng, squared, lines=False))
         figures, not_ok = read_alike(networks, pages, twins)
-        empty, empty_ok = digits_of([synthetic.ruled_page(None, rng, squared) for _ in range(per_kind)])
-        read_as_digits = []
-        for name, network in networks.items():
-            score = network.scores(empty, [True] * per_kind)[1]
-            taken = empty_ok if score is None else empty_ok & (score >= DEFAULT_MIN_DIGIT_SCORE)
-            read_as_digits.append(f"{name} {taken.sum()}")
+        empty = read_as_digits(networks, [synthetic.ruled_page(None, rng, squared) for _ in range(per_kind)])
         print(f"  {'squared' if squared else 'ruled'}: {figures}; not ok {not_ok} of {per_kind}; "
-              f"empty pages read as a digit: {', '.join(read_as_digits)} of {per_kind}")
+              f"empty pages read as a digit: {empty} of {per_kind}")
+
+
+def read_as_digits(networks: dict, images: list[Image.Image]) -> str:
+    """How many of `images` (with no digit) each network reads as a digit, as "name count, ..."."""
+    digits, ok = digits_of(images)
+    counts = []
+    for name, network in networks.items():
+        score = network.scores(digits, [True] * len(images))[1]
+        taken = ok if score is None else ok & (score >= DEFAULT_MIN_DIGIT_SCORE)
+        counts.append(f"{name} {taken.sum()}")
+    return ", ".join(counts)
+
+
+def read_in_shadow(networks: dict, per_kind: int, seed: int) -> None:
+    """Digits in form fields and on plain pages with a shadow across them (synthetic.in_shadow),
+    read as on the same page without it; and empty fields and pages in shadow, which must not be a
+    digit."""
+    test, rng = mnist_test(), np.random.default_rng(seed + 4)
+
+    def page(kind: str, digit: np.ndarray | None, i: int) -> Image.Image:
+        if kind == "plain pages":
+            return synthetic.ruled_page(digit, rng, False, lines=False)
+        return synthetic.form_field(digit, rng, float(rng.uniform(-5, 5)), int(rng.integers(0, 61)),
+                                    int(rng.integers(1, 5)), synthetic.FRAMES[i % 4], bool(rng.random() < 0.2))
+
+    print(f"\ndigits in shadow read as without it ({per_kind} per kind, seed {seed}):")
+    for kind in ("form fields", "plain pages"):
+        indices = rng.integers(len(test.images), size=per_kind)
+        pages = [page(kind, test.images[index], i) for i, index in enumerate(indices)]
+        figures, not_ok = read_alike(networks, [synthetic.in_shadow(shown, rng) for shown in pages], pages)
+        empty = read_as_digits(networks, [synthetic.in_shadow(page(kind, None, i), rng) for i in range(per_kind)])
+        print(f"  {kind}: {figures}; not ok {not_ok} of {per_kind}; empty ones read as a digit: {empty} of {per_kind}")
 
 
 def preprocess_cost(count: int, seed: int) -> None:
@@ -181,6 +209,7 @@ def main() -> None:
     read_as_unboxed(networks, per_kind, seed)
     read_in_styled_fields(networks, per_kind, seed)
     read_on_ruled_paper(networks, per_kind, seed)
+    read_in_shadow(networks, per_kind, seed)
     preprocess_cost(2_000, seed)
 
 

@@ -268,6 +268,19 @@ def ruled_page(digit: np.ndarray | None, rng, squared: bool, lines: bool = True)
     return turned.crop((cut, cut, side - cut, side - cut))
 
 
+def in_shadow(page: Image.Image, rng) -> Image.Image:
+    """`page` with a shadow across it, as a hand or a phone casts one over a form: the paper beyond
+    a straight edge at any angle, 0-40% of the way from the middle, darkened by 15-45%; the edge
+    hard or soft (blurred by 0.5-6 px)."""
+    pixels = np.asarray(page, np.float32)
+    down, across = (np.mgrid[: pixels.shape[0], : pixels.shape[1]] / np.array(pixels.shape)[:, None, None]) - 0.5
+    angle = rng.uniform(0, 2 * np.pi)
+    beyond = np.cos(angle) * across + np.sin(angle) * down > rng.uniform(0.0, 0.4)
+    edge = Image.fromarray(beyond.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 6)))
+    shade = rng.uniform(0.15, 0.45) * np.asarray(edge, np.float32) / 255
+    return Image.fromarray((pixels * (1 - shade)).clip(0, 255).astype(np.uint8))
+
+
 def scanned_digit(digit: np.ndarray, rng) -> Image.Image:
     """A 28x28 MNIST digit as a scanner or a phone gives a written one: captured at a low resolution
     and enlarged again (blocky or smooth), the stroke thickened or thinned, turned up to 12 degrees,
