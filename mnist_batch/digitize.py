@@ -189,8 +189,9 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
     the smooth surface through the paper's level at its edges taken away, so that its dark side is
     not taken for ink, nor its light side for the paper of a light-on-dark image. The surface is the
     one the four corners span, if the edges' midpoints lie on it (a gradient); else a pool of light
-    (lamp_pool). Left as it is unless the corners and midpoints differ by a gradient's amount and
-    lie on one of the two (ink at a corner or an edge, a tight crop of a thick digit, does not)."""
+    (lamp_pool); else, where a shadow is cast across the page, the shade is lifted (shadow_lifted).
+    Left as it is unless the corners and midpoints differ by a gradient's amount and one of the three
+    holds (ink at a corner or an edge, a tight crop of a thick digit, does not)."""
     height, width = pixels.shape
     patch = min(height, width) // 8
     if patch < 4:
@@ -218,7 +219,8 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
 POOL_STEPS = 5  # patches along each edge for lamp_pool, corners included: 16 around the page
 # A shadow across a light page (LIGHT_PAPER or lighter where lit) leaves the paper at least
 # SHADOW_DEPTH of its lit level; at least SHADOW_EVEN of the 16 edge patches are one even level
-# (the shadow's edge may cross the rest).
+# (the shadow's edge may cross the rest), and the largest step between their levels, in order, is
+# SHADOW_GAP of the whole span or more.
 LIGHT_PAPER, SHADOW_DEPTH, SHADOW_EVEN, SHADOW_GAP = 128, 0.5, 12, 0.5
 
 
@@ -264,37 +266,48 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
 def shadow_lifted(pixels: np.ndarray, patch: int) -> np.ndarray:
     """A light page partly in shadow (a hand's, a phone's; its edge hard or soft) lifted to the lit
     paper's level: each pixel divided by the paper's level around it, a grey closing (the largest
-    level within a window far wider than a pen's stroke, then the smallest), which keeps a shadow's
-    straight or soft edge and fills the strokes in. Left as it is unless most edge_patches are one
-    even level, light, and differ by more than LIGHT_STEP but by less than a shadow's depth: ink
-    filling a patch (a tight crop of a thick digit) is darker than any shadow."""
-    starts, values, levels = edge_patches(pixels, patch)
-    even = even_patches(values, levels)
-    if np.count_nonzero(even) < SHADOW_EVEN:
+    level within a window three strokes wide, then the smallest), which keeps a shadow's straight or
+    soft edge and fills the strokes in. Left as it is where shadow_levels finds no shadow."""
+    levels = shadow_levels(pixels, patch)
+    if levels is None:
         return pixels
-    paper = np.sort(levels[even])
-    lit, shaded = paper[-1], paper[0]
-    if lit < LIGHT_PAPER or lit - shaded < LIGHT_STEP or shaded < SHADOW_DEPTH * lit:
-        return pixels
-    if np.diff(paper).max() < SHADOW_GAP * (lit - shaded):
-        return pixels  # light falling off across the page, not a shadow's edge: lit or shaded, little between
-    # A shadow's edge crosses the image's edge twice: the shade is one stretch of the ring of patches
-    # around it (a frame printed along the edge darkens four corners apart).
-    height, width = pixels.shape
-    around = np.argsort([np.arctan2(row + patch / 2 - height / 2, col + patch / 2 - width / 2) for row, col in starts])
-    in_shade = (levels[around] < (lit + shaded) / 2)[even[around]]
-    if np.count_nonzero(in_shade != np.roll(in_shade, 1)) != 2:
-        return pixels
+    lit, shaded = levels
     from scipy import ndimage
 
     # Wide enough to fill in the strokes (ink is darker than the shaded paper beyond its grain), and
     # no wider: where the shadow's edge meets the image's at a slant, a wedge of shadow narrower than
     # the window is filled in too, and stays dark.
     ink = pixels < shaded - 2 * LIGHT_FIT
-    side = min(pixels.shape)
-    window = int(np.clip(3 + 3 * round(stroke_width(ink)) if ink.any() else 3, 3, side // 4))
+    window = int(np.clip(3 + 3 * round(stroke_width(ink)) if ink.any() else 3, 3, min(pixels.shape) // 4))
     paper = ndimage.grey_closing(pixels, size=(window, window)).astype(np.float32)
     return (pixels * (lit / np.maximum(paper, 1.0))).round().clip(0, 255).astype(np.uint8)
+
+
+def shadow_levels(pixels: np.ndarray, patch: int) -> tuple[float, float] | None:
+    """(lit, shaded) paper levels of a light page with a shadow cast across it, from its
+    edge_patches; None unless SHADOW_EVEN of them are one even level, LIGHT_PAPER or lighter where
+    lit, and their levels split into two groups: lit and shaded, LIGHT_STEP or more apart but no
+    deeper than SHADOW_DEPTH (ink filling a patch, a tight crop of a thick digit, is darker than
+    any shadow), with little between them (light falling off smoothly is lamp_pool's or the
+    corners' plane), and the shaded ones two or more in one stretch of the ring around the image: a
+    shadow's edge crosses the image's edge twice (a frame printed along the edge darkens four
+    corners apart, a thick stroke running into the edge one patch)."""
+    starts, values, levels = edge_patches(pixels, patch)
+    even = even_patches(values, levels)
+    if np.count_nonzero(even) < SHADOW_EVEN:
+        return None
+    even_levels = np.sort(levels[even])
+    lit, shaded = even_levels[-1], even_levels[0]
+    if lit < LIGHT_PAPER or lit - shaded < LIGHT_STEP or shaded < SHADOW_DEPTH * lit:
+        return None
+    if np.diff(even_levels).max() < SHADOW_GAP * (lit - shaded):
+        return None
+    height, width = pixels.shape
+    around = np.argsort([np.arctan2(row + patch / 2 - height / 2, col + patch / 2 - width / 2) for row, col in starts])
+    in_shade = (levels[around] < (lit + shaded) / 2)[even[around]]
+    if np.count_nonzero(in_shade != np.roll(in_shade, 1)) != 2 or np.count_nonzero(in_shade) < 2:
+        return None
+    return float(lit), float(shaded)
 
 
 def patch_values(pixels: np.ndarray, patches: list[tuple[slice, slice]]) -> np.ndarray:
