@@ -18,6 +18,7 @@ from common import (  # noqa: E402
     machine,
     run_measured,
     write_dusty_scans,
+    write_faint,
     write_optdigits,
     write_scanned_optdigits,
     write_scans,
@@ -55,6 +56,7 @@ def sets() -> dict[str, Path]:
             write_optdigits(OUT / "optdigits-box", light_on_dark=True, side=16),
         "thin pen (2,000 MNIST test digits, fine strokes)": write_thin_pen(OUT / "thin-pen"),
         "dusty scans (2,000 scan-like digits with specks of dust)": write_dusty_scans(OUT / "dusty"),
+        "faint writing (2,000 MNIST test digits, ink 22-45 levels from the paper)": write_faint(OUT / "faint"),
     }
 
 

@@ -230,6 +230,29 @@ def write_dusty_scans(folder: Path, count: int = 2_000, seed: int = 2) -> Path:
     return write_labelled(folder, f"{count}-{seed}", files)
 
 
+def write_faint(folder: Path, count: int = 2_000, seed: int = 5) -> Path:
+    """MNIST test digits in faint writing (a light pencil, a weak pen, a dim photo): ink only 22-45
+    grey levels darker than grainy paper, the digit 20-80% of the page's side anywhere on it, a third
+    of them with the stroke broken by the pencil's grain, saved as JPEG."""
+
+    def files():
+        test, rng = mnist_test(), np.random.default_rng(seed)
+        for i in range(count):
+            side = int(rng.integers(60, 300))
+            size = int(side * rng.uniform(0.2, 0.8))
+            ink = np.asarray(Image.fromarray(test.images[i]).resize((size, size), Image.BICUBIC), np.float32) / 255
+            if rng.random() < 1 / 3:
+                ink = ink * (rng.random(ink.shape) < rng.uniform(0.6, 0.9))
+            page = rng.uniform(170, 245) + rng.normal(0, rng.uniform(1, 6), (side, side))
+            top, left = rng.integers(0, side - size + 1, 2)
+            page[top : top + size, left : left + size] -= rng.uniform(22, 45) * ink
+            encoded = io.BytesIO()
+            Image.fromarray(page.clip(0, 255).astype(np.uint8)).save(encoded, "JPEG", quality=int(rng.integers(50, 95)))
+            yield test.labels[i], f"{i:05d}.jpg", encoded.getvalue()
+
+    return write_labelled(folder, f"{count}-{seed}", files)
+
+
 def write_non_digits(folder: Path, images: np.ndarray, labels: np.ndarray, per_kind: int = 150,
                      seed: int = 1234) -> Path:
     """Things that are not one digit, in folders by kind (synthetic.KINDS: letters, signs, pairs of

@@ -18,6 +18,10 @@ from mnist_batch.form_lines import only_lines_left, remove_form_lines, remove_ru
 from mnist_batch.reading import WORK_SIDE
 
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
+# Fainter ink, down to FAINTEST_INK, is read where it is drawn like a pen's strokes: no point of it
+# deeper inside than FAINT_DEPTH of the mark's span (MNIST's strokes are 0.11-0.18 of a digit wide,
+# half that deep; a blot or a stain is half its span deep).
+FAINTEST_INK, FAINT_DEPTH = 22, 0.2
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
@@ -375,6 +379,22 @@ def drop_specks(ink: np.ndarray, shortest_side: float = 0.0) -> np.ndarray:
     return ink if all(keep) else np.where(np.array([False, *keep])[labels], ink, 0)
 
 
+def drawn_like_strokes(mask: np.ndarray) -> bool:
+    """Whether faint marks are drawn like a digit's pen strokes, not a stain, a shadow's edge, a
+    crease or the paper's grain: what is left once specks are dropped spans an eighth of the image's
+    shorter side or more, stays off its edges (a shadow or a crease runs on beyond them), and is
+    nowhere deeper than FAINT_DEPTH of its span from its own edge (a stroke is thin; a stain, however
+    ragged its rim, is not)."""
+    from scipy import ndimage
+
+    kept = drop_specks(mask.astype(np.uint8)) > 0
+    rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
+    if rows[0] == 0 or cols[0] == 0 or rows[-1] == mask.shape[0] - 1 or cols[-1] == mask.shape[1] - 1:
+        return False
+    span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    return span >= min(mask.shape) / 8 and ndimage.distance_transform_edt(kept).max() <= FAINT_DEPTH * span
+
+
 def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     """A digit written with a fine pen, once fitted into 20x20, has hair-thin strokes that the
     networks have never seen (MNIST's are 2.2 to 3.5 px there). Widen such strokes to MNIST's
@@ -437,7 +457,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     ink = (255 - pixels if light_background else pixels).astype(np.float32)
     ink -= 255 - level if light_background else level
     peak = ink.max()
-    if peak < MIN_CONTRAST:
+    if peak < MIN_CONTRAST and not (peak >= FAINTEST_INK and drawn_like_strokes(ink >= INK_THRESHOLD * peak)):
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
