@@ -214,9 +214,10 @@ def even_light(pixels: np.ndarray) -> np.ndarray:
         surface = ((corners[0, 0] * (1 - across) + corners[0, 1] * (1 + across)) * (1 - down)
                    + (corners[1, 0] * (1 - across) + corners[1, 1] * (1 + across)) * (1 + down)) / 4
     else:
-        surface = lamp_pool(pixels, patch, down, across)
+        ring = edge_patches(pixels, patch)
+        surface = lamp_pool(ring, patch, down, across)
         if surface is None:
-            return shadow_lifted(pixels, patch)
+            return shadow_lifted(pixels, ring, patch)
     return (pixels + (corners.mean() - surface)).round().clip(0, 255).astype(np.uint8)
 
 
@@ -224,19 +225,23 @@ POOL_STEPS = 5  # patches along each edge for lamp_pool, corners included: 16 ar
 # A shadow across a light page (LIGHT_PAPER or lighter where lit) leaves the paper at least
 # SHADOW_DEPTH of its lit level; at least SHADOW_EVEN of the 16 edge patches are one even level
 # (the shadow's edge may cross the rest), and the largest step between their levels, in order, is
-# SHADOW_GAP of the whole span or more.
-LIGHT_PAPER, SHADOW_DEPTH, SHADOW_EVEN, SHADOW_GAP = 128, 0.5, 12, 0.5
+# SHADOW_GAP of the whole span or more. The shade is lifted with a window wide enough to fill the
+# widest stroke in, at most SHADOW_WINDOW of the image's shorter side.
+LIGHT_PAPER, SHADOW_DEPTH, SHADOW_EVEN, SHADOW_GAP, SHADOW_WINDOW = 128, 0.5, 12, 0.5, 0.4
 
 
-def edge_patches(pixels: np.ndarray, patch: int) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
-    """(top-left corners, pixels, medians) of 16 patches around the image's edges: its corners, the
-    edges' midpoints and the quarter points between them."""
+EdgePatches = tuple[list[tuple[int, int]], np.ndarray, np.ndarray, tuple[int, int]]
+
+
+def edge_patches(pixels: np.ndarray, patch: int) -> EdgePatches:
+    """(top-left corners, pixels, medians, the image's shape) of 16 patches around the image's
+    edges: its corners, the edges' midpoints and the quarter points between them."""
     height, width = pixels.shape
     along = [np.round(np.linspace(0, side - patch, POOL_STEPS)).astype(int) for side in (height, width)]
     starts = sorted({(row, col) for row in along[0] for col in along[1]
                      if row in (0, height - patch) or col in (0, width - patch)})
     values = patch_values(pixels, [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts])
-    return starts, values, patch_medians(values)
+    return starts, values, patch_medians(values), pixels.shape
 
 
 def even_patches(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -246,7 +251,7 @@ def even_patches(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.percentile(np.abs(values - levels[:, None].astype(np.float32)), 75, axis=1) <= 2 * LIGHT_FIT
 
 
-def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:
+def lamp_pool(ring: EdgePatches, patch: int, down: np.ndarray, across: np.ndarray) -> np.ndarray | None:
     """The paper's level under a pool of light (a lamp, a phone's vignette), centred anywhere: the
     surface a + b*y + c*x + d*(x^2 + y^2), brightest inside (d < 0), over the image's `down` and
     `across` coordinates; fitted to the 16 edge_patches, each one even level, all within LIGHT_FIT
@@ -254,8 +259,7 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
     midpoints of another fit it exactly, and so do a box printed along the edges (its lines fill the
     corners' patches), a thick 0 cropped to its ink (its strokes fill the midpoints'), or a round
     window; the quarter points between them fall off the surface, and light falls off smoothly."""
-    height, width = pixels.shape
-    starts, values, levels = edge_patches(pixels, patch)
+    starts, values, levels, (height, width) = ring
     if not even_patches(values, levels).all():
         return None  # a patch of ink and paper (a line, a stroke), not one level of light
     y, x = (np.array([start + (patch - 1) / 2 for start in column]) / (side - 1) * 2 - 1
@@ -267,36 +271,42 @@ def lamp_pool(pixels: np.ndarray, patch: int, down: np.ndarray, across: np.ndarr
     return a + b * down + c * across + d * (across * across + down * down)
 
 
-def shadow_lifted(pixels: np.ndarray, patch: int) -> np.ndarray:
+def shadow_lifted(pixels: np.ndarray, ring: EdgePatches, patch: int) -> np.ndarray:
     """A light page partly in shadow (a hand's, a phone's; its edge hard or soft) lifted to the lit
     paper's level: each pixel divided by the paper's level around it, a grey closing (the largest
-    level within a window three strokes wide, then the smallest), which keeps a shadow's straight or
-    soft edge and fills the strokes in. Left as it is where shadow_levels finds no shadow."""
-    levels = shadow_levels(pixels, patch)
+    level within a window wider than the widest stroke, then the smallest), which keeps a shadow's
+    straight or soft edge and fills the strokes in. Left as it is where shadow_levels finds no
+    shadow, where the ink is lighter than the paper (a light-on-dark board with a lighter part), or
+    where ink is too wide for a window (SHADOW_WINDOW of the image) to fill: a blot, a marker's
+    filled loop, which would be lifted too and leave only its rim."""
+    levels = shadow_levels(ring, patch)
     if levels is None:
         return pixels
     lit, shaded = levels
+    ink = pixels < shaded - 2 * LIGHT_FIT  # darker than the shaded paper beyond its grain
+    if np.count_nonzero(pixels > lit + 2 * LIGHT_FIT) >= max(np.count_nonzero(ink), 1):
+        return pixels
     from scipy import ndimage
 
-    # Wide enough to fill in the strokes (ink is darker than the shaded paper beyond its grain), and
-    # no wider: where the shadow's edge meets the image's at a slant, a wedge of shadow narrower than
-    # the window is filled in too, and stays dark.
-    ink = pixels < shaded - 2 * LIGHT_FIT
-    window = int(np.clip(3 + 3 * round(stroke_width(ink)) if ink.any() else 3, 3, min(pixels.shape) // 4))
+    # Where the shadow's edge meets the image's at a slant, a wedge of shadow narrower than the
+    # window is filled in too and stays dark: the window is no wider than the ink needs.
+    window = 3 + 2 * int(np.ceil(ndimage.distance_transform_edt(ink).max()))
+    if window > SHADOW_WINDOW * min(pixels.shape):
+        return pixels
     paper = ndimage.grey_closing(pixels, size=(window, window)).astype(np.float32)
     return (pixels * (lit / np.maximum(paper, 1.0))).round().clip(0, 255).astype(np.uint8)
 
 
-def shadow_levels(pixels: np.ndarray, patch: int) -> tuple[float, float] | None:
+def shadow_levels(ring: EdgePatches, patch: int) -> tuple[float, float] | None:
     """(lit, shaded) paper levels of a light page with a shadow cast across it, from its
     edge_patches; None unless SHADOW_EVEN of them are one even level, LIGHT_PAPER or lighter where
     lit, and their levels split into two groups: lit and shaded, LIGHT_STEP or more apart but no
-    deeper than SHADOW_DEPTH (ink filling a patch, a tight crop of a thick digit, is darker than
-    any shadow), with little between them (light falling off smoothly is lamp_pool's or the
+    deeper than SHADOW_DEPTH (dark ink filling a patch, a tight crop of a thick digit, is darker
+    than a shadow), with little between them (light falling off smoothly is lamp_pool's or the
     corners' plane), and the shaded ones two or more in one stretch of the ring around the image: a
     shadow's edge crosses the image's edge twice (a frame printed along the edge darkens four
     corners apart, a thick stroke running into the edge one patch)."""
-    starts, values, levels = edge_patches(pixels, patch)
+    starts, values, levels, (height, width) = ring
     even = even_patches(values, levels)
     if np.count_nonzero(even) < SHADOW_EVEN:
         return None
@@ -306,7 +316,6 @@ def shadow_levels(pixels: np.ndarray, patch: int) -> tuple[float, float] | None:
         return None
     if np.diff(even_levels).max() < SHADOW_GAP * (lit - shaded):
         return None
-    height, width = pixels.shape
     around = np.argsort([np.arctan2(row + patch / 2 - height / 2, col + patch / 2 - width / 2) for row, col in starts])
     in_shade = (levels[around] < (lit + shaded) / 2)[even[around]]
     if np.count_nonzero(in_shade != np.roll(in_shade, 1)) != 2 or np.count_nonzero(in_shade) < 2:
