@@ -284,7 +284,7 @@ def shadow_lifted(pixels: np.ndarray, ring: EdgePatches, patch: int) -> np.ndarr
         return pixels
     lit, shaded = levels
     ink = pixels < shaded - 2 * LIGHT_FIT  # darker than the shaded paper beyond its grain
-    if np.count_nonzero(pixels > lit + 2 * LIGHT_FIT) >= max(np.count_nonzero(ink), 1):
+    if np.count_nonzero(pixels > lit + 2 * LIGHT_FIT) >= max(np.count_nonzero(ink), 0.01 * pixels.size):
         return pixels
     from scipy import ndimage
 
