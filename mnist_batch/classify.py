@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mnist_batch import records, results, run_files, storage
+from mnist_batch import errors, records, results, run_files, storage
 from mnist_batch.cores import cpu_count
 from mnist_batch.discover import discover, file_ids
 from mnist_batch.errors import (
@@ -162,6 +162,10 @@ def classify_inputs(opts: ClassifyOptions, out: Path, fmt: str, started: float, 
         counts = run.finish()
     except KeyboardInterrupt:
         raise interrupted(run, len(paths)) from None
+    except Exception:
+        if errors.interrupt_pending:  # a stop signal that a library raised as an error of its own
+            raise interrupted(run, len(paths)) from None
+        raise
     shown_out = storage.join(remote, out.name) if remote and opts.out_dir else remote or str(out)
     return run_files.ClassifySummary.of(
         counts, out=shown_out, format=fmt, inputs=len(paths), classified_now=len(todo),

@@ -393,8 +393,8 @@ def test_faint_writing_is_read_and_its_empty_page_stays_blank(tmp_path, mnist_te
         stain[max(0, y - side // 6) : y + side // 6, max(0, x - side // 6) : x + side // 6] = 255
         crease = np.zeros((side, side), np.uint8)
         crease[:, side // 2] = 255
-        for mark in (None, stain, crease):
-            shade = 0 if mark is None else np.asarray(Image.fromarray(mark).filter(ImageFilter.GaussianBlur(2)), np.float32) / 255
+        for mark in (np.zeros_like(stain), stain, crease):
+            shade = np.asarray(Image.fromarray(mark).filter(ImageFilter.GaussianBlur(2)), np.float32) / 255
             empty.append(Image.fromarray((paper - rng.uniform(22, 30) * shade).clip(0, 255).astype(np.uint8)))
     frame = read_pages(tmp_path, pages)
     assert (frame["pred"].fill_null(-1).to_numpy() == mnist_test.labels[800 : 800 + count]).mean() >= 0.85
