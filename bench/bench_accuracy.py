@@ -17,6 +17,7 @@ from common import (  # noqa: E402
     OUT,
     machine,
     run_measured,
+    write_dithered,
     write_dusty_scans,
     write_faint,
     write_optdigits,
@@ -57,6 +58,7 @@ def sets() -> dict[str, Path]:
         "thin pen (2,000 MNIST test digits, fine strokes)": write_thin_pen(OUT / "thin-pen"),
         "dusty scans (2,000 scan-like digits with specks of dust)": write_dusty_scans(OUT / "dusty"),
         "faint writing (2,000 MNIST test digits, ink 22-45 levels from the paper)": write_faint(OUT / "faint"),
+        "dithered 1-bit scans (2,000 scan-like digits, greys as dots)": write_dithered(OUT / "dithered"),
     }
 
 

@@ -253,6 +253,21 @@ def write_faint(folder: Path, count: int = 2_000, seed: int = 5) -> Path:
     return write_labelled(folder, f"{count}-{seed}", files)
 
 
+def write_dithered(folder: Path, count: int = 2_000, seed: int = 6) -> Path:
+    """Scan-like digits saved as 1-bit PNGs, their greys dithered to dots (Floyd-Steinberg), as a
+    1-bit scanner or a fax gives them."""
+
+    def files():
+        test, rng = mnist_test(), np.random.default_rng(seed)
+        for i in range(count):
+            data, _ = scan_like(test.images[i], rng)
+            encoded = io.BytesIO()
+            Image.open(io.BytesIO(data)).convert("L").convert("1").save(encoded, "PNG")
+            yield test.labels[i], f"{i:05d}.png", encoded.getvalue()
+
+    return write_labelled(folder, f"{count}-{seed}", files)
+
+
 def write_non_digits(folder: Path, images: np.ndarray, labels: np.ndarray, per_kind: int = 150,
                      seed: int = 1234) -> Path:
     """Things that are not one digit, in folders by kind (synthetic.KINDS: letters, signs, pairs of

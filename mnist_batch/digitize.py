@@ -12,16 +12,12 @@ can call it; nothing imports torch.
 """
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from mnist_batch.form_lines import only_lines_left, remove_form_lines, remove_ruling, zero_padded
 from mnist_batch.reading import WORK_SIDE
 
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
-# Fainter ink, down to FAINTEST_INK, is read where it is drawn like a pen's strokes: no point of it
-# deeper inside than FAINT_DEPTH of the mark's span (MNIST's strokes are 0.11-0.18 of a digit wide,
-# half that deep; a blot or a stain is half its span deep).
-FAINTEST_INK, FAINT_DEPTH = 22, 0.2
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
@@ -44,6 +40,9 @@ PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or 
 # as often as on the other.
 PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
 SD_PER_MAD = 1.4826  # a normal spread's standard deviation per median absolute deviation: robust to the ink
+# A halftone: this share of one of a 1-bit page's two levels is dots alone; it is blurred by this
+# radius (px), once reduced.
+DITHERED, DITHER_BLUR = 0.2, 1.5
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
 
@@ -181,6 +180,24 @@ def away_from_the_corners(mask: np.ndarray) -> int:
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
     pieces = np.unique(corners(labels))
     return int(np.count_nonzero(mask & ~np.isin(labels, pieces[pieces > 0])))
+
+
+def dithered(pixels: np.ndarray) -> bool:
+    """Whether a page is halftoned (a 1-bit scan or a fax that printed the paper's grey, a
+    pencil's or a shadow's, as scattered dots): it holds two levels only, and DITHERED of one
+    level's pixels are dots alone among the other's. A page thresholded to 1 bit keeps its solid
+    strokes and its paper clean. (A sample of the pixels first: most pages have many levels.)"""
+    if min(pixels.shape) < 3 or len(np.unique(pixels[::7, ::7])) > 2:
+        return False
+    low, high = pixels.min(), pixels.max()
+    if np.count_nonzero((pixels == low) | (pixels == high)) < pixels.size:
+        return False
+    for level in (low, high):
+        dots = pixels == level
+        alone = (dots[1:-1, 1:-1] & ~dots[:-2, 1:-1] & ~dots[2:, 1:-1] & ~dots[1:-1, :-2] & ~dots[1:-1, 2:])
+        if np.count_nonzero(alone) >= DITHERED * np.count_nonzero(dots):
+            return True
+    return False
 
 
 def corners(array: np.ndarray) -> np.ndarray:
@@ -388,22 +405,6 @@ def drop_specks(ink: np.ndarray, shortest_side: float = 0.0) -> np.ndarray:
     return ink if all(keep) else np.where(np.array([False, *keep])[labels], ink, 0)
 
 
-def drawn_like_strokes(mask: np.ndarray) -> bool:
-    """Whether faint marks are drawn like a digit's pen strokes, not a stain, a shadow's edge, a
-    crease or the paper's grain: what is left once specks are dropped spans an eighth of the image's
-    shorter side or more, stays off its edges (a shadow or a crease runs on beyond them), and is
-    nowhere deeper than FAINT_DEPTH of its span from its own edge (a stroke is thin; a stain, however
-    ragged its rim, is not)."""
-    from scipy import ndimage
-
-    kept = drop_specks(mask.astype(np.uint8)) > 0
-    rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
-    if rows[0] == 0 or cols[0] == 0 or rows[-1] == mask.shape[0] - 1 or cols[-1] == mask.shape[1] - 1:
-        return False
-    span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    return span >= min(mask.shape) / 8 and ndimage.distance_transform_edt(kept).max() <= FAINT_DEPTH * span
-
-
 def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     """A digit written with a fine pen, once fitted into 20x20, has hair-thin strokes that the
     networks have never seen (MNIST's are 2.2 to 3.5 px there). Widen such strokes to MNIST's
@@ -450,10 +451,13 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.sum() < 128 * 28 * 28:
         # MNIST form: a clean dark edge around a mostly dark field (not a dark box on paper)
         return mnist_form(pixels)
+    halftone = dithered(pixels)  # on the image as it came: reduced, its dots are no longer alone
     if max(height, width) > 2 * WORK_SIDE:
         factor = max(height, width) // WORK_SIDE
         # Before the polarity test: less noise, a cheaper histogram.
         pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
+    if halftone:  # smoothed back to grey
+        pixels = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(DITHER_BLUR)))
     pixels = even_light(pixels)
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     if only_grain(pixels, counts):
@@ -466,7 +470,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     ink = (255 - pixels if light_background else pixels).astype(np.float32)
     ink -= 255 - level if light_background else level
     peak = ink.max()
-    if peak < MIN_CONTRAST and not (peak >= FAINTEST_INK and drawn_like_strokes(ink >= INK_THRESHOLD * peak)):
+    if peak < MIN_CONTRAST:
         return None
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing

@@ -370,35 +370,55 @@ def test_a_box_drawn_along_the_edges_is_not_light_falling_off():
     assert levelled == 0
 
 
-def test_faint_writing_is_read_and_its_empty_page_stays_blank(tmp_path, mnist_test):
-    """Ink 22-40 grey levels from the paper (a light pencil, a dim photo) was `blank`: it stood less
-    than MIN_CONTRAST from the paper (33 of these 100 read). Now such ink is read where it is drawn
-    like a pen's strokes; the same grainy pages without the digit, and as faint a stain or crease on
-    them, stay blank."""
+def test_marks_fainter_than_writing_stay_blank(mnist_test):
+    """A digit showing through from the back of the page (mirrored, blurred) or an erased pencil
+    digit stands 22-38 grey levels from the paper, like faint writing: under MIN_CONTRAST all are
+    `blank`, which a user can review, not a confident digit. (Reading faint ink that is drawn like
+    strokes was tried: faint writing 59% -> 96%, but 95 of 100 erased digits and 59 of 100 digits
+    showing through were then read as digits; docs/networks.md.)"""
     from PIL import ImageFilter
 
-    rng = np.random.default_rng(28)
-    pages, empty, count = [], [], 100
-    for digit in mnist_test.images[800 : 800 + count]:
+    rng, statuses = np.random.default_rng(28), []
+    for digit in mnist_test.images[800:900]:
         side = int(rng.integers(60, 240))
-        size = int(side * rng.uniform(0.25, 0.8))
+        size = int(side * rng.uniform(0.3, 0.8))
+        mark = Image.fromarray(digit[:, ::-1]).resize((size, size), Image.BICUBIC).filter(
+            ImageFilter.GaussianBlur(rng.uniform(0, 2)))
+        page = rng.uniform(170, 245) + rng.normal(0, rng.uniform(1, 3), (side, side))
+        top, left = rng.integers(0, side - size + 1, 2)
+        page[top : top + size, left : left + size] -= rng.uniform(22, 34) * np.asarray(mark, np.float32) / 255
+        statuses.append(records.digit_of(Image.fromarray(page.clip(0, 255).astype(np.uint8))).status)
+    assert statuses.count(records.BLANK) >= 90
+
+
+def test_a_dithered_1_bit_scan_is_read_as_its_grey_original(tmp_path, mnist_test):
+    """A 1-bit scanner or a fax prints the paper's grey as scattered dots: every dot was ink, and
+    31 of 100 such digits were read as the grey pages are. Smoothed back to grey, they read alike;
+    the same pages without a digit are no digit, and a page thresholded to 1 bit is left as it is."""
+    import mnist_batch
+
+    rng = np.random.default_rng(29)
+    grey, empty = [], []
+    for digit in mnist_test.images[900:1000]:
+        side = int(rng.integers(80, 400))
+        size = int(side * rng.uniform(0.3, 0.8))
         ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
-        paper = rng.uniform(170, 245) + rng.normal(0, rng.uniform(1, 3), (side, side))
+        paper = rng.uniform(170, 240) + rng.normal(0, rng.uniform(2, 8), (side, side))
         page = paper.copy()
         top, left = rng.integers(0, side - size + 1, 2)
-        page[top : top + size, left : left + size] -= rng.uniform(22, 40) * ink
-        pages.append(page)
-        stain = np.zeros((side, side), np.uint8)
-        y, x = rng.integers(0, side, 2)
-        stain[max(0, y - side // 6) : y + side // 6, max(0, x - side // 6) : x + side // 6] = 255
-        crease = np.zeros((side, side), np.uint8)
-        crease[:, side // 2] = 255
-        for mark in (np.zeros_like(stain), stain, crease):
-            shade = np.asarray(Image.fromarray(mark).filter(ImageFilter.GaussianBlur(2)), np.float32) / 255
-            empty.append(Image.fromarray((paper - rng.uniform(22, 30) * shade).clip(0, 255).astype(np.uint8)))
-    frame = read_pages(tmp_path, pages)
-    assert (frame["pred"].fill_null(-1).to_numpy() == mnist_test.labels[800 : 800 + count]).mean() >= 0.85
-    assert {records.digit_of(page).status for page in empty} == {records.BLANK}
+        page[top : top + size, left : left + size] *= 1 - ink * rng.uniform(0.6, 0.95)
+        grey.append(Image.fromarray(page.clip(0, 255).astype(np.uint8)))
+        empty.append(Image.fromarray(paper.clip(0, 255).astype(np.uint8)).convert("1"))
+    paths = []
+    for i, page in enumerate(grey):
+        paths.append(tmp_path / f"{i:03d}.png")
+        page.convert("1").save(paths[-1])  # Floyd-Steinberg dots, a 1-bit PNG
+    classifier = mnist_batch.Classifier(device="cpu")
+    dots, original = classifier.predict([str(path) for path in paths]), classifier.predict(grey)
+    assert (dots["pred"].fill_null(-1) == original["pred"]).mean() >= 0.9
+    assert [records.digit_of(page.convert("L")).status for page in empty].count(records.OK) <= 3
+    thresholded = grey[0].point(lambda level: 255 if level > 128 else 0)
+    assert not digitize.dithered(np.asarray(thresholded))
 
 
 def shadowed_pages(rng, digits, field: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
