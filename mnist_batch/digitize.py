@@ -187,17 +187,20 @@ def dithered(pixels: np.ndarray) -> bool:
     pencil's or a shadow's, as scattered dots): it holds two levels only, and DITHERED of one
     level's pixels are dots alone among the other's. A page thresholded to 1 bit keeps its solid
     strokes and its paper clean. (A sample of the pixels first: most pages have many levels.)"""
-    if min(pixels.shape) < 3 or len(np.unique(pixels[::7, ::7])) > 2:
+    if min(pixels.shape) < 3 or not two_levels(pixels[::7, ::7]) or not two_levels(pixels):
         return False
     low, high = pixels.min(), pixels.max()
-    if np.count_nonzero((pixels == low) | (pixels == high)) < pixels.size:
-        return False
     for level in (low, high):
         dots = pixels == level
         alone = (dots[1:-1, 1:-1] & ~dots[:-2, 1:-1] & ~dots[2:, 1:-1] & ~dots[1:-1, :-2] & ~dots[1:-1, 2:])
         if np.count_nonzero(alone) >= DITHERED * np.count_nonzero(dots):
             return True
     return False
+
+
+def two_levels(pixels: np.ndarray) -> bool:
+    """Whether every pixel is the darkest or the lightest."""
+    return not np.any((pixels != pixels.min()) & (pixels != pixels.max()))
 
 
 def corners(array: np.ndarray) -> np.ndarray:
@@ -247,18 +250,21 @@ POOL_STEPS = 5  # patches along each edge for lamp_pool, corners included: 16 ar
 LIGHT_PAPER, SHADOW_DEPTH, SHADOW_EVEN, SHADOW_GAP, SHADOW_WINDOW = 128, 0.5, 12, 0.5, 0.4
 
 
+# Of 16 patches around the image's edges: their top-left corners, medians, which are one even
+# level (even_patches), and the image's shape.
 EdgePatches = tuple[list[tuple[int, int]], np.ndarray, np.ndarray, tuple[int, int]]
 
 
 def edge_patches(pixels: np.ndarray, patch: int) -> EdgePatches:
-    """(top-left corners, pixels, medians, the image's shape) of 16 patches around the image's
-    edges: its corners, the edges' midpoints and the quarter points between them."""
+    """The EdgePatches of 16 patches around the image's edges: its corners, the edges' midpoints
+    and the quarter points between them."""
     height, width = pixels.shape
     along = [np.round(np.linspace(0, side - patch, POOL_STEPS)).astype(int) for side in (height, width)]
     starts = sorted({(row, col) for row in along[0] for col in along[1]
                      if row in (0, height - patch) or col in (0, width - patch)})
     values = patch_values(pixels, [(slice(row, row + patch), slice(col, col + patch)) for row, col in starts])
-    return starts, values, patch_medians(values), pixels.shape
+    levels = patch_medians(values)
+    return starts, levels, even_patches(values, levels), pixels.shape
 
 
 def even_patches(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -276,8 +282,8 @@ def lamp_pool(ring: EdgePatches, patch: int, down: np.ndarray, across: np.ndarra
     midpoints of another fit it exactly, and so do a box printed along the edges (its lines fill the
     corners' patches), a thick 0 cropped to its ink (its strokes fill the midpoints'), or a round
     window; the quarter points between them fall off the surface, and light falls off smoothly."""
-    starts, values, levels, (height, width) = ring
-    if not even_patches(values, levels).all():
+    starts, levels, even, (height, width) = ring
+    if not even.all():
         return None  # a patch of ink and paper (a line, a stroke), not one level of light
     y, x = (np.array([start + (patch - 1) / 2 for start in column]) / (side - 1) * 2 - 1
             for column, side in zip(zip(*starts, strict=True), (height, width), strict=True))
@@ -323,8 +329,7 @@ def shadow_levels(ring: EdgePatches, patch: int) -> tuple[float, float] | None:
     corners' plane), and the shaded ones two or more in one stretch of the ring around the image: a
     shadow's edge crosses the image's edge twice (a frame printed along the edge darkens four
     corners apart, a thick stroke running into the edge one patch)."""
-    starts, values, levels, (height, width) = ring
-    even = even_patches(values, levels)
+    starts, levels, even, (height, width) = ring
     if np.count_nonzero(even) < SHADOW_EVEN:
         return None
     even_levels = np.sort(levels[even])
