@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+# errors as a module too: errors.interrupt_pending is set after import, and read through it
 from mnist_batch import errors, records, results, run_files, storage
 from mnist_batch.cores import cpu_count
 from mnist_batch.discover import discover, file_ids

@@ -41,7 +41,7 @@ PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or 
 PAPER_SPREAD, INK_SPREAD, INK_SIDEDNESS = 3.0, 4.0, 4.0
 SD_PER_MAD = 1.4826  # a normal spread's standard deviation per median absolute deviation: robust to the ink
 # A halftone: this share of one of a 1-bit page's two levels is dots alone; it is blurred by this
-# radius (px), once reduced.
+# radius (px of the image as it came).
 DITHERED, DITHER_BLUR = 0.2, 1.5
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
@@ -183,24 +183,26 @@ def away_from_the_corners(mask: np.ndarray) -> int:
 
 
 def dithered(pixels: np.ndarray) -> bool:
-    """Whether a page is halftoned (a 1-bit scan or a fax that printed the paper's grey, a
-    pencil's or a shadow's, as scattered dots): it holds two levels only, and DITHERED of one
-    level's pixels are dots alone among the other's. A page thresholded to 1 bit keeps its solid
-    strokes and its paper clean. (A sample of the pixels first: most pages have many levels.)"""
-    if min(pixels.shape) < 3 or not two_levels(pixels[::7, ::7]) or not two_levels(pixels):
+    """Whether a page is halftoned (a 1-bit scan that printed the paper's grey, a pencil's or a
+    shadow's, as scattered dots): it holds two levels only, and DITHERED of one level's pixels are
+    dots alone among the other's. A page thresholded to 1 bit keeps its solid strokes and its paper
+    clean; a page under GRAIN_SIDE is more strokes than texture, and is taken for thresholded. (A
+    sample of the pixels first: most pages have many levels.)"""
+    if min(pixels.shape) < GRAIN_SIDE or two_levels(pixels[::7, ::7]) is None:
         return False
-    low, high = pixels.min(), pixels.max()
-    for level in (low, high):
+    levels = two_levels(pixels)
+    for level in levels or ():
         dots = pixels == level
         alone = (dots[1:-1, 1:-1] & ~dots[:-2, 1:-1] & ~dots[2:, 1:-1] & ~dots[1:-1, :-2] & ~dots[1:-1, 2:])
-        if np.count_nonzero(alone) >= DITHERED * np.count_nonzero(dots):
+        if np.count_nonzero(alone) >= DITHERED * np.count_nonzero(dots[1:-1, 1:-1]):
             return True
     return False
 
 
-def two_levels(pixels: np.ndarray) -> bool:
-    """Whether every pixel is the darkest or the lightest."""
-    return not np.any((pixels != pixels.min()) & (pixels != pixels.max()))
+def two_levels(pixels: np.ndarray) -> tuple[int, int] | None:
+    """(darkest, lightest) where every pixel is one or the other, and they differ; else None."""
+    low, high = pixels.min(), pixels.max()
+    return None if low == high or np.any((pixels != low) & (pixels != high)) else (int(low), int(high))
 
 
 def corners(array: np.ndarray) -> np.ndarray:
@@ -448,6 +450,20 @@ def mnist_form(pixels: np.ndarray) -> np.ndarray | None:
     return pixels if pixels.max() >= BLANK_PEAK else None
 
 
+def working_copy(pixels: np.ndarray) -> np.ndarray:
+    """A large image reduced to about WORK_SIDE (before the polarity test: less noise, a cheaper
+    histogram); a halftone smoothed back to grey, by DITHER_BLUR of the image as it came. Reduced
+    by 4 or more, a halftone's dots are averaged already, and a blur would smear a fine pen's
+    strokes below MIN_CONTRAST."""
+    halftone = dithered(pixels)  # on the image as it came: reduced, its dots are no longer alone
+    factor = max(pixels.shape) // WORK_SIDE if max(pixels.shape) > 2 * WORK_SIDE else 1
+    if factor > 1:
+        pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
+    if halftone and factor < 4:
+        pixels = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(DITHER_BLUR / factor)))
+    return pixels
+
+
 def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     """A grey image (2-D uint8 array, or Pillow mode L) -> 28x28 uint8 MNIST-style digit (white
     on black), or None when the image is blank; NotADigit when it holds only printed lines."""
@@ -456,14 +472,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.sum() < 128 * 28 * 28:
         # MNIST form: a clean dark edge around a mostly dark field (not a dark box on paper)
         return mnist_form(pixels)
-    halftone = dithered(pixels)  # on the image as it came: reduced, its dots are no longer alone
-    if max(height, width) > 2 * WORK_SIDE:
-        factor = max(height, width) // WORK_SIDE
-        # Before the polarity test: less noise, a cheaper histogram.
-        pixels = np.asarray(Image.fromarray(pixels).reduce(factor))
-    if halftone:  # smoothed back to grey
-        pixels = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(DITHER_BLUR)))
-    pixels = even_light(pixels)
+    pixels = even_light(working_copy(pixels))
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     if only_grain(pixels, counts):
         return None
