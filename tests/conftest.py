@@ -85,15 +85,18 @@ def patched_environment(tmp_path: Path, code: str, environment: dict | None = No
     return {**base, "PYTHONPATH": os.pathsep.join([str(patches), os.environ.get("PYTHONPATH", "")])}
 
 
-def signalled_call(module: str, function: str, error: str) -> str:
-    """Code for patched_environment: `module.function` sends this process SIGTERM inside itself and
-    raises RuntimeError(error) for whatever follows, as a library that swallows a stop signal and
-    raises an error of its own does."""
+def signalled_call(module: str, function: str, error: str, from_call: int = 1) -> str:
+    """Code for patched_environment: `module.function`, from its `from_call`-th call on, sends this
+    process SIGTERM inside itself and raises RuntimeError(error) for whatever follows, as a library
+    that swallows a stop signal and raises an error of its own does."""
     return f"""
 import importlib, os, signal
 target = importlib.import_module({module!r})
-real = getattr(target, {function!r})
+real, calls = getattr(target, {function!r}), [0]
 def signalled(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] < {from_call}:
+        return real(*args, **kwargs)
     try:
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)

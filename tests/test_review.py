@@ -16,7 +16,7 @@ from PIL import Image
 
 import mnist_batch
 from mnist_batch import run_files
-from tests.conftest import interruptible_classify, patched_environment, write_pngs, write_tiled_pngs
+from tests.conftest import interruptible_classify, patched_environment, signalled_call, write_pngs, write_tiled_pngs
 
 
 @pytest.fixture(scope="module")
@@ -291,21 +291,8 @@ def test_a_stop_signal_that_a_library_turns_into_its_own_error_mid_run_keeps_the
     folder = tmp_path / "many"
     write_tiled_pngs(folder, mnist_test, 200, 2)
     out = tmp_path / "preds.parquet"
-    environment = patched_environment(tmp_path, """
-import os, signal
-import mnist_batch.results as results
-real, calls = results.predict_rows, [0]
-def predict_rows(*args, **kwargs):
-    calls[0] += 1
-    if calls[0] < 6:
-        return real(*args, **kwargs)
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
-    except BaseException:
-        raise RuntimeError("the library's own error")
-results.predict_rows = predict_rows
-""")
+    environment = patched_environment(
+        tmp_path, signalled_call("mnist_batch.results", "predict_rows", "the library's own error", from_call=6))
     command = interruptible_classify(folder, out)
     done = subprocess.run(command, capture_output=True, text=True, env=environment)
     assert done.returncode == 130, done.stderr
