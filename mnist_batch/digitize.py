@@ -14,7 +14,13 @@ can call it; nothing imports torch.
 import numpy as np
 from PIL import Image, ImageFilter
 
-from mnist_batch.form_lines import only_lines_left, remove_form_lines, remove_ruling, zero_padded
+from mnist_batch.form_lines import (
+    only_a_line_on_the_edge,
+    only_lines_left,
+    remove_form_lines,
+    remove_ruling,
+    zero_padded,
+)
 from mnist_batch.reading import WORK_SIDE
 
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
@@ -495,7 +501,7 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if had_lines and only_lines_left(rows, cols, field):
+    if had_lines and (only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape)):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")

@@ -5,7 +5,8 @@ Lines are searched for on the ink's box reduced to at most LINE_SIDE px: straigh
 along rows (and, transposed, columns) of each shear in LINE_SHEARS. A run is a printed line if it
 is long for the ink left beside it, thin, and straight; what a line leaves behind (its ends, a comb
 field's ticks) goes with it. Ruled and squared paper, whose lines cross the digit too, goes first
-(remove_ruling). digitize.preprocess calls remove_ruling, remove_form_lines, then only_lines_left.
+(remove_ruling). digitize.preprocess calls remove_ruling, remove_form_lines, then, where lines were
+found, only_lines_left and only_a_line_on_the_edge.
 Everything here works on plain arrays; nothing imports torch.
 """
 
@@ -39,6 +40,7 @@ TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
+EDGE_BAND = 0.08  # of the image's shorter side: ink wholly this close to one edge is a printed line's end
 # Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
 RULE_SPAN, RULED_LINES = 0.9, 2
@@ -184,6 +186,20 @@ def only_lines_left(rows: np.ndarray, cols: np.ndarray, field: np.ndarray) -> bo
     field_rows, field_cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
     shorter = min(np.ptp(field_rows), np.ptp(field_cols)) + 1
     return span < EMPTY_FIELD * extent(field) and not (span >= max(shorter / 2, SMALLEST_DIGIT))
+
+
+def only_a_line_on_the_edge(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether the ink left in `rows` x `cols` once a field's lines are gone is a stroke at most
+    TICK_SHAPE as wide as it is long, lying wholly within EDGE_BAND of the image's shorter side from
+    the edge it runs along: what is left of a form field whose page was cut at its frame (a comb's
+    end tick, an open frame's side, turned a little), the rest of the lines off the page or gone. A
+    digit written in a field keeps clear of the edges, and one cropped to its ink spans them. (Where
+    no line was found, such a stroke is a 1 at the edge of the page: it is not asked.)"""
+    reach = EDGE_BAND * min(shape)
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    on_a_side = (cols[-1] < reach or cols[0] >= shape[1] - reach) and width <= TICK_SHAPE * height
+    on_top_or_bottom = (rows[-1] < reach or rows[0] >= shape[0] - reach) and height <= TICK_SHAPE * width
+    return on_a_side or on_top_or_bottom
 
 
 def extent(ink: np.ndarray) -> int:
