@@ -29,8 +29,7 @@ from mnist_batch.results import DEFAULT_MIN_DIGIT_SCORE  # noqa: E402
 def field_and_twin(test, rng, frame: str) -> tuple[Image.Image, Image.Image, int]:
     """A digit in a field of random geometry, the same page without the lines, and the label."""
     index = int(rng.integers(len(test.images)))
-    geometry = (float(rng.uniform(-5, 5)), int(rng.integers(0, 61)), int(rng.integers(1, 5)), frame,
-                bool(rng.random() < 0.2))
+    geometry = synthetic.field_geometry(rng, frame)
     twin_rng = copy.deepcopy(rng)
     field = synthetic.form_field(test.images[index], rng, *geometry)
     twin = synthetic.form_field(test.images[index], twin_rng, *geometry, lines=False)
@@ -166,8 +165,7 @@ def read_in_shadow(networks: dict, per_kind: int, seed: int) -> None:
     def page(kind: str, digit: np.ndarray | None, i: int) -> Image.Image:
         if kind == "plain pages":
             return synthetic.ruled_page(digit, rng, False, lines=False)
-        return synthetic.form_field(digit, rng, float(rng.uniform(-5, 5)), int(rng.integers(0, 61)),
-                                    int(rng.integers(1, 5)), synthetic.FRAMES[i % 4], bool(rng.random() < 0.2))
+        return synthetic.form_field(digit, rng, *synthetic.field_geometry(rng, synthetic.FRAMES[i % 4]))
 
     print(f"\ndigits in shadow read as without it ({per_kind} per kind, seed {seed}):")
     for kind in ("form fields", "plain pages"):

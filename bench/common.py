@@ -300,9 +300,7 @@ def write_form_fields(folder: Path, mnist_images: np.ndarray, mnist_labels: np.n
         for frame in synthetic.FRAMES:
             for i in range(per_frame):
                 index = int(rng.integers(len(mnist_images)))
-                image = synthetic.form_field(mnist_images[index], rng, float(rng.uniform(-5, 5)),
-                                             int(rng.integers(0, 61)), int(rng.integers(1, 5)), frame,
-                                             touching=rng.random() < 0.2)
+                image = synthetic.form_field(mnist_images[index], rng, *synthetic.field_geometry(rng, frame))
                 yield mnist_labels[index], f"{frame}-{i:04d}.png", image
 
     return write_labelled(folder, f"{per_frame}-{seed}", files)

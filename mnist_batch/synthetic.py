@@ -209,6 +209,13 @@ def frame_sides(frame: str, rng, empty: bool = False) -> set[str]:
             return sides
 
 
+def field_geometry(rng, frame: str) -> tuple[float, int, int, str, bool]:
+    """A form field's geometry as the benches and tests draw digits into fields (form_field's
+    arguments after the digit and rng): turned -5 to +5 degrees, 0-60 px from the page's edge, lines
+    1-4 px wide, `frame`, and a fifth of the digits touching the frame."""
+    return float(rng.uniform(-5, 5)), int(rng.integers(0, 61)), int(rng.integers(1, 5)), frame, bool(rng.random() < 0.2)
+
+
 def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_width: int, frame: str,
                touching: bool = False, lines: bool = True) -> Image.Image:
     """A 28x28 MNIST digit (or None: an empty field) written into a printed form field on a page:
