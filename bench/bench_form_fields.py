@@ -120,7 +120,10 @@ def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: 
 
 
 def read_in_styled_fields(networks: dict, per_kind: int, seed: int) -> None:
-    test, rng = mnist_test(), np.random.default_rng(seed + 2)
+    """Digits in fields of each style read as without its printed parts; and the same fields left
+    empty (their own draws: the digits' figures stay as they were), which must not be a digit."""
+    test, rng, empty_rng = mnist_test(), np.random.default_rng(seed + 2), np.random.default_rng(seed + 5)
+    nothing = np.zeros((28, 28), np.uint8)
     print(f"\ndigits in other printed styles read as without them ({per_kind} per style, seed {seed}):")
     for style in STYLES:
         fields, twins = [], []
@@ -130,7 +133,9 @@ def read_in_styled_fields(networks: dict, per_kind: int, seed: int) -> None:
             fields.append(styled_field(test.images[index], rng, style, True, neighbours))
             twins.append(styled_field(test.images[index], twin_rng, style, False, neighbours))
         figures, not_ok = read_alike(networks, fields, twins)
-        print(f"  {style}: {figures}; not ok {not_ok} of {per_kind}")
+        pairs = test.images[empty_rng.integers(10_000, size=(per_kind, 2))]
+        empty = read_as_digits(networks, [styled_field(nothing, empty_rng, style, True, pair) for pair in pairs])
+        print(f"  {style}: {figures}; not ok {not_ok} of {per_kind}; empty ones read as a digit: {empty} of {per_kind}")
 
 
 def read_on_ruled_paper(networks: dict, per_kind: int, seed: int) -> None:

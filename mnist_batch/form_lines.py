@@ -176,15 +176,18 @@ def line_band(mask: np.ndarray, shear: float, row: int, start: int, end: int,
 
 
 def only_lines_left(rows: np.ndarray, cols: np.ndarray, field: np.ndarray) -> bool:
-    """Whether the ink left in `rows` x `cols` once the lines are gone is no digit: nothing, or bits
+    """Whether the ink left in `rows` x `cols` once the lines are gone is no digit: nothing; bits
     spanning under EMPTY_FIELD of the field's longer side (a line's ends, a tick), unless they
     are half as tall or wide as the field's shorter side and SMALLEST_DIGIT px or more (a digit on
-    an underline many times its width: the field is then as tall as the digit)."""
+    an underline many times its width: the field is then as tall as the digit); or a line of small
+    print under EMPTY_FIELD of the field's height (a caption in an empty box's corner)."""
     if not len(rows):
         return True
     span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
     field_rows, field_cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
     shorter = min(np.ptp(field_rows), np.ptp(field_cols)) + 1
+    if rows[-1] - rows[0] + 1 < EMPTY_FIELD * (np.ptp(field_rows) + 1):
+        return True
     return span < EMPTY_FIELD * extent(field) and not (span >= max(shorter / 2, SMALLEST_DIGIT))
 
 
