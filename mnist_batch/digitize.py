@@ -51,6 +51,12 @@ SD_PER_MAD = 1.4826  # a normal spread's standard deviation per median absolute 
 DITHERED, DITHER_BLUR = 0.2, 1.5
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
+RING_INSIDE, RING_CLEAR = 8, 3  # px: what a ring around the edge holds, and the band of it left out
+
+# Ink filling SOLID_BLOCK of its box, whose shorter side is at least SOLID_SHAPE of its longer (a bar
+# is a 1), is a solid block: the paper inside a frame, taken for ink, fills it all; the thickest
+# marker's digits in the benches fill under 0.975.
+SOLID_BLOCK, SOLID_SHAPE = 0.98, 0.5
 
 # Height over width of the flattest ink that is a digit: MNIST's flattest (a wide 2 or 5) are 0.4;
 # a dash, a lone underline or the floor of a comb field is flatter.
@@ -93,8 +99,9 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     A digit cropped to its ink (form fields, box-normalised sets) touches every side of the crop
     but seldom its corners, and a thick pen's ink may hold most of the image and of its edge:
     so the corners speak first, then the pieces each class breaks into along the edge, then the
-    share of the image and of its edge. Unlike a fixed mid-grey cut this survives dim scans and
-    light ink on a grey board."""
+    share of the image and of its edge; where one class is nearly all of the image and the other
+    rings the whole edge (a thin margin around a thick digit, or a frame), what the ring holds.
+    Unlike a fixed mid-grey cut this survives dim scans and light ink on a grey board."""
     beside_the_paper = ink_beside_the_paper(pixels, counts)
     if beside_the_paper is not None:
         return beside_the_paper
@@ -114,10 +121,33 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
     if not PAPER_SHARE > light_share > 1 - PAPER_SHARE:
         # One class is nearly all of the image: it is the paper, whatever lies on the edge (a form
         # field's frame drawn along it, turned a little, makes the edge half frame, half paper).
-        return light_share >= PAPER_SHARE, threshold
+        # Unless the other rings the whole edge: a frame around paper, or the margin of a crop around
+        # a thick digit, which may hold most of it. What the ring holds decides.
+        majority_light = light_share >= PAPER_SHARE
+        if (light_pieces if majority_light else dark_pieces) == 0:
+            held = inside_the_ring(pixels > threshold if majority_light else pixels <= threshold)
+            if held is not None:
+                inside = pixels[held]
+                return polarity(inside, np.bincount(inside.ravel(), minlength=256))[0], threshold
+        return majority_light, threshold
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return np.count_nonzero(border > threshold) * 2 > border.size, threshold
+
+
+def inside_the_ring(held: np.ndarray) -> tuple[slice, slice] | None:
+    """The part of the image inside the rows and columns that lie wholly outside `held`, from each
+    edge inwards (the ring around what it holds); None where that part is under RING_INSIDE px
+    either way, or holds under LEAST_INK pixels outside `held` beyond RING_CLEAR px of its edge: an
+    empty frame, whose inside holds nothing but the ends of its lines, turned a little, along the
+    edge."""
+    outside_rows, outside_cols = ~held.any(axis=1), ~held.any(axis=0)
+    top, bottom = int(np.argmin(outside_rows)), len(outside_rows) - int(np.argmin(outside_rows[::-1]))
+    left, right = int(np.argmin(outside_cols)), len(outside_cols) - int(np.argmin(outside_cols[::-1]))
+    if min(bottom - top, right - left) < RING_INSIDE:
+        return None
+    deep = held[top + RING_CLEAR : bottom - RING_CLEAR, left + RING_CLEAR : right - RING_CLEAR]
+    return (slice(top, bottom), slice(left, right)) if np.count_nonzero(~deep) >= LEAST_INK else None
 
 
 def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int] | None:
@@ -472,7 +502,8 @@ def working_copy(pixels: np.ndarray) -> np.ndarray:
 
 def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     """A grey image (2-D uint8 array, or Pillow mode L) -> 28x28 uint8 MNIST-style digit (white
-    on black), or None when the image is blank; NotADigit when it holds only printed lines."""
+    on black), or None when the image is blank; NotADigit when it holds only printed lines, or a
+    solid block."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.sum() < 128 * 28 * 28:
@@ -485,13 +516,27 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     light_background, threshold = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
         return mnist_form(pixels)
+    crop, _ = ink_crop(pixels, counts, light_background, threshold)
+    if crop is not None and solid_block(crop):
+        # The paper taken for ink: a frame along the edges hid which side the paper is (an open frame or
+        # a thick box cut at the page's edge). The other way round, the frame must be found as lines.
+        crop, had_lines = ink_crop(pixels, counts, not light_background, threshold)
+        if crop is None or solid_block(crop) or not had_lines:
+            raise NotADigit("only a solid block of ink (a filled box): no digit")
+    return None if crop is None else fitted(crop)
 
+
+def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
+             threshold: int) -> tuple[np.ndarray | None, bool]:
+    """The digit's ink (0-255, the paper 0), cropped to its box, or None where nothing stands out
+    from the paper; and whether printed lines were taken away. NotADigit where only lines, or a
+    stroke flatter than any digit, are left."""
     level = background_level(counts, threshold, light_background)
     ink = (255 - pixels if light_background else pixels).astype(np.float32)
     ink -= 255 - level if light_background else level
     peak = ink.max()
     if peak < MIN_CONTRAST:
-        return None
+        return None, False
     ink *= 255.0 / peak
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
     ink, ruled = remove_ruling(ink)
@@ -505,9 +550,18 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")
-    crop = thicken_thin_strokes(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], had_lines
 
-    # Fit into 20x20 keeping the aspect ratio, anti-aliased, as MNIST was made.
+
+def solid_block(crop: np.ndarray) -> bool:
+    """Whether cropped ink fills SOLID_BLOCK of its box, a box not narrower than SOLID_SHAPE."""
+    return min(crop.shape) >= SOLID_SHAPE * max(crop.shape) and np.count_nonzero(crop) >= SOLID_BLOCK * crop.size
+
+
+def fitted(crop: np.ndarray) -> np.ndarray | None:
+    """Cropped ink as MNIST was made: fitted into 20x20 keeping its aspect ratio, anti-aliased, and
+    pasted so that its centre of mass lands on the centre of the 28x28 field (None if nothing is left)."""
+    crop = thicken_thin_strokes(crop)
     scale = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
     digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
@@ -515,8 +569,6 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     if top <= 0:
         return None
     digit *= 255.0 / top
-
-    # Paste so that the centre of mass lands on the centre of the 28x28 field.
     mass = digit.sum()
     com_y = (digit.sum(axis=1) * np.arange(digit.shape[0])).sum() / mass
     com_x = (digit.sum(axis=0) * np.arange(digit.shape[1])).sum() / mass

@@ -560,13 +560,26 @@ def test_training_with_scanned_digits_records_their_share(cli, tmp_path, mnist_d
     one_line_error(cli("train", "--scanned", "1", "--out", tmp_path / "u"), "--scanned 1", "below 1")
 
 
-def marker_pen(digit: np.ndarray, margin: int) -> np.ndarray:
+def marker_pen(digit: np.ndarray, margin: int, widened: int = 3) -> np.ndarray:
     """A digit in a marker pen, cropped to its ink with `margin` px: upscaled 3x, strokes widened
-    by 3 px on each side (a quarter of the digit's width), light on dark."""
+    by `widened` px on each side (3: a quarter of the digit's width), light on dark."""
     from PIL import ImageFilter
 
-    ink = np.asarray(Image.fromarray(upscale(tight_crop(digit), 3)).filter(ImageFilter.MaxFilter(7)))
+    ink = np.asarray(Image.fromarray(upscale(tight_crop(digit), 3)).filter(ImageFilter.MaxFilter(2 * widened + 1)))
     return np.pad(tight_crop(ink), margin)
+
+
+def read_labelled(cli, tmp_path, images: list[np.ndarray], labels) -> pl.DataFrame:
+    """`images` written as PNGs in folders named by their labels and classified by the CLI: its rows,
+    with a `label` column."""
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        path = tmp_path / "digits" / str(label) / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+    result = cli("classify", tmp_path / "digits", "--out", tmp_path / "out.csv", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    rows = pl.read_csv(tmp_path / "out.csv")
+    return rows.with_columns(label=pl.col("path").map_elements(lambda p: int(p.split("/")[-2]), return_dtype=pl.Int64))
 
 
 @pytest.mark.parametrize("dark_on_light", [True, False])
@@ -575,17 +588,25 @@ def test_thick_pen_digits_cropped_to_their_ink_are_digits(cli, tmp_path, mnist_t
     corners and between the strokes. Read with the polarity the wrong way round, these were
     frames of paper around blots, and a third of them came out not_digit."""
     count = 100
-    for i in range(count):
-        ink = marker_pen(mnist_test.images[i], margin=i % 3)
-        path = tmp_path / "digits" / str(mnist_test.labels[i]) / f"{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(255 - ink if dark_on_light else ink).save(path)
-    result = cli("classify", tmp_path / "digits", "--out", tmp_path / "out.csv", "--quiet")
-    assert result.exit_code == 0, result.stderr
-    rows = pl.read_csv(tmp_path / "out.csv")
-    labels = rows["path"].map_elements(lambda p: int(p.split("/")[-2]), return_dtype=pl.Int64)
+    inks = [marker_pen(mnist_test.images[i], margin=i % 3) for i in range(count)]
+    pages = [255 - ink if dark_on_light else ink for ink in inks]
+    rows = read_labelled(cli, tmp_path, pages, mnist_test.labels[:count])
     assert (rows["status"] == "not_digit").sum() <= 2, rows["status"].value_counts()
-    assert (rows["pred"] == labels).mean() >= 0.93
+    assert (rows["pred"] == rows["label"]).mean() >= 0.93
+
+
+def test_a_thick_light_digit_in_a_thin_dark_margin_is_not_a_frame_around_paper(cli, tmp_path, mnist_test):
+    """A light marker digit cropped with 1-2 px of dark paper around it: the dark rings the whole
+    edge, and the light holds most of the crop, as the paper inside an empty box does. Taken for
+    that, the ink was the paper and the margin a frame (7 of these 100 not_digit, 91% read right;
+    4 and 94% now).
+    Where the other tests leave it to the share, what the ring holds decides: here its paper shows
+    between the strokes, well inside the ring."""
+    count = 100
+    inks = [marker_pen(mnist_test.images[i], margin=1 + i % 2, widened=4) for i in range(count)]
+    rows = read_labelled(cli, tmp_path, inks, mnist_test.labels[:count])
+    assert (rows["status"] == "not_digit").sum() <= 5, rows["status"].value_counts()
+    assert (rows["pred"] == rows["label"]).mean() >= 0.93, rows["status"].value_counts()
 
 
 @pytest.mark.parametrize("arch, parameters", [("lenet", 60_074), ("smallbn", 98_938)])
