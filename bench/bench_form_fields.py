@@ -69,6 +69,10 @@ def read_as_unboxed(networks: dict, per_kind: int, seed: int) -> None:
                                     int(rng.integers(1, 5)), frame) for _ in range(per_kind)]
         print(f"  empty {frame} fields cut at their frame (0-1 px margin) read as a digit: "
               f"{read_as_digits(networks, cut)} of {per_kind}")
+    thick = [np.asarray(synthetic.box_cut_at_its_frame(None, rng)) for _ in range(per_kind)]
+    for name, pages in (("dark on light", thick), ("light on dark", [255 - page for page in thick])):
+        print(f"  empty boxes of 4-7 px lines cut at their frame, {name}, read as a digit: "
+              f"{read_as_digits(networks, [Image.fromarray(page) for page in pages])} of {per_kind}")
 
 
 STYLES = ("caption", "double", "shaded", "dropout red", "dashed", "neighbours")

@@ -252,6 +252,22 @@ def form_field(digit: np.ndarray | None, rng, tilt: float, margin: int, line_wid
     return page.rotate(tilt, resample=Image.BICUBIC, fillcolor=background)
 
 
+def box_cut_at_its_frame(digit: np.ndarray | None, rng) -> Image.Image:
+    """A box with lines 4-7 px wide on a 50-120 px page cropped at its frame (half of each line off
+    the page), turned by up to 1.5 degrees, with a 28x28 MNIST `digit` (or nothing) written in its
+    middle, dark on light: the frame holds every corner and a third of the page."""
+    side, width = int(rng.integers(50, 120)), int(rng.integers(4, 8))
+    page = Image.fromarray((rng.uniform(200, 245) + rng.normal(0, 3, (side, side))).clip(0, 255).astype(np.uint8))
+    ImageDraw.Draw(page).rectangle([-(width // 2), -(width // 2), side - 1 + width // 2, side - 1 + width // 2],
+                                   outline=30, width=width)
+    if digit is not None:
+        ink = np.asarray(Image.fromarray(digit).resize((side // 2, side // 2)), np.float32)
+        pixels = np.asarray(page, np.float32)
+        pixels[side // 4 : side // 4 + side // 2, side // 4 : side // 4 + side // 2] -= ink * 0.7
+        page = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+    return page.rotate(float(rng.uniform(-1.5, 1.5)), resample=Image.BICUBIC, fillcolor=int(np.median(page)))
+
+
 def ruled_page(digit: np.ndarray | None, rng, squared: bool, lines: bool = True) -> Image.Image:
     """A 28x28 MNIST digit (or None: nothing written) on a crop of a notebook's ruled paper or,
     `squared`, of squared paper (exam sheets): lines 1-3 px wide every 20-40% of the crop, fainter

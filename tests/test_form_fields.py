@@ -117,23 +117,6 @@ def test_an_empty_field_cut_at_its_frame_is_not_a_digit(tmp_path):
     assert (rows["status"] == "not_digit").sum() >= 56, rows.filter(pl.col("status") != "not_digit")["path"].to_list()
 
 
-def thick_box_cut_at_its_frame(rng, digit: np.ndarray | None) -> Image.Image:
-    """A box with lines 4-7 px wide, cropped at its frame (half of each line off the page), turned
-    by up to 1.5 degrees, with `digit` (or nothing) written in its middle, dark on light."""
-    from PIL import ImageDraw
-
-    side, width = int(rng.integers(50, 120)), int(rng.integers(4, 8))
-    page = Image.fromarray((rng.uniform(200, 245) + rng.normal(0, 3, (side, side))).clip(0, 255).astype(np.uint8))
-    ImageDraw.Draw(page).rectangle([-(width // 2), -(width // 2), side - 1 + width // 2, side - 1 + width // 2],
-                                   outline=30, width=width)
-    if digit is not None:
-        ink = np.asarray(Image.fromarray(digit).resize((side // 2, side // 2)), np.float32)
-        pixels = np.asarray(page, np.float32)
-        pixels[side // 4 : side // 4 + side // 2, side // 4 : side // 4 + side // 2] -= ink * 0.7
-        page = Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-    return page.rotate(float(rng.uniform(-1.5, 1.5)), resample=Image.BICUBIC, fillcolor=int(np.median(page)))
-
-
 def test_the_paper_inside_a_box_cut_at_its_frame_is_never_taken_for_ink(tmp_path, mnist_test):
     """A thick box cropped at its frame: the frame holds every corner and a third of the image, so
     that it may be taken for the paper and the paper inside it for ink, a solid block that lenet read
@@ -145,11 +128,11 @@ def test_the_paper_inside_a_box_cut_at_its_frame_is_never_taken_for_ink(tmp_path
     for folder in folders.values():
         folder.mkdir()
     for i in range(48):
-        box = np.asarray(thick_box_cut_at_its_frame(rng, None))
+        box = np.asarray(synthetic.box_cut_at_its_frame(None, rng))
         Image.fromarray(box if i % 2 else 255 - box).save(folders["empty"] / f"{i:03d}.png")
     ones = np.flatnonzero(mnist_test.labels == 1)[:24]
     for i, index in enumerate(ones):
-        thick_box_cut_at_its_frame(rng, mnist_test.images[index]).save(folders["ones"] / f"{i:03d}.png")
+        synthetic.box_cut_at_its_frame(mnist_test.images[index], rng).save(folders["ones"] / f"{i:03d}.png")
     empty, written = (classify(folder, tmp_path / f"{name}.csv") for name, folder in folders.items())
     assert (empty["status"] == "not_digit").sum() >= 42, empty.filter(pl.col("status") != "not_digit")["path"].to_list()
     assert (written["pred"] == 1).sum() >= 22
