@@ -52,6 +52,7 @@ DITHERED, DITHER_BLUR = 0.2, 1.5
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
 RING_INSIDE, RING_CLEAR = 8, 3  # px: what a ring around the edge holds, and the band of it left out
+RING_CONVEX = 0.96  # what a ring holds filling this share of its convex hull is a shape, not strokes
 
 # Ink filling SOLID_BLOCK of its box, whose shorter side is at least SOLID_SHAPE of its longer (a bar
 # is a 1), is a solid block: the paper inside a frame, taken for ink, fills it all; the thickest
@@ -137,17 +138,33 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
 
 def inside_the_ring(held: np.ndarray) -> tuple[slice, slice] | None:
     """The part of the image inside the rows and columns that lie wholly outside `held`, from each
-    edge inwards (the ring around what it holds); None where that part is under RING_INSIDE px
-    either way, or holds under LEAST_INK pixels outside `held` beyond RING_CLEAR px of its edge: an
-    empty frame, whose inside holds nothing but the ends of its lines, turned a little, along the
-    edge."""
+    edge inwards (the ring around what it holds), where the ring reaches on into it: LEAST_INK pixels
+    or more of the ring's own piece lie beyond RING_CLEAR px of that part's edge, and what it holds
+    fills under RING_CONVEX of its convex hull (a margin's paper between a thick digit's strokes).
+    Else None: an empty frame holds only the ends of its lines, turned a little, along the edge; a
+    digit written inside a frame is a piece of its own; a filled shape, turned, is convex."""
+    from scipy import ndimage
+
     outside_rows, outside_cols = ~held.any(axis=1), ~held.any(axis=0)
     top, bottom = int(np.argmin(outside_rows)), len(outside_rows) - int(np.argmin(outside_rows[::-1]))
     left, right = int(np.argmin(outside_cols)), len(outside_cols) - int(np.argmin(outside_cols[::-1]))
     if min(bottom - top, right - left) < RING_INSIDE:
         return None
-    deep = held[top + RING_CLEAR : bottom - RING_CLEAR, left + RING_CLEAR : right - RING_CLEAR]
-    return (slice(top, bottom), slice(left, right)) if np.count_nonzero(~deep) >= LEAST_INK else None
+    pieces, _ = ndimage.label(~held)
+    ring = pieces == pieces[0, 0]  # the ring covers every edge pixel: it is one piece
+    deep = ring[top + RING_CLEAR : bottom - RING_CLEAR, left + RING_CLEAR : right - RING_CLEAR]
+    if np.count_nonzero(deep) < LEAST_INK or convex_share(held) >= RING_CONVEX:
+        return None
+    return slice(top, bottom), slice(left, right)
+
+
+def convex_share(mask: np.ndarray) -> float:
+    """The share of its convex hull that `mask` fills (its pixels taken as squares)."""
+    from scipy.spatial import ConvexHull
+
+    ys, xs = np.nonzero(mask)
+    corners = (np.column_stack([xs, ys])[:, None, :] + np.array([[0, 0], [1, 0], [0, 1], [1, 1]])).reshape(-1, 2)
+    return len(xs) / ConvexHull(corners).volume  # a 2-D hull's volume is its area
 
 
 def ink_beside_the_paper(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int] | None:

@@ -40,6 +40,7 @@ TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
+CAPTION_WIDTH = 1.5  # a caption's word is this many times as wide as tall, or wider
 EDGE_BAND = 0.08  # of the image's shorter side: ink wholly this close to one edge is a printed line's end
 # Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
@@ -180,13 +181,15 @@ def only_lines_left(rows: np.ndarray, cols: np.ndarray, field: np.ndarray) -> bo
     spanning under EMPTY_FIELD of the field's longer side (a line's ends, a tick), unless they
     are half as tall or wide as the field's shorter side and SMALLEST_DIGIT px or more (a digit on
     an underline many times its width: the field is then as tall as the digit); or a line of small
-    print under EMPTY_FIELD of the field's height (a caption in an empty box's corner)."""
+    print, under EMPTY_FIELD of the field's height and CAPTION_WIDTH times as wide as that (a
+    caption in an empty box's corner; a small digit written in a large box is taller than wide)."""
     if not len(rows):
         return True
     span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
     field_rows, field_cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
     shorter = min(np.ptp(field_rows), np.ptp(field_cols)) + 1
-    if rows[-1] - rows[0] + 1 < EMPTY_FIELD * (np.ptp(field_rows) + 1):
+    height = rows[-1] - rows[0] + 1
+    if height < EMPTY_FIELD * (np.ptp(field_rows) + 1) and cols[-1] - cols[0] + 1 >= CAPTION_WIDTH * height:
         return True
     return span < EMPTY_FIELD * extent(field) and not (span >= max(shorter / 2, SMALLEST_DIGIT))
 
