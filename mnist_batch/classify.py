@@ -10,6 +10,7 @@ At most a few chunks are in flight, so memory stays flat whatever the number of 
 A worker that dies is noticed at once and replaced (DecodePool); the run goes on.
 """
 
+import gc
 import multiprocessing
 import os
 import pickle
@@ -342,12 +343,17 @@ class DecodePool:
         # A stop signal in the middle of making the pool would leave a half-made finalizer of
         # multiprocessing's, which prints a traceback at exit: it is kept until the pool is whole,
         # and raised by the next raise_if_interrupted().
+        # The workers never collect what this process holds when they are forked: garbage an
+        # extension left here (a Ray job's object references) crashed a worker that finalised it.
+        # (Nor do they touch its pages: they stay shared.)
         defer_stop_signals()
+        gc.freeze()
         try:
             self.executor = ProcessPoolExecutor(self.workers, mp_context=pool_context(),
                                                 initializer=init_worker, initargs=(os.getpid(),))
             self.executor.submit(os.getpid)  # a pool forks its workers on the first task, not before
         finally:
+            gc.unfreeze()
             end_deferral()
         self.fill()
 

@@ -1,6 +1,7 @@
 """classify and its jobs under attack: special files, dying workers, odd names, concurrent
 runs, stale resumes, nonsense options. Each test reproduces one fault on real files."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -157,6 +158,41 @@ def test_file_that_kills_its_worker_again_gets_a_crashed_row(tmp_path, mnist_tes
     assert sum(len(chunk.paths) for chunk in chunks) == 40 and set(statuses) == set(paths)
     assert statuses.pop(paths[17]) == "crashed"
     assert set(statuses.values()) == {"ok"}
+
+
+class DiesInAForkedChild:
+    """Garbage an extension leaves (a Ray object reference, after a Ray job in the same process):
+    finalised in a process forked from its own, it crashes that process, as Ray's did to classify's
+    workers after the Ray tests had run in the same test process."""
+
+    def __init__(self):
+        self.owner, self.cycle = os.getpid(), self  # a cycle: only the garbage collector frees it
+
+    def __del__(self):
+        if os.getpid() != self.owner:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def collecting_decode(paths: list[str], max_pixels: int) -> records.DecodedChunk:
+    gc.collect()  # as a worker's own allocations would, sooner or later
+    return records.preprocess_chunk(paths, max_pixels)
+
+
+@pytest.mark.timeout(120)
+def test_workers_never_finalise_the_garbage_their_parent_left_uncollected(tmp_path, mnist_test):
+    paths = [str(png(tmp_path / f"{i:03d}.png", mnist_test.images[i])) for i in range(24)]
+    gc.disable()  # the parent's collector has not run since the garbage was made
+    try:
+        DiesInAForkedChild()
+        pool = DecodePool(workers=2, max_pixels=reading.DEFAULT_MAX_PIXELS)
+        pool.decode_all(paths, chunk_size=8, decode=collecting_decode)
+        chunks = list(pool.chunks())
+        pool.close()
+    finally:
+        gc.enable()
+        gc.collect()  # here, in its own process, it is freed harmlessly
+    statuses = [status for chunk in chunks for status, _ in chunk.outcomes()]
+    assert len(statuses) == 24 and set(statuses) == {"ok"}, statuses
 
 
 @pytest.mark.timeout(120)
