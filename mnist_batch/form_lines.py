@@ -185,13 +185,14 @@ def only_lines_left(rows: np.ndarray, cols: np.ndarray, field: np.ndarray) -> bo
     caption in an empty box's corner; a small digit written in a large box is taller than wide)."""
     if not len(rows):
         return True
-    span = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    field_rows, field_cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
-    shorter = min(np.ptp(field_rows), np.ptp(field_cols)) + 1
-    height = rows[-1] - rows[0] + 1
-    if height < EMPTY_FIELD * (np.ptp(field_rows) + 1) and cols[-1] - cols[0] + 1 >= CAPTION_WIDTH * height:
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    field_height = np.ptp(np.flatnonzero(field.any(axis=1))) + 1
+    field_width = np.ptp(np.flatnonzero(field.any(axis=0))) + 1
+    if height < EMPTY_FIELD * field_height and width >= CAPTION_WIDTH * height:
         return True
-    return span < EMPTY_FIELD * extent(field) and not (span >= max(shorter / 2, SMALLEST_DIGIT))
+    span = max(height, width)
+    return span < EMPTY_FIELD * max(field_height, field_width) and not (
+        span >= max(min(field_height, field_width) / 2, SMALLEST_DIGIT))
 
 
 def only_a_line_on_the_edge(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> bool:
