@@ -95,30 +95,32 @@ def histogram_median(counts: np.ndarray, first: int = 0) -> float:
     return first + float(middle.mean())
 
 
-def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
-    """(light background?, threshold). Otsu splits the pixels into a dark and a light class.
+def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int, bool]:
+    """(light background?, threshold, plain?). Otsu splits the pixels into a dark and a light class.
     A digit cropped to its ink (form fields, box-normalised sets) touches every side of the crop
     but seldom its corners, and a thick pen's ink may hold most of the image and of its edge:
     so the corners speak first, then the pieces each class breaks into along the edge, then the
     share of the image and of its edge; where one class is nearly all of the image and the other
     rings the whole edge (a thin margin around a thick digit, or a frame), what the ring holds.
-    Unlike a fixed mid-grey cut this survives dim scans and light ink on a grey board."""
+    Unlike a fixed mid-grey cut this survives dim scans and light ink on a grey board.
+    Plain: the paper stands out around the ink, or all four corners are one class; else the call
+    was close (a thick pen's tight crop), and preprocess reads the image the other way round too."""
     beside_the_paper = ink_beside_the_paper(pixels, counts)
     if beside_the_paper is not None:
-        return beside_the_paper
+        return *beside_the_paper, True
     threshold = otsu_threshold(counts)
     light_share = counts[threshold + 1 :].sum() / pixels.size
     light_corners = np.count_nonzero(corners(pixels) > threshold)
     # Dark corners around a light majority are left to the share: that is also a form field's
     # frame drawn along the edge, and dark ink on light paper is the likelier reading.
     if light_corners >= 3 or (light_corners <= 1 and light_share < PAPER_SHARE):
-        return light_corners >= 3, threshold
+        return light_corners >= 3, threshold, light_corners in (0, 4)
     # A digit's ink is one piece; the paper it crosses at the edge falls into more (a slanted 1
     # leaves two opposite corners, a 2 the paper either side of its top). Where one class does
     # not reach the edge, the other surrounds it: a margin, or a frame on the edge, as above.
     light_pieces, dark_pieces = edge_pieces(pixels > threshold), edge_pieces(pixels <= threshold)
     if light_pieces and dark_pieces and light_pieces != dark_pieces:
-        return light_pieces > dark_pieces, threshold
+        return light_pieces > dark_pieces, threshold, False
     if not PAPER_SHARE > light_share > 1 - PAPER_SHARE:
         # One class is nearly all of the image: it is the paper, whatever lies on the edge (a form
         # field's frame drawn along it, turned a little, makes the edge half frame, half paper).
@@ -129,11 +131,11 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int]:
             held = inside_the_ring(pixels > threshold if majority_light else pixels <= threshold)
             if held is not None:
                 inside = pixels[held]
-                return polarity(inside, np.bincount(inside.ravel(), minlength=256))[0], threshold
-        return majority_light, threshold
+                return polarity(inside, np.bincount(inside.ravel(), minlength=256))[0], threshold, False
+        return majority_light, threshold, False
     border = pixels[MNIST_BORDER] if pixels.shape == (28, 28) else np.concatenate(
         [pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return np.count_nonzero(border > threshold) * 2 > border.size, threshold
+    return np.count_nonzero(border > threshold) * 2 > border.size, threshold, False
 
 
 def inside_the_ring(held: np.ndarray) -> tuple[slice, slice] | None:
@@ -521,18 +523,26 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
     """A grey image (2-D uint8 array, or Pillow mode L) -> 28x28 uint8 MNIST-style digit (white
     on black), or None when the image is blank; NotADigit when it holds only printed lines, or a
     solid block."""
+    return readings(gray, other_way=False)[0]
+
+
+def readings(gray: np.ndarray | Image.Image, other_way: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """preprocess's digit, and, where `other_way` and which side is the paper was a close call
+    (polarity), the digit read with paper and ink swapped: None where there is none. A thick
+    marker's tight crop is half ink; the corners and edges may say either, and the network tells
+    which reading holds a digit (results.read_the_other_way)."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.sum() < 128 * 28 * 28:
         # MNIST form: a clean dark edge around a mostly dark field (not a dark box on paper)
-        return mnist_form(pixels)
+        return mnist_form(pixels), None
     pixels = even_light(working_copy(pixels))
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     if only_grain(pixels, counts):
-        return None
-    light_background, threshold = polarity(pixels, counts)
+        return None, None
+    light_background, threshold, plain = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
-        return mnist_form(pixels)
+        return mnist_form(pixels), None
     crop, _ = ink_crop(pixels, counts, light_background, threshold)
     if crop is not None and solid_block(crop):
         # The paper taken for ink: a frame along the edges hid which side the paper is (an open frame or
@@ -540,7 +550,21 @@ def preprocess(gray: np.ndarray | Image.Image) -> np.ndarray | None:
         crop, had_lines = ink_crop(pixels, counts, not light_background, threshold)
         if crop is None or solid_block(crop) or not had_lines:
             raise NotADigit("only a solid block of ink (a filled box): no digit")
-    return None if crop is None else fitted(crop)
+        return fitted(crop), None  # read the other way round already
+    digit = None if crop is None else fitted(crop)
+    if plain or not other_way or digit is None:
+        return digit, None
+    return digit, read_the_other_way(pixels, counts, not light_background, threshold)
+
+
+def read_the_other_way(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
+                       threshold: int) -> np.ndarray | None:
+    """The digit with the paper on the given side, or None where that reading holds none."""
+    try:
+        crop, _ = ink_crop(pixels, counts, light_background, threshold)
+    except NotADigit:
+        return None
+    return None if crop is None or solid_block(crop) else fitted(crop)
 
 
 def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,

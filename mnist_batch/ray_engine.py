@@ -29,6 +29,7 @@ STAGE_SCHEMA = pa.schema([
     ("status", pa.uint8()),  # records.STATUSES code
     ("error", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
     ("digit", pa.binary()),  # the 28x28 uint8 digit's 784 bytes; empty unless status is ok
+    ("other_way", pa.binary()),  # the digit read the other way round (records.DecodedChunk), or empty
 ])
 DIGIT_BYTES = 28 * 28
 
@@ -39,24 +40,36 @@ def stage_table(chunk: records.DecodedChunk) -> pa.Table:
     errors = [None] * n
     for i, error in chunk.errors.items():
         errors[i] = error
-    # The OK rows' digits, in order, are the column's bytes: only the offsets are per row.
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(chunk.ok * DIGIT_BYTES, out=offsets[1:])
-    digits = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets),
-                                                    pa.py_buffer(np.ascontiguousarray(chunk.digits))])
+    other_way = np.zeros(n, bool)
+    other_way[chunk.other_way_rows] = True
     columns = [chunk.paths, chunk.ids, chunk.statuses, errors, pa.array(chunk.sizes, mask=~chunk.sized),
-               pa.array(chunk.mtimes, mask=~chunk.timed), digits]
+               pa.array(chunk.mtimes, mask=~chunk.timed), digit_column(chunk.digits, chunk.ok),
+               digit_column(chunk.other_ways, other_way)]
     return pa.Table.from_arrays([pa.array(column, field.type) if not isinstance(column, pa.Array) else column
                                  for column, field in zip(columns, STAGE_SCHEMA, strict=True)], schema=STAGE_SCHEMA)
+
+
+def digit_column(digits: np.ndarray, present: np.ndarray) -> pa.Array:
+    """A binary column of 28x28 digits, one for each row where `present`, in order, and empty
+    elsewhere: the digits' bytes are the column's, only the offsets are per row."""
+    offsets = np.zeros(len(present) + 1, np.int32)
+    np.cumsum(present * DIGIT_BYTES, out=offsets[1:])
+    return pa.Array.from_buffers(pa.binary(), len(present), [None, pa.py_buffer(offsets),
+                                                             pa.py_buffer(np.ascontiguousarray(digits))])
+
+
+def digits_of(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """digit_column's digits, (k, 28, 28) uint8, and the rows that hold one."""
+    digit = column.combine_chunks()
+    offsets = np.frombuffer(digit.buffers()[1], np.int32)[digit.offset : digit.offset + len(digit) + 1]
+    data = np.frombuffer(digit.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(-1, 28, 28), np.flatnonzero(np.diff(offsets))
 
 
 def chunk_of(table: pa.Table) -> records.DecodedChunk:
     """A stage table back into the chunk the stages take."""
     error = table.column("error")
     failed = np.flatnonzero(error.is_valid().to_numpy(zero_copy_only=False))
-    digit = table.column("digit").combine_chunks()
-    offsets = np.frombuffer(digit.buffers()[1], np.int32)[digit.offset : digit.offset + len(digit) + 1]
-    data = np.frombuffer(digit.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
 
     def valid(name: str) -> tuple[np.ndarray, np.ndarray]:
         column = table.column(name)
@@ -67,7 +80,8 @@ def chunk_of(table: pa.Table) -> records.DecodedChunk:
         table.column("path").to_pylist(), table.column("file_id").to_pylist(),
         table.column("status").to_numpy().astype(np.uint8, copy=False),
         dict(zip(failed.tolist(), error.drop_null().to_pylist(), strict=True)),
-        *valid("file_size"), *valid("file_mtime_ns"), data.reshape(-1, 28, 28))
+        *valid("file_size"), *valid("file_mtime_ns"), digits_of(table.column("digit"))[0],
+        *digits_of(table.column("other_way")))
 
 
 def preprocess_paths(batch: pa.Table, max_pixels: int) -> pa.Table:

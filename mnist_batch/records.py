@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from mnist_batch.digitize import NotADigit, preprocess
+from mnist_batch.digitize import NotADigit, readings
 from mnist_batch.discover import file_ids
 from mnist_batch.reading import DEFAULT_MAX_PIXELS, ImageProblem, decode, image_from_array, prepare, read_file
 
@@ -38,6 +38,7 @@ class Decoded(NamedTuple):
     digit: np.ndarray | None = None  # 28x28 uint8 when status is OK
     file_size: int | None = None
     file_mtime_ns: int | None = None
+    other_way: np.ndarray | None = None  # the digit read with paper and ink swapped (digitize.readings)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class DecodedChunk:
     mtimes: np.ndarray  # (n,) int64 modification times in ns, valid where `timed`
     timed: np.ndarray  # (n,) bool
     digits: np.ndarray  # (number of OK inputs, 28, 28) uint8
+    # The digits read the other way round, of the few inputs whose paper was a close call
+    # (digitize.readings), and which inputs they are.
+    other_ways: np.ndarray  # (k, 28, 28) uint8
+    other_way_rows: np.ndarray  # (k,) int64 input indices
 
     @classmethod
     def of(cls, paths: list[str | None], decoded: list[Decoded], ids: list[str | None] | None = None) -> "DecodedChunk":
@@ -69,7 +74,9 @@ class DecodedChunk:
             np.array([size is not None for size in sizes], bool).reshape(-1),
             np.array([mtime or 0 for mtime in mtimes], np.int64).reshape(-1),
             np.array([mtime is not None for mtime in mtimes], bool).reshape(-1),
-            stack_digits([item.digit for item in decoded if item.digit is not None]))
+            stack_digits([item.digit for item in decoded if item.digit is not None]),
+            stack_digits([item.other_way for item in decoded if item.other_way is not None]),
+            np.array([i for i, item in enumerate(decoded) if item.other_way is not None], np.int64))
 
     @property
     def ok(self) -> np.ndarray:
@@ -92,12 +99,12 @@ def stack_digits(digits: list[np.ndarray]) -> np.ndarray:
 
 def digit_of(gray: np.ndarray | Image.Image) -> Decoded:
     try:
-        digit = preprocess(gray)
+        digit, other_way = readings(gray)
     except NotADigit as problem:
         return Decoded(NOT_DIGIT, str(problem))
     if digit is None:
         return Decoded(BLANK, "no ink found: the image is blank or has too little contrast")
-    return Decoded(OK, digit=digit)
+    return Decoded(OK, digit=digit, other_way=other_way)
 
 
 def load(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

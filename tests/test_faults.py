@@ -432,20 +432,21 @@ def test_second_run_on_the_same_output_exits_75_and_the_first_finishes_whole(tmp
     output = tmp_path / ("o.parquet" if mode == "out" else "results")
     option = ["--out", output] if mode == "out" else ["--out-dir", output, "--incremental"]
     lock = output.parent / ".o.parquet.lock" if mode == "out" else output / ".mnist-batch.lock"
-    command = [MNIST_BATCH, "classify", folder, *option, "--quiet", "--workers", "1", "--batch-size", "64"]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [MNIST_BATCH, "classify", *option, "--quiet", "--workers", "1", "--batch-size", "64"]
+    # The first run takes the lock, then waits for its list of inputs: it holds the lock for as long
+    # as the second run takes, however fast runs are. (Stopped with SIGSTOP once the lock appeared,
+    # it had sometimes finished already on a busy machine.)
+    first = subprocess.Popen([*command, "--files-from", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     wait_for(lock, first)
-    first.send_signal(signal.SIGSTOP)  # holding the lock for as long as the second run takes, however fast runs are
-    try:
-        started = time.perf_counter()
-        second = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    finally:
-        first.send_signal(signal.SIGCONT)
+    started = time.perf_counter()
+    second = subprocess.run([*command, folder], capture_output=True, text=True, timeout=60)
     assert time.perf_counter() - started < 10
     assert second.returncode == 75, second.stderr
     assert f"pid {first.pid}" in second.stderr and str(output) in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    _, stderr = first.communicate(timeout=120)
+    listing = "".join(f"{path}\n" for path in sorted(folder.rglob("*.png")))
+    _, stderr = first.communicate(listing, timeout=120)
     assert first.returncode == 0, stderr
     files = [output] if mode == "out" else sorted(output.glob("predictions-*.parquet"))
     assert len(files) == 1 and rows(files[0]).height == 2000 and rows(files[0])["path"].n_unique() == 2000
