@@ -52,6 +52,7 @@ DITHERED, DITHER_BLUR = 0.2, 1.5
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
 RING_INSIDE, RING_CLEAR = 8, 3  # px: what a ring around the edge holds, and the band of it left out
+SPAN_MARGIN = (0.1, 4)  # a tight crop's ink leaves at most this of the image's height and width (a share, or px)
 RING_CONVEX = 0.96  # what a ring holds filling this share of its convex hull is a shape, not strokes
 
 # Ink filling SOLID_BLOCK of its box, whose shorter side is at least SOLID_SHAPE of its longer (a bar
@@ -559,12 +560,22 @@ def readings(gray: np.ndarray | Image.Image, other_way: bool = True) -> tuple[np
 
 def read_the_other_way(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
                        threshold: int) -> np.ndarray | None:
-    """The digit with the paper on the given side, or None where that reading holds none."""
+    """The digit with the paper on the given side, where its ink spans the image as a tight crop's
+    does (spans); None where that reading holds none or does not span it. The paper between a
+    letter's legs or inside its bowl, taken for ink, is a sliver or a hole: a 1 or a 0."""
     try:
         crop, _ = ink_crop(pixels, counts, light_background, threshold)
     except NotADigit:
         return None
-    return None if crop is None or solid_block(crop) else fitted(crop)
+    if crop is None or solid_block(crop) or not spans(crop.shape, pixels.shape):
+        return None
+    return fitted(crop)
+
+
+def spans(crop: tuple[int, int], image: tuple[int, int]) -> bool:
+    """Whether a crop of ink is as tall and as wide as the image, less SPAN_MARGIN at most."""
+    return all(side - inked <= max(SPAN_MARGIN[0] * side, SPAN_MARGIN[1])
+               for inked, side in zip(crop, image, strict=True))
 
 
 def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,

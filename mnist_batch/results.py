@@ -65,8 +65,8 @@ def read_the_other_way(chunk: records.DecodedChunk, inference, probs: np.ndarray
                        min_digit_score: float) -> None:
     """An input whose paper was a close call (a thick marker's tight crop) was read both ways round
     (digitize.readings): the reading the network finds more like a digit takes the row, `probs` and
-    `digit_score` updated in place. On a thick pen's crops, 42 -> 22 of 1,000 digits not_digit; the
-    other benches' digit sets and non-digits do not change (docs/benchmarks.md)."""
+    `digit_score` updated in place. On a thick pen's crops, 42 -> 24 of 1,000 digits not_digit; no
+    row of the other benches' digit sets and non-digits changes (docs/benchmarks.md)."""
     if not len(chunk.other_way_rows):
         return
     rows = chunk.other_way_rows
