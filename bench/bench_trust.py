@@ -21,6 +21,7 @@ from common import (  # noqa: E402
     write_scanned_optdigits,
     write_scans,
     write_thick_pen,
+    write_tight_letters,
 )
 
 import mnist_batch  # noqa: E402
@@ -73,7 +74,7 @@ def digit_set(classifier, paths: list[str], labels: np.ndarray) -> dict:
             "ece": expected_calibration_error(confidence[ok], (pred == labels)[ok])}
 
 
-def report_checkpoint(name: str, digit_sets: dict, non_digits: Path, fields: Path) -> None:
+def report_checkpoint(name: str, digit_sets: dict, non_digits: Path, letters: Path, fields: Path) -> None:
     classifier = mnist_batch.Classifier(name, device="cpu", min_digit_score=0.0)
     print(f"\n{name}")
     scored = {}
@@ -93,6 +94,9 @@ def report_checkpoint(name: str, digit_sets: dict, non_digits: Path, fields: Pat
         by_kind = ", ".join(f"{kind} {np.mean(negative[kinds == kind] < threshold):.0%}" for kind in np.unique(kinds))
         print(f"  min digit score {threshold}: non-digits rejected {np.mean(negative < threshold):.1%} ({by_kind}); "
               f"digits rejected: {digits}")
+    tight = classifier.predict(sorted(str(p) for p in letters.glob("*.png")))
+    print(f"  bold letters cropped to their ink ({tight.height}; not among the non-digits above): rejected at "
+          f"{DEFAULT_MIN_DIGIT_SCORE} {np.mean(digit_scores(tight) < DEFAULT_MIN_DIGIT_SCORE):.1%}")
     field_paths, field_labels = labelled_files(fields)
     frame = mnist_batch.Classifier(name, device="cpu").predict(field_paths)
     frames = np.array([Path(p).name.split("-")[0] for p in field_paths])
@@ -114,11 +118,12 @@ def main() -> None:
         "thick pen, tight crop (1,000)": labelled_files(write_thick_pen(OUT / "thick-pen")),
     }
     non_digits = write_non_digits(OUT / "non-digits", test.images[5_000:], test.labels[5_000:], per_kind=150)
+    letters = write_tight_letters(OUT / "tight-letters")
     fields = write_form_fields(OUT / "form-fields", test.images, test.labels, per_frame=150)
     print(f"trust figures; {machine()}; non-digits drawn with held-out fonts and seeds; "
           f"default min digit score {DEFAULT_MIN_DIGIT_SCORE}")
     for checkpoint in sys.argv[1:] or [listed["name"] for listed in bundled_checkpoints()]:
-        report_checkpoint(checkpoint, digit_sets, non_digits, fields)
+        report_checkpoint(checkpoint, digit_sets, non_digits, letters, fields)
 
 
 if __name__ == "__main__":
