@@ -27,8 +27,12 @@ MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the ima
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
-# percentile) to 3.5 (75th); thinner strokes are widened to MNIST's 25th percentile.
+# percentile) to 3.5 (75th); thinner strokes are widened to MNIST's 25th percentile. Strokes wider
+# than any of the bench's scans of MNIST digits (at most 6.0) are narrowed to the width of a thick pen
+# that training drew (its augmentation widens strokes by up to 2 px).
 THIN_STROKE, MNIST_STROKE = 2.0, 2.6
+THICK_STROKE, THINNED_STROKE = 6.5, 4.5
+THICK_CROP = 28  # px: in a smaller crop a stroke is a few pixels, and one pixel less is too much
 # Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
 # from it, are dust or dirt, not digit.
 SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
@@ -486,6 +490,27 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).max(-1)
 
 
+def thin_thick_strokes(crop: np.ndarray) -> np.ndarray:
+    """A marker's digit, once fitted into 20x20, is a blot: its strokes far wider than any MNIST
+    digit's, its holes closed. Strokes wider than THICK_STROKE there are narrowed to THINNED_STROKE
+    with a square minimum filter (an erosion), as thicken_thin_strokes widens hair-thin ones; the
+    crop is left as it is where nothing would be left."""
+    scale = 20.0 / max(crop.shape)
+    if scale > 20.0 / THICK_CROP:
+        return crop
+    width = stroke_width(crop > 0)
+    if width * scale <= THICK_STROKE:
+        return crop
+    size = 2 * round((width - THINNED_STROKE / scale) / 2) + 1
+    if size < 3:
+        return crop
+    # Padded with ink's absence, so that strokes on the crop's edge narrow from there too.
+    padded = zero_padded(crop, (size // 2, size // 2), (size // 2, size // 2))
+    rows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=0).min(-1)
+    narrowed = np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).min(-1)
+    return narrowed if narrowed.any() else crop
+
+
 def mnist_form(pixels: np.ndarray) -> np.ndarray | None:
     """A 28x28 light-on-dark digit as it is, its place and size kept (MNIST's own pass unchanged:
     their background is 0); a grey or grainy background (another pipeline's export, a JPEG) taken
@@ -613,7 +638,7 @@ def solid_block(crop: np.ndarray) -> bool:
 def fitted(crop: np.ndarray) -> np.ndarray | None:
     """Cropped ink as MNIST was made: fitted into 20x20 keeping its aspect ratio, anti-aliased, and
     pasted so that its centre of mass lands on the centre of the 28x28 field (None if nothing is left)."""
-    crop = thicken_thin_strokes(crop)
+    crop = thin_thick_strokes(thicken_thin_strokes(crop))
     scale = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
     digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
