@@ -33,6 +33,7 @@ BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has n
 THIN_STROKE, MNIST_STROKE = 2.0, 2.6
 THICK_STROKE, THINNED_STROKE = 6.5, 4.5
 THICK_CROP = 28  # px: in a smaller crop a stroke is a few pixels, and one pixel less is too much
+NARROWED_COVERS = 0.98  # of thick ink: what a narrowed digit, widened back, covers (a pen of one width: 0.99+)
 # Pieces of ink smaller than this share of the largest, beyond this share of the digit's size
 # from it, are dust or dirt, not digit.
 SPECK_SHARE, SPECK_MARGIN = 0.1, 0.2
@@ -493,8 +494,8 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
 def thin_thick_strokes(crop: np.ndarray) -> np.ndarray:
     """A marker's digit, once fitted into 20x20, is a blot: its strokes far wider than any MNIST
     digit's, its holes closed. Strokes wider than THICK_STROKE there are narrowed to THINNED_STROKE
-    with a square minimum filter (an erosion), as thicken_thin_strokes widens hair-thin ones; the
-    crop is left as it is where nothing would be left."""
+    with a square minimum filter (an erosion), as thicken_thin_strokes widens hair-thin ones; unless
+    that loses part of the digit (shape_kept): a pen whose width varies has thin strokes too."""
     scale = 20.0 / max(crop.shape)
     if scale > 20.0 / THICK_CROP:
         return crop
@@ -504,11 +505,29 @@ def thin_thick_strokes(crop: np.ndarray) -> np.ndarray:
     size = 2 * round((width - THINNED_STROKE / scale) / 2) + 1
     if size < 3:
         return crop
-    # Padded with ink's absence, so that strokes on the crop's edge narrow from there too.
-    padded = zero_padded(crop, (size // 2, size // 2), (size // 2, size // 2))
-    rows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=0).min(-1)
-    narrowed = np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).min(-1)
-    return narrowed if narrowed.any() else crop
+    narrowed = square_filter(crop, size, np.min)
+    return narrowed if shape_kept(crop > 0, narrowed > 0, size) else crop
+
+
+def square_filter(image: np.ndarray, size: int, reduce) -> np.ndarray:
+    """`reduce` (np.min or np.max) over each size x size square, the image padded with zeros (so that
+    ink on the crop's edge narrows from there too)."""
+    padded = zero_padded(image, (size // 2, size // 2), (size // 2, size // 2))
+    rows = reduce(np.lib.stride_tricks.sliding_window_view(padded, size, axis=0), axis=-1)
+    return reduce(np.lib.stride_tricks.sliding_window_view(rows, size, axis=1), axis=-1)
+
+
+def shape_kept(ink: np.ndarray, narrowed: np.ndarray, size: int) -> bool:
+    """Whether narrowed ink is still the whole digit: widened back, it covers NARROWED_COVERS of the
+    ink (a thin stroke erased is missing), and it has as many pieces and holes (no loop cut open, no
+    stroke cut through)."""
+    from scipy import ndimage
+
+    if np.count_nonzero(square_filter(narrowed, size, np.max) & ink) < NARROWED_COVERS * np.count_nonzero(ink):
+        return False
+    eight = np.ones((3, 3))
+    return (ndimage.label(narrowed, eight)[1] == ndimage.label(ink, eight)[1]
+            and ndimage.label(~zero_padded(narrowed))[1] == ndimage.label(~zero_padded(ink))[1])
 
 
 def mnist_form(pixels: np.ndarray) -> np.ndarray | None:

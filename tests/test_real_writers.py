@@ -1,13 +1,14 @@
 """Other writers: checkpoints by name, weight checks, fine-tuning on the user's own digits."""
 
 import csv
+import itertools
 import json
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -613,8 +614,8 @@ def test_a_marker_digit_whose_paper_is_a_close_call_is_read_both_ways_round(cli,
     """The thickest marker (strokes widened by 4 px at two or three times the size) leaves so little
     paper in a tight crop that its corners split, or a thin margin rings a solid 1: which side is the paper is
     a close call. Where the network finds no digit in the first reading, the other way round is
-    read too. Of these 200, 20 were not_digit and 161 read right; 10 and 172 with both readings, 8 and
-    182 with strokes this thick also narrowed (below). (Two solid 1s, cropped with no paper at all, are
+    read too. Of these 200, 20 were not_digit and 161 read right; 10 and 172 with both readings, 9 and
+    181 with strokes this thick also narrowed (below). (Two solid 1s, cropped with no paper at all, are
     blank.)"""
     count = 200
     inks = [marker_pen(mnist_test.images[i], margin=i % 3, widened=4, scale=2 + i // 2 % 2) for i in range(count)]
@@ -627,13 +628,58 @@ def test_a_marker_digit_whose_paper_is_a_close_call_is_read_both_ways_round(cli,
 def test_a_marker_digit_far_thicker_than_mnists_is_narrowed(cli, tmp_path, mnist_test):
     """Strokes widened by 5 px at twice the size, on paper with a margin: fitted into 20x20, the
     strokes are 6-8 px wide and the holes closed, a blot to the network. Narrowed to a thick pen's
-    width, 130 of these 200 are read right (93 before), 45 not_digit (79); 16 fill their box and are
+    width, 128 of these 200 are read right (93 before), 48 not_digit (79); 16 fill their box and are
     a solid block either way."""
     count = 200
     pages = [255 - np.pad(marker_pen(mnist_test.images[i], margin=0, widened=5, scale=2), 6) for i in range(count)]
     rows = read_labelled(cli, tmp_path, pages, mnist_test.labels[:count])
     assert (rows["pred"] == rows["label"]).sum() >= 120, rows["status"].value_counts()
     assert (rows["status"] == "not_digit").sum() <= 55, rows["status"].value_counts()
+
+
+# Strokes in a unit box (x right, y down), each a polyline or an ellipse's arc (centre, radii, from and
+# to in degrees), drawn "thick" or "thin".
+BRUSH_DIGITS = {
+    9: [("arc", (0.5, 0.3, 0.45, 0.3, 0, 360), "thick"), ("line", [(0.93, 0.32), (0.35, 1.0)], "thin")],
+    5: [("line", [(0.2, 0.0), (0.95, 0.0)], "thin"), ("line", [(0.2, 0.0), (0.15, 0.45)], "thick"),
+        ("arc", (0.45, 0.7, 0.45, 0.3, -150, 150), "thick")],
+    2: [("arc", (0.5, 0.3, 0.45, 0.3, 180, 380), "thick"), ("line", [(0.93, 0.38), (0.0, 1.0)], "thick"),
+        ("line", [(0.0, 1.0), (1.0, 1.0)], "thin")],
+}
+
+
+def brush_digit(label: int, height: int, thick: float, thin: float) -> np.ndarray:
+    """A digit drawn with a brush, light on dark: its strokes `thick` px wide, but one `thin` px wide."""
+    width, margin = int(0.75 * height), int(thick)
+    page = Image.new("L", (width + 2 * margin, height + 2 * margin), 0)
+    draw = ImageDraw.Draw(page)
+    for kind, shape, pen in BRUSH_DIGITS[label]:
+        if kind == "line":
+            points = np.concatenate([np.linspace(a, b, 100) for a, b in itertools.pairwise(shape)])
+        else:
+            x, y, across, down, start, end = shape
+            angles = np.radians(np.linspace(start, end, 200))
+            points = np.column_stack([x + across * np.cos(angles), y + down * np.sin(angles)])
+        radius = (thick if pen == "thick" else thin) / 2
+        for x, y in points * [width, height] + margin:
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=255)
+    return np.asarray(page)
+
+
+def test_a_brush_digits_thin_stroke_is_not_narrowed_away(cli, tmp_path):
+    """A brush's strokes are thick but for one (a 9's tail, a 5's top bar, a 2's base): the mean width
+    is a marker's, and narrowing to it erased the thin stroke (a 9 with no tail is a 0). 52 of these
+    60 were read right so; the narrowing is now undone where the digit, widened back, lacks a part,
+    and all 60 are, as without narrowing."""
+    rng = np.random.default_rng(8)
+    labels = [(9, 5, 2)[i % 3] for i in range(60)]
+    pages = []
+    for i, label in enumerate(labels):
+        height = int(rng.integers(60, 160))
+        ink = brush_digit(label, height, height * rng.uniform(0.3, 0.45), max(2.0, height * rng.uniform(0.05, 0.1)))
+        pages.append(255 - ink if i // 3 % 2 else ink)
+    rows = read_labelled(cli, tmp_path, pages, labels)
+    assert (rows["pred"] == rows["label"]).sum() >= 58, rows.filter(pl.col("pred") != pl.col("label"))
 
 
 @pytest.mark.parametrize("arch, parameters", [("lenet", 60_074), ("smallbn", 98_938)])
