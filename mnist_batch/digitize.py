@@ -110,7 +110,7 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int, bool]:
     rings the whole edge (a thin margin around a thick digit, or a frame), what the ring holds.
     Unlike a fixed mid-grey cut this survives dim scans and light ink on a grey board.
     Plain: the paper stands out around the ink, or all four corners are one class; else the call
-    was close (a thick pen's tight crop), and preprocess reads the image the other way round too."""
+    was close (a thick pen's tight crop), and readings() reads the image the other way round too."""
     beside_the_paper = ink_beside_the_paper(pixels, counts)
     if beside_the_paper is not None:
         return *beside_the_paper, True
