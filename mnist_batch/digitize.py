@@ -5,7 +5,8 @@ and centred by centre of mass in 28x28. Scans are dark ink on light paper, any s
 off-centre, RGB, with alpha, EXIF rotation or JPEG noise. preprocess() maps both to the
 same form; an image already in MNIST form (28x28, dark background) passes through unchanged.
 On the way it finds the paper and the ink (polarity), drops specks and printed form lines
-(form_lines.py), and widens hair-thin strokes.
+(form_lines.py), widens hair-thin strokes and narrows a marker's. Where which side is the paper
+was a close call, readings() also gives the image read the other way round.
 
 Everything here works on plain arrays so that worker processes and distributed batch maps
 can call it; nothing imports torch.
@@ -57,8 +58,11 @@ DITHERED, DITHER_BLUR = 0.2, 1.5
 LEAST_INK = 16  # pixels: fewer beyond INK_SPREAD are the grain's tail (or a speck), not a digit's ink
 GRAIN_SIDE = 32  # px: an image this large each way or larger may be a blank page of grain
 RING_INSIDE, RING_CLEAR = 8, 3  # px: what a ring around the edge holds, and the band of it left out
-SPAN_MARGIN = (0.1, 4)  # a tight crop's ink leaves at most this of the image's height and width (a share, or px)
 RING_CONVEX = 0.96  # what a ring holds filling this share of its convex hull is a shape, not strokes
+
+# A tight crop's ink is as tall and as wide as the image but for the larger of these: a share of the
+# side, or px (a reading whose ink is a sliver or a hole in the image is no tight crop's).
+SPAN_MARGIN = (0.1, 4)
 
 # Ink filling SOLID_BLOCK of its box, whose shorter side is at least SOLID_SHAPE of its longer (a bar
 # is a 1), is a solid block: the paper inside a frame, taken for ink, fills it all; the thickest
@@ -102,15 +106,16 @@ def histogram_median(counts: np.ndarray, first: int = 0) -> float:
 
 
 def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int, bool]:
-    """(light background?, threshold, plain?). Otsu splits the pixels into a dark and a light class.
+    """(light background?, threshold, clear?). Otsu splits the pixels into a dark and a light class.
     A digit cropped to its ink (form fields, box-normalised sets) touches every side of the crop
     but seldom its corners, and a thick pen's ink may hold most of the image and of its edge:
     so the corners speak first, then the pieces each class breaks into along the edge, then the
     share of the image and of its edge; where one class is nearly all of the image and the other
     rings the whole edge (a thin margin around a thick digit, or a frame), what the ring holds.
     Unlike a fixed mid-grey cut this survives dim scans and light ink on a grey board.
-    Plain: the paper stands out around the ink, or all four corners are one class; else the call
-    was close (a thick pen's tight crop), and readings() reads the image the other way round too."""
+    Clear: the paper stands out around the ink, or the corners decided, all four of one class; else
+    the call was close (a thick pen's tight crop), and readings() reads the image the other way round
+    too."""
     beside_the_paper = ink_beside_the_paper(pixels, counts)
     if beside_the_paper is not None:
         return *beside_the_paper, True
@@ -484,11 +489,8 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     size = 2 * round((MNIST_STROKE / scale - width) / 2) + 1
     if size < 3:
         return crop
-    # Padded first, so that strokes on the crop's edge widen outwards too; a square maximum
-    # filter is separable: rows, then columns.
-    padded = zero_padded(crop, (size - 1, size - 1), (size - 1, size - 1))
-    rows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=0).max(-1)
-    return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).max(-1)
+    # Padded first, so that strokes on the crop's edge widen outwards too.
+    return square_filter(zero_padded(crop, (size // 2, size // 2), (size // 2, size // 2)), size, np.max)
 
 
 def thin_thick_strokes(crop: np.ndarray) -> np.ndarray:
@@ -506,12 +508,17 @@ def thin_thick_strokes(crop: np.ndarray) -> np.ndarray:
     if size < 3:
         return crop
     narrowed = square_filter(crop, size, np.min)
-    return narrowed if shape_kept(crop > 0, narrowed > 0, size) else crop
+    if not shape_kept(crop > 0, narrowed > 0, size):
+        return crop
+    # Cropped to its ink again: the digit is fitted by its ink's box, as MNIST's were. (Its strokes are
+    # then a little over THINNED_STROKE wide; eroded to exactly that, the benches read worse.)
+    rows, cols = np.flatnonzero(narrowed.any(axis=1)), np.flatnonzero(narrowed.any(axis=0))
+    return narrowed[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def square_filter(image: np.ndarray, size: int, reduce) -> np.ndarray:
-    """`reduce` (np.min or np.max) over each size x size square, the image padded with zeros (so that
-    ink on the crop's edge narrows from there too)."""
+    """`reduce` (np.min or np.max) over each size x size square around each pixel, the image padded
+    with zeros (so that ink on the crop's edge narrows from there too); separable: rows, then columns."""
     padded = zero_padded(image, (size // 2, size // 2), (size // 2, size // 2))
     rows = reduce(np.lib.stride_tricks.sliding_window_view(padded, size, axis=0), axis=-1)
     return reduce(np.lib.stride_tricks.sliding_window_view(rows, size, axis=1), axis=-1)
@@ -575,7 +582,7 @@ def readings(gray: np.ndarray | Image.Image, other_way: bool = True) -> tuple[np
     """preprocess's digit, and, where `other_way` and which side is the paper was a close call
     (polarity), the digit read with paper and ink swapped: None where there is none. A thick
     marker's tight crop is half ink; the corners and edges may say either, and the network tells
-    which reading holds a digit (results.read_the_other_way)."""
+    which reading holds a digit (results.likelier_reading)."""
     pixels = np.asarray(gray)
     height, width = pixels.shape
     if (height, width) == (28, 28) and pixels[MNIST_BORDER].max() < BLANK_PEAK and pixels.sum() < 128 * 28 * 28:
@@ -585,7 +592,7 @@ def readings(gray: np.ndarray | Image.Image, other_way: bool = True) -> tuple[np
     counts = np.bincount(pixels.ravel(), minlength=256)  # one histogram: polarity and paper level
     if only_grain(pixels, counts):
         return None, None
-    light_background, threshold, plain = polarity(pixels, counts)
+    light_background, threshold, clear = polarity(pixels, counts)
     if (height, width) == (28, 28) and not light_background:
         return mnist_form(pixels), None
     crop, _ = ink_crop(pixels, counts, light_background, threshold)
@@ -597,12 +604,12 @@ def readings(gray: np.ndarray | Image.Image, other_way: bool = True) -> tuple[np
             raise NotADigit("only a solid block of ink (a filled box): no digit")
         return fitted(crop), None  # read the other way round already
     digit = None if crop is None else fitted(crop)
-    if plain or not other_way or digit is None:
+    if clear or not other_way or digit is None:
         return digit, None
-    return digit, read_the_other_way(pixels, counts, not light_background, threshold)
+    return digit, swapped_reading(pixels, counts, not light_background, threshold)
 
 
-def read_the_other_way(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
+def swapped_reading(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
                        threshold: int) -> np.ndarray | None:
     """The digit with the paper on the given side, where its ink spans the image as a tight crop's
     does (spans); None where that reading holds none or does not span it. The paper between a

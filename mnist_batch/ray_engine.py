@@ -40,11 +40,11 @@ def stage_table(chunk: records.DecodedChunk) -> pa.Table:
     errors = [None] * n
     for i, error in chunk.errors.items():
         errors[i] = error
-    other_way = np.zeros(n, bool)
-    other_way[chunk.other_way_rows] = True
+    has_other_way = np.zeros(n, bool)
+    has_other_way[chunk.other_way_rows] = True
     columns = [chunk.paths, chunk.ids, chunk.statuses, errors, pa.array(chunk.sizes, mask=~chunk.sized),
                pa.array(chunk.mtimes, mask=~chunk.timed), digit_column(chunk.digits, chunk.ok),
-               digit_column(chunk.other_ways, other_way)]
+               digit_column(chunk.other_ways, has_other_way)]
     return pa.Table.from_arrays([pa.array(column, field.type) if not isinstance(column, pa.Array) else column
                                  for column, field in zip(columns, STAGE_SCHEMA, strict=True)], schema=STAGE_SCHEMA)
 

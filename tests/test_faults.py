@@ -438,13 +438,17 @@ def test_second_run_on_the_same_output_exits_75_and_the_first_finishes_whole(tmp
     # it had sometimes finished already on a busy machine.)
     first = subprocess.Popen([*command, "--files-from", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    wait_for(lock, first)
-    started = time.perf_counter()
-    second = subprocess.run([*command, folder], capture_output=True, text=True, timeout=60)
-    assert time.perf_counter() - started < 10
-    assert second.returncode == 75, second.stderr
-    assert f"pid {first.pid}" in second.stderr and str(output) in second.stderr
-    assert len(second.stderr.strip().splitlines()) == 1
+    try:
+        wait_for(lock, first)
+        started = time.perf_counter()
+        second = subprocess.run([*command, folder], capture_output=True, text=True, timeout=60)
+        assert time.perf_counter() - started < 10
+        assert second.returncode == 75, second.stderr
+        assert f"pid {first.pid}" in second.stderr and str(output) in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    except BaseException:
+        first.kill()  # else it waits on its input for ever
+        raise
     listing = "".join(f"{path}\n" for path in sorted(folder.rglob("*.png")))
     _, stderr = first.communicate(listing, timeout=120)
     assert first.returncode == 0, stderr
