@@ -610,7 +610,7 @@ def readings(gray: np.ndarray | Image.Image, other_way: bool = True) -> tuple[np
 
 
 def swapped_reading(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
-                       threshold: int) -> np.ndarray | None:
+                    threshold: int) -> np.ndarray | None:
     """The digit with the paper on the given side, where its ink spans the image as a tight crop's
     does (spans); None where that reading holds none or does not span it. The paper between a
     letter's legs or inside its bowl, taken for ink, is a sliver or a hole: a 1 or a 0."""

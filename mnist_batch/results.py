@@ -74,11 +74,11 @@ def likelier_reading(chunk: records.DecodedChunk, inference, probs: np.ndarray, 
     digit gives the row's probabilities and digit score. With narrowing too, a thick pen's crops
     42 -> 17 of 1,000 digits not_digit (this step alone: 42 -> 24); no row of the other benches'
     digit sets and non-digits changes (docs/benchmarks.md)."""
-    rows = chunk.other_way_rows[digit_score[chunk.other_way_rows] < DOUBTFUL_READING]
+    doubtful = digit_score[chunk.other_way_rows] < DOUBTFUL_READING
+    rows = chunk.other_way_rows[doubtful]
     if not len(rows):
         return probs, digit_score
-    other_probs, other_score = inference.scores(chunk.other_ways[np.isin(chunk.other_way_rows, rows)],
-                                                [True] * len(rows), min_digit_score)
+    other_probs, other_score = inference.scores(chunk.other_ways[doubtful], [True] * len(rows), min_digit_score)
     better = other_score > digit_score[rows]
     probs, digit_score = probs.copy(), digit_score.copy()
     probs[rows[better]], digit_score[rows[better]] = other_probs[better], other_score[better]
