@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnist_batch import cores, data, discover, records, synthetic, train
+from mnist_batch import cores, data, discover, records, results, synthetic, train
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.model import Inference, accuracy_and_loss, normalize, save_checkpoint, scores, state_copy
 
@@ -175,7 +175,7 @@ def adapt(opts: AdaptOptions) -> dict:
                         "out of the labels); use --from smallbn", USAGE)
     if not paths:
         raise UserError(f"no image files found in {', '.join(map(shown, opts.inputs))}; give folders of images", USAGE)
-    chunk = records.preprocess_chunk(paths)
+    chunk = results.as_classify_reads(records.preprocess_chunk(paths), inference)
     # Only what the network takes for one digit shapes the statistics and the labels.
     _, digit_score = model_scores(inference, chunk.digits)
     set_digits = chunk.digits[digit_score >= opts.min_digit_score]

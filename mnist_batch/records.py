@@ -6,7 +6,7 @@ preprocess_chunk is the workers' task. Nothing imports torch.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -77,6 +77,20 @@ class DecodedChunk:
             stack_digits([item.digit for item in decoded if item.digit is not None]),
             stack_digits([item.other_way for item in decoded if item.other_way is not None]),
             np.array([i for i, item in enumerate(decoded) if item.other_way is not None], np.int64))
+
+    def with_readings(self, rows: np.ndarray, digits: np.ndarray) -> "DecodedChunk":
+        """This chunk with the digits of input `rows` (OK inputs) replaced by `digits`, and no
+        second readings left to choose from."""
+        chosen = self.digits.copy()
+        chosen[self.digit_index(rows)] = digits
+        return replace(self, digits=chosen, other_ways=stack_digits([]), other_way_rows=np.zeros(0, np.int64))
+
+    def digits_at(self, rows: np.ndarray) -> np.ndarray:
+        """The digits of input `rows` (OK inputs)."""
+        return self.digits[self.digit_index(rows)]
+
+    def digit_index(self, rows: np.ndarray) -> np.ndarray:
+        return (np.cumsum(self.ok) - 1)[rows]  # an OK input's digit is the one after those of the OK inputs before it
 
     @property
     def ok(self) -> np.ndarray:

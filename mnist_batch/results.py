@@ -74,15 +74,40 @@ def likelier_reading(chunk: records.DecodedChunk, inference, probs: np.ndarray, 
     digit gives the row's probabilities and digit score. With narrowing too, a thick pen's crops
     42 -> 17 of 1,000 digits not_digit (this step alone: 42 -> 24); no row of the other benches'
     digit sets and non-digits changes (docs/benchmarks.md)."""
-    doubtful = digit_score[chunk.other_way_rows] < DOUBTFUL_READING
-    rows = chunk.other_way_rows[doubtful]
+    rows, _, other_probs, other_score = other_readings_kept(chunk, inference, digit_score, min_digit_score)
     if not len(rows):
         return probs, digit_score
+    probs, digit_score = probs.copy(), digit_score.copy()
+    probs[rows], digit_score[rows] = other_probs, other_score
+    return probs, digit_score
+
+
+def other_readings_kept(chunk: records.DecodedChunk, inference, digit_score: np.ndarray, min_digit_score: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The close calls whose first reading is doubtful and whose other reading scores higher as a
+    digit: their input rows, their indices in chunk.other_ways, and that reading's probabilities
+    and digit scores."""
+    doubtful = np.flatnonzero(digit_score[chunk.other_way_rows] < DOUBTFUL_READING)
+    rows = chunk.other_way_rows[doubtful]
+    if not len(rows):
+        return rows, doubtful, np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
     other_probs, other_score = inference.scores(chunk.other_ways[doubtful], [True] * len(rows), min_digit_score)
     better = other_score > digit_score[rows]
-    probs, digit_score = probs.copy(), digit_score.copy()
-    probs[rows[better]], digit_score[rows[better]] = other_probs[better], other_score[better]
-    return probs, digit_score
+    return rows[better], doubtful[better], other_probs[better], other_score[better]
+
+
+def as_classify_reads(chunk: records.DecodedChunk, inference) -> records.DecodedChunk:
+    """`chunk` with each close call's digit the reading classify keeps for it (likelier_reading):
+    what learns from a set's digits (adapt, train --extra) sees a thick marker's ink, not its
+    paper. A network without a digit score keeps the first readings, as classify does."""
+    if not len(chunk.other_way_rows) or not inference.knows_non_digits:
+        return chunk
+    digit_score = np.ones(len(chunk.statuses), np.float32)  # only the close calls' first readings are needed
+    close_calls = chunk.other_way_rows
+    digit_score[close_calls] = inference.scores(chunk.digits_at(close_calls), [True] * len(close_calls),
+                                                DEFAULT_MIN_DIGIT_SCORE)[1]
+    rows, ways, _, _ = other_readings_kept(chunk, inference, digit_score, DEFAULT_MIN_DIGIT_SCORE)
+    return chunk.with_readings(rows, chunk.other_ways[ways])
 
 
 def build_rows(chunk: records.DecodedChunk, probs: np.ndarray, digit_score: np.ndarray | None, min_digit_score: float,

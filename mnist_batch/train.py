@@ -21,12 +21,13 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from mnist_batch import augment, cores, data, labels, plots, reading, records, synthetic
+from mnist_batch import augment, cores, data, labels, plots, reading, records, results, synthetic
 from mnist_batch.checkpoints import file_sha256, resolve_checkpoint
 from mnist_batch.discover import file_ids
 from mnist_batch.errors import USAGE, UserError, log, shown
 from mnist_batch.files import write_text_atomic
 from mnist_batch.model import (
+    Inference,
     accuracy_and_loss,
     architecture_of,
     as_saved,
@@ -304,6 +305,8 @@ def load_extra(opts: TrainOptions, max_pixels: int = reading.DEFAULT_MAX_PIXELS)
     named = f"labels file{'s' if len(opts.extra) > 1 else ''} {', '.join(map(shown, opts.extra))}"
     rows = labels.one_label_each(rows, "image", named, noun="image")
     chunk = records.preprocess_chunk(rows["path"].to_list(), max_pixels)
+    if opts.base is not None and len(chunk.other_way_rows):  # a close call's reading: the one classify keeps
+        chunk = results.as_classify_reads(chunk, Inference(opts.base, opts.device))
     for (index, path), (status, error) in zip(rows.select("file", "path").iter_rows(), chunk.outcomes(), strict=True):
         if status == records.OK:
             sources[index]["used"] += 1

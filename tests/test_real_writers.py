@@ -625,6 +625,32 @@ def test_a_marker_digit_whose_paper_is_a_close_call_is_read_both_ways_round(cli,
     assert (rows["pred"] == rows["label"]).sum() >= 167, rows["status"].value_counts()
 
 
+def test_adapt_and_fine_tuning_learn_from_the_reading_classify_keeps(tmp_path, mnist_test):
+    """adapt and train --extra --from learn from each close call's digit as classify reads it
+    (results.as_classify_reads): a marker's ink, not its paper taken for ink. Scored alone, the
+    digits they get give classify's digit scores row for row."""
+    from mnist_batch import Classifier, results
+    from mnist_batch.model import Inference
+
+    count = 100
+    paths = []
+    for i in range(count):
+        ink = marker_pen(mnist_test.images[i], margin=i % 3, widened=4, scale=2 + i // 2 % 2)
+        paths.append(str(tmp_path / f"{i:03d}.png"))
+        Image.fromarray(255 - ink if i % 2 else ink).save(paths[-1])
+    first = records.preprocess_chunk(paths)
+    inference = Inference("smallbn")
+    chosen = results.as_classify_reads(first, inference)
+    assert len(first.other_way_rows) >= 20 and not len(chosen.other_way_rows)
+    taken_other_way = (chosen.digits != first.digits).any(axis=(1, 2))
+    assert taken_other_way.sum() >= 3, taken_other_way.sum()  # 4 of these 100
+    _, score = inference.scores(chosen.digits, chosen.ok)
+    rows = Classifier().predict(paths)
+    read = (rows["status"] != "blank").to_numpy()
+    assert np.array_equal(read, chosen.ok)
+    assert np.allclose(score[read], rows["digit_score"].to_numpy()[read], atol=1e-5)
+
+
 def test_a_marker_digit_far_thicker_than_mnists_is_narrowed(cli, tmp_path, mnist_test):
     """Strokes widened by 5 px at twice the size, on paper with a margin: fitted into 20x20, the
     strokes are 6-8 px wide and the holes closed, a blot to the network. Narrowed to a thick pen's
