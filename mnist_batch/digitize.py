@@ -478,14 +478,23 @@ def drop_specks(ink: np.ndarray, shortest_side: float = 0.0) -> np.ndarray:
     return ink if all(keep) else np.where(np.array([False, *keep])[labels], ink, 0)
 
 
-def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
-    """A digit written with a fine pen, once fitted into 20x20, has hair-thin strokes that the
-    networks have never seen (MNIST's are 2.2 to 3.5 px there). Widen such strokes to MNIST's
-    width with a square maximum filter; strokes of MNIST's width are left as they are."""
+def strokes_as_mnists(crop: np.ndarray) -> np.ndarray:
+    """Strokes of a width MNIST's never have, once fitted into 20x20 (MNIST's are 2.2 to 3.5 px
+    there): a fine pen's hair-thin ones widened, a marker's blot-wide ones narrowed."""
+    width, scale = stroke_width(crop > 0), 20.0 / max(crop.shape)
+    if width * scale < THIN_STROKE:
+        crop = thicken_thin_strokes(crop, width)
+        # Widened, dots and fine hatching may run together into a blot: measured again.
+        width, scale = stroke_width(crop > 0), 20.0 / max(crop.shape)
+    if width * scale > THICK_STROKE and max(crop.shape) >= THICK_CROP:
+        return thin_thick_strokes(crop, width)
+    return crop
+
+
+def thicken_thin_strokes(crop: np.ndarray, width: float) -> np.ndarray:
+    """A digit written with a fine pen has hair-thin strokes that the networks have never seen:
+    widened to MNIST's width with a square maximum filter (`width`: the strokes' in the crop)."""
     scale = 20.0 / max(crop.shape)
-    width = stroke_width(crop > 0)
-    if width * scale >= THIN_STROKE:
-        return crop
     size = 2 * round((MNIST_STROKE / scale - width) / 2) + 1
     if size < 3:
         return crop
@@ -493,17 +502,12 @@ def thicken_thin_strokes(crop: np.ndarray) -> np.ndarray:
     return square_filter(zero_padded(crop, (size // 2, size // 2), (size // 2, size // 2)), size, np.max)
 
 
-def thin_thick_strokes(crop: np.ndarray) -> np.ndarray:
-    """A marker's digit, once fitted into 20x20, is a blot: its strokes far wider than any MNIST
-    digit's, its holes closed. Strokes wider than THICK_STROKE there are narrowed to THINNED_STROKE
-    with a square minimum filter (an erosion), as thicken_thin_strokes widens hair-thin ones; unless
-    that loses part of the digit (shape_kept): a pen whose width varies has thin strokes too."""
+def thin_thick_strokes(crop: np.ndarray, width: float) -> np.ndarray:
+    """A marker's digit is a blot: its strokes (`width` in the crop) far wider than any MNIST
+    digit's, its holes closed. Narrowed to THINNED_STROKE there with a square minimum filter (an
+    erosion), unless that loses part of the digit (shape_kept): a pen whose width varies has thin
+    strokes too. Only in crops of THICK_CROP px or more."""
     scale = 20.0 / max(crop.shape)
-    if scale > 20.0 / THICK_CROP:
-        return crop
-    width = stroke_width(crop > 0)
-    if width * scale <= THICK_STROKE:
-        return crop
     size = 2 * round((width - THINNED_STROKE / scale) / 2) + 1
     if size < 3:
         return crop
@@ -664,7 +668,7 @@ def solid_block(crop: np.ndarray) -> bool:
 def fitted(crop: np.ndarray) -> np.ndarray | None:
     """Cropped ink as MNIST was made: fitted into 20x20 keeping its aspect ratio, anti-aliased, and
     pasted so that its centre of mass lands on the centre of the 28x28 field (None if nothing is left)."""
-    crop = thin_thick_strokes(thicken_thin_strokes(crop))
+    crop = strokes_as_mnists(crop)
     scale = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
     digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)

@@ -749,12 +749,12 @@ def test_writer_augmentation_keeps_shape_type_and_range(images):
 def test_fine_pen_strokes_are_widened_to_mnists_width(pen, widened):
     """An L drawn with a pen `pen` pixels wide in a 200-pixel box: fine pens come out of the
     20x20 fit with about MNIST's stroke width (2.2-3.5 px); broad ones are left as they are."""
-    from mnist_batch.digitize import stroke_width, thicken_thin_strokes
+    from mnist_batch.digitize import stroke_width, strokes_as_mnists
 
     crop = np.zeros((200, 120), np.float32)
     crop[:, :pen] = 255
     crop[-pen:, :] = 255
-    thickened = thicken_thin_strokes(crop)
+    thickened = strokes_as_mnists(crop)
     assert (thickened is crop) != widened
     width_in_box = stroke_width(thickened > 0) * 20 / 200
     assert 2.0 <= width_in_box <= 3.5 if widened else width_in_box == stroke_width(crop > 0) * 20 / 200
