@@ -75,7 +75,7 @@ def read_as_unboxed(networks: dict, per_kind: int, seed: int) -> None:
               f"{read_as_digits(networks, [Image.fromarray(page) for page in pages])} of {per_kind}")
 
 
-STYLES = ("caption", "double", "shaded", "dropout red", "dashed", "neighbours")
+STYLES = ("caption", "double", "shaded", "dropout red", "dashed", "neighbours", "next field's side")
 
 
 def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: np.ndarray) -> Image.Image:
@@ -98,6 +98,12 @@ def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: 
         draw.rectangle([a, a, b, b], fill=(190, 190, 190), outline=(40, 40, 40) if printed else None, width=2)
     elif printed and style == "dropout red":
         draw.rectangle([a, a, b, b], outline=(235, 110, 110), width=3)
+    elif style == "next field's side":  # drawn either way, so that a field and its twin match
+        offset, level = int(rng.integers(0, 7)), int(rng.integers(20, 90))
+        if printed:  # its own box too faint to be ink, the next one's side dark along the page's edge
+            draw.rectangle([a, a, b, b], outline=(225, 224, 219), width=2)
+            x = side - 3 - offset if offset % 2 else offset
+            draw.line([(x, 0), (x, side)], fill=(level, level, level), width=2)
     elif printed and style == "dashed":
         for start in range(a, b, 8):
             for dash in ([(start, a), (start + 4, a)], [(start, b), (start + 4, b)],

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from mnist_batch.form_lines import (
+    a_neighbours_side,
     only_a_line_on_the_edge,
     only_lines_left,
     remove_form_lines,
@@ -653,7 +654,8 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if had_lines and (only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape)):
+    if (had_lines and (only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape))
+            or a_neighbours_side(rows, cols, ink.shape)):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")

@@ -42,6 +42,7 @@ EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 CAPTION_WIDTH = 1.5  # a caption's word is this many times as wide as tall, or wider
 EDGE_BAND = 0.08  # of the image's shorter side: ink wholly this close to one edge is a printed line's end
+NEIGHBOUR_BAND = 0.15  # of the image's width: a line wholly this close to a side is a neighbouring field's
 # Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
 RULE_SPAN, RULED_LINES = 0.9, 2
@@ -207,6 +208,24 @@ def only_a_line_on_the_edge(rows: np.ndarray, cols: np.ndarray, shape: tuple[int
     on_a_side = (cols[-1] < reach or cols[0] >= shape[1] - reach) and width <= TICK_SHAPE * height
     on_top_or_bottom = (rows[-1] < reach or rows[0] >= shape[0] - reach) and height <= TICK_SHAPE * width
     return on_a_side or on_top_or_bottom
+
+
+def a_neighbours_side(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether the ink in `rows` x `cols` is only a straight stroke (at most TICK_SHAPE as wide as it
+    is long) within NEIGHBOUR_BAND of the image's width from one side, cut by the image at both ends:
+    it runs from the top to the bottom, or, turned, from one of them off the side, over half the
+    height (or the same along the top or bottom). That is the side of the next field, cropped with
+    this empty one, whose own lines may be too faint to be ink. A 1 written in a field is not cut
+    by the crop at both ends, nor pressed against its side."""
+    def upright(along: np.ndarray, across: np.ndarray, length: int, breadth: int) -> bool:
+        long, wide = along[-1] - along[0] + 1, across[-1] - across[0] + 1
+        at_start, at_end = along[0] < EDGE_BAND * length, along[-1] >= (1 - EDGE_BAND) * length - 1
+        near_start, near_end = across[-1] < NEIGHBOUR_BAND * breadth, across[0] >= (1 - NEIGHBOUR_BAND) * breadth
+        off_the_side = (near_start and across[0] == 0) or (near_end and across[-1] == breadth - 1)
+        cut_at_both_ends = (at_start and at_end) or (off_the_side and (at_start or at_end) and long >= length / 2)
+        return cut_at_both_ends and (near_start or near_end) and wide <= TICK_SHAPE * long
+
+    return upright(rows, cols, *shape) or upright(cols, rows, *shape[::-1])
 
 
 def extent(ink: np.ndarray) -> int:
