@@ -47,6 +47,7 @@ CAPTION_SIDE = 0.3
 # gradient, a pool of light) and be levelled, if the edges lie within LIGHT_FIT of one smooth surface
 # (lamp_pool's patches must also be even, within twice that); a larger step is ink, not light.
 LIGHT_STEP, MAX_LIGHT_STEP, LIGHT_FIT = 12, 130, 8
+GRAIN_PIECE = 0.002  # of the image: a piece of paper or ink along its edge is this large or larger
 PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or the dark background)
 # A page's grain: the paper is the pixels within PAPER_SPREAD robust standard deviations of the
 # median; ink lies beyond INK_SPREAD of them (and MIN_CONTRAST / 2), on one side INK_SIDEDNESS times
@@ -428,12 +429,14 @@ def patch_medians(values: np.ndarray) -> np.ndarray:
 
 
 def edge_pieces(mask: np.ndarray) -> int:
-    """How many separate pieces of `mask` (4-connected) reach the image's edge."""
+    """How many separate pieces of `mask` (4-connected) reach the image's edge, not counting grain:
+    pieces under GRAIN_PIECE of the image (a shaded edge's grain, split at the threshold)."""
     from scipy import ndimage
 
     labels, _ = ndimage.label(mask)
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    return len(np.unique(edge[edge > 0]))
+    pieces = np.unique(edge[edge > 0])
+    return int(np.count_nonzero(np.bincount(labels.ravel())[pieces] >= GRAIN_PIECE * mask.size))
 
 
 def background_level(counts: np.ndarray, threshold: int, light_background: bool) -> float:
