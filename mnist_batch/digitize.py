@@ -27,6 +27,7 @@ from mnist_batch.reading import WORK_SIDE
 
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
+FAINT_LINE = 0.2  # of the peak ink level: a printed line this faint is still looked for
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
 # percentile) to 3.5 (75th); thinner strokes are widened to MNIST's 25th percentile. Strokes wider
@@ -649,10 +650,13 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     if peak < MIN_CONTRAST:
         return None, False
     ink *= 255.0 / peak
+    faint = ink >= FAINT_LINE * 255
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
     ink, ruled = remove_ruling(ink)
     field = drop_specks(ink)
     ink, had_lines = remove_form_lines(field)
+    if not had_lines:
+        ink, had_lines = faint_lines_removed(field, faint)
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
@@ -663,6 +667,22 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], had_lines
+
+
+def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Printed lines fainter than the digit, removed from the field's ink; and whether any were. At
+    INK_THRESHOLD of the digit's ink a light grey frame is inked in broken pieces, runs too short
+    for lines: they are looked for again with the ink under it that joins the field's (`faint`,
+    FAINT_LINE or more). Lines that leave nothing but their own remains were the digit (a faint 1
+    whose pieces join into one long stroke): something darker than them was there."""
+    from scipy import ndimage
+
+    search = ndimage.binary_propagation(field > 0, structure=np.ones((3, 3)), mask=faint | (field > 0))
+    cleaned, found = remove_form_lines(field, search)
+    rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
+    if not found or only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, cleaned.shape):
+        return field, False
+    return cleaned, True
 
 
 def solid_block(crop: np.ndarray) -> bool:

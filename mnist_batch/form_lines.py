@@ -354,12 +354,13 @@ def ruled_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return found
 
 
-def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+def remove_form_lines(ink: np.ndarray, search: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
     any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
     They are found on the ink's bounding box reduced to at most LINE_SIDE pixels (a block
     maximum keeps thin lines whole): the search is then cheap whatever the scan's size."""
-    mask = ink > 0
+    inked = ink > 0
+    mask = inked if search is None else search | inked
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not len(rows):
         return ink, False
@@ -385,7 +386,7 @@ def remove_form_lines(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: box.shape[0], : box.shape[1]]
     cleaned = ink.copy()
     cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
-    return drop_line_ends(cleaned, mask), True
+    return drop_line_ends(cleaned, inked), True
 
 
 def thin_enough_for_lines(mask: np.ndarray) -> bool:
