@@ -673,12 +673,19 @@ def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarra
     """Printed lines fainter than the digit, removed from the field's ink; and whether any were. At
     INK_THRESHOLD of the digit's ink a light grey frame is inked in broken pieces, runs too short
     for lines: they are looked for again with the ink under it that joins the field's (`faint`,
-    FAINT_LINE or more). Lines that leave nothing but their own remains were the digit (a faint 1
-    whose pieces join into one long stroke): something darker than them was there."""
+    FAINT_LINE or more). Only where the field's ink is in pieces (a plain digit is one: most scans
+    are not searched twice). Lines that leave nothing but their own remains were the digit (a faint
+    1 whose pieces join into one long stroke): something darker than them was there."""
     from scipy import ndimage
 
-    search = ndimage.binary_propagation(field > 0, structure=np.ones((3, 3)), mask=faint | (field > 0))
-    cleaned, found = remove_form_lines(field, search)
+    inked = field > 0
+    if ndimage.label(inked, structure=np.ones((3, 3)))[1] < 2:
+        return field, False
+    pieces, count = ndimage.label(faint | inked, structure=np.ones((3, 3)))
+    joined = np.zeros(count + 1, bool)
+    joined[pieces[inked]] = True
+    joined[0] = False
+    cleaned, found = remove_form_lines(field, joined[pieces])
     rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
     if not found or only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, cleaned.shape):
         return field, False
