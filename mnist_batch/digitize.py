@@ -28,6 +28,7 @@ from mnist_batch.reading import WORK_SIDE
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
 FAINT_LINE = 0.2  # of the peak ink level: a printed line this faint is still looked for
+FAINTER_LINES = 0.8  # such lines' inked pieces are at most this dark, on average, for the digit left
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
 # percentile) to 3.5 (75th); thinner strokes are widened to MNIST's 25th percentile. Strokes wider
@@ -675,7 +676,8 @@ def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarra
     for lines: they are looked for again with the ink under it that joins the field's (`faint`,
     FAINT_LINE or more). Only where the field's ink is in pieces (a plain digit is one: most scans
     are not searched twice). Lines that leave nothing but their own remains were the digit (a faint
-    1 whose pieces join into one long stroke): something darker than them was there."""
+    1 whose pieces join into one long stroke): something darker than them was there. So were lines
+    whose ink is not fainter than what is left, by FAINTER_LINES."""
     from scipy import ndimage
 
     inked = field > 0
@@ -689,6 +691,9 @@ def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarra
     rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
     if not found or only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, cleaned.shape):
         return field, False
+    removed = inked & (cleaned == 0)
+    if not removed.any() or field[removed].mean() > FAINTER_LINES * cleaned[cleaned > 0].mean():
+        return field, False  # nothing inked went; or as dark as the digit: its own stroke (a thin pen's bar)
     return cleaned, True
 
 
