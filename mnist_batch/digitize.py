@@ -432,7 +432,9 @@ def patch_medians(values: np.ndarray) -> np.ndarray:
 
 def edge_pieces(mask: np.ndarray) -> int:
     """How many separate pieces of `mask` (4-connected) reach the image's edge, not counting grain:
-    pieces under GRAIN_PIECE of the image (a shaded edge's grain, split at the threshold)."""
+    pieces under GRAIN_PIECE of the image (a shaded edge's grain, split at the threshold; a large
+    scan's working copy is reduced to about WORK_SIDE px first). A class left with none is taken to
+    lie inside the other (polarity)."""
     from scipy import ndimage
 
     labels, _ = ndimage.label(mask)
@@ -656,14 +658,14 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     ink, ruled = remove_ruling(ink)
     field = drop_specks(ink)
     ink, had_lines = remove_form_lines(field)
-    if not had_lines:
+    if not had_lines and not ruled:  # (a ruled page's lines, taken away, are still in `faint`)
         ink, had_lines = faint_lines_removed(field, faint)
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if (had_lines and (only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape))
-            or a_neighbours_side(rows, cols, ink.shape)):
+            or a_neighbours_side(ink > 0)):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")
@@ -686,7 +688,6 @@ def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarra
     pieces, count = ndimage.label(faint | inked, structure=np.ones((3, 3)))
     joined = np.zeros(count + 1, bool)
     joined[pieces[inked]] = True
-    joined[0] = False
     cleaned, found = remove_form_lines(field, joined[pieces])
     rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
     if not found or only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, cleaned.shape):

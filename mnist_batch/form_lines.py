@@ -43,6 +43,7 @@ SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 CAPTION_WIDTH = 1.5  # a caption's word is this many times as wide as tall, or wider
 EDGE_BAND = 0.08  # of the image's shorter side: ink wholly this close to one edge is a printed line's end
 NEIGHBOUR_BAND = 0.15  # of the image's width: a line wholly this close to a side is a neighbouring field's
+PRINTED_WIDTH, STRAIGHT_SHARE = 0.08, 0.9  # a printed line's width for its length; rows that keep to its line
 # Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
 RULE_SPAN, RULED_LINES = 0.9, 2
@@ -210,22 +211,43 @@ def only_a_line_on_the_edge(rows: np.ndarray, cols: np.ndarray, shape: tuple[int
     return on_a_side or on_top_or_bottom
 
 
-def a_neighbours_side(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> bool:
-    """Whether the ink in `rows` x `cols` is only a straight stroke (at most TICK_SHAPE as wide as it
-    is long) within NEIGHBOUR_BAND of the image's width from one side, cut by the image at both ends:
-    it runs from the top to the bottom, or, turned, from one of them off the side, over half the
-    height (or the same along the top or bottom). That is the side of the next field, cropped with
-    this empty one, whose own lines may be too faint to be ink. A 1 written in a field is not cut
-    by the crop at both ends, nor pressed against its side."""
-    def upright(along: np.ndarray, across: np.ndarray, length: int, breadth: int) -> bool:
-        long, wide = along[-1] - along[0] + 1, across[-1] - across[0] + 1
-        at_start, at_end = along[0] < EDGE_BAND * length, along[-1] >= (1 - EDGE_BAND) * length - 1
-        near_start, near_end = across[-1] < NEIGHBOUR_BAND * breadth, across[0] >= (1 - NEIGHBOUR_BAND) * breadth
-        off_the_side = (near_start and across[0] == 0) or (near_end and across[-1] == breadth - 1)
-        cut_at_both_ends = (at_start and at_end) or (off_the_side and (at_start or at_end) and long >= length / 2)
-        return cut_at_both_ends and (near_start or near_end) and wide <= TICK_SHAPE * long
+def a_neighbours_side(mask: np.ndarray) -> bool:
+    """Whether the ink (`mask`) is only a printed line along one side of the image, cut by the image
+    at both ends: the side of the next field, cropped with this empty one, whose own lines may be
+    too faint to be ink. It lies within NEIGHBOUR_BAND of the image's width from that side and runs
+    from its top to its bottom (or, turned, from one of them off the side, over half the height);
+    and it is a printed line, not a written stroke: one piece, thin for its length, of an even width
+    along it, and straight (printed_stroke). The same along the top or bottom."""
+    return beside_and_cut(mask) or beside_and_cut(mask.T)
 
-    return upright(rows, cols, *shape) or upright(cols, rows, *shape[::-1])
+
+def beside_and_cut(mask: np.ndarray) -> bool:
+    """a_neighbours_side for a line down the image (along its rows)."""
+    length, breadth = mask.shape
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    long = rows[-1] - rows[0] + 1
+    at_top, at_bottom = rows[0] < EDGE_BAND * length, rows[-1] >= (1 - EDGE_BAND) * length - 1
+    near_left, near_right = cols[-1] < NEIGHBOUR_BAND * breadth, cols[0] >= (1 - NEIGHBOUR_BAND) * breadth
+    off_the_side = (near_left and cols[0] == 0) or (near_right and cols[-1] == breadth - 1)
+    cut_by_the_image = (at_top and at_bottom) or (off_the_side and (at_top or at_bottom) and long >= length / 2)
+    return cut_by_the_image and (near_left or near_right) and printed_stroke(mask[rows[0] : rows[-1] + 1])
+
+
+def printed_stroke(band: np.ndarray) -> bool:
+    """Whether the ink of `band`, rows each crossed by it, is a printed line down them: inked in
+    every row by one run, of widths within LINE_WOBBLE of their median and that median under
+    PRINTED_WIDTH of the length, the runs' middles within LINE_WOBBLE of a straight line (a written
+    1 bends, thickens at its ends or carries a flag; a 3, a 6 or an 8 is several runs a row)."""
+    starts, ends = ink_runs(band)
+    if len(starts[0]) != len(band) or len(np.unique(starts[0])) != len(band):
+        return False
+    widths = ends[1] - starts[1]
+    middles = (starts[1] + ends[1]) / 2
+    along = np.arange(len(band))
+    fitted = np.polyval(np.polyfit(along, middles, 1), along) if len(band) > 1 else middles
+    return (np.abs(widths - np.median(widths)) <= LINE_WOBBLE).mean() >= STRAIGHT_SHARE \
+        and np.median(widths) <= PRINTED_WIDTH * len(band) \
+        and (np.abs(middles - fitted) <= LINE_WOBBLE).mean() >= STRAIGHT_SHARE
 
 
 def extent(ink: np.ndarray) -> int:
