@@ -28,7 +28,7 @@ from mnist_batch.reading import WORK_SIDE
 MIN_CONTRAST = 40  # ink must stand this far (0-255) above the paper, or the image is blank
 INK_THRESHOLD = 0.3  # of the peak ink level: below it is paper noise or shading
 FAINT_LINE = 0.2  # of the peak ink level: a printed line this faint is still looked for
-FAINTER_LINES = 0.8  # such lines' inked pieces are at most this dark, on average, for the digit left
+FAINTER_LINES = 0.8  # the ink removed as such lines averages at most this share of the remaining ink's mean
 BLANK_PEAK = 32  # an MNIST-form image whose brightest pixel is below this has no digit
 # Stroke widths in pixels of the 20x20 box a digit is fitted into. MNIST's run from 2.2 (5th
 # percentile) to 3.5 (75th); thinner strokes are widened to MNIST's 25th percentile. Strokes wider
@@ -49,7 +49,7 @@ CAPTION_SIDE = 0.3
 # gradient, a pool of light) and be levelled, if the edges lie within LIGHT_FIT of one smooth surface
 # (lamp_pool's patches must also be even, within twice that); a larger step is ink, not light.
 LIGHT_STEP, MAX_LIGHT_STEP, LIGHT_FIT = 12, 130, 8
-GRAIN_PIECE = 0.002  # of the image: a piece of paper or ink along its edge is this large or larger
+GRAIN_PIECE = 0.002  # of the image: pieces along its edge smaller than this are grain, not counted (edge_pieces)
 PAPER_SHARE = 0.75  # a class holding this share of the pixels is the paper (or the dark background)
 # A page's grain: the paper is the pixels within PAPER_SPREAD robust standard deviations of the
 # median; ink lies beyond INK_SPREAD of them (and MIN_CONTRAST / 2), on one side INK_SIDEDNESS times
@@ -143,7 +143,7 @@ def polarity(pixels: np.ndarray, counts: np.ndarray) -> tuple[bool, int, bool]:
         # a thick digit, which may hold most of it. What the ring holds decides.
         majority_light = light_share >= PAPER_SHARE
         if (light_pieces if majority_light else dark_pieces) == 0:
-            held = inside_the_ring(pixels > threshold if majority_light else pixels <= threshold)
+            held = inside_the_ring(off_the_edge(pixels > threshold if majority_light else pixels <= threshold))
             if held is not None:
                 inside = pixels[held]
                 return polarity(inside, np.bincount(inside.ravel(), minlength=256))[0], threshold, False
@@ -165,8 +165,9 @@ def inside_the_ring(held: np.ndarray) -> tuple[slice, slice] | None:
     outside_rows, outside_cols = ~held.any(axis=1), ~held.any(axis=0)
     top, bottom = int(np.argmin(outside_rows)), len(outside_rows) - int(np.argmin(outside_rows[::-1]))
     left, right = int(np.argmin(outside_cols)), len(outside_cols) - int(np.argmin(outside_cols[::-1]))
-    if min(bottom - top, right - left) < RING_INSIDE:
-        return None
+    if min(bottom - top, right - left) < RING_INSIDE or not (top and left and bottom < held.shape[0]
+                                                           and right < held.shape[1]):
+        return None  # (held on an edge: no ring around it; polarity would ask about the same pixels again)
     pieces, _ = ndimage.label(~held)
     ring = pieces == pieces[0, 0]  # the ring covers every edge pixel: it is one piece
     deep = ring[top + RING_CLEAR : bottom - RING_CLEAR, left + RING_CLEAR : right - RING_CLEAR]
@@ -430,6 +431,16 @@ def patch_medians(values: np.ndarray) -> np.ndarray:
     return (middle[:, (count - 1) // 2].astype(np.float64) + middle[:, count // 2]) / 2
 
 
+def off_the_edge(mask: np.ndarray) -> np.ndarray:
+    """`mask` without its pieces (4-connected) that reach the image's edge: where edge_pieces counts
+    none, the specks of grain on the edge that it leaves out."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return mask & ~np.isin(labels, edge[edge > 0])
+
+
 def edge_pieces(mask: np.ndarray) -> int:
     """How many separate pieces of `mask` (4-connected) reach the image's edge, not counting grain:
     pieces under GRAIN_PIECE of the image (a shaded edge's grain, split at the threshold; a large
@@ -514,7 +525,7 @@ def thin_thick_strokes(crop: np.ndarray, width: float) -> np.ndarray:
     """A marker's digit is a blot: its strokes (`width` in the crop) far wider than any MNIST
     digit's, its holes closed. Narrowed to THINNED_STROKE there with a square minimum filter (an
     erosion), unless that loses part of the digit (shape_kept): a pen whose width varies has thin
-    strokes too. Only in crops of THICK_CROP px or more."""
+    strokes too. strokes_as_mnists calls it only for crops of THICK_CROP px or more."""
     scale = 20.0 / max(crop.shape)
     size = 2 * round((width - THINNED_STROKE / scale) / 2) + 1
     if size < 3:
@@ -685,7 +696,7 @@ def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarra
     inked = field > 0
     if ndimage.label(inked, structure=np.ones((3, 3)))[1] < 2:
         return field, False
-    pieces, count = ndimage.label(faint | inked, structure=np.ones((3, 3)))
+    pieces, count = ndimage.label(faint | inked, structure=np.ones((3, 3)))  # so no inked pixel is background
     joined = np.zeros(count + 1, bool)
     joined[pieces[inked]] = True
     cleaned, found = remove_form_lines(field, joined[pieces])

@@ -21,7 +21,7 @@ LINE_TILT, LINE_STEP, LINE_SPAN, LINE_OVER_DIGIT, MAX_LINES = 6.0, 1.5, 0.45, 1.
 LINE_PASSES = 3  # searches for lines, each on what the last one left
 LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
 LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
-LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line
+LINE_WOBBLE = 1.5  # px: most of a printed line's middle lies this close to a straight line (its width, to its median)
 # A printed line is at most this many px (of that reduced box), or this share of its height, thick.
 LINE_THICKNESS, LINE_THICK_SHARE = 3, 0.1
 LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, holds the line's steps
@@ -42,7 +42,7 @@ EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 CAPTION_WIDTH = 1.5  # a caption's word is this many times as wide as tall, or wider
 EDGE_BAND = 0.08  # of the image's shorter side: ink wholly this close to one edge is a printed line's end
-NEIGHBOUR_BAND = 0.15  # of the image's width: a line wholly this close to a side is a neighbouring field's
+NEIGHBOUR_BAND = 0.15  # of the image's breadth across a line: one wholly this close to a side may be the next field's
 PRINTED_WIDTH, STRAIGHT_SHARE = 0.08, 0.9  # a printed line's width for its length; rows that keep to its line
 # Ruled paper (a notebook's lines, squared paper): lines crossing RULE_SPAN of the image or more,
 # through the digit too, at least RULED_LINES of them side by side (one such stroke is a 7's bar).
@@ -222,12 +222,15 @@ def a_neighbours_side(mask: np.ndarray) -> bool:
 
 
 def beside_and_cut(mask: np.ndarray) -> bool:
-    """a_neighbours_side for a line down the image (along its rows)."""
+    """a_neighbours_side for a line down the image (along its rows). Its ends come within EDGE_BAND
+    of the image's height of the top and bottom."""
     length, breadth = mask.shape
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return False
     long = rows[-1] - rows[0] + 1
-    at_top, at_bottom = rows[0] < EDGE_BAND * length, rows[-1] >= (1 - EDGE_BAND) * length - 1
-    near_left, near_right = cols[-1] < NEIGHBOUR_BAND * breadth, cols[0] >= (1 - NEIGHBOUR_BAND) * breadth
+    at_top, at_bottom = rows[0] < EDGE_BAND * length, length - 1 - rows[-1] < EDGE_BAND * length
+    near_left, near_right = cols[-1] < NEIGHBOUR_BAND * breadth, breadth - 1 - cols[0] < NEIGHBOUR_BAND * breadth
     off_the_side = (near_left and cols[0] == 0) or (near_right and cols[-1] == breadth - 1)
     cut_by_the_image = (at_top and at_bottom) or (off_the_side and (at_top or at_bottom) and long >= length / 2)
     return cut_by_the_image and (near_left or near_right) and printed_stroke(mask[rows[0] : rows[-1] + 1])
@@ -239,7 +242,7 @@ def printed_stroke(band: np.ndarray) -> bool:
     PRINTED_WIDTH of the length, the runs' middles within LINE_WOBBLE of a straight line (a written
     1 bends, thickens at its ends or carries a flag; a 3, a 6 or an 8 is several runs a row)."""
     starts, ends = ink_runs(band)
-    if len(starts[0]) != len(band) or len(np.unique(starts[0])) != len(band):
+    if not np.array_equal(starts[0], np.arange(len(band))):  # one run in each row
         return False
     widths = ends[1] - starts[1]
     middles = (starts[1] + ends[1]) / 2

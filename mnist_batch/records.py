@@ -90,7 +90,9 @@ class DecodedChunk:
         return self.digits[self.digit_index(rows)]
 
     def digit_index(self, rows: np.ndarray) -> np.ndarray:
-        return (np.cumsum(self.ok) - 1)[rows]  # an OK input's digit is the one after those of the OK inputs before it
+        """Where the digits of input `rows` (OK inputs only) lie in `digits`: after those of the OK
+        inputs before them."""
+        return (np.cumsum(self.ok) - 1)[rows]
 
     @property
     def ok(self) -> np.ndarray:

@@ -99,14 +99,16 @@ def other_readings_kept(chunk: records.DecodedChunk, inference, digit_score: np.
 def as_classify_reads(chunk: records.DecodedChunk, inference) -> records.DecodedChunk:
     """`chunk` with each close call's digit the reading classify keeps for it (likelier_reading):
     what learns from a set's digits (adapt, train --extra) sees a thick marker's ink, not its
-    paper. A network without a digit score keeps the first readings, as classify does."""
+    paper. A network without a digit score keeps the first readings, as classify does (the chunk is
+    returned as it is, its second readings still attached)."""
     if not len(chunk.other_way_rows) or not inference.knows_non_digits:
         return chunk
-    digit_score = np.ones(len(chunk.statuses), np.float32)  # only the close calls' first readings are needed
+    # Only digit scores are needed (the first look's): a minimum of 1 spares the unsure rows the second
+    # look, which changes only their probabilities.
+    digit_score = np.ones(len(chunk.statuses), np.float32)  # only the close calls' first readings are scored
     close_calls = chunk.other_way_rows
-    digit_score[close_calls] = inference.scores(chunk.digits_at(close_calls), [True] * len(close_calls),
-                                                DEFAULT_MIN_DIGIT_SCORE)[1]
-    rows, ways, _, _ = other_readings_kept(chunk, inference, digit_score, DEFAULT_MIN_DIGIT_SCORE)
+    digit_score[close_calls] = inference.scores(chunk.digits_at(close_calls), [True] * len(close_calls), 1.0)[1]
+    rows, ways, _, _ = other_readings_kept(chunk, inference, digit_score, 1.0)
     return chunk.with_readings(rows, chunk.other_ways[ways])
 
 

@@ -138,6 +138,23 @@ def test_the_paper_inside_a_box_cut_at_its_frame_is_never_taken_for_ink(tmp_path
     assert (written["pred"] == 1).sum() >= 22
 
 
+def test_specks_of_grain_on_the_edge_of_a_box_cut_at_its_frame_change_nothing(mnist_test):
+    """Which side is the paper leaves out pieces of grain along the edge (edge_pieces); a box cut
+    at its frame with such a speck on each edge then looked for the ring inside the whole image,
+    which is the same image: polarity asked about it again until Python's recursion limit."""
+    for index in range(12):
+        page = np.full((80, 80), 220, np.uint8)
+        page[:4], page[-4:], page[:, :4], page[:, -4:] = 40, 40, 40, 40
+        written = np.asarray(Image.fromarray(255 - mnist_test.images[index]).resize((40, 40)))
+        page[20:60, 20:60] = np.minimum(page[20:60, 20:60], written)
+        clean = records.load_image(page.copy())
+        for y, x in [(0, 40), (79, 30), (50, 0), (35, 79)]:
+            page[y, x] = 215 - index  # lighter than the frame: the paper's class, one pixel each
+        specked = records.load_image(page)
+        assert specked.status == clean.status == "ok", specked.error
+        assert np.array_equal(specked.digit, clean.digit)
+
+
 def field_beside_the_next(digit: np.ndarray | None, rng, line: bool) -> Image.Image:
     """A field cropped with the side of the next one: a dark line 1-3 px wide, 0-6% of the width
     from one side, the whole height; its own box printed too faint to be ink, or none; the page

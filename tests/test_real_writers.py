@@ -625,10 +625,10 @@ def test_a_marker_digit_whose_paper_is_a_close_call_is_read_both_ways_round(cli,
     assert (rows["pred"] == rows["label"]).sum() >= 167, rows["status"].value_counts()
 
 
-def test_adapt_and_fine_tuning_learn_from_the_reading_classify_keeps(tmp_path, mnist_test):
-    """adapt and train --extra --from learn from each close call's digit as classify reads it
-    (results.as_classify_reads): a marker's ink, not its paper taken for ink. Scored alone, the
-    digits they get give classify's digit scores row for row."""
+def test_fine_tuning_learns_from_the_reading_classify_keeps(tmp_path, mnist_test):
+    """train --extra --from (and adapt, through the same results.as_classify_reads) learns from each
+    close call's digit as classify reads it: a marker's ink, not its paper taken for ink. Scored
+    alone, those digits give classify's digit scores row for row."""
     from mnist_batch import Classifier, results
     from mnist_batch.model import Inference
 
@@ -649,6 +649,15 @@ def test_adapt_and_fine_tuning_learn_from_the_reading_classify_keeps(tmp_path, m
     read = (rows["status"] != "blank").to_numpy()
     assert np.array_equal(read, chosen.ok)
     assert np.allclose(score[read], rows["digit_score"].to_numpy()[read], atol=1e-5)
+
+    # train --extra --from smallbn trains on those digits (its holdout share set to nothing here)
+    from mnist_batch import train
+
+    labels_file = tmp_path / "labels.csv"
+    pl.DataFrame({"path": paths, "label": mnist_test.labels[:count].astype(str)}).write_csv(labels_file)
+    extra = train.load_extra(train.TrainOptions(extra=(labels_file,), base="smallbn", holdout=0.0, device="cpu"))
+    assert len(extra.train_x) == chosen.ok.sum()
+    assert {digit.tobytes() for digit in extra.train_x} == {digit.tobytes() for digit in chosen.digits}
 
 
 def test_a_marker_digit_far_thicker_than_mnists_is_narrowed(cli, tmp_path, mnist_test):
