@@ -383,7 +383,9 @@ def remove_form_lines(ink: np.ndarray, search: np.ndarray | None = None) -> tupl
     """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
     any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
     They are found on the ink's bounding box reduced to at most LINE_SIDE pixels (a block
-    maximum keeps thin lines whole): the search is then cheap whatever the scan's size."""
+    maximum keeps thin lines whole): the search is then cheap whatever the scan's size.
+    `search`: where to look for them, if not the ink alone (digitize.faint_lines_removed adds the
+    fainter ink that joins it); what they cover is removed from the ink."""
     inked = ink > 0
     mask = inked if search is None else search | inked
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
