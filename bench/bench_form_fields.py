@@ -148,6 +148,20 @@ def read_in_styled_fields(networks: dict, per_kind: int, seed: int) -> None:
         print(f"  {style}: {figures}; not ok {not_ok} of {per_kind}; empty ones read as a digit: {empty} of {per_kind}")
 
 
+def read_in_light_grey_fields(networks: dict, per_kind: int, seed: int) -> None:
+    """Small digits in fields printed light grey, unevenly (synthetic.light_grey_field), read as on
+    the same page without the lines: the lines break up at the ink threshold."""
+    test, rng = mnist_test(), np.random.default_rng(seed + 6)
+    fields, twins = [], []
+    for index in rng.integers(len(test.images), size=per_kind):
+        twin_rng = copy.deepcopy(rng)
+        fields.append(synthetic.light_grey_field(test.images[index], rng))
+        twins.append(synthetic.light_grey_field(test.images[index], twin_rng, lines=False))
+    figures, not_ok = read_alike(networks, fields, twins)
+    print(f"\nsmall digits in light grey printed fields read as without the lines ({per_kind}, seed {seed}): "
+          f"{figures}; not ok {not_ok} of {per_kind}")
+
+
 def read_on_ruled_paper(networks: dict, per_kind: int, seed: int) -> None:
     """Digits on a notebook's ruled paper and on squared paper (synthetic.ruled_page), read as on
     the same page without the ruling; and empty pages of each, which must not be a digit."""
@@ -226,6 +240,7 @@ def main() -> None:
     networks = {listed["name"]: Inference(listed["name"], "cpu") for listed in bundled_checkpoints()}
     read_as_unboxed(networks, per_kind, seed)
     read_in_styled_fields(networks, per_kind, seed)
+    read_in_light_grey_fields(networks, per_kind, seed)
     read_on_ruled_paper(networks, per_kind, seed)
     read_in_shadow(networks, per_kind, seed)
     preprocess_cost(2_000, seed)

@@ -291,6 +291,35 @@ def ruled_page(digit: np.ndarray | None, rng, squared: bool, lines: bool = True)
     return turned.crop((cut, cut, side - cut, side - cut))
 
 
+def light_grey_field(digit: np.ndarray, rng, lines: bool = True) -> Image.Image:
+    """A 28x28 MNIST digit written small and dark, anywhere in a box, comb or underline printed in
+    light grey lines 1-2 px wide whose toner is uneven: along each line it stands out from the paper
+    by 20-40% of what the ink does, so that at the ink threshold (30%) the line is inked in pieces
+    10-20 px long. `lines=False`: the same page without them."""
+    height = int(rng.integers(70, 130))
+    width = int(height * rng.uniform(0.9, 1.2))
+    paper, ink = rng.uniform(215, 240), rng.uniform(20, 60)
+    page = np.full((height, width), paper, np.float32)
+    margin, thickness = int(rng.integers(4, 12)), int(rng.integers(1, 3))
+    frame = ("box", "comb", "underline")[rng.integers(3)]
+    top, bottom, left, right = margin, height - margin - thickness, margin, width - margin - thickness
+    toner = paper - (0.3 + 0.1 * np.sin(np.arange(max(height, width)) * 2 * np.pi / rng.uniform(20, 40)
+                                        + rng.uniform(0, 2 * np.pi))) * (paper - ink)
+    if lines:
+        page[bottom : bottom + thickness, left:right] = toner[left:right]
+        if frame == "box":
+            page[top : top + thickness, left:right] = toner[left:right]
+        if frame != "underline":
+            start = top if frame == "box" else bottom - height // 4
+            for x in (left, right):
+                page[start:bottom, x : x + thickness] = toner[start:bottom, None]
+    side = int(height * rng.uniform(0.25, 0.4))  # written small, anywhere in the field
+    written = np.asarray(Image.fromarray(digit).resize((side, side), Image.BICUBIC), np.float32) / 255
+    y, x = (int(rng.integers(margin + 3, limit - side - 2)) for limit in (bottom, right))
+    page[y : y + side, x : x + side] = page[y : y + side, x : x + side] * (1 - written) + ink * written
+    return Image.fromarray(page.astype(np.uint8))
+
+
 def in_shadow(page: Image.Image, rng) -> Image.Image:
     """`page` with a shadow across it, as a hand or a phone casts one over a form: the paper beyond
     a straight edge at any angle, 0-40% of the way from the middle, darkened by 15-45%; the edge

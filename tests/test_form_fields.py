@@ -220,35 +220,6 @@ def test_a_digit_cropped_tight_in_height_and_against_a_side_is_read(tmp_path, mn
     assert (rows["pred"].to_numpy() == mnist_test.labels[[*ones, *others]]).mean() >= 0.9
 
 
-def light_grey_field(digit: np.ndarray, rng, lines: bool) -> Image.Image:
-    """A dark digit in a box, comb or underline printed in light grey lines 1-2 px wide, whose
-    toner is uneven: along each line it stands out from the paper by 20-40% of what the ink does,
-    so that at the ink threshold (30%) the line is inked in pieces 10-20 px long. `lines=False`: the
-    same page without them."""
-    height = int(rng.integers(70, 130))
-    width = int(height * rng.uniform(0.9, 1.2))
-    paper, ink = rng.uniform(215, 240), rng.uniform(20, 60)
-    page = np.full((height, width), paper, np.float32)
-    margin, thickness = int(rng.integers(4, 12)), int(rng.integers(1, 3))
-    frame = ("box", "comb", "underline")[rng.integers(3)]
-    top, bottom, left, right = margin, height - margin - thickness, margin, width - margin - thickness
-    toner = paper - (0.3 + 0.1 * np.sin(np.arange(max(height, width)) * 2 * np.pi / rng.uniform(20, 40)
-                                        + rng.uniform(0, 2 * np.pi))) * (paper - ink)
-    if lines:
-        page[bottom : bottom + thickness, left:right] = toner[left:right]
-        if frame == "box":
-            page[top : top + thickness, left:right] = toner[left:right]
-        if frame != "underline":
-            start = top if frame == "box" else bottom - height // 4
-            for x in (left, right):
-                page[start:bottom, x : x + thickness] = toner[start:bottom, None]
-    side = int(height * rng.uniform(0.25, 0.4))  # written small, anywhere in the field
-    written = np.asarray(Image.fromarray(digit).resize((side, side), Image.BICUBIC), np.float32) / 255
-    y, x = (int(rng.integers(margin + 3, limit - side - 2)) for limit in (bottom, right))
-    page[y : y + side, x : x + side] = page[y : y + side, x : x + side] * (1 - written) + ink * written
-    return Image.fromarray(page.astype(np.uint8))
-
-
 def test_a_small_digit_in_a_light_grey_printed_field_is_read_without_the_lines(tmp_path, mnist_test):
     """The pieces of a light grey frame inked at the ink threshold stayed beside a small digit (each
     a tenth of its ink or more: no speck) and, too short to be found as lines, stretched its box:
@@ -260,8 +231,8 @@ def test_a_small_digit_in_a_light_grey_printed_field_is_read_without_the_lines(t
         folder.mkdir()
     for i in range(60):
         twin_rng = copy.deepcopy(rng)
-        light_grey_field(mnist_test.images[i], rng, lines=True).save(folders[0] / f"{i:03d}.png")
-        light_grey_field(mnist_test.images[i], twin_rng, lines=False).save(folders[1] / f"{i:03d}.png")
+        synthetic.light_grey_field(mnist_test.images[i], rng, lines=True).save(folders[0] / f"{i:03d}.png")
+        synthetic.light_grey_field(mnist_test.images[i], twin_rng, lines=False).save(folders[1] / f"{i:03d}.png")
     fields, unlined = (classify(folder, tmp_path / f"{folder.name}.csv") for folder in folders)
     assert (fields["pred"] == unlined["pred"]).sum() >= 48
 
