@@ -11,6 +11,7 @@ Everything here works on plain arrays; nothing imports torch.
 """
 
 import functools
+import itertools
 
 import numpy as np
 
@@ -38,6 +39,7 @@ LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where 
 SMALLEST_FIELD = 24
 TICK_SHARE = 0.5  # ... or holds under this share of the digit's ink
 TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
+TICK_TWINS = 0.15  # a comb's two ticks differ in height and in ink by at most this share
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
 CAPTION_WIDTH = 1.5  # a caption's word is this many times as wide as tall, or wider
@@ -629,9 +631,38 @@ def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
     # digit beside which it would look small.
     along = ndimage.binary_dilation(removed, structure=np.ones((3, 3)), iterations=LINE_MEET)
     hugging = np.bincount(labels[~along], minlength=count + 1) == 0
-    drop = touching & ((areas < LINE_END_SHARE * areas[1:].max()) | hugging | comb_ticks(labels, areas))
+    drop = touching & ((areas < LINE_END_SHARE * areas[1:].max()) | hugging | comb_ticks(labels, areas)
+                       | tick_pair(labels, areas, removed))
     drop[0] = False
     return np.where(drop[labels], 0, cleaned)
+
+
+def tick_pair(labels: np.ndarray, areas: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Which pieces (by label) are a comb's two ticks standing on its base: thin upright pieces whose
+    foot, and not their top, touches where a line was removed (`removed`), two of them of the same
+    height and ink (within TICK_TWINS), whichever is the largest piece. An empty comb cell cropped
+    with the base running on beyond its ticks left them to be read as a 1; a digit written between
+    them is a piece of another size. (The two sides of a narrow 0 whose top and bottom were taken
+    for lines touch them at both ends.)"""
+    from scipy import ndimage
+
+    pairs = np.zeros(len(areas), bool)
+    boxes = ndimage.find_objects(labels)
+
+    def standing(label: int, rows: slice, cols: slice) -> bool:
+        piece = labels[rows, cols] == label
+        near = removed[rows, cols]
+        foot, top = slice(-LINE_MEET - 1, None), slice(0, LINE_MEET + 1)
+        return bool((piece[foot] & near[foot]).any()) and not (piece[top] & near[top]).any()
+
+    upright = [label for label, (rows, cols) in enumerate(boxes, start=1)
+               if cols.stop - cols.start <= TICK_SHAPE * (rows.stop - rows.start) and standing(label, rows, cols)]
+    heights = {label: boxes[label - 1][0].stop - boxes[label - 1][0].start for label in upright}
+    for first, second in itertools.combinations(upright, 2):
+        if (abs(heights[first] - heights[second]) <= TICK_TWINS * max(heights[first], heights[second])
+                and abs(areas[first] - areas[second]) <= TICK_TWINS * max(areas[first], areas[second])):
+            pairs[[first, second]] = True
+    return pairs
 
 
 def comb_ticks(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:

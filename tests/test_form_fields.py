@@ -258,6 +258,49 @@ def test_a_thin_pens_strokes_are_not_taken_for_faint_lines(mnist_test, monkeypat
         assert np.array_equal(digitize.preprocess(page), digit)
 
 
+def comb_cell_cut_from_its_row(digit: np.ndarray | None, rng, lines: bool = True) -> Image.Image:
+    """A comb field's cell cropped from its row: the base runs on across the whole crop, beyond the
+    cell's two ticks (a quarter to half the cell's height, 1-4 px like the base); the page turned by
+    up to 3 degrees. `digit`: written between the ticks, or None. `lines=False`: no base, no ticks."""
+    height, width = int(rng.integers(60, 120)), int(rng.integers(90, 160))
+    paper, level, thickness = rng.uniform(215, 245), rng.uniform(20, 90), int(rng.integers(1, 5))
+    page = np.full((height, width), paper, np.float32)
+    base = height - int(rng.integers(8, 16))
+    left, right = int(width * rng.uniform(0.15, 0.25)), int(width * rng.uniform(0.75, 0.85))
+    tick = int((base - 8) * rng.uniform(0.25, 0.5))
+    if lines:
+        page[base : base + thickness, :] = level
+        page[base - tick : base, left : left + thickness] = page[base - tick : base, right : right + thickness] = level
+    if digit is not None:
+        side = min(int((right - left) * 0.8), base - 6)
+        written = np.asarray(Image.fromarray(digit).resize((side, side), Image.BICUBIC), np.float32) / 255
+        top, start = base - side - 2, left + (right - left - side) // 2
+        cell = page[top : top + side, start : start + side]
+        page[top : top + side, start : start + side] = cell * (1 - written) + rng.uniform(20, 60) * written
+    return Image.fromarray(page.astype(np.uint8)).rotate(float(rng.uniform(-3, 3)), Image.BICUBIC, fillcolor=int(paper))
+
+
+def test_an_empty_comb_cell_cut_from_its_row_is_not_a_digit(tmp_path, mnist_test):
+    """With the base running on beyond the cell's ticks, both ticks stood where it was and the
+    larger one was kept as the digit, a 1: 5 of these 60 were not_digit with lenet (smallbn 6). Two
+    thin upright pieces of the same size standing on a removed line are a comb's ticks
+    (form_lines.tick_pair): 58 (59). Digits written between them are read as without the comb, as
+    before (60 of 60)."""
+    rng = np.random.default_rng(47)
+    folders = {name: tmp_path / name for name in ("empty", "written", "unlined")}
+    for folder in folders.values():
+        folder.mkdir()
+    for i in range(60):
+        comb_cell_cut_from_its_row(None, rng).save(folders["empty"] / f"{i:03d}.png")
+        twin_rng = copy.deepcopy(rng)
+        comb_cell_cut_from_its_row(mnist_test.images[i], rng).save(folders["written"] / f"{i:03d}.png")
+        plain = comb_cell_cut_from_its_row(mnist_test.images[i], twin_rng, lines=False)
+        plain.save(folders["unlined"] / f"{i:03d}.png")
+    empty, written, unlined = (classify(folder, tmp_path / f"{name}.csv") for name, folder in folders.items())
+    assert (empty["status"] == "not_digit").sum() >= 50, empty["status"].value_counts()
+    assert (written["pred"] == unlined["pred"]).sum() >= 50
+
+
 def test_an_empty_underline_is_not_a_digit_even_without_a_digit_score(tmp_path):
     """A lone printed line, turned a little and up to 4 px wide, is flatter than any digit: lenet,
     which has no digit score, read some as digits (5 of 200 before; comb fields 14 of 200, now 6)."""
