@@ -268,6 +268,7 @@ class RunFiles:
         if not self.buffered:
             return
         frame = pl.concat(self.buffered)
+        rows = frame.height
         try:
             write_atomic(self.parts / f"part-{self.sequence:06d}.parquet", frame.write_parquet, own_folder=True)
         except (OSError, pl.exceptions.PolarsError) as error:
@@ -275,9 +276,11 @@ class RunFiles:
                     "--resume to continue" if self.kept_rows else "no rows were kept: rerun the command")
             raise UserError(f"cannot write the rows of {shown(self.out)} into {shown(self.parts)}: "
                             f"{write_failure(error, self.parts)}; {kept}") from None
-        self.sequence += 1
-        self.kept_rows += frame.height
-        self.buffered, self.buffered_rows = [], 0
+        # One assignment with no call in it, which a stop signal cannot split: a stop between the part's
+        # number and the buffer wrote the same rows again as the next part (classify.interrupted
+        # flushes), and --resume gave them twice. Before it, a flush again writes the same part again.
+        (self.buffered, self.buffered_rows, self.sequence,
+         self.kept_rows) = [], 0, self.sequence + 1, self.kept_rows + rows
         self.next_flush = time.monotonic() + PART_SECONDS
 
     def discard_if_empty(self) -> None:

@@ -330,6 +330,36 @@ def test_an_out_dir_link_swapped_mid_run_loses_no_row(tmp_path, mnist_test):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("stop_at", ["after the part is renamed into place", "while counting its rows"])
+def test_a_stop_signal_in_the_middle_of_writing_a_part_keeps_each_row_once(tmp_path, monkeypatch, stop_at):
+    """SIGTERM raises KeyboardInterrupt wherever the main process is; classify.interrupted then
+    flushes the rows not yet in a part. A stop after a part was written but before the buffer was
+    emptied wrote the same rows again as the next part, and --resume gave them twice (2,016 rows
+    for 2,000 inputs, once in a CI run). Here the stop lands at two such places in flush()."""
+    rows = pl.DataFrame({column: pl.Series([None] * 16, dtype=kind) for column, kind in results.SCHEMA.items()})
+    rows = rows.with_columns(file_id=pl.Series([f"/in/{i}.png" for i in range(16)]))
+    run = run_files.RunFiles(tmp_path / "out.parquet", "parquet")
+    run.buffered, run.buffered_rows = [rows], rows.height
+    write_atomic, height = run_files.write_atomic, pl.DataFrame.height
+    stopped = []
+
+    def stop_once():
+        if not stopped:
+            stopped.append(True)
+            raise KeyboardInterrupt
+
+    if stop_at == "after the part is renamed into place":
+        monkeypatch.setattr(run_files, "write_atomic", lambda *args, **kw: (write_atomic(*args, **kw), stop_once()))
+    else:
+        monkeypatch.setattr(pl.DataFrame, "height", property(lambda frame: (stop_once(), height.fget(frame))[1]))
+    with pytest.raises(KeyboardInterrupt):
+        run.flush()
+    run.flush()  # as classify.interrupted does
+    kept = run.scan_parts().collect()
+    assert sorted(kept["file_id"].to_list()) == sorted(rows["file_id"].to_list())
+    assert run.kept_rows == 16
+
+
 def test_name_that_is_not_utf8_is_classified_stored_escaped_and_resumed(cli, tmp_path, mnist_test):
     folder = tmp_path / "in"
     odd = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.png")
