@@ -17,8 +17,7 @@ from PIL import Image, ImageFilter
 
 from mnist_batch.form_lines import (
     a_neighbours_side,
-    only_a_line_on_the_edge,
-    only_lines_left,
+    nothing_but_lines,
     remove_form_lines,
     remove_ruling,
     zero_padded,
@@ -431,14 +430,20 @@ def patch_medians(values: np.ndarray) -> np.ndarray:
     return (middle[:, (count - 1) // 2].astype(np.float64) + middle[:, count // 2]) / 2
 
 
-def off_the_edge(mask: np.ndarray) -> np.ndarray:
-    """`mask` without its pieces (4-connected) that reach the image's edge: where edge_pieces counts
-    none, the specks of grain on the edge that it leaves out."""
+def pieces_on_the_edge(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces of `mask` (4-connected) as labels, and the labels of those that reach the image's edge."""
     from scipy import ndimage
 
     labels, _ = ndimage.label(mask)
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    return mask & ~np.isin(labels, edge[edge > 0])
+    return labels, np.unique(edge[edge > 0])
+
+
+def off_the_edge(mask: np.ndarray) -> np.ndarray:
+    """`mask` without its pieces that reach the image's edge: where edge_pieces counts none, the
+    specks of grain on the edge that it leaves out."""
+    labels, on_the_edge = pieces_on_the_edge(mask)
+    return mask & ~np.isin(labels, on_the_edge)
 
 
 def edge_pieces(mask: np.ndarray) -> int:
@@ -446,12 +451,8 @@ def edge_pieces(mask: np.ndarray) -> int:
     pieces under GRAIN_PIECE of the image (a shaded edge's grain, split at the threshold; a large
     scan's working copy is reduced to about WORK_SIDE px first). A class left with none is taken to
     lie inside the other (polarity)."""
-    from scipy import ndimage
-
-    labels, _ = ndimage.label(mask)
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    pieces = np.unique(edge[edge > 0])
-    return int(np.count_nonzero(np.bincount(labels.ravel())[pieces] >= GRAIN_PIECE * mask.size))
+    labels, on_the_edge = pieces_on_the_edge(mask)
+    return int(np.count_nonzero(np.bincount(labels.ravel())[on_the_edge] >= GRAIN_PIECE * mask.size))
 
 
 def background_level(counts: np.ndarray, threshold: int, light_background: bool) -> float:
@@ -674,10 +675,9 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if (had_lines and (only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape))
-            or a_neighbours_side(ink > 0)):
+    if had_lines and nothing_but_lines(ink, field) or a_neighbours_side(ink > 0):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], had_lines
@@ -700,8 +700,7 @@ def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarra
     joined = np.zeros(count + 1, bool)
     joined[pieces[inked]] = True
     cleaned, found = remove_form_lines(field, joined[pieces])
-    rows, cols = np.flatnonzero(cleaned.any(axis=1)), np.flatnonzero(cleaned.any(axis=0))
-    if not found or only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, cleaned.shape):
+    if not found or nothing_but_lines(cleaned, field):
         return field, False
     removed = inked & (cleaned == 0)
     if not removed.any() or field[removed].mean() > FAINTER_LINES * cleaned[cleaned > 0].mean():

@@ -213,6 +213,13 @@ def only_a_line_on_the_edge(rows: np.ndarray, cols: np.ndarray, shape: tuple[int
     return on_a_side or on_top_or_bottom
 
 
+def nothing_but_lines(ink: np.ndarray, field: np.ndarray) -> bool:
+    """Whether the ink left once a field's lines are gone is no digit: only_lines_left, or
+    only_a_line_on_the_edge."""
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape)
+
+
 def a_neighbours_side(mask: np.ndarray) -> bool:
     """Whether the ink (`mask`) is only a printed line along one side of the image, cut by the image
     at both ends: the side of the next field, cropped with this empty one, whose own lines may be
