@@ -29,7 +29,8 @@ TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSer
                "DejaVuSerif-Italic", "DejaVuSansMono", "DejaVuSansMono-BoldOblique")
 HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
 TEX_TEXT_FONTS = ("cmr10", "cmss10")  # TeX's text encoding: < > ~ print as ¡ ¿ and an accent, so no signs
-KINDS = ("letter", "symbol", "pair", "half", "scribble", "tick", "cross", "blot", "underline", "empty_box", "noise")
+KINDS = ("letter", "symbol", "pair", "half", "scribble", "tick", "cross", "blot", "underline", "empty_box", "noise",
+         "scratch_out", "crossed_out", "stamp")
 FRAMES = ("box", "open", "comb", "underline")
 TIGHT_CROPS = 0.2  # share of scanned digits cut to their ink's box
 MAX_LIT_SHARE = 0.36  # of a 28x28 digit's pixels: MNIST training digits stay under 0.33
@@ -76,15 +77,26 @@ def on_paper(ink: np.ndarray, rng) -> Image.Image:
 
 
 def digits_side_by_side(rng, images: np.ndarray) -> Image.Image:
-    """Two or three MNIST digits in one crop, as a field that holds a number."""
+    """Two or three MNIST digits in one crop, as a field that holds a number: apart or touching
+    (overlapping by up to 4 px), of a size each, some a little higher than the others."""
     count = int(rng.integers(2, 4))
-    picks = [images[i] for i in rng.integers(len(images), size=count)]
     pieces = []
-    for digit in picks:
+    for digit in (images[i] for i in rng.integers(len(images), size=count)):
+        size = int(28 * rng.uniform(0.75, 1.0))
+        digit = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC))
         cols = np.flatnonzero(digit.max(axis=0) > 30)
         pieces.append(digit[:, cols[0] : cols[-1] + 1] if len(cols) else digit)
-        pieces.append(np.zeros((28, int(rng.integers(0, 6))), np.uint8))
-    return on_paper(np.concatenate(pieces[:-1], axis=1), rng)
+    gaps = rng.integers(-4, 7, size=count)
+    width = sum(piece.shape[1] for piece in pieces) + int(gaps[:-1].clip(-4).sum()) + 8
+    canvas = np.zeros((36, width + 8), np.uint8)
+    x = 4
+    for piece, gap in zip(pieces, gaps, strict=True):
+        y = int(rng.integers(0, 37 - piece.shape[0]))
+        region = canvas[y : y + piece.shape[0], x : x + piece.shape[1]]
+        np.maximum(region, piece, out=region)
+        x += piece.shape[1] + int(gap)
+    cols = np.flatnonzero(canvas.max(axis=0))
+    return on_paper(canvas[:, cols[0] : cols[-1] + 1], rng)
 
 
 def half_digit(rng, images: np.ndarray, labels: np.ndarray) -> Image.Image:
@@ -121,8 +133,63 @@ def noise(rng) -> Image.Image:
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
+def scribble(rng, side: int) -> list[list[tuple[float, float]]]:
+    """The paths of a scribble: a wavy random walk, a coil of loops across the crop, or two to four
+    loose curves (random walks smoothed)."""
+    style = rng.integers(3)
+    if style == 0:
+        walk = np.cumsum(rng.normal(0, side * 0.18, (int(rng.integers(5, 14)), 2)), axis=0) + side / 2
+        return [[tuple(p) for p in walk.clip(side * 0.1, side * 0.9)]]
+    if style == 1:
+        turns = rng.uniform(2.5, 6)
+        t = np.linspace(0, turns * 2 * np.pi, int(turns * 24))
+        radius = side * rng.uniform(0.1, 0.22)
+        x = side * 0.15 + t / t[-1] * side * 0.7 + radius * np.cos(t) * rng.uniform(0.6, 1.2)
+        y = side / 2 + radius * np.sin(t) + rng.normal(0, side * 0.02, len(t))
+        return [list(zip(x.clip(0, side), y.clip(0, side), strict=True))]
+    paths = []
+    for _ in range(int(rng.integers(2, 5))):
+        start = side * rng.uniform(0.3, 0.7, 2)
+        walk = np.cumsum(rng.normal(0, side * 0.15, (int(rng.integers(4, 9)), 2)), axis=0) + start
+        for _ in range(3):  # Chaikin's corner cutting: a pen's curve rather than a polyline
+            walk = np.concatenate([0.75 * walk[:-1] + 0.25 * walk[1:], 0.25 * walk[:-1] + 0.75 * walk[1:]], axis=1)
+            walk = walk.reshape(-1, 2)
+        paths.append([tuple(p) for p in walk.clip(side * 0.05, side * 0.95)])
+    return paths
+
+
+def zigzag(rng, box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    """A scratch-out over `box` (x0, y0, x1, y1): 6-14 strokes back and forth across it, along or down."""
+    x0, y0, x1, y1 = box
+    count = int(rng.integers(6, 15))
+    along = np.linspace(0, 1, count) + rng.normal(0, 0.03, count)
+    ends = np.where(np.arange(count) % 2 == 0, 0.0, 1.0) + rng.normal(0, 0.05, count)
+    if rng.random() < 0.5:
+        return [(x0 + (x1 - x0) * e, y0 + (y1 - y0) * a) for a, e in zip(along, ends, strict=True)]
+    return [(x0 + (x1 - x0) * a, y0 + (y1 - y0) * e) for a, e in zip(along, ends, strict=True)]
+
+
+def blot(rng, draw: ImageDraw.ImageDraw, side: int, fill: int) -> None:
+    """Ink spilt on the page: overlapping round drops, one ragged blob, or a blob with its splashes."""
+    centre = side * rng.uniform(0.35, 0.65, 2)
+    if rng.random() < 0.4:
+        for _ in range(int(rng.integers(1, 5))):
+            x, y = side * rng.uniform(0.3, 0.7, 2)
+            rx, ry = side * rng.uniform(0.05, 0.25, 2)
+            draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
+        return
+    angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(7, 16))))
+    radii = side * rng.uniform(0.08, 0.3) * rng.uniform(0.5, 1.3, len(angles))
+    outline = centre + radii[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    draw.polygon([tuple(p) for p in outline], fill=fill)
+    for _ in range(int(rng.integers(0, 9)) if rng.random() < 0.5 else 0):
+        x, y = centre + rng.normal(0, side * 0.25, 2)
+        r = side * rng.uniform(0.01, 0.04)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
+
+
 def strokes(rng, kind: str) -> Image.Image:
-    """Pen marks: a scribble (a random wavy path), a tick, a cross, an ink blot, or an underline."""
+    """Pen marks: a scribble, a scratch-out, a tick, a cross, an ink blot, or an underline."""
     side = int(rng.integers(48, 120))
     page = paper((side, side), rng)
     draw = ImageDraw.Draw(page)
@@ -133,9 +200,11 @@ def strokes(rng, kind: str) -> Image.Image:
         return (side * rng.uniform(x0, x1), side * rng.uniform(y0, y1))
 
     if kind == "scribble":
-        count = int(rng.integers(5, 14))
-        path = np.cumsum(rng.normal(0, side * 0.18, (count, 2)), axis=0) + side / 2
-        draw.line([tuple(p) for p in path.clip(side * 0.1, side * 0.9)], fill=fill, width=width, joint="curve")
+        for path in scribble(rng, side):
+            draw.line(path, fill=fill, width=width, joint="curve")
+    elif kind == "scratch_out":
+        draw.line(zigzag(rng, (*point(0.05, 0.3, 0.05, 0.3), *point(0.7, 0.95, 0.7, 0.95))), fill=fill, width=width,
+                  joint="curve")
     elif kind == "tick":
         draw.line([point(0.15, 0.35, 0.45, 0.65), point(0.35, 0.5, 0.7, 0.9), point(0.65, 0.9, 0.1, 0.35)],
                   fill=fill, width=width, joint="curve")
@@ -143,16 +212,48 @@ def strokes(rng, kind: str) -> Image.Image:
         draw.line([point(0.1, 0.3, 0.1, 0.3), point(0.7, 0.9, 0.7, 0.9)], fill=fill, width=width)
         draw.line([point(0.7, 0.9, 0.1, 0.3), point(0.1, 0.3, 0.7, 0.9)], fill=fill, width=width)
     elif kind == "blot":
-        for _ in range(int(rng.integers(1, 5))):
-            x, y = point(0.3, 0.7, 0.3, 0.7)
-            rx, ry = side * rng.uniform(0.05, 0.25, 2)
-            draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
+        blot(rng, draw, side, fill)
         page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
     elif kind == "underline":
         y = side * rng.uniform(0.6, 0.9)
         draw.line([(side * rng.uniform(0, 0.2), y), (side * rng.uniform(0.8, 1), y + rng.normal(0, 2))],
                   fill=fill, width=width)
     return page
+
+
+def crossed_out(rng, images: np.ndarray) -> Image.Image:
+    """An MNIST digit the writer cancelled: a scratch-out or a cross over its ink."""
+    page = on_paper(images[rng.integers(len(images))], rng)
+    side = page.size[0]
+    draw = ImageDraw.Draw(page)
+    width, fill = max(2, int(side * rng.uniform(0.04, 0.08))), ink_level(rng)
+    inner = (side * 0.2, side * 0.2, side * 0.8, side * 0.8)
+    if rng.random() < 0.6:
+        draw.line(zigzag(rng, inner), fill=fill, width=width, joint="curve")
+    else:  # a cross over it: one stroke alone would be a 7's or a 4's bar
+        draw.line([(inner[0], inner[1]), (inner[2], inner[3])], fill=fill, width=width)
+        draw.line([(inner[2], inner[1]), (inner[0], inner[3])], fill=fill, width=width)
+    return page
+
+
+def stamp(rng, fonts: tuple[str, ...]) -> Image.Image:
+    """An office stamp in a field: a ring, a double ring or a frame printed in thin even lines, with
+    letters in it, often fainter than a pen and turned."""
+    side = int(rng.integers(56, 130))
+    page = paper((side, side), rng)
+    draw = ImageDraw.Draw(page)
+    fill, width = int(rng.uniform(20, 140)), int(rng.integers(1, 4))
+    inset = side * rng.uniform(0.05, 0.15)
+    box = [inset, inset * rng.uniform(0.8, 2.5), side - inset, side - inset * rng.uniform(0.8, 2.5)]
+    outline = draw.ellipse if rng.random() < 0.6 else draw.rectangle
+    outline(box, outline=fill, width=width)
+    if rng.random() < 0.4:
+        gap = width + side * 0.05
+        outline([box[0] + gap, box[1] + gap, box[2] - gap, box[3] - gap], outline=fill, width=width)
+    font = ImageFont.truetype(font_path(fonts[rng.integers(len(fonts))]), int(side * rng.uniform(0.12, 0.22)))
+    text = "".join(rng.choice(list(LETTERS.upper()), size=int(rng.integers(2, 6))))
+    draw.text((side / 2, side / 2), text, fill=fill, font=font, anchor="mm")
+    return page.rotate(float(rng.uniform(-30, 30)), Image.BICUBIC, fillcolor=int(np.median(page)))
 
 
 def empty_field(rng) -> Image.Image:
@@ -176,6 +277,10 @@ def non_digit(rng, kind: str, images: np.ndarray, labels: np.ndarray,
         return empty_field(rng)
     if kind == "noise":
         return noise(rng)
+    if kind == "crossed_out":
+        return crossed_out(rng, images)
+    if kind == "stamp":
+        return stamp(rng, fonts)
     return strokes(rng, kind)
 
 

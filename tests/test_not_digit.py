@@ -52,6 +52,17 @@ def test_signs_halves_of_digits_and_noise_are_not_digits(cli, tmp_path, mnist_te
     assert min(shares.values()) >= 0.6 and sum(shares.values()) / 3 >= 0.8, shares
 
 
+@pytest.mark.timeout(240)
+def test_scratch_outs_crossed_out_digits_stamps_and_scribbles_are_not_digits(cli, tmp_path, mnist_test):
+    """Before the network was trained with the first three, a round stamp read as a 0 (25% of
+    stamps rejected) and a scratch-out as a 1 or a 4."""
+    write_non_digits(tmp_path / "in", ["scratch_out", "crossed_out", "stamp", "scribble"], 30, mnist_test)
+    frame = classified(cli, tmp_path / "in", tmp_path / "o.parquet")
+    rejected = frame.group_by("kind").agg((pl.col("status") == "not_digit").mean().alias("share"))
+    shares = dict(rejected.iter_rows())
+    assert min(shares.values()) >= 0.6 and sum(shares.values()) / 4 >= 0.85, shares
+
+
 def test_the_paper_between_a_marker_letters_legs_is_not_read_as_a_digit(cli, tmp_path):
     """A bold letter cropped to its ink is half ink: which side is the paper is a close call, and the
     image is read both ways round. The other reading of an n, u, h, H, U, N or M is the paper between
