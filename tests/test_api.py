@@ -34,7 +34,7 @@ def test_api_rows_equal_the_cli_rows(cli, classifier, folder, tmp_path):
 
 
 def test_in_memory_images_match_their_files(classifier, folder, mnist_test):
-    path = str(next((folder / str(mnist_test.labels[0])).glob("*.png")))
+    path = str(folder / str(mnist_test.labels[0]) / "00000.png")  # the file of images[0], not another of its label
     digit = mnist_test.images[0]
     frame = classifier.predict([path, Image.open(path), digit, digit.astype(np.float32) / 255, digit[:, :, None]])
     assert frame["path"].to_list() == [path, None, None, None, None]
