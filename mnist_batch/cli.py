@@ -164,8 +164,8 @@ def train_command(
     holdout: float = typer.Option(0.2, metavar="P", help="Share of the --extra digits held back to measure the gain."),
     non_digits: float = typer.Option(
         0.0, metavar="SHARE", help="smallbn only: add a \"not a digit\" output, trained on generated letters, "
-        "signs, digit pairs, halves of digits, pen marks, blots, empty form fields and noise making up this share "
-        "of each batch (e.g. 0.2)."),
+        "signs, digit pairs, halves of digits, pen marks, scratch-outs, crossed-out digits, stamps, blots, empty form "
+        "fields and noise making up this share of each batch (e.g. 0.2)."),
     scanned: float = typer.Option(
         0.0, metavar="SHARE", help="Add MNIST training digits rendered as scans (low resolution, tilt, blur, "
         "uneven light, JPEG) and preprocessed as classify does, making up this share of each batch (e.g. 0.15)."),
