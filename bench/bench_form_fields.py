@@ -75,7 +75,7 @@ def read_as_unboxed(networks: dict, per_kind: int, seed: int) -> None:
               f"{read_as_digits(networks, [Image.fromarray(page) for page in pages])} of {per_kind}")
 
 
-STYLES = ("caption", "double", "shaded", "dropout red", "dashed", "neighbours", "next field's side")
+STYLES = ("caption", "double", "shaded", "dropout red", "dashed", "round", "neighbours", "next field's side")
 
 
 def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: np.ndarray) -> Image.Image:
@@ -104,6 +104,8 @@ def styled_field(digit: np.ndarray, rng, style: str, printed: bool, neighbours: 
             draw.rectangle([a, a, b, b], outline=(225, 224, 219), width=2)
             x = side - 3 - offset if offset % 2 else offset
             draw.line([(x, 0), (x, side)], fill=(level, level, level), width=2)
+    elif printed and style == "round":  # a circle around the box's middle, clear of the digit
+        draw.ellipse([a - 8, a - 8, b + 8, b + 8], outline=(40, 40, 40), width=2)
     elif printed and style == "dashed":
         for start in range(a, b, 8):
             for dash in ([(start, a), (start + 4, a)], [(start, b), (start + 4, b)],

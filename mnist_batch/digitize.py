@@ -19,6 +19,7 @@ from mnist_batch.form_lines import (
     a_neighbours_side,
     nothing_but_lines,
     remove_form_lines,
+    remove_printed_ring,
     remove_ruling,
     zero_padded,
 )
@@ -672,6 +673,8 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     ink, had_lines = remove_form_lines(field)
     if not had_lines and not ruled:  # (a ruled page's lines, taken away, are still in `faint`)
         ink, had_lines = faint_lines_removed(field, faint)
+    if not had_lines and not ruled:
+        ink, had_lines = remove_printed_ring(ink)
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)

@@ -56,6 +56,10 @@ RULE_ON_IMAGE = 0.5
 RULE_CLEAR, RULE_CLEAR_SHARE = 4, 0.7
 RULE_SOLID = 0.75  # a ruled line is inked along this share of it, pixel by pixel (not grain seen as a line)
 RULE_DARKER = 1.5  # ink this many times the ruling's own level, on a ruled line, is written on it
+# A round field's printed ring around the digit: one piece of ink whose hole holds RING_HOLDS of the
+# rest, covering at most RING_INK of the area it encloses (a thin line: a written 0's stroke covers
+# 0.4-0.8 of it), the writing in it at least RING_CONTENT of the hole's height tall (not a speck).
+RING_HOLDS, RING_INK, RING_CONTENT = 0.9, 0.25, 0.3
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
@@ -584,6 +588,29 @@ def hangs_beside_the_digit(band: tuple[np.ndarray, np.ndarray], bases: list[tupl
     for rows, cols in bases:
         without_bases[rows, cols] = False
     return apart(band, digit, without_bases)
+
+
+def remove_printed_ring(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The ink without the printed ring of a round field written in (a circle or an oval, RING_INK
+    thin, holding the digit apart from it), and whether there was one. A digit touching its ring is
+    one piece with it and keeps it."""
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if count < 2:
+        return ink, False
+    boxes = ndimage.find_objects(pieces)
+    areas = [(rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in boxes]
+    ring = pieces == int(np.argmax(areas)) + 1  # the piece of the largest box
+    enclosed = ndimage.binary_fill_holes(ring)
+    hole, inside = enclosed & ~ring, (pieces > 0) & ~ring
+    if (np.count_nonzero(inside & hole) < RING_HOLDS * np.count_nonzero(inside)
+            or np.count_nonzero(ring) > RING_INK * np.count_nonzero(enclosed)):
+        return ink, False
+    held_rows, hole_rows = np.flatnonzero((inside & hole).any(axis=1)), np.flatnonzero(hole.any(axis=1))
+    if held_rows[-1] - held_rows[0] + 1 < RING_CONTENT * len(hole_rows):
+        return ink, False
+    return np.where(ring, 0, ink), True
 
 
 def largest_piece(ink: np.ndarray) -> np.ndarray | None:
