@@ -60,6 +60,9 @@ RULE_DARKER = 1.5  # ink this many times the ruling's own level, on a ruled line
 # rest, covering at most RING_INK of the area it encloses (a thin line: a written 0's stroke covers
 # 0.4-0.8 of it), the writing in it at least RING_CONTENT of the hole's height tall (not a speck).
 RING_HOLDS, RING_INK, RING_CONTENT = 0.9, 0.25, 0.3
+# An empty one is a closed loop as thin, its outer half within RING_SPREAD (standard deviation, of its
+# size) of an ellipse: a written 0, even a fine pen's, strays 0.025 or more (the benches' 0s: 0.03+).
+RING_SPREAD, RING_HOLE = 0.02, 0.3
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
@@ -611,6 +614,27 @@ def remove_printed_ring(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if held_rows[-1] - held_rows[0] + 1 < RING_CONTENT * len(hole_rows):
         return ink, False
     return np.where(ring, 0, ink), True
+
+
+def an_empty_ring(mask: np.ndarray) -> bool:
+    """Whether the ink (`mask`) is only a printed ring: one closed loop whose hole is RING_HOLE or
+    more of what it encloses, covering at most RING_INK of it, and an ellipse within RING_SPREAD
+    (fitted to the enclosed area's second moments; the spread of its outer half's radii)."""
+    from scipy import ndimage
+
+    enclosed = ndimage.binary_fill_holes(mask)
+    area = np.count_nonzero(enclosed)
+    if np.count_nonzero(mask) > RING_INK * area or area - np.count_nonzero(mask) < RING_HOLE * area:
+        return False
+    if ndimage.label(mask, structure=np.ones((3, 3)))[1] != 1:
+        return False
+    ys, xs = np.nonzero(enclosed)
+    centre = np.array([ys.mean(), xs.mean()])
+    spreads, axes = np.linalg.eigh(np.cov(np.vstack([ys, xs])))
+    along = (np.column_stack(np.nonzero(mask)) - centre) @ axes / (2 * np.sqrt(spreads))  # a filled ellipse's semi-axes
+    radii = np.hypot(along[:, 0], along[:, 1])
+    outer = radii[radii > np.median(radii)]
+    return float(np.std(outer / np.quantile(radii, 0.9))) <= RING_SPREAD
 
 
 def largest_piece(ink: np.ndarray) -> np.ndarray | None:
