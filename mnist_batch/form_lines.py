@@ -61,8 +61,9 @@ RULE_DARKER = 1.5  # ink this many times the ruling's own level, on a ruled line
 # 0.4-0.8 of it), the writing in it at least RING_CONTENT of the hole's height tall (not a speck).
 RING_HOLDS, RING_INK, RING_CONTENT = 0.9, 0.25, 0.3
 # An empty one is a closed loop as thin, its outer half within RING_SPREAD (standard deviation, of its
-# size) of an ellipse: a written 0, even a fine pen's, strays 0.025 or more (the benches' 0s: 0.03+).
-RING_SPREAD, RING_HOLE = 0.02, 0.3
+# size) of an ellipse: the benches' written 0s stray 0.025 or more, a smooth fine-pen loop wobbling by
+# 3-5% 0.011 or more; printed circles of 60-160 px 0.003-0.029 (64% of them under this).
+RING_SPREAD, RING_HOLE = 0.01, 0.3
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
