@@ -22,6 +22,7 @@ from mnist_batch.form_lines import (
     remove_form_lines,
     remove_printed_ring,
     remove_ruling,
+    remove_underline,
     zero_padded,
 )
 from mnist_batch.reading import WORK_SIDE
@@ -676,6 +677,8 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
         ink, had_lines = faint_lines_removed(field, faint)
     if not had_lines and not ruled:
         ink, had_lines = remove_printed_ring(ink)
+    if not had_lines and not ruled:
+        ink, had_lines = remove_underline(ink)
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)

@@ -64,6 +64,11 @@ RING_HOLDS, RING_INK, RING_CONTENT = 0.9, 0.25, 0.3
 # size) of an ellipse: the benches' written 0s stray 0.025 or more, a smooth fine-pen loop wobbling by
 # 3-5% 0.011 or more; printed circles of 60-160 px 0.003-0.029 (64% of them under this).
 RING_SPREAD, RING_HOLE = 0.01, 0.3
+# A writer's underline beneath the digit, apart from it: a piece wholly below the rest of the ink,
+# flatter than UNDERLINE_FLAT (height over width), at least UNDERLINE_SPAN of the rest's width long,
+# its middle within UNDERLINE_CENTRED of its length from the rest's (a thin pen's 2 whose base broke
+# off starts under the curve's end and runs on to one side).
+UNDERLINE_FLAT, UNDERLINE_SPAN, UNDERLINE_CENTRED = 0.25, 0.6, 0.2
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
@@ -615,6 +620,27 @@ def remove_printed_ring(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     if held_rows[-1] - held_rows[0] + 1 < RING_CONTENT * len(hole_rows):
         return ink, False
     return np.where(ring, 0, ink), True
+
+
+def remove_underline(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The ink without a short line drawn under the digit, apart from it and centred under it (too
+    short for a printed line: no longer than the digit is tall), and whether there was one."""
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if count < 2:
+        return ink, False
+    boxes = ndimage.find_objects(pieces)
+    lowest = max(range(count), key=lambda i: boxes[i][0].stop)
+    rows, cols = boxes[lowest]
+    rest = (pieces > 0) & (pieces != lowest + 1)
+    rest_rows, rest_cols = np.flatnonzero(rest.any(axis=1)), np.flatnonzero(rest.any(axis=0))
+    length, rest_width = cols.stop - cols.start, rest_cols[-1] - rest_cols[0] + 1
+    off_centre = abs((cols.start + cols.stop - 1) / 2 - (rest_cols[0] + rest_cols[-1]) / 2)
+    if (rows.start <= rest_rows[-1] or rows.stop - rows.start > UNDERLINE_FLAT * length
+            or length < UNDERLINE_SPAN * rest_width or off_centre > UNDERLINE_CENTRED * length):
+        return ink, False
+    return np.where(pieces == lowest + 1, 0, ink), True
 
 
 def an_empty_ring(mask: np.ndarray) -> bool:
