@@ -6,7 +6,8 @@ along rows (and, transposed, columns) of each shear in LINE_SHEARS. A run is a p
 is long for the ink left beside it, thin, and straight; what a line leaves behind (its ends, a comb
 field's ticks) goes with it. Ruled and squared paper, whose lines cross the digit too, goes first
 (remove_ruling). digitize.preprocess calls remove_ruling, remove_form_lines, then, where lines were
-found, only_lines_left and only_a_line_on_the_edge.
+found, only_lines_left and only_a_line_on_the_edge; where none were, remove_printed_ring (a round
+field's circle) and remove_underline (a writer's short line under the digit), pieces apart from it.
 Everything here works on plain arrays; nothing imports torch.
 """
 
