@@ -64,6 +64,21 @@ def read_as_unboxed(tmp_path: Path, fields: list[tuple]) -> float:
     return (boxed["pred"].to_numpy() == plain["pred"].to_numpy()).mean()
 
 
+def read_with_and_without(tmp_path: Path, draw, digits: np.ndarray, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The CLI's rows for each digit drawn by `draw(digit, rng, printed)` with its printed parts and,
+    from the same random state, without them: two frames in the same order."""
+    rng = np.random.default_rng(seed)
+    folders = (tmp_path / "printed", tmp_path / "plain")
+    for folder in folders:
+        folder.mkdir()
+    for i, digit in enumerate(digits):
+        twin_rng = copy.deepcopy(rng)
+        draw(digit, rng, True).save(folders[0] / f"{i:03d}.png")
+        draw(digit, twin_rng, False).save(folders[1] / f"{i:03d}.png")
+    printed, plain = (classify(folder, tmp_path / f"{folder.name}.csv") for folder in folders)
+    return printed, plain
+
+
 def test_a_tilted_box_cut_by_the_page_edge_is_removed(tmp_path, mnist_test):
     """Margin 0: the turned box's corners fall off the page, so that each side is cut at one end and
     no side meets the line beside it (the two sides still frame the field)."""
@@ -225,15 +240,9 @@ def test_a_small_digit_in_a_light_grey_printed_field_is_read_without_the_lines(t
     a tenth of its ink or more: no speck) and, too short to be found as lines, stretched its box:
     lenet read 20 of these 60 as without the lines (smallbn 18: 37 not_digit). They are looked for
     again with the faint ink that joins them (digitize.faint_lines_removed): 52 (smallbn 53)."""
-    rng = np.random.default_rng(43)
-    folders = (tmp_path / "fields", tmp_path / "unlined")
-    for folder in folders:
-        folder.mkdir()
-    for i in range(60):
-        twin_rng = copy.deepcopy(rng)
-        synthetic.light_grey_field(mnist_test.images[i], rng, lines=True).save(folders[0] / f"{i:03d}.png")
-        synthetic.light_grey_field(mnist_test.images[i], twin_rng, lines=False).save(folders[1] / f"{i:03d}.png")
-    fields, unlined = (classify(folder, tmp_path / f"{folder.name}.csv") for folder in folders)
+    fields, unlined = read_with_and_without(
+        tmp_path, lambda digit, rng, printed: synthetic.light_grey_field(digit, rng, lines=printed),
+        mnist_test.images[:60], 43)
     assert (fields["pred"] == unlined["pred"]).sum() >= 48
 
 
@@ -260,15 +269,7 @@ def test_a_digit_written_inside_a_printed_circle_is_read_without_it(tmp_path, mn
     """A round field's ring, no straight line, stayed around the digit: lenet read 6 of these 60 as
     without it (smallbn rejected most as a stamp). A piece that holds the rest in its hole and is
     thin for what it encloses is the ring (form_lines.remove_printed_ring): 58."""
-    rng = np.random.default_rng(47)
-    folders = (tmp_path / "round", tmp_path / "plain")
-    for folder in folders:
-        folder.mkdir()
-    for i in range(60):
-        twin_rng = copy.deepcopy(rng)
-        round_field(mnist_test.images[i], rng).save(folders[0] / f"{i:03d}.png")
-        round_field(mnist_test.images[i], twin_rng, ring=False).save(folders[1] / f"{i:03d}.png")
-    fields, plain = (classify(folder, tmp_path / f"{folder.name}.csv") for folder in folders)
+    fields, plain = read_with_and_without(tmp_path, round_field, mnist_test.images[:60], 47)
     assert (fields["pred"] == plain["pred"]).sum() >= 57
 
 
@@ -309,15 +310,7 @@ def test_a_digit_underlined_by_its_writer_is_read_without_the_line(tmp_path, mni
     """A short line under the digit, too short for a printed line (no longer than the digit is
     tall), stayed and was read as part of it: lenet read 55 of these 60 as without it. A flat piece
     wholly below the rest, centred under it and as wide, goes (form_lines.remove_underline): 60."""
-    rng = np.random.default_rng(59)
-    folders = (tmp_path / "underlined", tmp_path / "plain")
-    for folder in folders:
-        folder.mkdir()
-    for i in range(60):
-        twin_rng = copy.deepcopy(rng)
-        underlined(mnist_test.images[i], rng).save(folders[0] / f"{i:03d}.png")
-        underlined(mnist_test.images[i], twin_rng, line=False).save(folders[1] / f"{i:03d}.png")
-    fields, plain = (classify(folder, tmp_path / f"{folder.name}.csv") for folder in folders)
+    fields, plain = read_with_and_without(tmp_path, underlined, mnist_test.images[:60], 59)
     assert (fields["pred"] == plain["pred"]).sum() >= 57
 
 
