@@ -611,16 +611,21 @@ def remove_printed_ring(ink: np.ndarray) -> tuple[np.ndarray, bool]:
         return ink, False
     boxes = ndimage.find_objects(pieces)
     areas = [(rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in boxes]
-    ring = pieces == int(np.argmax(areas)) + 1  # the piece of the largest box
+    label = int(np.argmax(areas)) + 1  # the piece of the largest box
+    box = boxes[label - 1]
+    ring = pieces[box] == label  # what it encloses lies in its box: the holes are looked for there alone
+    if np.count_nonzero(ring) > RING_INK * ring.size:
+        return ink, False  # (a plain digit with a speck: no hole search on every scan)
     enclosed = ndimage.binary_fill_holes(ring)
-    hole, inside = enclosed & ~ring, (pieces > 0) & ~ring
-    if (np.count_nonzero(inside & hole) < RING_HOLDS * np.count_nonzero(inside)
+    hole = enclosed & ~ring
+    held = hole & (pieces[box] > 0)
+    if (np.count_nonzero(held) < RING_HOLDS * (np.count_nonzero(pieces) - np.count_nonzero(ring))
             or np.count_nonzero(ring) > RING_INK * np.count_nonzero(enclosed)):
         return ink, False
-    held_rows, hole_rows = np.flatnonzero((inside & hole).any(axis=1)), np.flatnonzero(hole.any(axis=1))
+    held_rows, hole_rows = np.flatnonzero(held.any(axis=1)), np.flatnonzero(hole.any(axis=1))
     if held_rows[-1] - held_rows[0] + 1 < RING_CONTENT * len(hole_rows):
         return ink, False
-    return np.where(ring, 0, ink), True
+    return np.where(pieces == label, 0, ink), True
 
 
 def remove_underline(ink: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -650,6 +655,12 @@ def an_empty_ring(mask: np.ndarray) -> bool:
     (fitted to the enclosed area's second moments; the spread of its outer half's radii)."""
     from scipy import ndimage
 
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return False
+    mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # what a loop encloses lies in its box
+    if np.count_nonzero(mask) > RING_INK * mask.size:
+        return False  # (most digits: no hole search)
     enclosed = ndimage.binary_fill_holes(mask)
     area = np.count_nonzero(enclosed)
     if np.count_nonzero(mask) > RING_INK * area or area - np.count_nonzero(mask) < RING_HOLE * area:
