@@ -87,8 +87,7 @@ def digits_side_by_side(rng, images: np.ndarray) -> Image.Image:
         cols = np.flatnonzero(digit.max(axis=0) > 30)
         pieces.append(digit[:, cols[0] : cols[-1] + 1] if len(cols) else digit)
     gaps = rng.integers(-4, 7, size=count)
-    width = sum(piece.shape[1] for piece in pieces) + int(gaps[:-1].clip(-4).sum()) + 8
-    canvas = np.zeros((36, width + 8), np.uint8)
+    canvas = np.zeros((36, sum(piece.shape[1] for piece in pieces) + int(gaps[:-1].sum()) + 8), np.uint8)
     x = 4
     for piece, gap in zip(pieces, gaps, strict=True):
         y = int(rng.integers(0, 37 - piece.shape[0]))
