@@ -19,6 +19,7 @@ from mnist_batch.form_lines import (
     a_neighbours_side,
     an_empty_ring,
     nothing_but_lines,
+    remove_corner_marks,
     remove_form_lines,
     remove_printed_ring,
     remove_ruling,
@@ -670,6 +671,7 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     ink *= 255.0 / peak
     faint = ink >= FAINT_LINE * 255
     ink[ink < INK_THRESHOLD * 255] = 0  # background removal: paper grain, shading, JPEG ringing
+    unruled = ink
     ink, ruled = remove_ruling(ink)
     field = drop_specks(ink)
     ink, had_lines = remove_form_lines(field)
@@ -679,15 +681,27 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
         ink, had_lines = remove_printed_ring(ink)
     if not had_lines and not ruled:
         ink, had_lines = remove_underline(ink)
+    if not had_lines and not ruled:
+        ink, had_lines = remove_corner_marks(ink)
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
-    if had_lines and nothing_but_lines(ink, field) or a_neighbours_side(ink > 0) or an_empty_ring(ink > 0):
+    if (had_lines and nothing_but_lines(ink, field) or a_neighbours_side(ink > 0) or an_empty_ring(ink > 0)
+            or ruled and an_empty_frame(drop_specks(unruled))):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):
         raise NotADigit("only a flat stroke (a dash or a line), flatter than any digit: no digit")
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], had_lines
+
+
+def an_empty_frame(field: np.ndarray) -> bool:
+    """Whether ink whose lines were taken for ruled paper is an empty box instead: a box whose margins
+    are narrow has its top and bottom (or sides) cross the image as a notebook's lines do; once they
+    are gone, one of its other sides, away from the edge, was read as a 1. As a form's frame, its
+    lines leave nothing; a digit written on a ruled page is not a frame's line and stays."""
+    ink, had_lines = remove_form_lines(field)
+    return had_lines and nothing_but_lines(drop_specks(ink, CAPTION_SIDE), field)
 
 
 def faint_lines_removed(field: np.ndarray, faint: np.ndarray) -> tuple[np.ndarray, bool]:

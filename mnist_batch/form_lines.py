@@ -7,7 +7,8 @@ is long for the ink left beside it, thin, and straight; what a line leaves behin
 field's ticks) goes with it. Ruled and squared paper, whose lines cross the digit too, goes first
 (remove_ruling). digitize.preprocess calls remove_ruling, remove_form_lines, then, where lines were
 found, only_lines_left and only_a_line_on_the_edge; where none were, remove_printed_ring (a round
-field's circle) and remove_underline (a writer's short line under the digit), pieces apart from it.
+field's circle), remove_underline (a writer's short line under the digit) and remove_corner_marks (a
+field marked by an L at each corner), pieces apart from it.
 Everything here works on plain arrays; nothing imports torch.
 """
 
@@ -34,6 +35,7 @@ SIDE_GAP = 3  # px (of that reduced box): a frame's lone side keeps at least thi
 LONE_SIDE_DIGIT = 0.2  # the digit beside a frame's lone side is at least this share of the side tall
 FRAME_WIDTH = 0.4  # a field is at least this share of its height wide
 OUTER_SHARE = 0.12  # a printed line lies within this share of the ink's extent from its edge
+CRUMB_SHARE = 0.05  # pieces on the field's edge this much smaller than the largest, once the lines are gone: no digit
 LINE_END_SHARE = 0.2  # pieces of ink this much smaller than the largest, where a line was, are its remains
 # px: in ink smaller than this (a 16x16 crop), a digit's strokes run from edge to edge as a
 # frame's lines would; a field this small holds no readable digit inside its lines.
@@ -70,6 +72,13 @@ RING_SPREAD, RING_HOLE = 0.01, 0.3
 # its middle within UNDERLINE_CENTRED of its length from the rest's (a thin pen's 2 whose base broke
 # off starts under the curve's end and runs on to one side).
 UNDERLINE_FLAT, UNDERLINE_SPAN, UNDERLINE_CENTRED = 0.25, 0.6, 0.2
+# A field marked by its corners: at least CORNER_MARKS Ls in other corners of the ink's box, their bends
+# within CORNER_REACH of its size from them, arms at most CORNER_ARM of its sides long, each spanning
+# CORNER_SPAN of the L's box, the ink within CORNER_BAND of the L's size of its two outer sides; the
+# smallest at least CORNER_TWINS of the largest. The field's box leaves out specks under CORNER_SPECK of
+# the largest piece's size.
+CORNER_SPECK = 0.1
+CORNER_MARKS, CORNER_REACH, CORNER_ARM, CORNER_SPAN, CORNER_BAND, CORNER_TWINS = 3, 0.1, 0.45, 0.8, 0.35, 0.5
 LINE_SHEARS = np.tan(np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.01, LINE_STEP)))
 
 
@@ -436,7 +445,7 @@ def remove_form_lines(ink: np.ndarray, search: np.ndarray | None = None) -> tupl
     lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: box.shape[0], : box.shape[1]]
     cleaned = ink.copy()
     cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
-    return drop_line_ends(cleaned, inked), True
+    return drop_line_ends(cleaned, inked, max(LINE_MEET, factor)), True
 
 
 def thin_enough_for_lines(mask: np.ndarray) -> bool:
@@ -494,7 +503,8 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
                 or both_edges([band for band, _ in vertical], field) or lone_side(band, inside, mask)
                 or hangs_beside_the_digit(band, bases, inside, mask)]
     inside = ink_inside(mask, bases + [band for band, _ in vertical])
-    digit_rows, digit_cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    digit = without_crumbs(inside)
+    digit_rows, digit_cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
     digit_height = np.ptp(digit_rows) + 1 if len(digit_rows) else 0
     printed = [band for band, length in horizontal
                if frames_the_digit(length, digit_cols, digit_height) and not ends_on_the_digit(band, inside)]
@@ -504,6 +514,23 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
     if printed:
         return printed + [band for band in sides if meets(band, printed, mask.shape)]
     return [band for band in sides if lone_side(band, inside, mask)]
+
+
+def without_crumbs(inside: np.ndarray) -> np.ndarray:
+    """The ink left once the lines are gone, less pieces under CRUMB_SHARE of the largest's area on the
+    field's edge: what the page's edge left of a turned comb's tick, away from its base, would make the
+    digit as wide as the field, and no line longer than it. (A thin pen's crumbs inside the digit
+    stay: without them, a 3's arm may be as wide as the rest.)"""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(inside, structure=np.ones((3, 3)))
+    if count < 2:
+        return inside
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
+    edge = np.zeros(count + 1, bool)
+    edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    return ~((areas < CRUMB_SHARE * areas.max()) & edge)[labels] & inside
 
 
 def cut_by_the_page(band: tuple[np.ndarray, np.ndarray], length: int, field: tuple[int, int],
@@ -649,6 +676,58 @@ def remove_underline(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.where(pieces == lowest + 1, 0, ink), True
 
 
+def remove_corner_marks(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The ink without a field's corner marks (an L printed at each of its corners instead of a
+    frame, as on forms read by machine), and whether there were: CORNER_MARKS or more pieces, each in
+    another corner of the ink's box, an L whose bend points out of it (corner_mark), of much the same
+    size (within CORNER_TWINS). A digit's detached strokes are two at most (a faint 2's hook and base,
+    at opposite corners). A digit touching a mark keeps it."""
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if count < CORNER_MARKS:
+        return ink, False
+    boxes = ndimage.find_objects(pieces)
+    sides = np.array([max(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in boxes])
+    kept = [box for box, side in zip(boxes, sides, strict=True) if side >= CORNER_SPECK * sides.max()]  # no dust
+    field = (min(rows.start for rows, _ in kept), max(rows.stop for rows, _ in kept),
+             min(cols.start for _, cols in kept), max(cols.stop for _, cols in kept))
+    marks = {}
+    for label, box in enumerate(boxes, start=1):
+        corner = corner_mark(pieces[box] == label, box, field)
+        if corner is not None:
+            marks.setdefault(corner, []).append((label, max(box[0].stop - box[0].start, box[1].stop - box[1].start)))
+    found = [max(candidates, key=lambda mark: mark[1]) for candidates in marks.values()]
+    sizes = [size for _, size in found]
+    if len(found) < CORNER_MARKS or min(sizes) < CORNER_TWINS * max(sizes):
+        return ink, False
+    return np.where(np.isin(pieces, [label for label, _ in found]), 0, ink), True
+
+
+def corner_mark(piece: np.ndarray, box: tuple[slice, slice], field: tuple[int, int, int, int]) -> tuple | None:
+    """Which corner of the `field` (top, bottom, left, right) a piece of ink (`piece`, its `box`) marks,
+    or None: it reaches two sides of the field that meet there (within CORNER_REACH of the field's
+    size: turned, a mark's ends are not level with the other marks'), its arms are each at most
+    CORNER_ARM of the field's side, and its ink lies along the two sides of its box that meet at that
+    corner, within CORNER_BAND of its size (an L: thin arms bent outwards, not a curve or a bar)."""
+    top, bottom, left, right = field
+    rows, cols = box
+    tall, wide = rows.stop - rows.start, cols.stop - cols.start
+    if tall > CORNER_ARM * (bottom - top) or wide > CORNER_ARM * (right - left) or min(tall, wide) < 3:
+        return None
+    reach_y, reach_x = CORNER_REACH * (bottom - top), CORNER_REACH * (right - left)
+    upper, lower = rows.start - top <= reach_y, bottom - rows.stop <= reach_y
+    first, last = cols.start - left <= reach_x, right - cols.stop <= reach_x
+    if upper == lower or first == last:
+        return None
+    band = max(2, int(CORNER_BAND * max(tall, wide)))
+    near_row = piece[:band] if upper else piece[-band:]
+    near_col = piece[:, :band] if first else piece[:, -band:]
+    along = np.count_nonzero(near_row) + np.count_nonzero(near_col)
+    arms = (near_row.any(axis=0).mean() >= CORNER_SPAN) and (near_col.any(axis=1).mean() >= CORNER_SPAN)
+    return (upper, first) if arms and along >= np.count_nonzero(piece) else None
+
+
 def an_empty_ring(mask: np.ndarray) -> bool:
     """Whether the ink (`mask`) is only a printed ring: one closed loop whose hole is RING_HOLE or
     more of what it encloses, covering at most RING_INK of it, and an ellipse within RING_SPREAD
@@ -712,9 +791,10 @@ def meets(band: tuple, others: list[tuple], shape: tuple[int, int], upper: bool 
     return bool(near[rows[ends], cols[ends]].any())
 
 
-def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
+def drop_line_ends(cleaned: np.ndarray, before: np.ndarray, reach: int = LINE_MEET) -> np.ndarray:
     """What a removed line leaves: its blurred ends, corners and the ticks of a comb field. They
-    touch where the line was and are small beside the largest piece of ink (the digit)."""
+    touch where the line was and are small beside the largest piece of ink (the digit), or lie
+    wholly within `reach` px of it (a line found on a reduced image is placed to its block size)."""
     from scipy import ndimage
 
     labels, count = ndimage.label(cleaned > 0, structure=np.ones((3, 3)))
@@ -726,7 +806,7 @@ def drop_line_ends(cleaned: np.ndarray, before: np.ndarray) -> np.ndarray:
     touching[np.unique(labels[removed])] = True
     # A piece that lies wholly along where a line was is its edge: in an empty box there is no
     # digit beside which it would look small.
-    along = ndimage.binary_dilation(removed, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    along = ndimage.binary_dilation(removed, structure=np.ones((3, 3)), iterations=reach)
     hugging = np.bincount(labels[~along], minlength=count + 1) == 0
     drop = touching & ((areas < LINE_END_SHARE * areas[1:].max()) | hugging | comb_ticks(labels, areas)
                        | tick_pair(labels, areas, removed))

@@ -314,6 +314,84 @@ def test_a_digit_underlined_by_its_writer_is_read_without_the_line(tmp_path, mni
     assert (fields["pred"] == plain["pred"]).sum() >= 57
 
 
+def corner_marked(digit: np.ndarray, rng, marks: bool = True) -> Image.Image:
+    """A 28x28 MNIST digit in a field marked only by an L at each corner (1-3 px, arms a fifth to a third
+    of the field's side), apart from them, on a page turned up to 5 degrees; `marks=False`: the same
+    page without the marks."""
+    side = int(rng.integers(100, 180))
+    page = Image.new("L", (side, side), int(rng.uniform(215, 245)))
+    draw = ImageDraw.Draw(page)
+    inset, width, level = side * rng.uniform(0.04, 0.2), int(rng.integers(1, 4)), int(rng.uniform(20, 90))
+    arm = (side - 2 * inset) * rng.uniform(0.2, 0.33)
+    for x, y, dx, dy in ((inset, inset, 1, 1), (side - inset, inset, -1, 1), (inset, side - inset, 1, -1),
+                         (side - inset, side - inset, -1, -1)):
+        if marks:
+            draw.line([(x + dx * arm, y), (x, y), (x, y + dy * arm)], fill=level, width=width)
+    size = int((side - 2 * inset) * 0.7)
+    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
+    pixels = np.asarray(page, np.float32)
+    top = (side - size) // 2
+    pixels[top : top + size, top : top + size] = pixels[top : top + size, top : top + size] * (1 - ink) + 30 * ink
+    return Image.fromarray(pixels.astype(np.uint8)).rotate(float(rng.uniform(-5, 5)), Image.BICUBIC,
+                                                          fillcolor=int(np.median(pixels)))
+
+
+def test_a_digit_in_a_field_marked_by_its_corners_is_read_without_the_marks(tmp_path, mnist_test):
+    """Machine-read forms mark a field by an L at each corner instead of a frame. The Ls, too short
+    for lines, stayed and shrank the digit: lenet read 6 of these 60 as without them (smallbn 1). Three
+    Ls or more in other corners of the ink's box, of a size, go (form_lines.remove_corner_marks): 59
+    (smallbn 58)."""
+    fields, plain = read_with_and_without(tmp_path, corner_marked, mnist_test.images[:60], 61)
+    assert (fields["pred"] == plain["pred"]).sum() >= 57
+
+
+def test_an_empty_field_marked_by_its_corners_is_not_a_digit(tmp_path):
+    """Its Ls were a digit to lenet, all 40 of them (smallbn: not a digit)."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    rng = np.random.default_rng(67)
+    for i in range(40):
+        corner_marked(np.zeros((28, 28), np.uint8), rng).save(folder / f"{i:03d}.png")
+    rows = classify(folder, tmp_path / "empty.csv")
+    assert rows["status"].to_list() == ["not_digit"] * 40
+
+
+def box_nearly_as_wide_as_the_page(digit: np.ndarray | None, rng, lines: bool = True) -> Image.Image:
+    """A box whose sides come within 0-6 px of the page's left and right edges, with 15-40 px above and
+    below it, 1-3 px lines, turned up to 5 degrees, a digit filling most of its height in it or none;
+    `lines=False`: the same page without the box."""
+    width, height = int(rng.integers(140, 200)), int(rng.integers(130, 180))
+    page = Image.new("L", (width, height), int(rng.uniform(200, 240)))
+    left, right = int(rng.integers(0, 7)), int(rng.integers(0, 7))
+    top, bottom = int(rng.integers(15, 41)), int(rng.integers(15, 41))
+    if lines:
+        ImageDraw.Draw(page).rectangle([left, top, width - 1 - right, height - 1 - bottom],
+                                       outline=int(rng.uniform(40, 140)), width=int(rng.integers(1, 4)))
+    if digit is not None:
+        size = int((height - top - bottom) * 0.9)
+        ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
+        pixels = np.asarray(page, np.float32)
+        y, x = (top + height - bottom - size) // 2, (width - size) // 2
+        pixels[y : y + size, x : x + size] = pixels[y : y + size, x : x + size] * (1 - ink) + 30 * ink
+        page = Image.fromarray(pixels.astype(np.uint8))
+    return page.rotate(float(rng.uniform(-5, 5)), Image.BICUBIC, fillcolor=int(np.median(np.asarray(page))))
+
+
+def test_an_empty_box_as_wide_as_the_page_is_no_ruled_page(tmp_path, mnist_test):
+    """A box whose top and bottom cross the page from edge to edge looks like a ruled page's lines.
+    Taken as such, they went, and a side left away from the edge was read as a 1: 6 of these 40. As a
+    form's frame, nothing is left (digitize.an_empty_frame); the digits written in such boxes are read
+    as without them."""
+    rng = np.random.default_rng(71)
+    (tmp_path / "empty").mkdir()
+    for i in range(40):
+        box_nearly_as_wide_as_the_page(None, rng).save(tmp_path / "empty" / f"{i:03d}.png")
+    rows = classify(tmp_path / "empty", tmp_path / "empty.csv")
+    assert rows["status"].to_list() == ["not_digit"] * 40
+    fields, plain = read_with_and_without(tmp_path, box_nearly_as_wide_as_the_page, mnist_test.images[:40], 73)
+    assert fields["status"].to_list() == ["ok"] * 40 and (fields["pred"] == plain["pred"]).sum() >= 38
+
+
 def test_a_thin_pens_strokes_are_not_taken_for_faint_lines(mnist_test, monkeypatch):
     """A fine pen's digit breaks into pieces at the ink threshold, as a faint frame does, and the
     faint ink joining them made a 5's bar a printed line (5 read as 6): lines looked for again
