@@ -19,11 +19,9 @@ from mnist_batch.form_lines import (
     a_neighbours_side,
     an_empty_ring,
     nothing_but_lines,
-    remove_corner_marks,
     remove_form_lines,
-    remove_printed_ring,
+    remove_pieces_apart,
     remove_ruling,
-    remove_underline,
     zero_padded,
 )
 from mnist_batch.reading import WORK_SIDE
@@ -678,11 +676,7 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     if not had_lines and not ruled:  # (a ruled page's lines, taken away, are still in `faint`)
         ink, had_lines = faint_lines_removed(field, faint)
     if not had_lines and not ruled:
-        ink, had_lines = remove_printed_ring(ink)
-    if not had_lines and not ruled:
-        ink, had_lines = remove_underline(ink)
-    if not had_lines and not ruled:
-        ink, had_lines = remove_corner_marks(ink)
+        ink, had_lines = remove_pieces_apart(ink)
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)

@@ -6,9 +6,9 @@ along rows (and, transposed, columns) of each shear in LINE_SHEARS. A run is a p
 is long for the ink left beside it, thin, and straight; what a line leaves behind (its ends, a comb
 field's ticks) goes with it. Ruled and squared paper, whose lines cross the digit too, goes first
 (remove_ruling). digitize.preprocess calls remove_ruling, remove_form_lines, then, where lines were
-found, only_lines_left and only_a_line_on_the_edge; where none were, remove_printed_ring (a round
-field's circle), remove_underline (a writer's short line under the digit) and remove_corner_marks (a
-field marked by an L at each corner), pieces apart from it.
+found, only_lines_left and only_a_line_on_the_edge; where none were, remove_pieces_apart:
+remove_printed_ring (a round field's circle), remove_underline (a writer's short line under the
+digit) and remove_corner_marks (a field marked by an L at each corner), pieces apart from it.
 Everything here works on plain arrays; nothing imports torch.
 """
 
@@ -627,13 +627,26 @@ def hangs_beside_the_digit(band: tuple[np.ndarray, np.ndarray], bases: list[tupl
     return apart(band, digit, without_bases)
 
 
-def remove_printed_ring(ink: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The ink without the printed ring of a round field written in (a circle or an oval, RING_INK
-    thin, holding the digit apart from it), and whether there was one. A digit touching its ring is
-    one piece with it and keeps it."""
+def remove_pieces_apart(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Where no line was found: a round field's ring, else a writer's underline, else a field's corner
+    marks removed from the ink, each pieces of it apart from the digit; and whether any was. The ink's
+    pieces are labelled once for the three."""
     from scipy import ndimage
 
     pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    for remove in (remove_printed_ring, remove_underline, remove_corner_marks):
+        cleaned, found = remove(ink, pieces, count)
+        if found:
+            return cleaned, True
+    return ink, False
+
+
+def remove_printed_ring(ink: np.ndarray, pieces: np.ndarray, count: int) -> tuple[np.ndarray, bool]:
+    """The ink without the printed ring of a round field written in (a circle or an oval, RING_INK
+    thin, holding the digit apart from it), and whether there was one; `pieces`: the ink's `count`
+    pieces, labelled. A digit touching its ring is one piece with it and keeps it."""
+    from scipy import ndimage
+
     if count < 2:
         return ink, False
     boxes = ndimage.find_objects(pieces)
@@ -655,12 +668,12 @@ def remove_printed_ring(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.where(pieces == label, 0, ink), True
 
 
-def remove_underline(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+def remove_underline(ink: np.ndarray, pieces: np.ndarray, count: int) -> tuple[np.ndarray, bool]:
     """The ink without a short line drawn under the digit, apart from it and centred under it (too
-    short for a printed line: no longer than the digit is tall), and whether there was one."""
+    short for a printed line: no longer than the digit is tall), and whether there was one;
+    `pieces`: the ink's `count` pieces, labelled."""
     from scipy import ndimage
 
-    pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
     if count < 2:
         return ink, False
     boxes = ndimage.find_objects(pieces)
@@ -676,15 +689,14 @@ def remove_underline(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.where(pieces == lowest + 1, 0, ink), True
 
 
-def remove_corner_marks(ink: np.ndarray) -> tuple[np.ndarray, bool]:
+def remove_corner_marks(ink: np.ndarray, pieces: np.ndarray, count: int) -> tuple[np.ndarray, bool]:
     """The ink without a field's corner marks (an L printed at each of its corners instead of a
     frame, as on forms read by machine), and whether there were: CORNER_MARKS or more pieces, each in
     another corner of the ink's box, an L whose bend points out of it (corner_mark), of much the same
     size (within CORNER_TWINS). A digit's detached strokes are two at most (a faint 2's hook and base,
-    at opposite corners). A digit touching a mark keeps it."""
+    at opposite corners). A digit touching a mark keeps it. `pieces`: the ink's `count` pieces, labelled."""
     from scipy import ndimage
 
-    pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
     if count < CORNER_MARKS:
         return ink, False
     boxes = ndimage.find_objects(pieces)
@@ -693,10 +705,10 @@ def remove_corner_marks(ink: np.ndarray) -> tuple[np.ndarray, bool]:
     field = (min(rows.start for rows, _ in kept), max(rows.stop for rows, _ in kept),
              min(cols.start for _, cols in kept), max(cols.stop for _, cols in kept))
     marks = {}
-    for label, box in enumerate(boxes, start=1):
+    for label, (box, side) in enumerate(zip(boxes, sides, strict=True), start=1):
         corner = corner_mark(pieces[box] == label, box, field)
         if corner is not None:
-            marks.setdefault(corner, []).append((label, max(box[0].stop - box[0].start, box[1].stop - box[1].start)))
+            marks.setdefault(corner, []).append((label, side))
     found = [max(candidates, key=lambda mark: mark[1]) for candidates in marks.values()]
     sizes = [size for _, size in found]
     if len(found) < CORNER_MARKS or min(sizes) < CORNER_TWINS * max(sizes):

@@ -246,6 +246,16 @@ def test_a_small_digit_in_a_light_grey_printed_field_is_read_without_the_lines(t
     assert (fields["pred"] == unlined["pred"]).sum() >= 48
 
 
+def written(page: Image.Image, digit: np.ndarray, top: int, left: int, size: int) -> tuple[Image.Image, np.ndarray]:
+    """`page` with a 28x28 MNIST `digit` written on it in dark ink (level 30), scaled to `size` px with
+    its top-left corner at (`top`, `left`); and that ink (0-1, size x size)."""
+    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
+    pixels = np.asarray(page, np.float32)
+    region = pixels[top : top + size, left : left + size]
+    pixels[top : top + size, left : left + size] = region * (1 - ink) + 30 * ink
+    return Image.fromarray(pixels.astype(np.uint8)), ink
+
+
 def round_field(digit: np.ndarray, rng, ring: bool = True) -> Image.Image:
     """A 28x28 MNIST digit written inside a printed circle or oval (1-3 px, grey to black) without
     touching it, on a page turned up to 5 degrees; `ring=False`: the same page without the ring."""
@@ -257,12 +267,8 @@ def round_field(digit: np.ndarray, rng, ring: bool = True) -> Image.Image:
         ImageDraw.Draw(page).ellipse([inset, inset + squash, side - inset, side - inset - squash], outline=level,
                                      width=width)
     size = int(side * 0.55)
-    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
-    pixels = np.asarray(page, np.float32)
-    top = (side - size) // 2
-    pixels[top : top + size, top : top + size] = pixels[top : top + size, top : top + size] * (1 - ink) + 30 * ink
-    return Image.fromarray(pixels.astype(np.uint8)).rotate(float(rng.uniform(-5, 5)), Image.BICUBIC,
-                                                          fillcolor=int(np.median(pixels)))
+    page, _ = written(page, digit, (side - size) // 2, (side - size) // 2, size)
+    return page.rotate(float(rng.uniform(-5, 5)), Image.BICUBIC, fillcolor=int(np.median(np.asarray(page))))
 
 
 def test_a_digit_written_inside_a_printed_circle_is_read_without_it(tmp_path, mnist_test):
@@ -292,11 +298,7 @@ def test_an_empty_round_field_is_not_a_digit(tmp_path, mnist_test):
 def underlined(digit: np.ndarray, rng, line: bool = True) -> Image.Image:
     """A 28x28 MNIST digit on a page with a pen line drawn under it, apart from it and centred, as
     long as the digit is wide or a little longer; `line=False`: the same page without the line."""
-    page = Image.new("L", (112, 112), int(rng.uniform(215, 245)))
-    ink = np.asarray(Image.fromarray(digit).resize((84, 84), Image.BICUBIC), np.float32) / 255
-    pixels = np.asarray(page, np.float32)
-    pixels[4:88, 14:98] = pixels[4:88, 14:98] * (1 - ink) + 30 * ink
-    page = Image.fromarray(pixels.astype(np.uint8))
+    page, ink = written(Image.new("L", (112, 112), int(rng.uniform(215, 245))), digit, 4, 14, 84)
     cols = np.flatnonzero(ink.max(axis=0) > 0.3) + 14
     bottom = 4 + np.flatnonzero(ink.max(axis=1) > 0.3)[-1]
     y, reach = bottom + rng.uniform(5, 12), rng.uniform(0, 8)
@@ -328,12 +330,8 @@ def corner_marked(digit: np.ndarray, rng, marks: bool = True) -> Image.Image:
         if marks:
             draw.line([(x + dx * arm, y), (x, y), (x, y + dy * arm)], fill=level, width=width)
     size = int((side - 2 * inset) * 0.7)
-    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
-    pixels = np.asarray(page, np.float32)
-    top = (side - size) // 2
-    pixels[top : top + size, top : top + size] = pixels[top : top + size, top : top + size] * (1 - ink) + 30 * ink
-    return Image.fromarray(pixels.astype(np.uint8)).rotate(float(rng.uniform(-5, 5)), Image.BICUBIC,
-                                                          fillcolor=int(np.median(pixels)))
+    page, _ = written(page, digit, (side - size) // 2, (side - size) // 2, size)
+    return page.rotate(float(rng.uniform(-5, 5)), Image.BICUBIC, fillcolor=int(np.median(np.asarray(page))))
 
 
 def test_a_digit_in_a_field_marked_by_its_corners_is_read_without_the_marks(tmp_path, mnist_test):
@@ -369,11 +367,7 @@ def box_nearly_as_wide_as_the_page(digit: np.ndarray | None, rng, lines: bool = 
                                        outline=int(rng.uniform(40, 140)), width=int(rng.integers(1, 4)))
     if digit is not None:
         size = int((height - top - bottom) * 0.9)
-        ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.BICUBIC), np.float32) / 255
-        pixels = np.asarray(page, np.float32)
-        y, x = (top + height - bottom - size) // 2, (width - size) // 2
-        pixels[y : y + size, x : x + size] = pixels[y : y + size, x : x + size] * (1 - ink) + 30 * ink
-        page = Image.fromarray(pixels.astype(np.uint8))
+        page, _ = written(page, digit, (top + height - bottom - size) // 2, (width - size) // 2, size)
     return page.rotate(float(rng.uniform(-5, 5)), Image.BICUBIC, fillcolor=int(np.median(np.asarray(page))))
 
 
