@@ -21,6 +21,9 @@ import numpy as np
 # LINE_TILT degrees off the axes, at least LINE_SPAN of the ink's width (height) long, and longer by
 # LINE_OVER_DIGIT than the ink left once they are gone is tall (a 7's bar is not).
 LINE_TILT, LINE_STEP, LINE_SPAN, LINE_OVER_DIGIT, MAX_LINES = 6.0, 1.5, 0.45, 1.1, 4
+# ... or, standing between two uprights (a box's sides, a comb's ticks), this share of its height:
+# a field narrower than the digit written in it is tall.
+LINE_BETWEEN_UPRIGHTS = 0.8
 LINE_PASSES = 3  # searches for lines, each on what the last one left
 LINE_SIDE = 64  # px: lines are searched for on the ink's box reduced to at most this
 LINE_MEET = 2  # px (of that reduced box): a frame's side ends this close to its base line
@@ -411,13 +414,16 @@ def ruled_lines(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return found
 
 
-def remove_form_lines(ink: np.ndarray, search: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+def remove_form_lines(ink: np.ndarray, search: np.ndarray | None = None,
+                      nested: bool = True) -> tuple[np.ndarray, bool]:
     """Printed lines (box sides, partial frames, comb fields, underlines) removed from `ink`, at
     any tilt up to LINE_TILT and any distance from the image's edge; and whether any were.
     They are found on the ink's bounding box reduced to at most LINE_SIDE pixels (a block
     maximum keeps thin lines whole): the search is then cheap whatever the scan's size.
     `search`: where to look for them, if not the ink alone (digitize.faint_lines_removed adds the
-    fainter ink that joins it); what they cover is removed from the ink."""
+    fainter ink that joins it); what they cover is removed from the ink. Where lines were found, what
+    is left is searched again as a field of its own (`nested`): a double frame's inner lines, merged
+    with the outer ones on the reduced box, then stand on the outside of what is left."""
     inked = ink > 0
     mask = inked if search is None else search | inked
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -445,7 +451,10 @@ def remove_form_lines(ink: np.ndarray, search: np.ndarray | None = None) -> tupl
     lines = lines.repeat(factor, axis=0).repeat(factor, axis=1)[: box.shape[0], : box.shape[1]]
     cleaned = ink.copy()
     cleaned[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1][lines] = 0
-    return drop_line_ends(cleaned, inked, max(LINE_MEET, factor)), True
+    cleaned = drop_line_ends(cleaned, inked, max(LINE_MEET, factor))
+    if nested:
+        cleaned, _ = remove_form_lines(cleaned, nested=False)
+    return cleaned, True
 
 
 def thin_enough_for_lines(mask: np.ndarray) -> bool:
@@ -492,6 +501,7 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
                   if on_the_outside(band[0], height)]
     vertical = [((cols, rows), cut_by_the_page((rows, cols), length, (width, height), page_edges[2:]))
                 for (rows, cols), length in line_candidates(mask.T, height, width)]
+    uprights = [band for band, _ in vertical]
     vertical = [(band, length) for band, length in vertical if on_the_outside(band[1], width)
                 and length >= SIDE_SPAN * height]
     if not horizontal and not vertical:
@@ -507,7 +517,9 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
     digit_rows, digit_cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
     digit_height = np.ptp(digit_rows) + 1 if len(digit_rows) else 0
     printed = [band for band, length in horizontal
-               if frames_the_digit(length, digit_cols, digit_height) and not ends_on_the_digit(band, inside)]
+               if frames_the_digit(length, digit_cols, digit_height, LINE_BETWEEN_UPRIGHTS
+                                   if between_uprights(band, uprights, mask.shape) else LINE_OVER_DIGIT)
+               and not ends_on_the_digit(band, inside)]
     sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)]
     if both_edges(sides, field):  # they frame the field even where the page's edge cut their corners off
         return printed + sides
@@ -555,13 +567,31 @@ def ink_inside(mask: np.ndarray, lines: list[tuple[np.ndarray, np.ndarray]]) -> 
     return drop_line_ends(inside, mask) > 0
 
 
-def frames_the_digit(length: int, digit_along: np.ndarray, digit_height: int) -> bool:
+def frames_the_digit(length: int, digit_along: np.ndarray, digit_height: int,
+                     height_share: float = LINE_OVER_DIGIT) -> bool:
     """A line `length` long frames the digit (the ink left once the lines are gone, its
-    coordinates on the same axis): longer by LINE_OVER_DIGIT than the digit is tall (a digit is taller
-    than wide, so a 5's top stays) and than it extends along the line, as a field's lines are; a
-    digit's own stroke (a wide 7's bar) is no longer than the rest of the digit is wide."""
+    coordinates on the same axis): longer by LINE_OVER_DIGIT than it extends along the line, as a
+    field's lines are, and `height_share` of its height (LINE_OVER_DIGIT: a digit is taller than
+    wide, so a 5's top stays); a digit's own stroke (a wide 7's bar) is no longer than the rest of
+    the digit is wide."""
     digit_along = np.ptp(digit_along) + 1 if len(digit_along) else 0
-    return length >= LINE_OVER_DIGIT * max(digit_height, digit_along)
+    return length >= LINE_OVER_DIGIT * digit_along and length >= height_share * digit_height
+
+
+def between_uprights(band: tuple[np.ndarray, np.ndarray], uprights: list[tuple], shape: tuple[int, int]) -> bool:
+    """Whether both ends of a horizontal line meet upright lines: a box's sides or a comb's ticks. A
+    digit's bar or base goes on into its curve or stem at one end at most."""
+    from scipy import ndimage
+
+    if len(uprights) < 2:
+        return False
+    near = np.zeros(shape, bool)
+    for rows, cols in uprights:
+        near[rows, cols] = True
+    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    rows, cols = band
+    left, right = cols <= cols.min() + LINE_MEET, cols >= cols.max() - LINE_MEET
+    return bool(near[rows[left], cols[left]].any() and near[rows[right], cols[right]].any())
 
 
 def ends_on_the_digit(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -> bool:
