@@ -130,17 +130,21 @@ def line_candidates(mask: np.ndarray, extent: int, across: int) -> list[tuple[np
     lengths, ends = (found.reshape(pairs.shape[:2]) for found in longest_runs(pairs.reshape(-1, pairs.shape[2])))
     tilts, rows = np.nonzero(lengths >= shortest)
     order = np.argsort(-lengths[tilts, rows], kind="stable")
-    found, taken = [], []
+    found, taken, failed = [], [], []
     for tilt, row in zip(tilts[order], rows[order], strict=True):
         if len(found) == MAX_LINES:
             break
         if near < row - pad < across - 1 - near or any(abs(row - other) <= 3 for other in taken):
             continue  # inside the field, or the same line at a neighbouring tilt
-        taken.append(row)  # tried: a neighbouring row or tilt would find the same run again
+        if any(abs(row - other) <= 3 and abs(tilt - other_tilt) <= 1 for other, other_tilt in failed):
+            continue  # found no band at a neighbouring tilt; a turned line may at its own tilt, further off
         length, end = int(lengths[tilt, row]), int(ends[tilt, row])
         band = line_band(mask, LINE_SHEARS[tilt], row - pad, end - length, end)
-        if band is not None:
-            found.append((band, length))
+        if band is None:
+            failed.append((row, tilt))
+            continue
+        taken.append(row)  # found: a neighbouring row or tilt would find the same run again
+        found.append((band, length))
     return found
 
 

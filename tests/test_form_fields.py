@@ -437,10 +437,12 @@ def double_framed(digit: np.ndarray, rng, lines: bool = True) -> Image.Image:
 def test_a_double_frames_inner_lines_go_with_the_outer(tmp_path, mnist_test):
     """Reduced for the search, a double frame's two lines run together: the outer went, the inner
     stayed around the digit, and 29 of these 60 were read as without the frames. What is left once
-    lines are gone is searched again as a field of its own (form_lines.remove_form_lines): 41. Frames
-    closer than the reduction's block still merge into one band too thick for a line (the limit)."""
+    lines are gone is searched again as a field of its own (form_lines.remove_form_lines): 41. A run
+    tried at a tilt where no band is found no longer keeps its row from being tried at the line's own
+    tilt, further off (form_lines.line_candidates): 46. Frames closer than the reduction's block
+    still merge into one band too thick for a line (the limit)."""
     fields, plain = read_with_and_without(tmp_path, double_framed, mnist_test.images[:60], 83)
-    assert (fields["pred"] == plain["pred"]).sum() >= 38
+    assert (fields["pred"] == plain["pred"]).sum() >= 44
 
 
 def test_a_thin_pens_strokes_are_not_taken_for_faint_lines(mnist_test, monkeypatch):
