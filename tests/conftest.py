@@ -1,3 +1,4 @@
+import ctypes
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,32 @@ from typer.testing import CliRunner
 
 from mnist_batch.cli import app
 
+# CPU time of the test run, not what any test asserts. The tests run on a 2-core machine shared with
+# other work: torch's OpenMP threads spin waiting for each other (OMP_WAIT_POLICY=PASSIVE lets them
+# sleep instead; it changes no result), and glibc handed each large tensor back to the kernel on free
+# and faulted in fresh zeroed pages for the next one (over a quarter of the suite's CPU time was system
+# time). Set here, before anything imports torch (nothing above does), they reach this process and
+# every subprocess a test starts (which inherit os.environ); a test that wants other values sets its own.
+RUNTIME_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+                    "MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_TOP_PAD_": str(64 << 20)}
+for _name, _value in RUNTIME_SETTINGS.items():
+    os.environ.setdefault(_name, _value)
+
+
+def keep_freed_memory() -> None:
+    """What the MALLOC_ variables do for a new process, for this one (glibc reads them at start)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    for option, name in ((m_trim_threshold, "MALLOC_TRIM_THRESHOLD_"), (m_top_pad, "MALLOC_TOP_PAD_"),
+                         (m_mmap_threshold, "MALLOC_MMAP_THRESHOLD_")):
+        libc.mallopt(option, int(os.environ[name]))
+
+
+keep_freed_memory()
+
 
 def pytest_collection_modifyitems(items):
     """`make test` runs the tests on several workers (pytest-xdist, --dist loadgroup). A module's
@@ -16,7 +43,9 @@ def pytest_collection_modifyitems(items):
     goes to the same one, since two clusters starting side by side can take each other's ports."""
     for item in items:
         uses_ray = {"ray_cluster", "two_node_cluster"} & set(item.fixturenames)
-        item.add_marker(pytest.mark.xdist_group("ray" if uses_ray else item.module.__name__))
+        # The tests that read one training run (below) share it only on one worker.
+        group = "ray" if uses_ray else "trained" if "trained_with_writers" in item.fixturenames else None
+        item.add_marker(pytest.mark.xdist_group(group or item.module.__name__))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,6 +96,26 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained_with_writers(tmp_path_factory, mnist_dir):
+    """`train --arch ARCH --augment-writers --dry-run --device cpu` for real on MNIST, and `evaluate`
+    of the checkpoint it wrote, run once per network for the session (tests that each check something
+    else of the same run share it; none may change its folder): ARCH -> (train, out folder, evaluate)."""
+    runs = {}
+
+    def trained(arch: str):
+        if arch not in runs:
+            out = tmp_path_factory.mktemp(f"trained-{arch}") / arch
+            train = run_cli("train", "--arch", arch, "--augment-writers", "--dry-run", "--device", "cpu",
+                            "--data-dir", mnist_dir, "--out", out, "--json")
+            evaluated = run_cli("evaluate", "--checkpoint", out / f"{arch}.safetensors", "--device", "cpu",
+                                "--data-dir", mnist_dir, "--json")
+            runs[arch] = train, out, evaluated
+        return runs[arch]
+
+    return trained
 
 
 def run_cli(*args, input=None):

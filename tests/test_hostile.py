@@ -311,7 +311,7 @@ def test_job_options_are_not_glob_expanded_in_the_working_folder(tmp_path, mnist
     png(inbox / "rejects" / "drop.png", mnist_test.images[1])
     png(tmp_path / "old" / "rejects" / "private.png", mnist_test.images[2])  # what */rejects/* matches in the cwd
     environment = os.environ | {"INBOX": str(inbox), "RESULTS": str(results_dir), "MNIST_BATCH": MNIST_BATCH,
-                                "CLASSIFY_ARGS": "--exclude */rejects/*"}
+                                "CLASSIFY_ARGS": "--exclude */rejects/*", "REPORT_FORMATS": "json"}  # as run_job
     done = subprocess.run(["bash", JOB], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     paths = pl.read_parquet(sorted(results_dir.glob("predictions-*.parquet")))["path"].to_list()
