@@ -250,6 +250,29 @@ def nothing_but_lines(ink: np.ndarray, field: np.ndarray) -> bool:
     return only_lines_left(rows, cols, field) or only_a_line_on_the_edge(rows, cols, ink.shape)
 
 
+def a_divider(ink: np.ndarray, field: np.ndarray) -> bool:
+    """Whether the ink left once a field's lines are gone (`field`: the ink before) is the side shared
+    with the next field, in a crop that reaches into it: a printed line (printed_stroke) as tall as a
+    field's side, standing between two removed lines, its ends on them (a written 1 that touches both
+    the top and the base of its box is rarely as straight and even). The side of the next field is not
+    on the outside of the ink, so it is not searched for as a line."""
+    from scipy import ndimage
+
+    mask = ink > 0
+    if ndimage.label(mask, structure=np.ones((3, 3)))[1] != 1:
+        return False
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not printed_stroke(mask[rows[0] : rows[-1] + 1]):
+        return False
+    if len(rows) < SIDE_SPAN * (np.ptp(np.flatnonzero(field.any(axis=1))) + 1):
+        return False  # not as tall as a field's side
+    removed = (field > 0) & ~mask
+    left, right = max(cols[0] - LINE_MEET, 0), cols[-1] + LINE_MEET + 1
+    above = removed[max(rows[0] - LINE_MEET - 1, 0) : rows[0], left:right]
+    below = removed[rows[-1] + 1 : rows[-1] + LINE_MEET + 2, left:right]
+    return bool(above.any() and below.any())
+
+
 def a_neighbours_side(mask: np.ndarray) -> bool:
     """Whether the ink (`mask`) is only a printed line along one side of the image, cut by the image
     at both ends: the side of the next field, cropped with this empty one, whose own lines may be
