@@ -547,7 +547,11 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
                if frames_the_digit(length, digit_cols, digit_height, LINE_BETWEEN_UPRIGHTS
                                    if between_uprights(band, uprights, mask.shape) else LINE_OVER_DIGIT)
                and not ends_on_the_digit(band, inside)]
-    sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)]
+    # A side standing on a printed base and hanging from a printed top frames a digit as tall as the box.
+    sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)
+             or between_lines(band, printed, mask.shape)]
+    if not both_edges(sides, field) and twin_sides(vertical, field):
+        sides = [band for band, _ in vertical]
     if both_edges(sides, field):  # they frame the field even where the page's edge cut their corners off
         return printed + sides
     if printed:
@@ -619,6 +623,33 @@ def between_uprights(band: tuple[np.ndarray, np.ndarray], uprights: list[tuple],
     rows, cols = band
     left, right = cols <= cols.min() + LINE_MEET, cols >= cols.max() - LINE_MEET
     return bool(near[rows[left], cols[left]].any() and near[rows[right], cols[right]].any())
+
+
+def twin_sides(vertical: list[tuple], field: tuple[int, int]) -> bool:
+    """Whether vertical lines near the left and the right edge of a field are as long as each other, by
+    TICK_TWINS: a box's two sides, framing a digit that may be as tall as they are, or taller."""
+    height, width = field
+    near = OUTER_SHARE * width
+    left = [length for (_, cols), length in vertical if cols.max() <= near]
+    right = [length for (_, cols), length in vertical if cols.min() >= width - 1 - near]
+    return (width >= FRAME_WIDTH * height and bool(left) and bool(right)
+            and abs(max(left) - max(right)) <= TICK_TWINS * max(max(left), max(right)))
+
+
+def between_lines(band: tuple[np.ndarray, np.ndarray], lines: list[tuple], shape: tuple[int, int]) -> bool:
+    """Whether a vertical line's upper end lies on one of `lines` and its lower end on another: a box's
+    side between its top and its base."""
+    from scipy import ndimage
+
+    if len(lines) < 2:
+        return False
+    near = np.zeros(shape, bool)
+    for rows, cols in lines:
+        near[rows, cols] = True
+    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    rows, cols = band
+    upper, lower = rows <= rows.min() + LINE_MEET, rows >= rows.max() - LINE_MEET
+    return bool(near[rows[upper], cols[upper]].any() and near[rows[lower], cols[lower]].any())
 
 
 def ends_on_the_digit(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -> bool:
