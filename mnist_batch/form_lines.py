@@ -550,7 +550,8 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
     # A side standing on a printed base and hanging from a printed top frames a digit as tall as the box.
     sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)
              or between_lines(band, printed, mask.shape)]
-    if not both_edges(sides, field) and twin_sides(vertical, field):
+    if (not both_edges(sides, field) and twin_sides(vertical, field)
+            and any(between_uprights(band, uprights, mask.shape) for band in bases)):
         sides = [band for band, _ in vertical]
     if both_edges(sides, field):  # they frame the field even where the page's edge cut their corners off
         return printed + sides
@@ -627,7 +628,8 @@ def between_uprights(band: tuple[np.ndarray, np.ndarray], uprights: list[tuple],
 
 def twin_sides(vertical: list[tuple], field: tuple[int, int]) -> bool:
     """Whether vertical lines near the left and the right edge of a field are as long as each other, by
-    TICK_TWINS: a box's two sides, framing a digit that may be as tall as they are, or taller."""
+    TICK_TWINS: a box's two sides, framing a digit that may be as tall as they are, or taller (printed_lines
+    also asks for a horizontal line between them: an N's or an H's legs are twins too)."""
     height, width = field
     near = OUTER_SHARE * width
     left = [length for (_, cols), length in vertical if cols.max() <= near]

@@ -474,7 +474,7 @@ def test_a_digit_as_tall_as_its_box_is_read_without_it(tmp_path, mnist_test):
     """People write as large as the box lets them. A box's sides were taken for lines only when longer
     than the digit left inside is tall, so a digit touching or crossing the top or the base kept them:
     49 of these 60 read as without the box. Sides near both edges of a box, as long as each other,
-    frame it however tall the digit is (form_lines.twin_sides): 57."""
+    frame it however tall the digit is, where a line runs between them (form_lines.twin_sides): 56."""
     fields, plain = read_with_and_without(tmp_path, box_filled_by_its_digit, mnist_test.images[:60], 102)
     assert (fields["pred"] == plain["pred"]).sum() >= 55
 
