@@ -185,8 +185,7 @@ def train_command(
       mnist-batch train --epochs 3 --out runs/train
       mnist-batch train --from smallbn --extra review.csv --out runs/mine
     """
-    from mnist_batch.train import TrainOptions
-    from mnist_batch.train import train as train_job
+    from mnist_batch.train_options import TrainOptions, check_values
 
     if base is not None:  # fine-tuning has its own defaults; what the user gives still wins
         given = {name for name in ("epochs", "lr", "batch_size") if ctx.get_parameter_source(name).name != "DEFAULT"}
@@ -198,6 +197,13 @@ def train_command(
                         augment_writers=augment_writers, dry_run=dry_run, threads=threads,
                         progress=progress_wanted(quiet), base=base, extra=tuple(extra), extra_root=extra_root,
                         holdout=holdout, non_digits=non_digits, scanned=scanned, calibrate=calibrate)
+
+    def train_job(opts: TrainOptions) -> dict:
+        check_values(opts)  # before train.py imports torch: a mistyped option is answered at once
+        from mnist_batch.train import train
+
+        return train(opts)
+
     summary = run_job(ctx, train_job, opts)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
@@ -297,10 +303,16 @@ def evaluate_command(
     \b
       mnist-batch evaluate --checkpoint runs/train/lenet.safetensors --json
     """
-    from mnist_batch.evaluate import EvaluateOptions, evaluate_checkpoint
+    from mnist_batch.options import check_device
 
-    opts = EvaluateOptions(checkpoint=checkpoint, data_dir=data_dir, download=download, device=device)
-    result = run_job(ctx, evaluate_checkpoint, opts)
+    def evaluate_job() -> dict:
+        check_device(device)  # before evaluate.py imports torch
+        from mnist_batch.evaluate import EvaluateOptions, evaluate_checkpoint
+
+        return evaluate_checkpoint(EvaluateOptions(checkpoint=checkpoint, data_dir=data_dir, download=download,
+                                                   device=device))
+
+    result = run_job(ctx, evaluate_job)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

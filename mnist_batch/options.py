@@ -48,6 +48,12 @@ class RayOptions:
     driver_out: bool = False  # --out local://PATH: every part is written on the driver's node
 
 
+def check_device(name: str) -> None:
+    """A --device that names none of DEVICES is a usage error (the same for every command)."""
+    if name not in DEVICES:
+        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or mps", USAGE)
+
+
 def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
     """Contradictions and impossible values, refused before any work (exit code 2).
     `folder_output`: the engine writes --out as a folder of parts (Ray)."""
@@ -71,8 +77,7 @@ def check_options(opts: ClassifyOptions, folder_output: bool = False) -> None:
         raise UserError(f"--max-pixels {opts.max_pixels}: give 1 or more", USAGE)
     if not 0.0 <= opts.min_digit_score <= 1.0:
         raise UserError(f"--min-digit-score {opts.min_digit_score}: give a score between 0 and 1", USAGE)
-    if opts.device not in DEVICES:
-        raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
+    check_device(opts.device)
     if is_uri(opts.out_dir) or is_uri(opts.out):
         check_store_output(opts)
         return

@@ -40,6 +40,7 @@ from mnist_batch.model import (
     state_copy,
 )
 from mnist_batch.stats import MIN_MEASURED, overlap, wilson_interval
+from mnist_batch.train_options import TrainOptions, check_values
 
 DRY_RUN_BATCHES = 10
 CPU_RECIPE = (256, 0.015)  # batch size, peak learning rate
@@ -61,32 +62,6 @@ EXTRA_ROWS = {"file": pl.Int64, "path": pl.String, "label": pl.String, "image": 
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    arch: str | None = None  # None: lenet, or the --from checkpoint's network
-    epochs: int = 4
-    batch_size: int | None = None  # None: the device's default (recipe)
-    lr: float | None = None
-    seed: int = 1
-    device: str = "auto"
-    data_dir: Path | None = None
-    download: bool = False
-    out: Path = Path("runs/train")
-    augment: bool = False  # affine jitter
-    augment_writers: bool = False  # affine + elastic + stroke width + blur
-    dry_run: bool = False
-    threads: int = 0  # 0: one per core that other processes leave free
-    progress: bool = True
-    base: str | None = None  # --from: a checkpoint (path or bundled name) to start from
-    extra: tuple[Path, ...] = ()  # labels files of the user's own digits
-    extra_root: Path | None = None  # what their relative paths are relative to
-    holdout: float = 0.2  # share of the user's digits held back to measure the gain
-    extra_share: float = 0.25  # share of each batch drawn from the user's digits
-    non_digits: float = 0.0  # share of each batch drawn from generated non-digits (smallbn's 11th class)
-    scanned: float = 0.0  # share of each batch drawn from MNIST training digits rendered as scans
-    calibrate: bool = False  # hold back CALIBRATION_IMAGES of MNIST train and fit the confidence temperature
-
-
-@dataclass(frozen=True)
 class ExtraDigits:
     """The user's labelled digits, preprocessed as classify does, split for training and holdout."""
 
@@ -98,31 +73,10 @@ class ExtraDigits:
 
 
 def check_options(opts: TrainOptions) -> None:
+    """check_values, then that the run would not write over its --from checkpoint."""
     from mnist_batch.model import ARCHITECTURES
-    from mnist_batch.options import DEVICES
 
-    if opts.epochs < 1:
-        raise UserError(f"--epochs {opts.epochs}: give 1 or more", USAGE)
-    if opts.lr is not None and not opts.lr > 0:
-        raise UserError(f"--lr {opts.lr}: give a learning rate above 0, e.g. 0.015", USAGE)
-    if opts.batch_size is not None and opts.batch_size < 1:
-        raise UserError(f"--batch-size {opts.batch_size}: give 1 or more", USAGE)
-    if opts.device not in DEVICES:
-        raise UserError(f"unknown --device {opts.device!r}; use auto, cpu, cuda or mps", USAGE)
-    if opts.arch is not None and opts.arch not in ARCHITECTURES:
-        raise UserError(f"unknown --arch {opts.arch!r}; use one of {', '.join(ARCHITECTURES)}", USAGE)
-    if not 0 <= opts.holdout < 1:
-        raise UserError(f"--holdout {opts.holdout}: give a share from 0 to below 1, e.g. 0.2", USAGE)
-    if opts.extra_root is not None and not opts.extra:
-        raise UserError("--extra-root goes with --extra LABELS", USAGE)
-    if not 0 <= opts.non_digits < 1:
-        raise UserError(f"--non-digits {opts.non_digits}: give a share from 0 to below 1, e.g. 0.2", USAGE)
-    if not 0 <= opts.scanned < 1:
-        raise UserError(f"--scanned {opts.scanned}: give a share from 0 to below 1, e.g. 0.15", USAGE)
-    if opts.non_digits and (opts.arch or "lenet") == "lenet" and opts.base is None:
-        raise UserError("--non-digits needs --arch smallbn: lenet stays the notebook's ten-digit network", USAGE)
-    if opts.extra_root is not None and not Path(opts.extra_root).is_dir():
-        raise UserError(f"--extra-root {opts.extra_root}: no such folder", USAGE)
+    check_values(opts)
     if opts.base is not None:
         check_not_the_base(resolve_checkpoint(opts.base), [Path(opts.out) / f"{name}-tuned.safetensors"
                                                             for name in ARCHITECTURES])

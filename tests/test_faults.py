@@ -581,6 +581,36 @@ def test_impossible_option_values_are_usage_errors(tmp_path, mnist_test, command
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "train").exists()
 
 
+# In a fresh interpreter: the command's usage error, and whether torch was imported to find it.
+USAGE_ERROR_IMPORTS = """
+import sys
+from typer.testing import CliRunner
+from mnist_batch.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+print(result.exit_code, "torch" in sys.modules)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [["train", "--epochs=0"], ["train", "--arch=resnet"], ["train", "--device=tpu"],
+                                     ["evaluate", "--device=tpu"]], ids=" ".join)
+def test_a_mistyped_train_or_evaluate_option_is_answered_before_torch_is_imported(tmp_path, command):
+    """Importing torch takes seconds: train and evaluate check their options' values first
+    (train_options.check_values, options.check_device)."""
+    done = subprocess.run([sys.executable, "-c", USAGE_ERROR_IMPORTS, *command, "--out", str(tmp_path / "o")]
+                          if command[0] == "train" else [sys.executable, "-c", USAGE_ERROR_IMPORTS, *command],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_architectures_train_checks_are_the_networks_there_are():
+    from mnist_batch.model import ARCHITECTURES
+    from mnist_batch.train_options import ARCHITECTURE_NAMES
+
+    assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES
+
+
 @pytest.mark.timeout(60)
 def test_misspelt_input_is_a_usage_error_but_a_stale_list_entry_is_a_row(cli, tmp_path, mnist_test):
     png(tmp_path / "sample_inputs" / "a.png", mnist_test.images[0])
