@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter
 from mnist_batch.form_lines import (
     a_divider,
     a_neighbours_side,
+    an_empty_box,
     an_empty_ring,
     nothing_but_lines,
     remove_form_lines,
@@ -682,7 +683,7 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
     if (had_lines and (nothing_but_lines(ink, field) or a_divider(ink, unruled)) or a_neighbours_side(ink > 0)
-            or an_empty_ring(ink > 0)
+            or an_empty_ring(ink > 0) or an_empty_box(ink > 0)
             or ruled and an_empty_frame(drop_specks(unruled))):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))

@@ -48,6 +48,9 @@ TICK_SHAPE = 0.4  # a comb field's tick is at most this wide for its length
 TICK_TWINS = 0.15  # a comb's two ticks differ in height and in ink by at most this share
 EMPTY_FIELD = 0.15  # once the lines are gone, ink spanning less than this share of the field is no digit
 SMALLEST_DIGIT = 10  # px: a digit on a long underline spans at least this
+# An empty box: its hole at least BOX_HOLE of what it encloses (lines up to a seventh of its side
+# thick), both as square-cornered as a rectangle, filling BOX_CORNERS of it (a written 0's hole: 0.84 at most).
+BOX_HOLE, BOX_CORNERS = 0.35, 0.9
 CAPTION_WIDTH = 1.5  # a caption's word is this many times as wide as tall, or wider
 EDGE_BAND = 0.08  # of the image's shorter side: ink wholly this close to one edge is a printed line's end
 NEIGHBOUR_BAND = 0.15  # of the image's breadth across a line: one wholly this close to a side may be the next field's
@@ -855,6 +858,42 @@ def an_empty_ring(mask: np.ndarray) -> bool:
     radii = np.hypot(along[:, 0], along[:, 1])
     outer = radii[radii > np.median(radii)]
     return float(np.std(outer / np.quantile(radii, 0.9))) <= RING_SPREAD
+
+
+def an_empty_box(mask: np.ndarray) -> bool:
+    """Whether the ink (`mask`) is only an empty printed box, however thick its lines: one piece, one
+    hole of BOX_HOLE or more of what it encloses, both the hole and what the box encloses as
+    square-cornered as a rectangle at some tilt up to LINE_TILT (BOX_CORNERS of their bounding
+    rectangle filled). A written 0's hole is an oval (0.79 of its rectangle), a 6's or a 9's tail
+    stands out of its loop; a box whose lines are too thick for printed lines (remove_form_lines) is
+    still a rectangle around nothing. Not ink along all four edges of the image: that is the paper
+    around a marker's blot, read the wrong way round (digitize.readings reads it the other way too)."""
+    from scipy import ndimage
+
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows) or min(len(rows), len(cols)) < SMALLEST_DIGIT:
+        return False
+    if rows[0] == 0 and cols[0] == 0 and rows[-1] == mask.shape[0] - 1 and cols[-1] == mask.shape[1] - 1:
+        return False
+    mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    enclosed = ndimage.binary_fill_holes(mask)
+    hole = enclosed & ~mask
+    if np.count_nonzero(hole) < BOX_HOLE * np.count_nonzero(enclosed) or ndimage.label(hole)[1] != 1:
+        return False  # (a marker's blot, its slits taken for the hole)
+    if ndimage.label(mask, structure=np.ones((3, 3)))[1] != 1:
+        return False
+    return rectangular(hole) >= BOX_CORNERS and rectangular(enclosed) >= BOX_CORNERS
+
+
+def rectangular(region: np.ndarray) -> float:
+    """The largest share of its bounding rectangle a region fills, that rectangle turned by up to
+    LINE_TILT degrees (steps of a degree)."""
+    ys, xs = np.nonzero(region)
+    turns = np.deg2rad(np.arange(-LINE_TILT, LINE_TILT + 0.5))
+    along = xs[None, :] * np.cos(turns)[:, None] + ys[None, :] * np.sin(turns)[:, None]
+    across = ys[None, :] * np.cos(turns)[:, None] - xs[None, :] * np.sin(turns)[:, None]
+    boxes = (np.ptp(along, axis=1) + 1) * (np.ptp(across, axis=1) + 1)
+    return float(len(ys) / boxes.min())
 
 
 def largest_piece(ink: np.ndarray) -> np.ndarray | None:
