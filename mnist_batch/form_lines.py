@@ -34,6 +34,7 @@ LINE_STEP_SHARE = 0.25  # a row beside a line's band, this much inked along it, 
 LINE_FIT_SHARE = 0.4  # of a line's run: the columns where it is thin, that its tilt is fitted to
 FIT_REACH = 3.5  # px: a run's line lies this close to the row pair it was found in
 SIDE_SPAN = 0.7  # a frame's side spans at least this share of the ink's height
+SIDE_REACH = 0.25  # ... and lies this share of its height from its edge (OUTER_SHARE of a wide field's width is far)
 SIDE_GAP = 3  # px (of that reduced box): a frame's lone side keeps at least this far from the digit
 LONE_SIDE_DIGIT = 0.2  # the digit beside a frame's lone side is at least this share of the side tall
 FRAME_WIDTH = 0.4  # a field is at least this share of its height wide
@@ -532,7 +533,7 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
     vertical = [((cols, rows), cut_by_the_page((rows, cols), length, (width, height), page_edges[2:]))
                 for (rows, cols), length in line_candidates(mask.T, height, width)]
     uprights = [band for band, _ in vertical]
-    vertical = [(band, length) for band, length in vertical if on_the_outside(band[1], width)
+    vertical = [(band, length) for band, length in vertical if on_the_outside(band[1], width, SIDE_REACH * height)
                 and length >= SIDE_SPAN * height]
     if not horizontal and not vertical:
         return []
@@ -912,9 +913,10 @@ def apart(band: tuple[np.ndarray, np.ndarray], digit: np.ndarray, ink: np.ndarra
     return not np.isin(labels[digit], labels[band]).any()
 
 
-def on_the_outside(coordinates: np.ndarray, extent: int) -> bool:
-    """A line reaches near the first or last row (column) of the field."""
-    near = OUTER_SHARE * extent
+def on_the_outside(coordinates: np.ndarray, extent: int, most: float = np.inf) -> bool:
+    """A line reaches near the first or last row (column) of the field: within OUTER_SHARE of its
+    `extent`, and `most` px (a digit written near a wide field's side is no side)."""
+    near = min(OUTER_SHARE * extent, most)
     return coordinates.min() <= near or coordinates.max() >= extent - 1 - near
 
 
