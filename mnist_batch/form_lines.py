@@ -549,13 +549,13 @@ def printed_lines(mask: np.ndarray, field: tuple[int, int],
     digit_height = np.ptp(digit_rows) + 1 if len(digit_rows) else 0
     printed = [band for band, length in horizontal
                if frames_the_digit(length, digit_cols, digit_height, LINE_BETWEEN_UPRIGHTS
-                                   if between_uprights(band, uprights, mask.shape) else LINE_OVER_DIGIT)
+                                   if both_ends_on(band, uprights, mask.shape, 1) else LINE_OVER_DIGIT)
                and not ends_on_the_digit(band, inside)]
     # A side standing on a printed base and hanging from a printed top frames a digit as tall as the box.
     sides = [band for band, length in vertical if frames_the_digit(length, digit_rows, digit_height)
-             or between_lines(band, printed, mask.shape)]
+             or both_ends_on(band, printed, mask.shape, 0)]
     if (not both_edges(sides, field) and twin_sides(vertical, field)
-            and any(between_uprights(band, uprights, mask.shape) for band in bases)):
+            and any(both_ends_on(band, uprights, mask.shape, 1) for band in bases)):
         sides = [band for band, _ in vertical]
     if both_edges(sides, field):  # they frame the field even where the page's edge cut their corners off
         return printed + sides
@@ -614,20 +614,17 @@ def frames_the_digit(length: int, digit_along: np.ndarray, digit_height: int,
     return length >= LINE_OVER_DIGIT * digit_along and length >= height_share * digit_height
 
 
-def between_uprights(band: tuple[np.ndarray, np.ndarray], uprights: list[tuple], shape: tuple[int, int]) -> bool:
-    """Whether both ends of a horizontal line meet upright lines: a box's sides or a comb's ticks. A
+def both_ends_on(band: tuple[np.ndarray, np.ndarray], lines: list[tuple], shape: tuple[int, int], axis: int) -> bool:
+    """Whether both ends of a line (along `axis`: 1, a horizontal one's, 0, a vertical one's) lie on
+    `lines`: a field's base between two sides or a comb's ticks, a side between a top and a base. A
     digit's bar or base goes on into its curve or stem at one end at most."""
-    from scipy import ndimage
-
-    if len(uprights) < 2:
+    if len(lines) < 2:
         return False
-    near = np.zeros(shape, bool)
-    for rows, cols in uprights:
-        near[rows, cols] = True
-    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    near = near_lines(lines, shape)
+    along = band[axis]
+    first, last = along <= along.min() + LINE_MEET, along >= along.max() - LINE_MEET
     rows, cols = band
-    left, right = cols <= cols.min() + LINE_MEET, cols >= cols.max() - LINE_MEET
-    return bool(near[rows[left], cols[left]].any() and near[rows[right], cols[right]].any())
+    return bool(near[rows[first], cols[first]].any() and near[rows[last], cols[last]].any())
 
 
 def twin_sides(vertical: list[tuple], field: tuple[int, int]) -> bool:
@@ -640,22 +637,6 @@ def twin_sides(vertical: list[tuple], field: tuple[int, int]) -> bool:
     right = [length for (_, cols), length in vertical if cols.min() >= width - 1 - near]
     return (width >= FRAME_WIDTH * height and bool(left) and bool(right)
             and abs(max(left) - max(right)) <= TICK_TWINS * max(max(left), max(right)))
-
-
-def between_lines(band: tuple[np.ndarray, np.ndarray], lines: list[tuple], shape: tuple[int, int]) -> bool:
-    """Whether a vertical line's upper end lies on one of `lines` and its lower end on another: a box's
-    side between its top and its base."""
-    from scipy import ndimage
-
-    if len(lines) < 2:
-        return False
-    near = np.zeros(shape, bool)
-    for rows, cols in lines:
-        near[rows, cols] = True
-    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
-    rows, cols = band
-    upper, lower = rows <= rows.min() + LINE_MEET, rows >= rows.max() - LINE_MEET
-    return bool(near[rows[upper], cols[upper]].any() and near[rows[lower], cols[lower]].any())
 
 
 def ends_on_the_digit(band: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -> bool:
@@ -920,15 +901,20 @@ def on_the_outside(coordinates: np.ndarray, extent: int, most: float = np.inf) -
     return coordinates.min() <= near or coordinates.max() >= extent - 1 - near
 
 
-def meets(band: tuple, others: list[tuple], shape: tuple[int, int], upper: bool = True) -> bool:
-    """Whether a side's upper or lower end lies on one of `others`: a frame's side (or a comb's tick)
-    stands on its base line or (`upper`) hangs from its top line."""
+def near_lines(lines: list[tuple], shape: tuple[int, int]) -> np.ndarray:
+    """The pixels within LINE_MEET of any of `lines` ((rows, cols) bands), of an image of `shape`."""
     from scipy import ndimage
 
     near = np.zeros(shape, bool)
-    for rows, cols in others:
+    for rows, cols in lines:
         near[rows, cols] = True
-    near = ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+    return ndimage.binary_dilation(near, structure=np.ones((3, 3)), iterations=LINE_MEET)
+
+
+def meets(band: tuple, others: list[tuple], shape: tuple[int, int], upper: bool = True) -> bool:
+    """Whether a side's upper or lower end lies on one of `others`: a frame's side (or a comb's tick)
+    stands on its base line or (`upper`) hangs from its top line."""
+    near = near_lines(others, shape)
     rows, cols = band
     ends = (rows >= rows.max() - LINE_MEET) | (upper & (rows <= rows.min() + LINE_MEET))
     return bool(near[rows[ends], cols[ends]].any())

@@ -442,7 +442,7 @@ def test_a_field_narrower_than_its_digit_is_tall_is_read_without_its_lines(tmp_p
     """A field's top and base were taken for lines only when longer than the digit left inside is tall
     (a 5's top, a 7's bar are not), so a narrow box or comb cell kept them: 53 of these 60 read as
     without the lines. A line between two uprights, a box's sides or a comb's ticks, frames a digit 0.8
-    as tall as it is long (form_lines.between_uprights): 59."""
+    as tall as it is long (form_lines.both_ends_on): 59."""
     fields, plain = read_with_and_without(tmp_path, narrow_field, mnist_test.images[:60], 79)
     assert fields["status"].to_list() == ["ok"] * 60 and (fields["pred"] == plain["pred"]).sum() >= 57
 
