@@ -24,8 +24,9 @@ from mnist_batch.checkpoints import (
     row_scores,
     split_scores,
 )
-from mnist_batch.errors import USAGE, UserError, raise_if_interrupted, shown
+from mnist_batch.errors import UserError, raise_if_interrupted, shown
 from mnist_batch.files import write_atomic
+from mnist_batch.options import check_device
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, as the original notebook normalised
 
@@ -103,6 +104,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 def pick_device(name: str) -> torch.device:
     """'auto' prefers cuda, then mps, then cpu; a named device that is absent is a user error."""
+    check_device(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -114,8 +116,6 @@ def pick_device(name: str) -> torch.device:
         "cuda": torch.cuda.is_available(),
         "mps": torch.backends.mps.is_available(),
     }
-    if name not in available:
-        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda or mps", USAGE)
     if not available[name]:
         raise UserError(f"device {name!r} is not available on this machine; use --device auto or cpu")
     return torch.device(name)
