@@ -682,9 +682,9 @@ def ink_crop(pixels: np.ndarray, counts: np.ndarray, light_background: bool,
     had_lines |= ruled
     if had_lines:  # without the lines, the digit is the largest piece: drop what lies far from it
         ink = drop_specks(ink, CAPTION_SIDE)
-    if (had_lines and (nothing_but_lines(ink, field) or a_divider(ink, unruled)) or a_neighbours_side(ink > 0)
-            or an_empty_ring(ink > 0) or an_empty_box(ink > 0)
-            or ruled and an_empty_frame(drop_specks(unruled))):
+    inked = ink > 0
+    if (had_lines and (nothing_but_lines(ink, field) or a_divider(ink, unruled)) or a_neighbours_side(inked)
+            or an_empty_ring(inked) or an_empty_box(inked) or ruled and an_empty_frame(drop_specks(unruled))):
         raise NotADigit("only printed lines (an empty form field or an underline): no digit")
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if rows[-1] - rows[0] + 1 < FLATTEST_DIGIT * (cols[-1] - cols[0] + 1):

@@ -40,7 +40,7 @@ from mnist_batch.model import (
     state_copy,
 )
 from mnist_batch.stats import MIN_MEASURED, overlap, wilson_interval
-from mnist_batch.train_options import TrainOptions, check_values
+from mnist_batch.train_options import ARCHITECTURE_NAMES, TrainOptions, check_values
 
 DRY_RUN_BATCHES = 10
 CPU_RECIPE = (256, 0.015)  # batch size, peak learning rate
@@ -74,12 +74,10 @@ class ExtraDigits:
 
 def check_options(opts: TrainOptions) -> None:
     """check_values, then that the run would not write over its --from checkpoint."""
-    from mnist_batch.model import ARCHITECTURES
-
     check_values(opts)
     if opts.base is not None:
         check_not_the_base(resolve_checkpoint(opts.base), [Path(opts.out) / f"{name}-tuned.safetensors"
-                                                            for name in ARCHITECTURES])
+                                                            for name in ARCHITECTURE_NAMES])
 
 
 def check_not_the_base(base: Path, outputs: list[Path]) -> None:
