@@ -41,9 +41,11 @@ WEIGHTS_lenet := --arch lenet --augment --epochs 6
 WEIGHTS_smallbn := --arch smallbn --augment-writers --non-digits 0.2 --calibrate --epochs 14 --lr 0.01 --threads 1 \
 	--seed 4
 # smallbn is then fine-tuned with MNIST digits rendered as scans making up a quarter of each batch (seed 4),
-# and once more by the same recipe since scratch-outs, crossed-out digits and stamps joined the non-digits
-# (the bundled network's first two steps drew the eleven kinds of commit e0dc4c6). Seed 2 of the four
-# tried for that step: the one whose adapt gain on other writers holds +3 points (docs/networks.md).
+# once more by the same recipe since scratch-outs, crossed-out digits and stamps joined the non-digits
+# (the bundled network's first two steps drew the eleven kinds of commit e0dc4c6; seed 2 of four, the one
+# whose adapt gain on other writers holds +3 points), and a last time since handwritten letters, drawn
+# shapes, hatching and light blots joined them (the third step drew the fourteen kinds of commit fcefb40;
+# seed 4 of four, the one that reads other writers and rejects non-digits best: docs/networks.md).
 SCANS_smallbn := --augment-writers --scanned 0.25 --calibrate --epochs 3 --lr 0.002 --batch-size 256 --threads 1
 
 weights: weights-lenet weights-smallbn
@@ -57,6 +59,8 @@ weights-smallbn: venv
 	$(BIN)/mnist-batch train --from runs/weights/smallbn-base/smallbn.safetensors $(SCANS_smallbn) --seed 4 \
 		--out runs/weights/smallbn-scans $(TRAIN_ARGS)
 	$(BIN)/mnist-batch train --from runs/weights/smallbn-scans/smallbn-tuned.safetensors $(SCANS_smallbn) --seed 2 \
+		--out runs/weights/smallbn-stamps $(TRAIN_ARGS)
+	$(BIN)/mnist-batch train --from runs/weights/smallbn-stamps/smallbn-tuned.safetensors $(SCANS_smallbn) --seed 4 \
 		--out runs/weights/smallbn $(TRAIN_ARGS)
 	$(MAKE) bundle NAME=smallbn RUN=runs/weights/smallbn CHECKPOINT=smallbn-tuned.safetensors
 

@@ -14,8 +14,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from mnist_batch import records
 
-# Letters that no writer's digit resembles closely (no O, I, l, Z, S, B, G, b, g, q, T, ...).
-LETTERS = "ACEFHKMNPRUVWXYacdefhkmnprtuvwxy"
+# Letters that no writer's digit resembles closely (no O, I, i, l, Z, S, B, G, b, g, q, T, ...): a
+# J's or j's hook and an L's foot are what a 1 does not have. No D or Q: in a marker, cropped to its
+# ink, a 0 is one (they cost 1% of marker-thick digits to "not a digit").
+LETTERS = "ACEFHJKLMNPRUVWXYacdefhjkmnprtuvwxy"
 # Signs written on forms that resemble no digit: not / ( ) [ ] ! |, which a writer's 1 looks like,
 # nor $ (an S), ? (a 2 or a 7), nor - = ~, which preprocessing already finds flat (no digit).
 SYMBOLS = "+#%&@*<>"
@@ -30,7 +32,36 @@ TRAIN_FONTS = ("DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSer
 HELD_OUT_FONTS = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "cmr10", "cmss10", "cmtt10")
 TEX_TEXT_FONTS = ("cmr10", "cmss10")  # TeX's text encoding: < > ~ print as ¡ ¿ and an accent, so no signs
 KINDS = ("letter", "symbol", "pair", "half", "scribble", "tick", "cross", "blot", "underline", "empty_box", "noise",
-         "scratch_out", "crossed_out", "stamp")
+         "scratch_out", "crossed_out", "stamp", "hand_letter", "shape", "hatching")
+# Capital letters of LETTERS as a writer's pen strokes, in a unit box (x right, y down); the strokes
+# are jittered, slanted and rounded as a hand would (handwritten_letter).
+HAND_LETTERS = {
+    "A": [[(0, 1), (0.5, 0), (1, 1)], [(0.25, 0.6), (0.75, 0.6)]],
+    "C": [[(0.9, 0.15), (0.6, 0), (0.25, 0.05), (0.05, 0.5), (0.25, 0.95), (0.6, 1), (0.9, 0.85)]],
+    "E": [[(0.9, 0), (0.1, 0), (0.1, 1), (0.9, 1)], [(0.1, 0.5), (0.7, 0.5)]],
+    "F": [[(0.9, 0), (0.1, 0), (0.1, 1)], [(0.1, 0.5), (0.7, 0.5)]],
+    "H": [[(0.1, 0), (0.1, 1)], [(0.9, 0), (0.9, 1)], [(0.1, 0.5), (0.9, 0.5)]],
+    "J": [[(0.3, 0), (0.95, 0)], [(0.7, 0), (0.7, 0.75), (0.55, 0.97), (0.3, 0.97), (0.1, 0.75)]],
+    "K": [[(0.1, 0), (0.1, 1)], [(0.85, 0), (0.1, 0.6)], [(0.35, 0.4), (0.9, 1)]],
+    "L": [[(0.1, 0), (0.1, 1), (0.85, 1)]],
+    "M": [[(0.05, 1), (0.15, 0), (0.5, 0.6), (0.85, 0), (0.95, 1)]],
+    "N": [[(0.1, 1), (0.1, 0), (0.9, 1), (0.9, 0)]],
+    "P": [[(0.1, 1), (0.1, 0), (0.6, 0.02), (0.85, 0.2), (0.85, 0.35), (0.6, 0.5), (0.1, 0.5)]],
+    "R": [[(0.1, 1), (0.1, 0), (0.6, 0.02), (0.85, 0.2), (0.85, 0.35), (0.6, 0.5), (0.1, 0.5)], [(0.4, 0.5), (0.9, 1)]],
+    "U": [[(0.1, 0), (0.1, 0.7), (0.3, 0.97), (0.7, 0.97), (0.9, 0.7), (0.9, 0)]],
+    "V": [[(0, 0), (0.5, 1), (1, 0)]],
+    "W": [[(0, 0), (0.25, 1), (0.5, 0.35), (0.75, 1), (1, 0)]],
+    "X": [[(0.1, 0), (0.9, 1)], [(0.9, 0), (0.1, 1)]],
+    "Y": [[(0.1, 0), (0.5, 0.5)], [(0.9, 0), (0.5, 0.5), (0.5, 1)]],
+}
+# Hand-drawn figures a form or a margin holds. No circle, square or diamond: at 28x28 a thick pen's
+# 0 is one (a square and a diamond cost 1.6% of marker-thick 0s to "not a digit"); empty boxes are
+# their own kind.
+SHAPES = {
+    "triangle": [[(0.5, 0), (1, 1), (0, 1), (0.5, 0)]],
+    "star": [[(0.5, 0), (0.79, 0.9), (0.02, 0.35), (0.98, 0.35), (0.21, 0.9), (0.5, 0)]],
+    "arrow": [[(0, 0.5), (1, 0.5)], [(0.7, 0.2), (1, 0.5), (0.7, 0.8)]],
+}
 FRAMES = ("box", "open", "comb", "underline")
 TIGHT_CROPS = 0.2  # share of scanned digits cut to their ink's box
 MAX_LIT_SHARE = 0.36  # of a 28x28 digit's pixels: MNIST training digits stay under 0.33
@@ -132,6 +163,14 @@ def noise(rng) -> Image.Image:
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
+def rounded(path: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Chaikin's corner cutting: a pen's curve through a polyline's points rather than its corners."""
+    for _ in range(rounds):
+        path = np.concatenate([0.75 * path[:-1] + 0.25 * path[1:], 0.25 * path[:-1] + 0.75 * path[1:]], axis=1)
+        path = path.reshape(-1, 2)
+    return path
+
+
 def scribble(rng, side: int) -> list[list[tuple[float, float]]]:
     """The paths of a scribble: a wavy random walk, a coil of loops across the crop, or two to four
     loose curves (random walks smoothed)."""
@@ -149,10 +188,7 @@ def scribble(rng, side: int) -> list[list[tuple[float, float]]]:
     paths = []
     for _ in range(int(rng.integers(2, 5))):
         start = side * rng.uniform(0.3, 0.7, 2)
-        walk = np.cumsum(rng.normal(0, side * 0.15, (int(rng.integers(4, 9)), 2)), axis=0) + start
-        for _ in range(3):  # Chaikin's corner cutting: a pen's curve rather than a polyline
-            walk = np.concatenate([0.75 * walk[:-1] + 0.25 * walk[1:], 0.25 * walk[:-1] + 0.75 * walk[1:]], axis=1)
-            walk = walk.reshape(-1, 2)
+        walk = rounded(np.cumsum(rng.normal(0, side * 0.15, (int(rng.integers(4, 9)), 2)), axis=0) + start)
         paths.append([tuple(p) for p in walk.clip(side * 0.05, side * 0.95)])
     return paths
 
@@ -211,12 +247,77 @@ def strokes(rng, kind: str) -> Image.Image:
         draw.line([point(0.1, 0.3, 0.1, 0.3), point(0.7, 0.9, 0.7, 0.9)], fill=fill, width=width)
         draw.line([point(0.7, 0.9, 0.1, 0.3), point(0.1, 0.3, 0.7, 0.9)], fill=fill, width=width)
     elif kind == "blot":
-        blot(rng, draw, side, fill)
-        page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
+        spilt = Image.new("L", page.size)
+        blot(rng, ImageDraw.Draw(spilt), side, 255)
+        soaked = np.asarray(spilt, np.float32) / 255 * (mottle(rng, side) if rng.random() < 0.35 else 1.0)
+        shade = rng.uniform(10, 170)  # ink, or something lighter: coffee, watercolour, a pencil's smudge
+        page = Image.fromarray((np.asarray(page, np.float32) * (1 - soaked * (1 - shade / 255))).astype(np.uint8))
+        smudge = rng.uniform(0.5, 2.5) if rng.random() < 0.65 else rng.uniform(2.5, 6)
+        page = page.filter(ImageFilter.GaussianBlur(smudge))
     elif kind == "underline":
         y = side * rng.uniform(0.6, 0.9)
         draw.line([(side * rng.uniform(0, 0.2), y), (side * rng.uniform(0.8, 1), y + rng.normal(0, 2))],
                   fill=fill, width=width)
+    return page
+
+
+def mottle(rng, side: int) -> np.ndarray:
+    """(side, side) of 0.3-1: how much ink a blot soaked in, place by place."""
+    noise_ = Image.fromarray(rng.normal(128, 60, (side, side)).clip(0, 255).astype(np.uint8))
+    soft = np.asarray(noise_.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3))), np.float32)
+    return np.interp(soft, (soft.min(), soft.max()), (0.3, 1.0))
+
+
+def hand_drawn(rng, figure: list[list[tuple[float, float]]], turn: float, aspect: tuple[float, float]) -> Image.Image:
+    """`figure`'s strokes (points in a unit box) written with a pen on a crop of paper: each point
+    moved a little, the corners rounded, the whole stretched to a width of `aspect` times its height,
+    slanted, and turned by up to `turn` degrees either way."""
+    side = int(rng.integers(48, 120))
+    page = paper((side, side), rng)
+    draw = ImageDraw.Draw(page)
+    width, fill = max(1, int(side * rng.uniform(0.03, 0.09))), ink_level(rng)
+    height = side * rng.uniform(0.45, 0.8)
+    stretch = np.array([height * rng.uniform(*aspect), height])
+    slant, angle = rng.uniform(-0.3, 0.3), np.radians(rng.uniform(-turn, turn))
+    rotation = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+    centre = side / 2 + rng.normal(0, side * 0.04, 2)
+    for stroke in figure:
+        points = np.asarray(stroke, np.float64) + rng.normal(0, 0.04, (len(stroke), 2)) - 0.5
+        points = (points + np.outer(points[:, 1], [slant, 0])) * stretch @ rotation + centre
+        dense = np.concatenate([np.linspace(a, b, 3, endpoint=False) for a, b in zip(points[:-1], points[1:])]
+                               + [points[-1:]])
+        path = np.concatenate([dense[:1], rounded(dense, 2), dense[-1:]])  # its ends stay where the pen began
+        draw.line([tuple(p) for p in path], fill=fill, width=width, joint="curve")
+    return page
+
+
+def handwritten_letter(rng) -> Image.Image:
+    """A capital letter written by hand (HAND_LETTERS)."""
+    letters = sorted(HAND_LETTERS)
+    return hand_drawn(rng, HAND_LETTERS[letters[rng.integers(len(letters))]], turn=12, aspect=(0.6, 1.1))
+
+
+def shape(rng) -> Image.Image:
+    """A hand-drawn triangle, square, diamond, star or arrow (SHAPES), pointing any way."""
+    names = sorted(SHAPES)
+    return hand_drawn(rng, SHAPES[names[rng.integers(len(names))]], turn=180, aspect=(0.7, 1.3))
+
+
+def hatching(rng) -> Image.Image:
+    """A patch shaded with 4-7 parallel pen strokes at any angle, a third of them crossed by as many:
+    few enough to stay strokes at 28x28, where every pen is as broad as MNIST's (a blot is its own kind)."""
+    side = int(rng.integers(48, 120))
+    page = paper((side, side), rng)
+    draw = ImageDraw.Draw(page)
+    width, fill = max(1, int(side * rng.uniform(0.02, 0.05))), ink_level(rng)
+    reach, count = side * rng.uniform(0.2, 0.4), int(rng.integers(4, 8))
+    centre = side / 2 + rng.normal(0, side * 0.05, 2)
+    first = rng.uniform(0, np.pi)
+    for angle in (first, first + rng.uniform(np.pi / 4, 3 * np.pi / 4)) if rng.random() < 0.33 else (first,):
+        along, across = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+        for offset in np.linspace(-reach, reach, count):
+            ends = reach * rng.uniform(0.6, 1.0, 2) * np.array([-1, 1])
+            draw.line([tuple(centre + offset * across + end * along) for end in ends], fill=fill, width=width)
     return page
 
 
@@ -280,6 +381,12 @@ def non_digit(rng, kind: str, images: np.ndarray, labels: np.ndarray,
         return crossed_out(rng, images)
     if kind == "stamp":
         return stamp(rng, fonts)
+    if kind == "hand_letter":
+        return handwritten_letter(rng)
+    if kind == "shape":
+        return shape(rng)
+    if kind == "hatching":
+        return hatching(rng)
     return strokes(rng, kind)
 
 
