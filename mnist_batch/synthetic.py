@@ -7,6 +7,7 @@ as a user's file (digitize.preprocess), so the network learns what classify will
 """
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from mnist_batch import records
 
 # Letters that no writer's digit resembles closely (no O, I, i, l, Z, S, B, G, b, g, q, T, ...): a
-# J's or j's hook and an L's foot are what a 1 does not have. No D or Q: in a marker, cropped to its
-# ink, a 0 is one (they cost 1% of marker-thick digits to "not a digit").
+# J's or j's hook and an L's foot are what a 1 does not have. No D or Q: a marker's 0 cropped to its
+# ink is one (trained with them, 8-12 of the bench's 1,000 thick-pen digits were 0s taken for
+# non-digits; without them 6-7).
 LETTERS = "ACEFHJKLMNPRUVWXYacdefhjkmnprtuvwxy"
 # Signs written on forms that resemble no digit: not / ( ) [ ] ! |, which a writer's 1 looks like,
 # nor $ (an S), ? (a 2 or a 7), nor - = ~, which preprocessing already finds flat (no digit).
@@ -54,9 +56,9 @@ HAND_LETTERS = {
     "X": [[(0.1, 0), (0.9, 1)], [(0.9, 0), (0.1, 1)]],
     "Y": [[(0.1, 0), (0.5, 0.5)], [(0.9, 0), (0.5, 0.5), (0.5, 1)]],
 }
-# Hand-drawn figures a form or a margin holds. No circle, square or diamond: at 28x28 a thick pen's
-# 0 is one (a square and a diamond cost 1.6% of marker-thick 0s to "not a digit"); empty boxes are
-# their own kind.
+# Hand-drawn figures a form or a margin holds. No circle, square or diamond: at 28x28, where
+# preprocessing gives every pen MNIST's width, a 0 is one (a thick pen's, a rounded square with a
+# hole); printed boxes are a kind of their own.
 SHAPES = {
     "triangle": [[(0.5, 0), (1, 1), (0, 1), (0.5, 0)]],
     "star": [[(0.5, 0), (0.79, 0.9), (0.02, 0.35), (0.98, 0.35), (0.21, 0.9), (0.5, 0)]],
@@ -263,8 +265,8 @@ def strokes(rng, kind: str) -> Image.Image:
 
 def mottle(rng, side: int) -> np.ndarray:
     """(side, side) of 0.3-1: how much ink a blot soaked in, place by place."""
-    noise_ = Image.fromarray(rng.normal(128, 60, (side, side)).clip(0, 255).astype(np.uint8))
-    soft = np.asarray(noise_.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3))), np.float32)
+    grain = Image.fromarray(rng.normal(128, 60, (side, side)).clip(0, 255).astype(np.uint8))
+    soft = np.asarray(grain.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3))), np.float32)
     return np.interp(soft, (soft.min(), soft.max()), (0.3, 1.0))
 
 
@@ -284,7 +286,7 @@ def hand_drawn(rng, figure: list[list[tuple[float, float]]], turn: float, aspect
     for stroke in figure:
         points = np.asarray(stroke, np.float64) + rng.normal(0, 0.04, (len(stroke), 2)) - 0.5
         points = (points + np.outer(points[:, 1], [slant, 0])) * stretch @ rotation + centre
-        dense = np.concatenate([np.linspace(a, b, 3, endpoint=False) for a, b in zip(points[:-1], points[1:])]
+        dense = np.concatenate([np.linspace(a, b, 3, endpoint=False) for a, b in itertools.pairwise(points)]
                                + [points[-1:]])
         path = np.concatenate([dense[:1], rounded(dense, 2), dense[-1:]])  # its ends stay where the pen began
         draw.line([tuple(p) for p in path], fill=fill, width=width, joint="curve")
@@ -298,7 +300,7 @@ def handwritten_letter(rng) -> Image.Image:
 
 
 def shape(rng) -> Image.Image:
-    """A hand-drawn triangle, square, diamond, star or arrow (SHAPES), pointing any way."""
+    """A hand-drawn triangle, star or arrow (SHAPES), pointing any way."""
     names = sorted(SHAPES)
     return hand_drawn(rng, SHAPES[names[rng.integers(len(names))]], turn=180, aspect=(0.7, 1.3))
 
