@@ -1,5 +1,6 @@
 """Helpers shared by the benches: test data on disk and timing a whole process tree."""
 
+import hashlib
 import io
 import os
 import subprocess
@@ -21,6 +22,12 @@ def mnist_test():
     from mnist_batch import data
 
     return data.load("t10k")
+
+
+def drawn_by(module) -> str:
+    """A digest of the code a set is drawn with: a set drawn before that code changed is drawn again
+    (a marker keyed on its size and seed alone kept, say, blots of a generator since changed)."""
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:12]
 
 
 def write_labelled(folder: Path, key: str, make_files) -> Path:
@@ -270,15 +277,18 @@ def write_dithered(folder: Path, count: int = 2_000, seed: int = 6) -> Path:
 
 def write_non_digits(folder: Path, images: np.ndarray, labels: np.ndarray, per_kind: int = 150,
                      seed: int = 1234) -> Path:
-    """Things that are not one digit, in folders by kind (synthetic.KINDS: letters, signs, pairs of
-    digits, halves of digits, scribbles, ticks, crosses, blots, underlines, empty form fields,
-    noise), drawn from the given MNIST digits (`images`, `labels`) with fonts and a seed that training never uses."""
+    """Things that are not one digit, in folders by kind (synthetic.KINDS: letters, handwritten
+    letters, signs, pairs of digits, halves of digits, scribbles, scratch-outs, crossed-out digits,
+    stamps, drawn shapes, hatching, ticks, crosses, blots, underlines, empty form fields, noise),
+    drawn from the given MNIST digits (`images`, `labels`) with fonts and a seed that training never uses."""
     from mnist_batch import synthetic
 
     for kind in synthetic.KINDS:
-        marker = folder / kind / f".complete-{per_kind}-{seed}"
+        marker = folder / kind / f".complete-{per_kind}-{seed}-{drawn_by(synthetic)}"
         if marker.exists():
             continue
+        for stale in marker.parent.glob(".complete-*"):
+            stale.unlink()
         rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])  # adding a kind redraws no other
         marker.parent.mkdir(parents=True, exist_ok=True)
         for i in range(per_kind):
@@ -330,7 +340,7 @@ def write_form_fields(folder: Path, mnist_images: np.ndarray, mnist_labels: np.n
                 image = synthetic.form_field(mnist_images[index], rng, *synthetic.field_geometry(rng, frame))
                 yield mnist_labels[index], f"{frame}-{i:04d}.png", image
 
-    return write_labelled(folder, f"{per_frame}-{seed}", files)
+    return write_labelled(folder, f"{per_frame}-{seed}-{drawn_by(synthetic)}", files)
 
 
 def write_thick_pen(folder: Path, count: int = 1_000, seed: int = 3) -> Path:

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from mnist_batch import records
 
 # Letters that no writer's digit resembles closely (no O, I, i, l, Z, S, B, G, b, g, q, T, ...): a
-# J's or j's hook and an L's foot are what a 1 does not have. No D or Q: a marker's 0 cropped to its
+# J's or j's hook and an L's foot are what a 1 does not have (a printed j is still read as a 1 or a 3
+# two times in five by the network trained with it). No D or Q: a marker's 0 cropped to its
 # ink is one (trained with them, 8-12 of the bench's 1,000 thick-pen digits were 0s taken for
 # non-digits; without them 6-7).
 LETTERS = "ACEFHJKLMNPRUVWXYacdefhjkmnprtuvwxy"
@@ -154,8 +155,8 @@ def noise(rng) -> Image.Image:
         pixels = np.full((side, side), rng.uniform(200, 250))
         pixels[rng.random((side, side)) < rng.uniform(0.02, 0.15)] = rng.uniform(0, 60)
     elif pattern == 2:
-        mottle = Image.fromarray((rng.normal(128, 40, (side, side))).clip(0, 255).astype(np.uint8))
-        pixels = np.asarray(mottle.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4))), np.float32)
+        grain = Image.fromarray((rng.normal(128, 40, (side, side))).clip(0, 255).astype(np.uint8))
+        pixels = np.asarray(grain.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4))), np.float32)
         pixels = (pixels - pixels.mean()) * rng.uniform(3, 8) + 200
     else:
         pixels = np.asarray(paper((side, side), rng), np.float32)
@@ -272,8 +273,8 @@ def mottle(rng, side: int) -> np.ndarray:
 
 def hand_drawn(rng, figure: list[list[tuple[float, float]]], turn: float, aspect: tuple[float, float]) -> Image.Image:
     """`figure`'s strokes (points in a unit box) written with a pen on a crop of paper: each point
-    moved a little, the corners rounded, the whole stretched to a width of `aspect` times its height,
-    slanted, and turned by up to `turn` degrees either way."""
+    moved a little, the whole slanted, stretched to a width of `aspect[0]`-`aspect[1]` times its
+    height and turned by up to `turn` degrees either way, then the corners rounded."""
     side = int(rng.integers(48, 120))
     page = paper((side, side), rng)
     draw = ImageDraw.Draw(page)
@@ -285,10 +286,11 @@ def hand_drawn(rng, figure: list[list[tuple[float, float]]], turn: float, aspect
     centre = side / 2 + rng.normal(0, side * 0.04, 2)
     for stroke in figure:
         points = np.asarray(stroke, np.float64) + rng.normal(0, 0.04, (len(stroke), 2)) - 0.5
-        points = (points + np.outer(points[:, 1], [slant, 0])) * stretch @ rotation + centre
+        points = ((points + np.outer(points[:, 1], [slant, 0])) * stretch) @ rotation + centre
         dense = np.concatenate([np.linspace(a, b, 3, endpoint=False) for a, b in itertools.pairwise(points)]
                                + [points[-1:]])
-        path = np.concatenate([dense[:1], rounded(dense, 2), dense[-1:]])  # its ends stay where the pen began
+        # Rounding cuts the ends too: put back where the pen began and lifted.
+        path = np.concatenate([dense[:1], rounded(dense, 2), dense[-1:]])
         draw.line([tuple(p) for p in path], fill=fill, width=width, joint="curve")
     return page
 
@@ -306,8 +308,9 @@ def shape(rng) -> Image.Image:
 
 
 def hatching(rng) -> Image.Image:
-    """A patch shaded with 4-7 parallel pen strokes at any angle, a third of them crossed by as many:
-    few enough to stay strokes at 28x28, where every pen is as broad as MNIST's (a blot is its own kind)."""
+    """A patch shaded with 4-7 parallel pen strokes at any angle, a third of them crossed by as many.
+    At 28x28, where every pen is as broad as MNIST's, the denser ones are a block, as a blot is: over
+    a quarter light more of it than any MNIST training digit (a lead for the thick-pen digits it costs)."""
     side = int(rng.integers(48, 120))
     page = paper((side, side), rng)
     draw = ImageDraw.Draw(page)

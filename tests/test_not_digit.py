@@ -29,6 +29,9 @@ def classified(cli, folder, out, *options):
 
 @pytest.mark.timeout(240)
 def test_empty_boxes_letters_and_pairs_are_not_digits(cli, tmp_path, mnist_test):
+    """60 of each: with 30, the share of letters moved by 13 points from one seed to the next, for
+    this network and the one before alike (a printed j or t is still read as a 1 now and then). The
+    network reads these letters at 95% and pairs at 93%."""
     write_non_digits(tmp_path / "in", ["empty_box", "letter", "pair"], 60, mnist_test)
     frame = classified(cli, tmp_path / "in", tmp_path / "o.parquet")
     rejected = frame.group_by("kind").agg((pl.col("status") == "not_digit").mean().alias("share"))

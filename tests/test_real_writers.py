@@ -670,10 +670,9 @@ def test_fine_tuning_learns_from_the_reading_classify_keeps(tmp_path, mnist_test
 def test_a_marker_digit_far_thicker_than_mnists_is_narrowed(cli, tmp_path, mnist_test):
     """Strokes widened by 5 px at twice the size, on paper with a margin: fitted into 20x20, the
     strokes are 6-8 px wide and the holes closed, a blot to the network. Narrowed to a thick pen's
-    width, 126 of these 200 are read right (93 before), 51 not_digit (79); 16 fill their box and are
-    a solid block either way. The network fine-tuned since with light blots and hatching among its
-    non-digits (blobs at 28x28) reads 118 right and rejects 60: still far from the 93 and 79 of the
-    unnarrowed strokes."""
+    width, 118 of these 200 are read right and 60 are not_digit (93 and 79 unnarrowed); 16 fill their
+    box and are a solid block either way. The network before the one bundled, trained without light
+    blots and hatching (blocks at 28x28) among its non-digits, read 126 right and rejected 51."""
     count = 200
     pages = [255 - np.pad(marker_pen(mnist_test.images[i], margin=0, widened=5, scale=2), 6) for i in range(count)]
     rows = read_labelled(cli, tmp_path, pages, mnist_test.labels[:count])
