@@ -283,8 +283,9 @@ def write_non_digits(folder: Path, images: np.ndarray, labels: np.ndarray, per_k
     drawn from the given MNIST digits (`images`, `labels`) with fonts and a seed that training never uses."""
     from mnist_batch import synthetic
 
+    generator = drawn_by(synthetic)
     for kind in synthetic.KINDS:
-        marker = folder / kind / f".complete-{per_kind}-{seed}-{drawn_by(synthetic)}"
+        marker = folder / kind / f".complete-{per_kind}-{seed}-{generator}"
         if marker.exists():
             continue
         for stale in marker.parent.glob(".complete-*"):

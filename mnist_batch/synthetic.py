@@ -87,6 +87,14 @@ def ink_level(rng) -> int:
     return int(rng.uniform(10, 90))
 
 
+def pen_on_paper(rng, widths: tuple[float, float] = (0.03, 0.09)):
+    """(side, page, draw, width, fill): a square crop of paper 48-119 px wide to draw on, and a pen:
+    its width, `widths` of the side, and its ink level."""
+    side = int(rng.integers(48, 120))
+    page = paper((side, side), rng)
+    return side, page, ImageDraw.Draw(page), max(1, int(side * rng.uniform(*widths))), ink_level(rng)
+
+
 def glyph(rng, fonts: tuple[str, ...], characters: str) -> Image.Image:
     """One of `characters` (letters or signs) printed in one of `fonts`, slanted and blurred."""
     side = int(rng.integers(48, 120))
@@ -228,11 +236,7 @@ def blot(rng, draw: ImageDraw.ImageDraw, side: int, fill: int) -> None:
 
 def strokes(rng, kind: str) -> Image.Image:
     """Pen marks: a scribble, a scratch-out, a tick, a cross, an ink blot, or an underline."""
-    side = int(rng.integers(48, 120))
-    page = paper((side, side), rng)
-    draw = ImageDraw.Draw(page)
-    width = max(1, int(side * rng.uniform(0.03, 0.09)))
-    fill = ink_level(rng)
+    side, page, draw, width, fill = pen_on_paper(rng)
 
     def point(x0, x1, y0, y1):
         return (side * rng.uniform(x0, x1), side * rng.uniform(y0, y1))
@@ -275,10 +279,7 @@ def hand_drawn(rng, figure: list[list[tuple[float, float]]], turn: float, aspect
     """`figure`'s strokes (points in a unit box) written with a pen on a crop of paper: each point
     moved a little, the whole slanted, stretched to a width of `aspect[0]`-`aspect[1]` times its
     height and turned by up to `turn` degrees either way, then the corners rounded."""
-    side = int(rng.integers(48, 120))
-    page = paper((side, side), rng)
-    draw = ImageDraw.Draw(page)
-    width, fill = max(1, int(side * rng.uniform(0.03, 0.09))), ink_level(rng)
+    side, page, draw, width, fill = pen_on_paper(rng)
     height = side * rng.uniform(0.45, 0.8)
     stretch = np.array([height * rng.uniform(*aspect), height])
     slant, angle = rng.uniform(-0.3, 0.3), np.radians(rng.uniform(-turn, turn))
@@ -311,10 +312,7 @@ def hatching(rng) -> Image.Image:
     """A patch shaded with 4-7 parallel pen strokes at any angle, a third of them crossed by as many.
     At 28x28, where every pen is as broad as MNIST's, the denser ones are a block, as a blot is: over
     a quarter light more of it than any MNIST training digit (a lead for the thick-pen digits it costs)."""
-    side = int(rng.integers(48, 120))
-    page = paper((side, side), rng)
-    draw = ImageDraw.Draw(page)
-    width, fill = max(1, int(side * rng.uniform(0.02, 0.05))), ink_level(rng)
+    side, page, draw, width, fill = pen_on_paper(rng, widths=(0.02, 0.05))
     reach, count = side * rng.uniform(0.2, 0.4), int(rng.integers(4, 8))
     centre = side / 2 + rng.normal(0, side * 0.05, 2)
     first = rng.uniform(0, np.pi)
